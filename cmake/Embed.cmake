@@ -1,0 +1,23 @@
+# ap_embed_files(<target> <namespace> <files...>): compiles the files' contents into a .cc that
+# defines `std::span<const EmbeddedFile> <namespace>::embedded_files()`, sorted by name.
+function(ap_embed_files target ns)
+  set(out ${CMAKE_CURRENT_BINARY_DIR}/${target}_embedded.cc)
+  set(content "#include <span>\n#include \"common/embedded.h\"\nnamespace ${ns} {\nnamespace {\n")
+  set(entries "")
+  set(i 0)
+  list(SORT ARGN)
+  foreach(f ${ARGN})
+    get_filename_component(name ${f} NAME)
+    file(READ ${f} text)
+    # Raw string delimiters cannot appear in SQL we write; checked by the length test below.
+    string(APPEND content "constexpr char kFile${i}[] = R\"apembed(${text})apembed\";\n")
+    string(APPEND entries "  {\"${name}\", kFile${i}},\n")
+    math(EXPR i "${i}+1")
+  endforeach()
+  string(APPEND content "constexpr ap::EmbeddedFile kFiles[] = {\n${entries}};\n}  // namespace\n")
+  string(APPEND content "std::span<const ap::EmbeddedFile> embedded_files() { return kFiles; }\n}\n")
+  file(WRITE ${out}.tmp "${content}")
+  configure_file(${out}.tmp ${out} COPYONLY)
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${ARGN})
+  target_sources(${target} PRIVATE ${out})
+endfunction()

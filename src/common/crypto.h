@@ -1,0 +1,34 @@
+// Small cryptographic helpers on OpenSSL: randomness, SHA-256, encodings, constant-time compare.
+// Thread-safe.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace ap {
+
+// Fills `out` with cryptographically secure random bytes (OpenSSL RAND_bytes). Aborts if the
+// system's random source fails: there is no safe way to continue without it.
+void random_bytes(uint8_t* out, size_t n);
+std::string random_token_base62(size_t chars);
+
+using Sha256Digest = std::array<uint8_t, 32>;
+Sha256Digest sha256(std::string_view data);
+
+std::string hex_encode(const uint8_t* data, size_t n);
+inline std::string hex_encode(std::string_view s) {
+  return hex_encode(reinterpret_cast<const uint8_t*>(s.data()), s.size());
+}
+std::optional<std::string> hex_decode(std::string_view hex);
+
+std::string base64_encode(std::string_view data);
+std::optional<std::string> base64_decode(std::string_view text);
+
+// Compares in time independent of where the inputs differ (CRYPTO_memcmp).
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+}  // namespace ap

@@ -1,0 +1,44 @@
+// The server's own request and response types: what handlers see, without Beast's headers.
+// Header names are lower-case. Thread-safe: plain values.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ap::gateway {
+
+struct Header {
+  std::string name;  // lower-case
+  std::string value;
+};
+
+struct Request {
+  std::string method;  // "GET"
+  std::string target;  // path and query as received
+  std::vector<Header> headers;
+  std::string body;
+
+  std::string_view path() const;
+  std::string_view query() const;
+  // The first header of that (lower-case) name, or empty.
+  std::string_view header(std::string_view lname) const;
+  // A query parameter, percent-decoded; nullopt when absent.
+  std::optional<std::string> query_param(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  std::vector<Header> headers;
+
+  static Response json(int status, std::string body) {
+    return Response{status, "application/json", std::move(body), {}};
+  }
+};
+
+std::string percent_decode(std::string_view s);
+
+}  // namespace ap::gateway

@@ -1,0 +1,84 @@
+// Routes: method + path template ("/v1/keys/{key_id}") -> handler, with the route's auth mode
+// and scope. Matching is by segments; a path that matches a template under another method is a
+// 405. Built once at start-up, then read-only: thread-safe for lookups.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/principal.h"
+#include "common/result.h"
+#include "gateway/http.h"
+
+namespace ap::auth {
+class Authenticator;
+}
+namespace ap::store {
+class Pool;
+}
+namespace ap::telemetry {
+class Histogram;
+}
+
+namespace ap::gateway {
+
+enum class AuthMode { kNone, kAdmin, kTenant };
+
+struct ServerInfo {
+  std::string version;
+  std::vector<std::string> features;
+};
+
+// What a handler gets: the request, its path parameters, the caller, and the shard's services.
+struct RequestContext {
+  const Request& request;
+  std::vector<std::pair<std::string_view, std::string_view>> params;
+  auth::Principal principal;
+  std::string request_id;
+  store::Pool& pool;
+  auth::Authenticator& authn;
+  const ServerInfo& info;
+
+  // The path parameter `name` ("key_id"), or empty.
+  std::string_view param(std::string_view name) const;
+  const TenantId& tenant() const { return principal.tenant; }
+};
+
+using Handler = std::function<boost::asio::awaitable<Result<Response>>(RequestContext&)>;
+
+struct Route {
+  std::string method;
+  std::string pattern;  // also the metrics and access-log label
+  AuthMode auth = AuthMode::kTenant;
+  uint32_t scope = 0;  // required scope for kTenant routes (0: any key)
+  Handler handler;
+  bool health = false;  // /ok, /metrics: not access-logged by default
+};
+
+struct Match {
+  const Route* route = nullptr;
+  std::vector<std::pair<std::string_view, std::string_view>> params;
+  bool method_mismatch = false;  // the path exists under another method (405)
+  std::string allow;             // methods allowed for the path
+};
+
+class Router {
+ public:
+  void add(Route route);
+  Match match(std::string_view method, std::string_view path) const;
+  const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
+
+ private:
+  struct Compiled {
+    const Route* route;
+    std::vector<std::string> segments;  // "{x}" marks a parameter
+  };
+  std::vector<std::unique_ptr<Route>> routes_;
+  std::vector<Compiled> compiled_;
+};
+
+}  // namespace ap::gateway

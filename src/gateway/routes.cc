@@ -1,0 +1,12 @@
+#include "gateway/routes.h"
+
+namespace ap::gateway {
+
+std::shared_ptr<Router> build_router() {
+  auto router = std::make_shared<Router>();
+  add_system_routes(*router);
+  add_platform_routes(*router);
+  return router;
+}
+
+}  // namespace ap::gateway

@@ -1,0 +1,16 @@
+// Every route of the HTTP API, in one table (see routes.cc). Thread-safe once built.
+#pragma once
+
+#include <memory>
+
+#include "gateway/router.h"
+
+namespace ap::gateway {
+
+std::shared_ptr<Router> build_router();
+
+// Registration per handler file.
+void add_system_routes(Router& router);
+void add_platform_routes(Router& router);
+
+}  // namespace ap::gateway

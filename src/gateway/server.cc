@@ -1,0 +1,443 @@
+#include "gateway/server.h"
+
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <atomic>
+#include <future>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "auth/authenticator.h"
+#include "common/crypto.h"
+#include "gateway/errors.h"
+#include "telemetry/log.h"
+#include "telemetry/metrics.h"
+
+namespace ap::gateway {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+constexpr auto kUse = asio::as_tuple(asio::use_awaitable);
+
+std::string make_request_id(std::string_view given) {
+  if (!given.empty() && given.size() <= 128) {
+    bool ok = true;
+    for (unsigned char c : given)
+      ok = ok && (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == ':');
+    if (ok) return std::string(given);
+  }
+  uint8_t b[16];
+  random_bytes(b, sizeof b);
+  return hex_encode(b, sizeof b);
+}
+
+std::string_view credential_of(const Request& req) {
+  // x-api-key wins over Authorization when both are sent.
+  if (auto k = req.header("x-api-key"); !k.empty()) return k;
+  auto a = req.header("authorization");
+  if (a.size() > 7 && (a.substr(0, 7) == "Bearer " || a.substr(0, 7) == "bearer ")) {
+    auto t = a.substr(7);
+    while (!t.empty() && t.front() == ' ') t.remove_prefix(1);
+    return t;
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<HostPort> parse_listen_address(std::string_view text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos || colon + 1 >= text.size())
+    return Error::invalid_argument("listen address must be host:port, got '" +
+                                   std::string(text.substr(0, 100)) + "'");
+  std::string host(text.substr(0, colon));
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") host = "127.0.0.1";
+  int port = 0;
+  for (char c : text.substr(colon + 1)) {
+    if (c < '0' || c > '9' || port > 65535) return Error::invalid_argument("bad port in '" + std::string(text) + "'");
+    port = port * 10 + (c - '0');
+  }
+  if (port > 65535) return Error::invalid_argument("bad port in '" + std::string(text) + "'");
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  if (ec) return Error::invalid_argument("bad host in listen address '" + std::string(text) + "'");
+  return HostPort{host, static_cast<uint16_t>(port)};
+}
+
+struct Shard {
+  asio::io_context ioc{1};
+  std::unique_ptr<store::Pool> pool;
+  std::thread thread;
+  size_t sessions = 0;
+  bool stopping = false;
+  // Connections waiting for their next request: closed at once on shutdown.
+  std::unordered_set<tcp::socket*> idle;
+  // Series per (route, method, status): looked up without locks on this shard's thread.
+  std::unordered_map<std::string, std::pair<telemetry::Counter*, telemetry::Histogram*>> series;
+};
+
+struct Server::Impl {
+  ServerOptions options;
+  std::shared_ptr<const Router> router;
+  auth::Authenticator& authn;
+  ServerInfo info;
+  std::vector<std::unique_ptr<Shard>> shards;
+  std::unique_ptr<tcp::acceptor> acceptor, metrics_acceptor;
+  std::unique_ptr<asio::ssl::context> tls;
+  std::atomic<size_t> next_shard{0};
+  std::atomic<bool> stopped{false};
+  uint16_t port = 0, metrics_port = 0;
+
+  Impl(ServerOptions o, std::shared_ptr<const Router> r, auth::Authenticator& a, ServerInfo i)
+      : options(std::move(o)), router(std::move(r)), authn(a), info(std::move(i)) {}
+
+  Result<std::unique_ptr<tcp::acceptor>> bind(asio::io_context& ioc, const std::string& addr);
+  asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool metrics_only);
+  template <class Stream>
+  asio::awaitable<void> session(Shard& shard, Stream& stream, tcp::socket& sock, bool metrics_only);
+  asio::awaitable<Response> dispatch(Shard& shard, Request& req, const std::string& request_id,
+                                     const Route*& route, std::string& tenant, bool metrics_only);
+  void record(Shard& shard, const Request& req, const Route* route, int status,
+              const std::string& request_id, const std::string& tenant, double seconds);
+};
+
+Result<std::unique_ptr<tcp::acceptor>> Server::Impl::bind(asio::io_context& ioc,
+                                                           const std::string& addr) {
+  AP_ASSIGN_OR_RETURN(auto hp, parse_listen_address(addr));
+  tcp::endpoint ep(asio::ip::make_address(hp.host), hp.port);
+  auto acc = std::make_unique<tcp::acceptor>(ioc);
+  boost::system::error_code ec;
+  acc->open(ep.protocol(), ec);
+  if (!ec) acc->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc->bind(ep, ec);
+  if (!ec) acc->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Error::unavailable("cannot listen on " + addr + ": " + ec.message());
+  return acc;
+}
+
+asio::awaitable<void> Server::Impl::accept_loop(tcp::acceptor& acc, bool metrics_only) {
+  for (;;) {
+    auto [ec, sock] = co_await acc.async_accept(kUse);
+    if (ec == asio::error::operation_aborted || !acc.is_open()) co_return;
+    if (ec) continue;  // e.g. EMFILE: keep serving the connections we have
+    sock.set_option(tcp::no_delay(true), ec);
+    Shard& shard = *shards[next_shard++ % shards.size()];
+    auto protocol = sock.local_endpoint(ec).protocol();
+    int fd = sock.release(ec);
+    if (ec) continue;
+    asio::post(shard.ioc, [this, &shard, fd, protocol, metrics_only] {
+      tcp::socket s(shard.ioc);
+      boost::system::error_code aec;
+      s.assign(protocol, fd, aec);
+      if (aec) {
+        ::close(fd);
+        return;
+      }
+      if (shard.stopping) return;
+      ++shard.sessions;
+      asio::co_spawn(
+          shard.ioc,
+          [this, &shard, s = std::move(s), metrics_only]() mutable -> asio::awaitable<void> {
+            if (tls && !metrics_only) {
+              beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(s)), *tls);
+              beast::get_lowest_layer(stream).expires_after(options.header_timeout);
+              auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kUse);
+              if (!hec) {
+                co_await session(shard, stream, beast::get_lowest_layer(stream).socket(), false);
+              }
+            } else {
+              beast::tcp_stream stream(std::move(s));
+              co_await session(shard, stream, stream.socket(), metrics_only);
+            }
+            --shard.sessions;
+          },
+          asio::detached);
+    });
+  }
+}
+
+template <class Stream>
+asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, tcp::socket& sock,
+                                            bool metrics_only) {
+  beast::flat_buffer buffer;
+  auto& lowest = beast::get_lowest_layer(stream);
+  for (;;) {
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<uint32_t>(options.header_limit));
+    parser.body_limit(options.body_limit);
+    bool idle = buffer.size() == 0;
+    if (idle) shard.idle.insert(&sock);
+    lowest.expires_after(idle ? options.idle_timeout : options.header_timeout);
+    auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kUse);
+    shard.idle.erase(&sock);
+    if (hec) {
+      if (hec == http::error::header_limit) {
+        http::response<http::string_body> res{http::status::request_header_fields_too_large, 11};
+        res.set(http::field::content_type, "application/json");
+        res.set(http::field::connection, "close");
+        res.body() = R"({"detail":"request headers exceed the limit"})";
+        res.prepare_payload();
+        co_await http::async_write(stream, res, kUse);
+      } else if (hec != http::error::end_of_stream && hec != beast::error::timeout &&
+                 hec != asio::error::operation_aborted && hec != asio::error::connection_reset &&
+                 hec != asio::error::eof && hec != asio::error::bad_descriptor) {
+        http::response<http::string_body> res{http::status::bad_request, 11};
+        res.set(http::field::content_type, "application/json");
+        res.set(http::field::connection, "close");
+        res.body() = R"({"detail":"malformed HTTP request"})";
+        res.prepare_payload();
+        co_await http::async_write(stream, res, kUse);
+      }
+      break;
+    }
+    auto start = std::chrono::steady_clock::now();
+    auto& hdr = parser.get();
+    std::string request_id = make_request_id(hdr["x-request-id"]);
+    Response resp;
+    const Route* route = nullptr;
+    std::string tenant;
+    bool keep_alive = hdr.keep_alive();
+    Request req;
+    req.method = std::string(hdr.method_string());
+    req.target = std::string(hdr.target());
+    // Refuse an oversized declared body from the headers alone, without reading it.
+    if (parser.content_length() && *parser.content_length() > options.body_limit) {
+      resp = error_response(Error::payload_too_large(
+          "request body exceeds " + std::to_string(options.body_limit) + " bytes"));
+      keep_alive = false;
+    } else {
+      bool body_ok = true;
+      if (!parser.is_done()) {
+        if (beast::iequals(hdr[http::field::expect], "100-continue")) {
+          http::response<http::empty_body> cont{http::status::continue_, 11};
+          co_await http::async_write(stream, cont, kUse);
+        }
+        lowest.expires_after(options.body_timeout);
+        auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kUse);
+        if (bec == http::error::body_limit) {
+          resp = error_response(Error::payload_too_large(
+              "request body exceeds " + std::to_string(options.body_limit) + " bytes"));
+          keep_alive = false;
+          body_ok = false;
+        } else if (bec) {
+          break;
+        }
+      }
+      if (body_ok) {
+        auto msg = parser.release();
+        req.body = std::move(msg.body());
+        req.headers.reserve(16);
+        for (const auto& f : msg) {
+          std::string name(f.name_string());
+          for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+          req.headers.push_back({std::move(name), std::string(f.value())});
+        }
+        resp = co_await dispatch(shard, req, request_id, route, tenant, metrics_only);
+      }
+    }
+    if (shard.stopping) keep_alive = false;
+    http::response<http::string_body> res{static_cast<http::status>(resp.status), 11};
+    res.set(http::field::content_type, resp.content_type);
+    res.set("x-request-id", request_id);
+    for (const auto& h : resp.headers) res.set(h.name, h.value);
+    res.body() = std::move(resp.body);
+    res.keep_alive(keep_alive);
+    res.prepare_payload();
+    lowest.expires_after(options.body_timeout);
+    auto [wec, wn] = co_await http::async_write(stream, res, kUse);
+    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    record(shard, req, route, resp.status, request_id, tenant, secs);
+    if (wec || !keep_alive) break;
+  }
+  boost::system::error_code ec;
+  sock.shutdown(tcp::socket::shutdown_both, ec);
+  sock.close(ec);
+}
+
+asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
+                                                 const std::string& request_id,
+                                                 const Route*& route, std::string& tenant,
+                                                 bool metrics_only) {
+  auto m = router->match(req.method, req.path());
+  if (metrics_only && (!m.route || m.route->pattern != "/metrics"))
+    co_return error_response(Error::not_found("this listener serves /metrics only"));
+  if (!m.route) {
+    if (m.method_mismatch) {
+      auto r = error_response(Error{Code::kInvalidArgument,
+                                    "method " + req.method + " not allowed; allowed: " + m.allow});
+      r.status = 405;
+      r.headers.push_back({"allow", m.allow});
+      co_return r;
+    }
+    co_return error_response(Error::not_found("no route for " + req.method + " " +
+                                              std::string(req.path().substr(0, 200))));
+  }
+  route = m.route;
+  if (route->pattern == "/metrics" && !options.metrics_listen.empty() && !metrics_only)
+    co_return error_response(Error::not_found("metrics are served on the metrics listener"));
+  RequestContext ctx{req, std::move(m.params), {}, request_id, *shard.pool, authn, info};
+  if (route->auth != AuthMode::kNone) {
+    auto p = co_await authn.authenticate(*shard.pool, credential_of(req));
+    if (!p) co_return error_response(p.error());
+    ctx.principal = *p;
+    if (!p->is_admin()) tenant = p->tenant.to_string();
+    if (route->auth == AuthMode::kAdmin && !p->is_admin())
+      co_return error_response(Error::permission_denied("this endpoint needs the admin token"));
+    if (route->auth == AuthMode::kTenant && p->is_admin())
+      co_return error_response(Error::permission_denied("this endpoint needs a tenant API key"));
+    if (route->auth == AuthMode::kTenant && route->scope && !p->has(static_cast<auth::Scope>(route->scope)))
+      co_return error_response(Error::permission_denied(
+          "this key lacks the '" +
+          std::string(auth::scope_name(static_cast<auth::Scope>(route->scope))) + "' scope"));
+  }
+  Result<Response> r = Error::internal("handler did not run");
+  try {
+    r = co_await route->handler(ctx);
+  } catch (const std::exception& e) {
+    r = Error::internal(e.what());
+  }
+  if (!r) {
+    if (r.error().code == Code::kInternal || r.error().code == Code::kUnavailable)
+      telemetry::log_error("request_failed", {{"request_id", request_id},
+                                              {"route", route->pattern},
+                                              {"error", r.error().to_string()}});
+    co_return error_response(r.error());
+  }
+  co_return std::move(*r);
+}
+
+void Server::Impl::record(Shard& shard, const Request& req, const Route* route, int status,
+                          const std::string& request_id, const std::string& tenant,
+                          double seconds) {
+  std::string_view pattern = route ? std::string_view(route->pattern) : "unmatched";
+  std::string key = std::string(pattern) + ' ' + req.method + ' ' + std::to_string(status);
+  auto it = shard.series.find(key);
+  if (it == shard.series.end()) {
+    auto& reg = telemetry::metrics();
+    std::string method = route ? req.method : "other";
+    std::string cls = std::to_string(status / 100) + "xx";
+    auto* c = &reg.counter("agentplane_http_requests_total", "HTTP requests by route, method "
+                           "and status.", {"route", "method", "status"})
+                   .with({std::string(pattern), method, std::to_string(status)});
+    auto* h = &reg.histogram("agentplane_http_request_duration_seconds",
+                             "HTTP request latency by route, method and status class.",
+                             {"route", "method", "status_class"})
+                   .with({std::string(pattern), method, cls});
+    it = shard.series.emplace(std::move(key), std::make_pair(c, h)).first;
+  }
+  it->second.first->inc();
+  it->second.second->observe(seconds);
+  if (route && route->health && !telemetry::log_options().access_log_health) return;
+  // Never log a key or token: only ids, the route template and the outcome.
+  telemetry::log_info("request", {{"request_id", request_id},
+                                  {"tenant", tenant},
+                                  {"method", req.method},
+                                  {"route", pattern},
+                                  {"status", status},
+                                  {"latency_ms", seconds * 1000.0}});
+}
+
+Server::Server(ServerOptions options, std::shared_ptr<const Router> router,
+               auth::Authenticator& authn, ServerInfo info)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(router), authn, std::move(info))) {}
+
+Server::~Server() { stop(); }
+
+Status Server::start() {
+  auto& o = impl_->options;
+  int n = o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency());
+  if (!o.tls_cert.empty() || !o.tls_key.empty()) {
+    if (o.tls_cert.empty() || o.tls_key.empty())
+      return Error::invalid_argument("TLS needs both --tls-cert and --tls-key");
+    auto ctx = std::make_unique<asio::ssl::context>(asio::ssl::context::tls_server);
+    ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                     asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                     asio::ssl::context::no_tlsv1_1);
+    boost::system::error_code ec;
+    ctx->use_certificate_chain_file(o.tls_cert, ec);
+    if (ec) return Error::invalid_argument("cannot read TLS certificate " + o.tls_cert + ": " + ec.message());
+    ctx->use_private_key_file(o.tls_key, asio::ssl::context::pem, ec);
+    if (ec) return Error::invalid_argument("cannot read TLS key " + o.tls_key + ": " + ec.message());
+    impl_->tls = std::move(ctx);
+  }
+  for (int i = 0; i < n; ++i) {
+    auto shard = std::make_unique<Shard>();
+    shard->pool = std::make_unique<store::Pool>(shard->ioc.get_executor(), o.pool);
+    impl_->shards.push_back(std::move(shard));
+  }
+  auto& first = impl_->shards[0]->ioc;
+  AP_ASSIGN_OR_RETURN(impl_->acceptor, impl_->bind(first, o.listen));
+  impl_->port = impl_->acceptor->local_endpoint().port();
+  if (!o.metrics_listen.empty()) {
+    AP_ASSIGN_OR_RETURN(impl_->metrics_acceptor, impl_->bind(first, o.metrics_listen));
+    impl_->metrics_port = impl_->metrics_acceptor->local_endpoint().port();
+    asio::co_spawn(first, impl_->accept_loop(*impl_->metrics_acceptor, true), asio::detached);
+  }
+  asio::co_spawn(first, impl_->accept_loop(*impl_->acceptor, false), asio::detached);
+  impl_->authn.start(first.get_executor(), *impl_->shards[0]->pool);
+  for (auto& s : impl_->shards) {
+    Shard* sp = s.get();
+    sp->thread = std::thread([sp] {
+      auto guard = asio::make_work_guard(sp->ioc);
+      // The guard keeps run() alive until stop() posts its release.
+      sp->ioc.run();
+    });
+  }
+  return ok_status();
+}
+
+uint16_t Server::port() const { return impl_->port; }
+uint16_t Server::metrics_port() const { return impl_->metrics_port; }
+
+void Server::stop() {
+  if (!impl_ || impl_->shards.empty() || impl_->stopped.exchange(true)) return;
+  auto& first = impl_->shards[0]->ioc;
+  asio::post(first, [this] {
+    boost::system::error_code ec;
+    if (impl_->acceptor) impl_->acceptor->close(ec);
+    if (impl_->metrics_acceptor) impl_->metrics_acceptor->close(ec);
+  });
+  for (auto& s : impl_->shards) {
+    Shard* sp = s.get();
+    asio::post(sp->ioc, [sp] {
+      sp->stopping = true;
+      for (auto* sock : sp->idle) {
+        boost::system::error_code ec;
+        sock->cancel(ec);
+      }
+    });
+  }
+  // In-flight requests finish within the grace period; their connections then close.
+  auto deadline = std::chrono::steady_clock::now() + impl_->options.shutdown_grace;
+  for (auto& s : impl_->shards) {
+    Shard* sp = s.get();
+    for (;;) {
+      std::promise<size_t> p;
+      auto f = p.get_future();
+      asio::post(sp->ioc, [sp, &p] { p.set_value(sp->sessions); });
+      if (f.wait_for(std::chrono::seconds(1)) != std::future_status::ready) break;
+      if (f.get() == 0 || std::chrono::steady_clock::now() > deadline) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  impl_->authn.stop();
+  // Give the last-used flush a moment, then stop every shard.
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (auto& s : impl_->shards) s->ioc.stop();
+  for (auto& s : impl_->shards)
+    if (s->thread.joinable()) s->thread.join();
+  impl_->acceptor.reset();
+  impl_->metrics_acceptor.reset();
+  impl_->shards.clear();
+}
+
+}  // namespace ap::gateway

@@ -1,0 +1,82 @@
+#include "store/pool.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include "telemetry/metrics.h"
+
+namespace ap::store {
+
+Pool::Lease& Pool::Lease::operator=(Lease&& o) noexcept {
+  if (this != &o) {
+    if (pool_ && conn_) pool_->release(std::move(conn_));
+    pool_ = o.pool_;
+    conn_ = std::move(o.conn_);
+  }
+  return *this;
+}
+
+Pool::Lease::~Lease() {
+  if (pool_ && conn_) pool_->release(std::move(conn_));
+}
+
+Pool::Pool(asio::any_io_executor ex, PoolOptions options)
+    : ex_(std::move(ex)), options_(std::move(options)) {}
+
+Pool::~Pool() {
+  for (auto& w : waiters_) w->cancel();
+}
+
+void Pool::release(std::unique_ptr<Conn> conn) {
+  if (conn->broken()) {
+    --open_;
+  } else {
+    idle_.push_back(std::move(conn));
+  }
+  if (!waiters_.empty()) {
+    waiters_.front()->cancel();
+    waiters_.pop_front();
+  }
+}
+
+Task<Pool::Lease> Pool::acquire() {
+  auto deadline = std::chrono::steady_clock::now() + options_.acquire_timeout;
+  for (;;) {
+    while (!idle_.empty()) {
+      auto conn = std::move(idle_.back());
+      idle_.pop_back();
+      if (conn->broken()) {
+        --open_;
+        continue;
+      }
+      if (conn->in_transaction()) {
+        // Isolation: a unit of work that ended without COMMIT must not leak into the next one.
+        static const Statement kRollback{"ROLLBACK", {}};
+        auto r = co_await conn->pipeline({&kRollback, 1});
+        if (!r) {
+          --open_;
+          continue;
+        }
+      }
+      co_return Lease(this, std::move(conn));
+    }
+    if (open_ < options_.max_size) {
+      ++open_;
+      auto conn = co_await Conn::connect(ex_, options_.conninfo);
+      if (!conn) {
+        --open_;
+        co_return conn.error();
+      }
+      co_return Lease(this, std::move(*conn));
+    }
+    auto timer = std::make_shared<asio::steady_timer>(ex_, deadline);
+    waiters_.push_back(timer);
+    auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
+    if (!ec) {  // the deadline passed, not a wake-up
+      std::erase(waiters_, timer);
+      co_return Error::unavailable("all database connections are busy");
+    }
+  }
+}
+
+}  // namespace ap::store

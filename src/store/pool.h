@@ -1,0 +1,61 @@
+// A pool of PostgreSQL connections for one executor (one server shard). Connections are made
+// lazily up to `max_size`; callers wait (with a deadline) when all are in use. Not thread-safe:
+// use one Pool per executor, from coroutines running on that executor.
+#pragma once
+
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "store/conn.h"
+
+namespace ap::store {
+
+struct PoolOptions {
+  std::string conninfo;
+  size_t max_size = 8;
+  std::chrono::milliseconds acquire_timeout{5000};
+};
+
+class Pool {
+ public:
+  // A connection on loan; returns to the pool when destroyed.
+  class Lease {
+   public:
+    Lease() = default;
+    Lease(Pool* pool, std::unique_ptr<Conn> conn) : pool_(pool), conn_(std::move(conn)) {}
+    Lease(Lease&&) noexcept = default;
+    Lease& operator=(Lease&& o) noexcept;
+    ~Lease();
+    Conn* operator->() const { return conn_.get(); }
+    Conn& operator*() const { return *conn_; }
+
+   private:
+    Pool* pool_ = nullptr;
+    std::unique_ptr<Conn> conn_;
+  };
+
+  Pool(asio::any_io_executor ex, PoolOptions options);
+  ~Pool();
+
+  // A healthy connection with no transaction open. Unavailable if none can be made, or if none
+  // is free within the acquire timeout.
+  Task<Lease> acquire();
+
+  asio::any_io_executor executor() const { return ex_; }
+  size_t open_connections() const { return open_; }
+
+ private:
+  void release(std::unique_ptr<Conn> conn);
+
+  asio::any_io_executor ex_;
+  PoolOptions options_;
+  std::vector<std::unique_ptr<Conn>> idle_;
+  std::deque<std::shared_ptr<asio::steady_timer>> waiters_;
+  size_t open_ = 0;  // idle + leased + connecting
+};
+
+}  // namespace ap::store

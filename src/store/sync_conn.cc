@@ -1,0 +1,63 @@
+#include "store/sync_conn.h"
+
+#include <libpq-fe.h>
+
+namespace ap::store {
+
+Result<std::unique_ptr<SyncConn>> SyncConn::connect(const std::string& conninfo) {
+  pg_conn* c = PQconnectdb(conninfo.c_str());
+  if (!c) return Error::unavailable("out of memory");
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::string msg = PQerrorMessage(c);
+    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    PQfinish(c);
+    return Error::unavailable("cannot connect to PostgreSQL: " + msg);
+  }
+  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  return std::unique_ptr<SyncConn>(new SyncConn(c));
+}
+
+SyncConn::~SyncConn() { PQfinish(conn_); }
+
+Result<Rows> SyncConn::exec(std::string_view sql, const std::vector<Param>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  std::string q(sql);
+  pg_result* r = PQexecParams(conn_, q.c_str(), static_cast<int>(values.size()), nullptr,
+                              values.data(), nullptr, nullptr, 0);
+  if (!r) return Error::unavailable(PQerrorMessage(conn_));
+  auto st = PQresultStatus(r);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    Error e = error_from_result(r);
+    PQclear(r);
+    return e;
+  }
+  return Rows(r);
+}
+
+Status SyncConn::exec_script(std::string_view sql) {
+  std::string q(sql);
+  pg_result* r = PQexec(conn_, q.c_str());
+  if (!r) return Error::unavailable(PQerrorMessage(conn_));
+  auto st = PQresultStatus(r);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    Error e = error_from_result(r);
+    PQclear(r);
+    return e;
+  }
+  PQclear(r);
+  return ok_status();
+}
+
+std::string quote_literal(std::string_view s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  out += '\'';
+  // A backslash in a standard-conforming string is literal; E'' strings are never produced.
+  return out;
+}
+
+}  // namespace ap::store

@@ -1,0 +1,82 @@
+#include "store/tx.h"
+
+namespace ap::store {
+namespace {
+
+constexpr std::string_view kBegin = "BEGIN";
+constexpr std::string_view kSetTenant = "SELECT set_config('app.tenant_id', $1, true)";
+constexpr std::string_view kCommit = "COMMIT";
+constexpr std::string_view kRollback = "ROLLBACK";
+
+}  // namespace
+
+Task<Tx> Tx::begin(Pool& pool, const TenantId& tenant) {
+  AP_CO_ASSIGN_OR_RETURN(auto lease, co_await pool.acquire());
+  co_return Tx(std::move(lease), tenant);
+}
+
+Task<Tx> Tx::begin_platform(Pool& pool) {
+  AP_CO_ASSIGN_OR_RETURN(auto lease, co_await pool.acquire());
+  co_return Tx(std::move(lease), std::nullopt);
+}
+
+Task<Rows> Tx::run(std::string_view sql, std::vector<Param> params, bool commit) {
+  if (done_) co_return Error::failed_precondition("transaction already finished");
+  std::vector<Statement> batch;
+  batch.reserve(4);
+  if (!started_) {
+    batch.push_back({kBegin, {}});
+    // Isolation: transaction-local (third argument true), so the setting ends with this unit of
+    // work and a pooled connection never carries one tenant into another's request.
+    if (tenant_) batch.push_back({kSetTenant, {tenant_->to_string()}});
+  }
+  size_t main = batch.size();
+  batch.push_back({sql, std::move(params)});
+  if (commit) batch.push_back({kCommit, {}});
+  auto results = co_await lease_->pipeline(batch);
+  started_ = true;
+  if (!results) {
+    done_ = true;
+    if (!lease_->broken() && lease_->in_transaction()) {
+      Statement rb{kRollback, {}};
+      (void)co_await lease_->pipeline({&rb, 1});
+    }
+    co_return results.error();
+  }
+  if (commit) done_ = true;
+  co_return std::move((*results)[main]);
+}
+
+Task<Rows> Tx::exec(std::string_view sql, std::vector<Param> params) {
+  return run(sql, std::move(params), false);
+}
+
+Task<Rows> Tx::exec_and_commit(std::string_view sql, std::vector<Param> params) {
+  return run(sql, std::move(params), true);
+}
+
+Task<void> Tx::commit() {
+  if (done_) co_return Error::failed_precondition("transaction already finished");
+  if (!started_) {  // nothing was sent: nothing to commit
+    done_ = true;
+    co_return ok_status();
+  }
+  Statement c{kCommit, {}};
+  auto r = co_await lease_->pipeline({&c, 1});
+  done_ = true;
+  if (!r) co_return r.error();
+  co_return ok_status();
+}
+
+Task<Rows> tenant_query(Pool& pool, const TenantId& tenant, std::string_view sql,
+                        std::vector<Param> params) {
+  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await Tx::begin(pool, tenant));
+  co_return co_await tx.exec_and_commit(sql, std::move(params));
+}
+
+Task<Rows> platform_query(Pool& pool, std::string_view sql, std::vector<Param> params) {
+  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await Tx::begin_platform(pool));
+  co_return co_await tx.exec_and_commit(sql, std::move(params));
+}
+
+}  // namespace ap::store

@@ -1,0 +1,53 @@
+// A unit of tenant work: one transaction that begins with
+// `SELECT set_config('app.tenant_id', <tenant>, true)`, so row-level security sees only that
+// tenant. BEGIN and set_config are not sent on their own: they go out pipelined with the first
+// statement, and `exec_and_commit` sends the last statement with COMMIT, so a single-statement
+// unit of work is one round trip. Not thread-safe; lives on its pool's executor.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "common/ids.h"
+#include "store/pool.h"
+
+namespace ap::store {
+
+class Tx {
+ public:
+  // Begins a unit of work for `tenant` (nothing is sent yet). Unavailable if no connection.
+  static Task<Tx> begin(Pool& pool, const TenantId& tenant);
+  // Begins a unit of platform work with no tenant set: tenant tables show nothing; only the
+  // platform's SECURITY DEFINER functions cross tenants.
+  static Task<Tx> begin_platform(Pool& pool);
+
+  Tx(Tx&&) = default;
+  Tx& operator=(Tx&&) = default;
+  // An unfinished Tx is rolled back before its connection is used again.
+  ~Tx() = default;
+
+  // Runs one statement in the transaction. On error the transaction is rolled back and done.
+  Task<Rows> exec(std::string_view sql, std::vector<Param> params = {});
+  // Runs the last statement and COMMIT in one round trip.
+  Task<Rows> exec_and_commit(std::string_view sql, std::vector<Param> params = {});
+  Task<void> commit();
+
+ private:
+  Tx(Pool::Lease lease, std::optional<TenantId> tenant)
+      : lease_(std::move(lease)), tenant_(std::move(tenant)) {}
+  Task<Rows> run(std::string_view sql, std::vector<Param> params, bool commit);
+
+  Pool::Lease lease_;
+  std::optional<TenantId> tenant_;
+  bool started_ = false;
+  bool done_ = false;
+};
+
+// One statement as its own unit of tenant work: BEGIN, set_config, statement, COMMIT in a
+// single round trip.
+Task<Rows> tenant_query(Pool& pool, const TenantId& tenant, std::string_view sql,
+                        std::vector<Param> params = {});
+// One statement as platform work (no tenant set), in one round trip.
+Task<Rows> platform_query(Pool& pool, std::string_view sql, std::vector<Param> params = {});
+
+}  // namespace ap::store
