@@ -180,7 +180,18 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, tcp::s
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kUse);
     shard.idle.erase(&sock);
     if (hec) {
-      if (hec == http::error::header_limit) {
+      if (hec == http::error::body_limit) {
+        // The declared content-length is over the cap: refused from the headers alone.
+        http::response<http::string_body> res{http::status::payload_too_large, 11};
+        res.set(http::field::content_type, "application/json");
+        res.set(http::field::connection, "close");
+        res.body() = error_response(Error::payload_too_large(
+                                        "request body exceeds " +
+                                        std::to_string(options.body_limit) + " bytes"))
+                         .body;
+        res.prepare_payload();
+        co_await http::async_write(stream, res, kUse);
+      } else if (hec == http::error::header_limit) {
         http::response<http::string_body> res{http::status::request_header_fields_too_large, 11};
         res.set(http::field::content_type, "application/json");
         res.set(http::field::connection, "close");

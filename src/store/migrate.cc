@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS agentplane.schema_migrations (
   applied_at timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE agentplane.schema_migrations OWNER TO agentplane_owner;
+GRANT SELECT ON agentplane.schema_migrations TO agentplane_app;
 )sql";
 
 // The app role must be subject to RLS; the system role must bypass it (it owns the functions

@@ -3,13 +3,26 @@
 #include <libpq-fe.h>
 
 namespace ap::store {
+namespace {
+
+// libpq's messages span lines ("...failed\n\tIs the server running..."): callers print one.
+std::string one_line(std::string s) {
+  for (auto& c : s)
+    if (c == '\n' || c == '\t') c = ' ';
+  while (!s.empty() && s.back() == ' ') s.pop_back();
+  std::string out;
+  for (char c : s)
+    if (!(c == ' ' && !out.empty() && out.back() == ' ')) out += c;
+  return out;
+}
+
+}  // namespace
 
 Result<std::unique_ptr<SyncConn>> SyncConn::connect(const std::string& conninfo) {
   pg_conn* c = PQconnectdb(conninfo.c_str());
   if (!c) return Error::unavailable("out of memory");
   if (PQstatus(c) != CONNECTION_OK) {
-    std::string msg = PQerrorMessage(c);
-    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    std::string msg = one_line(PQerrorMessage(c));
     PQfinish(c);
     return Error::unavailable("cannot connect to PostgreSQL: " + msg);
   }

@@ -52,6 +52,7 @@ void init_logging(const LogOptions& options) {
   logger->set_pattern("%v");
   logger->set_level(to_spd(options.level));
   logger->flush_on(spdlog::level::warn);
+  spdlog::flush_every(std::chrono::seconds(1));
   spdlog::drop("agentplane");
   spdlog::register_logger(logger);
   g_logger = logger;

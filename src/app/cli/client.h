@@ -1,0 +1,25 @@
+// Operator commands that talk to a running server's HTTP API: tenants and keys.
+// Credentials come from the environment (AGENTPLANE_ADMIN_TOKEN, AGENTPLANE_API_KEY) or from a
+// dev folder's dev.json. Blocks. Output is JSON on stdout; errors are one line on stderr.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace ap::app::cli {
+
+struct ClientConfig {
+  std::string url;       // default: AGENTPLANE_URL, then dev.json, then http://127.0.0.1:8123
+  std::string data_dir;  // where dev.json is looked for
+};
+
+int tenant_create(const ClientConfig& c, const std::string& name);
+int tenant_list(const ClientConfig& c);
+// With `tenant` set, uses the admin token on /v1/tenants/{tenant}/keys; otherwise the tenant's
+// own API key on /v1/keys.
+int key_create(const ClientConfig& c, const std::string& tenant, const std::string& name,
+               const std::vector<std::string>& scopes);
+int key_list(const ClientConfig& c, const std::string& tenant);
+int key_revoke(const ClientConfig& c, const std::string& tenant, const std::string& key_id);
+
+}  // namespace ap::app::cli

@@ -1,0 +1,147 @@
+// agentplane: one binary with subcommands (dev, serve, migrate, and operator commands).
+#include <CLI/CLI.hpp>
+#include <cstdlib>
+#include <iostream>
+
+#include "app/cli/client.h"
+#include "app/dev.h"
+#include "app/serve.h"
+#include "store/migrate.h"
+#include "telemetry/log.h"
+
+namespace {
+
+std::string env_or(const char* name, std::string fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+ap::telemetry::Level parse_level(const std::string& s) {
+  if (s == "debug") return ap::telemetry::Level::kDebug;
+  if (s == "warn") return ap::telemetry::Level::kWarn;
+  if (s == "error") return ap::telemetry::Level::kError;
+  return ap::telemetry::Level::kInfo;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace ap;
+  app::block_stop_signals();
+  CLI::App cli{"agentplane: a multi-tenant platform for running AI agents"};
+  cli.require_subcommand(1);
+  cli.set_version_flag("--version", std::string(AP_VERSION));
+
+  // dev
+  app::DevConfig dev;
+  auto* dev_cmd = cli.add_subcommand("dev", "Run with a private PostgreSQL in a data folder (no set-up)");
+  dev_cmd->add_option("--data-dir", dev.data_dir, "Data folder (default: ~/.agentplane)");
+  dev_cmd->add_option("--listen", dev.listen, "HTTP address")->capture_default_str();
+  dev_cmd->add_option("--threads", dev.threads, "Server threads (default: one per core)");
+  dev_cmd->add_option("--log-file", dev.log_file, "Log file ('-' for stderr; default: <data-dir>/agentplane.log)");
+
+  // serve
+  app::ServeConfig serve;
+  std::string serve_db = env_or("AGENTPLANE_DATABASE_URL", "");
+  std::string log_level = "info", log_file;
+  bool log_health = false;
+  auto* serve_cmd = cli.add_subcommand("serve", "Serve against an existing PostgreSQL (production)");
+  serve_cmd->add_option("--database-url", serve_db,
+                        "libpq URL of the app role (env AGENTPLANE_DATABASE_URL)");
+  serve_cmd->add_option("--listen", serve.server.listen, "HTTP address")->capture_default_str();
+  serve_cmd->add_option("--metrics-listen", serve.server.metrics_listen,
+                        "Serve /metrics on this address instead of the main listener");
+  serve_cmd->add_option("--tls-cert", serve.server.tls_cert, "PEM certificate chain (enables HTTPS)");
+  serve_cmd->add_option("--tls-key", serve.server.tls_key, "PEM private key");
+  serve_cmd->add_option("--threads", serve.server.threads, "Server threads (default: one per core)");
+  serve_cmd->add_option("--pool-size", serve.server.pool.max_size, "PostgreSQL connections per thread")
+      ->capture_default_str();
+  serve_cmd->add_option("--body-limit", serve.server.body_limit, "Request body cap in bytes")
+      ->capture_default_str();
+  serve_cmd->add_option("--header-limit", serve.server.header_limit, "Request header cap in bytes")
+      ->capture_default_str();
+  serve_cmd->add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
+  serve_cmd->add_option("--log-file", log_file, "Log file (default: stderr)");
+  serve_cmd->add_flag("--log-health", log_health, "Access-log /ok and /metrics too");
+
+  // migrate
+  std::string migrate_db = env_or("AGENTPLANE_MIGRATE_URL", "");
+  auto* migrate_cmd = cli.add_subcommand(
+      "migrate", "Create the roles and apply schema migrations (as a superuser or the database "
+                 "owner with CREATEROLE)");
+  migrate_cmd->add_option("--database-url", migrate_db, "libpq URL (env AGENTPLANE_MIGRATE_URL)");
+
+  // operator client commands
+  app::cli::ClientConfig client;
+  client.data_dir = app::default_data_dir();
+  auto add_client_opts = [&](CLI::App* c) {
+    c->add_option("--url", client.url, "Server URL (env AGENTPLANE_URL, else dev.json)");
+    c->add_option("--data-dir", client.data_dir, "dev folder whose dev.json has the tokens");
+  };
+  auto* tenant_cmd = cli.add_subcommand("tenant", "Manage tenants (admin token)");
+  tenant_cmd->require_subcommand(1);
+  std::string tenant_name;
+  auto* tenant_create = tenant_cmd->add_subcommand("create", "Create a tenant");
+  tenant_create->add_option("--name", tenant_name, "Tenant name")->required();
+  add_client_opts(tenant_create);
+  auto* tenant_list = tenant_cmd->add_subcommand("list", "List tenants");
+  add_client_opts(tenant_list);
+
+  auto* key_cmd = cli.add_subcommand(
+      "key", "Manage API keys (with --tenant: admin token; without: the tenant's AGENTPLANE_API_KEY)");
+  key_cmd->require_subcommand(1);
+  std::string key_tenant, key_name, key_id;
+  std::vector<std::string> key_scopes;
+  auto* key_create = key_cmd->add_subcommand("create", "Create a key (shown once)");
+  key_create->add_option("--tenant", key_tenant, "Tenant id (admin)");
+  key_create->add_option("--name", key_name, "Key name")->required();
+  key_create->add_option("--scopes", key_scopes, "keys, agents, models, credentials, read")
+      ->delimiter(',');
+  add_client_opts(key_create);
+  auto* key_list = key_cmd->add_subcommand("list", "List keys");
+  key_list->add_option("--tenant", key_tenant, "Tenant id (admin)");
+  add_client_opts(key_list);
+  auto* key_revoke = key_cmd->add_subcommand("revoke", "Revoke a key");
+  key_revoke->add_option("key_id", key_id, "Key id")->required();
+  key_revoke->add_option("--tenant", key_tenant, "Tenant id (admin)");
+  add_client_opts(key_revoke);
+
+  CLI11_PARSE(cli, argc, argv);
+
+  if (*dev_cmd) return app::run_dev(dev);
+  if (*serve_cmd) {
+    if (serve_db.empty()) {
+      std::cerr << "agentplane serve: --database-url (or AGENTPLANE_DATABASE_URL) is required\n";
+      return 2;
+    }
+    serve.database_url = serve_db;
+    serve.admin_token = SecretString(env_or("AGENTPLANE_ADMIN_TOKEN", ""));
+    telemetry::init_logging({parse_level(log_level), log_file, log_health});
+    int rc = app::serve(serve);
+    telemetry::shutdown_logging();
+    return rc;
+  }
+  if (*migrate_cmd) {
+    if (migrate_db.empty()) {
+      std::cerr << "agentplane migrate: --database-url (or AGENTPLANE_MIGRATE_URL) is required\n";
+      return 2;
+    }
+    store::MigrateOptions mo;
+    mo.database_url = migrate_db;
+    if (auto pw = env_or("AGENTPLANE_APP_PASSWORD", ""); !pw.empty()) mo.app_password = SecretString(pw);
+    auto r = store::migrate(mo);
+    if (!r) {
+      std::cerr << "agentplane migrate: " << r.error().message << "\n";
+      return 1;
+    }
+    std::cout << "schema at version " << r->version << " (" << r->applied.size()
+              << " migration(s) applied)\n";
+    return 0;
+  }
+  if (*tenant_create) return app::cli::tenant_create(client, tenant_name);
+  if (*tenant_list) return app::cli::tenant_list(client);
+  if (*key_create) return app::cli::key_create(client, key_tenant, key_name, key_scopes);
+  if (*key_list) return app::cli::key_list(client, key_tenant);
+  if (*key_revoke) return app::cli::key_revoke(client, key_tenant, key_id);
+  return 0;
+}

@@ -1,0 +1,97 @@
+#include "app/serve.h"
+
+#include <signal.h>
+
+#include <iostream>
+
+#include "auth/authenticator.h"
+#include "gateway/routes.h"
+#include "store/sync_conn.h"
+#include "telemetry/log.h"
+
+namespace ap::app {
+
+Wiring::Wiring(const ServeConfig& c) {
+  auth::AuthenticatorOptions ao;
+  if (!c.admin_token.empty()) {
+    // Secret: only the token's hash is kept.
+    auto h = sha256(c.admin_token.reveal());
+    ao.admin_token_hash.assign(reinterpret_cast<const char*>(h.data()), h.size());
+  }
+  ao.listen_conninfo = c.database_url;
+  ao.touch_interval = c.touch_interval;
+  authn = std::make_unique<auth::Authenticator>(Clock::system(), std::move(ao));
+}
+
+Wiring::~Wiring() = default;
+
+void block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+int wait_for_stop_signal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+namespace {
+
+// Blocks. Fails early with a clear message when the database is unreachable, and refuses a role
+// that would make row-level security moot.
+Status check_database(const std::string& url) {
+  AP_ASSIGN_OR_RETURN(auto db, store::SyncConn::connect(url));
+  AP_ASSIGN_OR_RETURN(auto rows, db->exec("SELECT rolsuper OR rolbypassrls FROM pg_roles "
+                                          "WHERE rolname = current_user"));
+  // Isolation: the database is the last line only if the server's role is subject to RLS.
+  if (rows.empty() || rows.get(0, 0) == "t")
+    return Error::failed_precondition(
+        "the server must connect as a role without SUPERUSER or BYPASSRLS (agentplane_app), "
+        "or row-level security would not isolate tenants");
+  auto schema = db->exec("SELECT max(version) FROM agentplane.schema_migrations");
+  if (!schema || schema->is_null(0, 0))
+    return Error::failed_precondition("the database has no agentplane schema: run `agentplane migrate`");
+  return ok_status();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<gateway::Server>> start_server(const ServeConfig& config,
+                                                      std::unique_ptr<Wiring>& wiring) {
+  AP_RETURN_IF_ERROR(check_database(config.database_url));
+  wiring = std::make_unique<Wiring>(config);
+  auto options = config.server;
+  options.pool.conninfo = config.database_url;
+  gateway::ServerInfo info{AP_VERSION, {"tenants", "api_keys", "row_level_security", "metrics"}};
+  if (!options.tls_cert.empty()) info.features.push_back("tls");
+  auto server = std::make_unique<gateway::Server>(options, gateway::build_router(),
+                                                  *wiring->authn, std::move(info));
+  AP_RETURN_IF_ERROR(server->start());
+  return server;
+}
+
+int serve(const ServeConfig& config) {
+  std::unique_ptr<Wiring> wiring;
+  auto server = start_server(config, wiring);
+  if (!server) {
+    std::cerr << "agentplane: " << server.error().message << "\n";
+    return 1;
+  }
+  telemetry::log_info("server_started", {{"port", static_cast<int>((*server)->port())}});
+  std::cerr << "agentplane: serving on port " << (*server)->port() << "\n";
+  int sig = wait_for_stop_signal();
+  telemetry::log_info("server_stopping", {{"signal", sig}});
+  (*server)->stop();
+  return 0;
+}
+
+}  // namespace ap::app

@@ -1,0 +1,30 @@
+// A small blocking HTTP/1.1 client (Beast), for the command-line client and for tests.
+// One request per call, new connection each time; http:// only. Blocks. Thread-safe (no state).
+// The asynchronous, pooled, TLS client that the model gateway needs is a separate class.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/result.h"
+
+namespace ap::net {
+
+struct HttpResponse {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
+  std::string body;
+  std::string header(const std::string& lname) const;
+};
+
+// `base_url` is "http://host:port"; `target` is "/path?query". Unavailable if the server cannot
+// be reached; InvalidArgument for a malformed URL.
+Result<HttpResponse> http_request(const std::string& base_url, const std::string& method,
+                                  const std::string& target,
+                                  const std::vector<std::pair<std::string, std::string>>& headers = {},
+                                  const std::string& body = "",
+                                  std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+}  // namespace ap::net

@@ -1,0 +1,111 @@
+#include "tests/integration/fixture.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+#include "auth/api_key.h"
+#include "auth/authenticator.h"
+#include "store/migrate.h"
+#include "store/sync_conn.h"
+
+namespace ap::testing {
+
+Database& Database::get() {
+  static Database* db = new Database();  // stopped by the atexit hook below
+  return *db;
+}
+
+Database::Database() {
+  char tmpl[] = "/tmp/ap-test-XXXXXX";
+  temp_ = mkdtemp(tmpl);
+  // The postgres user (when we are root) must be able to reach the cluster.
+  chmod(temp_.c_str(), 0755);
+  socket_dir_ = temp_ + "/s";
+  auto pg = store::LocalPostgres::start({temp_ + "/pg", socket_dir_, temp_ + "/postgres.log",
+                                         /*durable=*/false});
+  if (!pg) {
+    std::fprintf(stderr, "cannot start PostgreSQL: %s\n", pg.error().message.c_str());
+    std::abort();
+  }
+  pg_ = std::move(*pg);
+  auto admin = store::SyncConn::connect(pg_->conninfo("postgres", "postgres"));
+  if (!admin || !(*admin)->exec_script("CREATE DATABASE agentplane")) std::abort();
+  store::MigrateOptions mo;
+  mo.database_url = superuser_url();
+  if (auto r = store::migrate(mo); !r) {
+    std::fprintf(stderr, "migrate failed: %s\n", r.error().message.c_str());
+    std::abort();
+  }
+  std::atexit([] {
+    auto& d = Database::get();
+    (void)d.pg_->stop();
+    std::error_code ec;
+    std::filesystem::remove_all(d.temp_, ec);
+  });
+}
+
+std::string Database::superuser_url() const { return pg_->conninfo("postgres", "agentplane"); }
+std::string Database::app_url() const { return pg_->conninfo("agentplane_app", "agentplane"); }
+
+TestServer::TestServer(int threads, std::chrono::seconds touch_interval) {
+  admin_ = std::string(auth::generate_admin_token().reveal());
+  app::ServeConfig c;
+  c.database_url = Database::get().app_url();
+  c.admin_token = SecretString(admin_);
+  c.server.listen = "127.0.0.1:0";
+  c.server.threads = threads;
+  c.server.body_limit = 64 * 1024;
+  c.touch_interval = touch_interval;
+  auto s = app::start_server(c, wiring_);
+  if (!s) {
+    ADD_FAILURE() << s.error().message;
+    std::abort();
+  }
+  server_ = std::move(*s);
+}
+
+TestServer::~TestServer() {
+  server_->stop();
+  server_.reset();
+  wiring_.reset();
+}
+
+net::HttpResponse TestServer::call(const std::string& method, const std::string& target,
+                                   const std::string& credential, const std::string& body,
+                                   std::vector<std::pair<std::string, std::string>> headers) {
+  if (!credential.empty()) headers.emplace_back("authorization", "Bearer " + credential);
+  auto r = net::http_request(url(), method, target, headers, body);
+  if (!r) {
+    ADD_FAILURE() << r.error().message;
+    return {};
+  }
+  return *r;
+}
+
+json TestServer::call_json(const std::string& method, const std::string& target,
+                           const std::string& credential, const std::string& body,
+                           int expect_status) {
+  auto r = call(method, target, credential, body);
+  EXPECT_EQ(r.status, expect_status) << method << " " << target << ": " << r.body;
+  json j = json::parse(r.body, nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r.body;
+  return j;
+}
+
+TestServer::Tenant TestServer::make_tenant(const std::string& name) {
+  auto t = call_json("POST", "/v1/tenants", admin_, json{{"name", name}}.dump(), 201);
+  Tenant out;
+  out.id = t.value("tenant_id", "");
+  auto k = call_json("POST", "/v1/tenants/" + out.id + "/keys", admin_,
+                     json{{"name", "all"}}.dump(), 201);
+  out.key = k.value("key", "");
+  out.key_id = k.value("key_id", "");
+  return out;
+}
+
+}  // namespace ap::testing

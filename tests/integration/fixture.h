@@ -1,0 +1,77 @@
+// Test fixtures: a real PostgreSQL started for the test binary (initdb into a temp folder, as the
+// postgres user when root), migrated; and an in-process server on 127.0.0.1:0 against it.
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "app/serve.h"
+#include "net/blocking_client.h"
+#include "store/local_postgres.h"
+
+namespace ap::testing {
+
+using nlohmann::json;
+
+// The test binary's PostgreSQL (started on first use, stopped at exit).
+class Database {
+ public:
+  static Database& get();
+  std::string superuser_url() const;  // the bootstrap superuser on the test database
+  std::string app_url() const;        // agentplane_app
+  std::string socket_dir() const { return socket_dir_; }
+  const std::string& temp_dir() const { return temp_; }
+
+ private:
+  Database();
+  std::string temp_, socket_dir_;
+  std::unique_ptr<store::LocalPostgres> pg_;
+};
+
+// A running server with a known admin token.
+class TestServer {
+ public:
+  explicit TestServer(int threads = 2, std::chrono::seconds touch_interval = std::chrono::seconds(30));
+  ~TestServer();
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
+  const std::string& admin_token() const { return admin_; }
+  app::Wiring& wiring() { return *wiring_; }
+  gateway::Server& server() { return *server_; }
+
+  // Calls the API with `credential` as a Bearer token (or none when empty).
+  net::HttpResponse call(const std::string& method, const std::string& target,
+                         const std::string& credential = "", const std::string& body = "",
+                         std::vector<std::pair<std::string, std::string>> headers = {});
+  json call_json(const std::string& method, const std::string& target,
+                 const std::string& credential, const std::string& body = "",
+                 int expect_status = 200);
+
+  struct Tenant {
+    std::string id, key, key_id;
+  };
+  // A new tenant with one all-scopes key.
+  Tenant make_tenant(const std::string& name);
+
+ private:
+  std::string admin_;
+  std::unique_ptr<app::Wiring> wiring_;
+  std::unique_ptr<gateway::Server> server_;
+};
+
+// Polls `pred` until true or `timeout`; returns its last value. No sleeps to wait for state.
+template <class F>
+bool eventually(F&& pred, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+}  // namespace ap::testing
