@@ -21,7 +21,7 @@ namespace fs = std::filesystem;
 class Dev {
  public:
   explicit Dev(const std::string& data_dir) : dir_(data_dir) {
-    fs::remove(dir_ + "/dev.json");
+    old_url_ = read().value("url", "");
     std::string exe = std::getenv("AP_BINARY") ? std::getenv("AP_BINARY") : "./agentplane";
     std::vector<std::string> args = {exe, "dev", "--data-dir", dir_, "--listen", "127.0.0.1:0"};
     std::vector<char*> argv;
@@ -29,21 +29,25 @@ class Dev {
     argv.push_back(nullptr);
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
-    std::string out = dir_ + "/../dev.out";
+    std::string out = fs::path(dir_).parent_path().string() + "/dev.out";
     posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     posix_spawn_file_actions_addopen(&fa, 2, out.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
     EXPECT_EQ(posix_spawn(&pid_, exe.c_str(), &fa, nullptr, argv.data(), environ), 0);
     posix_spawn_file_actions_destroy(&fa);
   }
-  // dev.json appears once the server serves (it is rewritten on every start).
+  json read() const {
+    std::ifstream in(dir_ + "/dev.json");
+    if (!in) return json::object();
+    json j = json::parse(in, nullptr, false);
+    return j.is_object() ? j : json::object();
+  }
+  // dev.json is rewritten with the new URL (port 0: a new port) once the server serves.
   json wait_ready() {
     json j;
     bool ok = eventually(
         [&] {
-          std::ifstream in(dir_ + "/dev.json");
-          if (!in) return false;
-          j = json::parse(in, nullptr, false);
-          return !j.is_discarded() && j.contains("demo_api_key");
+          j = read();
+          return j.contains("demo_api_key") && j.value("url", "") != old_url_;
         },
         std::chrono::seconds(60));
     EXPECT_TRUE(ok) << "dev did not start";
@@ -57,7 +61,7 @@ class Dev {
   }
 
  private:
-  std::string dir_;
+  std::string dir_, old_url_;
   pid_t pid_ = -1;
 };
 
