@@ -129,7 +129,7 @@ int run_dev(const DevConfig& config) {
   std::string log_file = config.log_file.empty() ? data_dir + "/agentplane.log"
                          : config.log_file == "-" ? ""
                                                   : config.log_file;
-  telemetry::init_logging({telemetry::Level::kInfo, log_file, false});
+  telemetry::init_logging({telemetry::parse_level(config.log_level), log_file, false});
   auto fail = [](const Error& e) {
     std::cerr << "agentplane dev: " << e.message << "\n";
     telemetry::shutdown_logging();
@@ -163,6 +163,7 @@ int run_dev(const DevConfig& config) {
   sc.admin_token = SecretString(dev["admin_token"].get<std::string>());
   sc.server.listen = config.listen;
   sc.server.threads = config.threads;
+  if (config.pool_size) sc.server.pool.max_size = config.pool_size;
   std::unique_ptr<Wiring> wiring;
   auto server = start_server(sc, wiring);
   if (!server) return fail(server.error());

@@ -10,6 +10,8 @@ struct DevConfig {
   std::string data_dir;  // default: $HOME/.agentplane
   std::string listen = "127.0.0.1:8123";
   int threads = 0;
+  size_t pool_size = 0;  // PostgreSQL connections per thread; 0: the server's default
+  std::string log_level = "info";
   std::string log_file;  // default: <data_dir>/agentplane.log; "-" for stderr
 };
 

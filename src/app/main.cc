@@ -16,12 +16,6 @@ std::string env_or(const char* name, std::string fallback) {
   return v && *v ? v : fallback;
 }
 
-ap::telemetry::Level parse_level(const std::string& s) {
-  if (s == "debug") return ap::telemetry::Level::kDebug;
-  if (s == "warn") return ap::telemetry::Level::kWarn;
-  if (s == "error") return ap::telemetry::Level::kError;
-  return ap::telemetry::Level::kInfo;
-}
 
 }  // namespace
 
@@ -38,6 +32,8 @@ int main(int argc, char** argv) {
   dev_cmd->add_option("--data-dir", dev.data_dir, "Data folder (default: ~/.agentplane)");
   dev_cmd->add_option("--listen", dev.listen, "HTTP address")->capture_default_str();
   dev_cmd->add_option("--threads", dev.threads, "Server threads (default: one per core)");
+  dev_cmd->add_option("--pool-size", dev.pool_size, "PostgreSQL connections per thread");
+  dev_cmd->add_option("--log-level", dev.log_level, "debug, info, warn or error")->capture_default_str();
   dev_cmd->add_option("--log-file", dev.log_file, "Log file ('-' for stderr; default: <data-dir>/agentplane.log)");
 
   // serve
@@ -116,7 +112,7 @@ int main(int argc, char** argv) {
     }
     serve.database_url = serve_db;
     serve.admin_token = SecretString(env_or("AGENTPLANE_ADMIN_TOKEN", ""));
-    telemetry::init_logging({parse_level(log_level), log_file, log_health});
+    telemetry::init_logging({telemetry::parse_level(log_level), log_file, log_health});
     int rc = app::serve(serve);
     telemetry::shutdown_logging();
     return rc;

@@ -135,9 +135,8 @@ Task<std::vector<Rows>> Conn::pipeline(std::span<const Statement> statements) {
   std::vector<const char*> values;
   for (size_t i = 0; i < statements.size(); ++i) {
     const auto& st = statements[i];
-    std::string key(st.sql);
     const std::string* name;
-    if (auto it = prepared_.find(key); it != prepared_.end()) {
+    if (auto it = prepared_.find(st.sql); it != prepared_.end()) {
       name = &it->second;
     } else if (auto nit = new_names.find(st.sql); nit != new_names.end()) {
       name = &nit->second;
@@ -145,7 +144,8 @@ Task<std::vector<Rows>> Conn::pipeline(std::span<const Statement> statements) {
       auto& n = new_names[st.sql];
       n = "ap" + std::to_string(next_statement_++);
       name = &n;
-      if (!PQsendPrepare(conn_, n.c_str(), key.c_str(), static_cast<int>(st.params.size()),
+      std::string sql(st.sql);
+      if (!PQsendPrepare(conn_, n.c_str(), sql.c_str(), static_cast<int>(st.params.size()),
                          nullptr))
         co_return fail("cannot queue a statement");
       sent.push_back({i, true});

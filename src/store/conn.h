@@ -97,7 +97,12 @@ class Conn {
 
   pg_conn* conn_;
   asio::posix::stream_descriptor sock_;
-  std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name
+  struct SqlHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>()(s); }
+  };
+  // sql -> statement name; looked up by string_view without allocating.
+  std::unordered_map<std::string, std::string, SqlHash, std::equal_to<>> prepared_;
   uint64_t next_statement_ = 0;
   bool broken_ = false;
   bool busy_ = false;

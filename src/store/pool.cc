@@ -24,19 +24,28 @@ Pool::Pool(asio::any_io_executor ex, PoolOptions options)
     : ex_(std::move(ex)), options_(std::move(options)) {}
 
 Pool::~Pool() {
-  for (auto& w : waiters_) w->cancel();
+  for (auto& w : waiters_) w->timer.cancel();
 }
 
 void Pool::release(std::unique_ptr<Conn> conn) {
   if (conn->broken()) {
     --open_;
-  } else {
-    idle_.push_back(std::move(conn));
+    if (!waiters_.empty()) {
+      auto w = std::move(waiters_.front());
+      waiters_.pop_front();
+      w->slot_freed = true;
+      w->timer.cancel();
+    }
+    return;
   }
   if (!waiters_.empty()) {
-    waiters_.front()->cancel();
+    auto w = std::move(waiters_.front());
     waiters_.pop_front();
+    w->conn = std::move(conn);
+    w->timer.cancel();
+    return;
   }
+  idle_.push_back(std::move(conn));
 }
 
 Task<Pool::Lease> Pool::acquire() {
@@ -69,11 +78,16 @@ Task<Pool::Lease> Pool::acquire() {
       }
       co_return Lease(this, std::move(*conn));
     }
-    auto timer = std::make_shared<asio::steady_timer>(ex_, deadline);
-    waiters_.push_back(timer);
-    auto [ec] = co_await timer->async_wait(asio::as_tuple(asio::use_awaitable));
-    if (!ec) {  // the deadline passed, not a wake-up
-      std::erase(waiters_, timer);
+    auto w = std::make_shared<Waiter>(ex_);
+    w->timer.expires_at(deadline);
+    waiters_.push_back(w);
+    co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (w->conn) {
+      // Handed over by release(): it was healthy and outside any transaction.
+      co_return Lease(this, std::move(w->conn));
+    }
+    if (!w->slot_freed) {  // the deadline passed, not a hand-over
+      std::erase(waiters_, w);
       co_return Error::unavailable("all database connections are busy");
     }
   }

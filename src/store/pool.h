@@ -16,7 +16,7 @@ namespace ap::store {
 
 struct PoolOptions {
   std::string conninfo;
-  size_t max_size = 8;
+  size_t max_size = 4;  // per shard: more only adds contention on a small machine (bench/http)
   std::chrono::milliseconds acquire_timeout{5000};
 };
 
@@ -54,7 +54,15 @@ class Pool {
   asio::any_io_executor ex_;
   PoolOptions options_;
   std::vector<std::unique_ptr<Conn>> idle_;
-  std::deque<std::shared_ptr<asio::steady_timer>> waiters_;
+  // Waiters are served in order: a released connection goes straight to the first one, so a
+  // newcomer can never barge ahead of a caller that has been waiting.
+  struct Waiter {
+    explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
+    asio::steady_timer timer;
+    std::unique_ptr<Conn> conn;
+    bool slot_freed = false;  // a connection was dropped: the waiter may open a new one
+  };
+  std::deque<std::shared_ptr<Waiter>> waiters_;
   size_t open_ = 0;  // idle + leased + connecting
 };
 

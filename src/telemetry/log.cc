@@ -6,7 +6,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
-#include <nlohmann/json.hpp>
+#include <cstdio>
+#include <type_traits>
 
 #include "common/clock.h"
 
@@ -38,8 +39,39 @@ std::string_view level_name(Level l) {
 
 }  // namespace
 
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out += '"';
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += "\\u00";
+          out += kHex[c >> 4];
+          out += kHex[c & 15];
+        } else {
+          out += static_cast<char>(c);  // UTF-8 passes through
+        }
+    }
+  }
+  out += '"';
+}
+
+Level parse_level(std::string_view s) {
+  if (s == "debug") return Level::kDebug;
+  if (s == "warn") return Level::kWarn;
+  if (s == "error") return Level::kError;
+  return Level::kInfo;
+}
+
 void init_logging(const LogOptions& options) {
   g_options = options;
+  // Lines go to a background thread that does the writing: the request path only enqueues.
   spdlog::init_thread_pool(8192, 1);
   spdlog::sink_ptr sink;
   if (options.file.empty()) {
@@ -75,14 +107,38 @@ void log(Level level, std::string_view event, std::initializer_list<Field> field
     logger = g_logger;
   }
   if (!logger->should_log(to_spd(level))) return;
-  nlohmann::json j;
-  j["ts"] = format_rfc3339(std::chrono::system_clock::now());
-  j["level"] = level_name(level);
-  j["event"] = event;
+  // Built by hand (no JSON DOM): this runs once per request.
+  std::string line;
+  line.reserve(256);
+  line += "{\"ts\":\"";
+  line += format_rfc3339(std::chrono::system_clock::now());
+  line += "\",\"level\":\"";
+  line += level_name(level);
+  line += "\",\"event\":";
+  append_json_string(line, event);
   for (const auto& f : fields) {
-    std::visit([&](const auto& v) { j[std::string(f.key)] = v; }, f.value);
+    line += ',';
+    append_json_string(line, f.key);
+    line += ':';
+    std::visit(
+        [&](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string_view>) {
+            append_json_string(line, v);
+          } else if constexpr (std::is_same_v<T, bool>) {
+            line += v ? "true" : "false";
+          } else if constexpr (std::is_same_v<T, double>) {
+            char buf[32];
+            std::snprintf(buf, sizeof buf, "%.3f", v);
+            line += buf;
+          } else {
+            line += std::to_string(v);
+          }
+        },
+        f.value);
   }
-  logger->log(to_spd(level), "{}", j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  line += '}';
+  logger->log(to_spd(level), "{}", line);
 }
 
 }  // namespace ap::telemetry

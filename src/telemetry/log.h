@@ -13,6 +13,9 @@ namespace ap::telemetry {
 
 enum class Level { kDebug, kInfo, kWarn, kError };
 
+// "debug", "info", "warn", "error"; anything else is info.
+Level parse_level(std::string_view name);
+
 struct LogOptions {
   Level level = Level::kInfo;
   std::string file;  // empty: stderr
@@ -37,6 +40,9 @@ struct Field {
   Field(std::string_view k, double v) : key(k), value(v) {}
   Field(std::string_view k, bool v) : key(k), value(v) {}
 };
+
+// Appends `s` as a JSON string literal (quotes, escapes for control characters).
+void append_json_string(std::string& out, std::string_view s);
 
 void log(Level level, std::string_view event, std::initializer_list<Field> fields = {});
 inline void log_info(std::string_view e, std::initializer_list<Field> f = {}) {
