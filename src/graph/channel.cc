@@ -1,0 +1,326 @@
+#include "graph/channel.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "common/ids.h"
+
+namespace ap::graph {
+namespace {
+
+const Json kNull;
+
+std::shared_ptr<const ListNode> push(std::shared_ptr<const ListNode> tail, Json item) {
+  auto n = std::make_shared<ListNode>();
+  n->size = (tail ? tail->size : 0) + 1;
+  n->prev = std::move(tail);
+  n->item = std::make_shared<const Json>(std::move(item));
+  return n;
+}
+
+std::vector<std::shared_ptr<const Json>> items_of(const ValuePtr& v) {
+  std::vector<std::shared_ptr<const Json>> out;
+  if (!v) return out;
+  out.resize(v->size());
+  size_t i = out.size();
+  for (auto n = v->tail(); n; n = n->prev) out[--i] = n->item;
+  return out;
+}
+
+std::shared_ptr<const ListNode> build(const std::vector<std::shared_ptr<const Json>>& items) {
+  std::shared_ptr<const ListNode> tail;
+  for (const auto& it : items) {
+    auto n = std::make_shared<ListNode>();
+    n->size = (tail ? tail->size : 0) + 1;
+    n->prev = std::move(tail);
+    n->item = it;
+    tail = std::move(n);
+  }
+  return tail;
+}
+
+Error bad_write(const ChannelSpec& spec, const std::string& what) {
+  return Error::invalid_argument("channel '" + spec.name + "': " + what);
+}
+
+struct Incoming {
+  Json message;
+  bool fresh_id = false;  // assigned here: cannot collide with anything stored
+};
+
+// add_messages' coercion: a string is a human message; every message gets an id.
+Result<Incoming> as_message(const ChannelSpec& spec, Json m) {
+  if (m.is_string()) m = Json{{"type", "human"}, {"content", m.get<std::string>()}};
+  if (!m.is_object()) return bad_write(spec, "a message must be an object or a string");
+  auto id = m.find("id");
+  if (id == m.end() || id->is_null() || (id->is_string() && id->get<std::string>().empty())) {
+    m["id"] = new_message_id();
+    return Incoming{std::move(m), true};
+  }
+  if (!id->is_string()) return bad_write(spec, "a message id must be a string");
+  return Incoming{std::move(m), false};
+}
+
+Result<ValuePtr> add_messages(const ChannelSpec& spec, const ValuePtr& current,
+                              std::span<const Json> writes) {
+  std::vector<Incoming> incoming;
+  for (const auto& w : writes) {
+    if (w.is_array()) {
+      for (const auto& m : w) {
+        AP_ASSIGN_OR_RETURN(auto msg, as_message(spec, m));
+        incoming.push_back(std::move(msg));
+      }
+    } else {
+      AP_ASSIGN_OR_RETURN(auto msg, as_message(spec, w));
+      incoming.push_back(std::move(msg));
+    }
+  }
+  if (incoming.empty()) return current;
+  // Fast path: plain appends of messages whose ids are new (fresh ids always are) keep sharing
+  // the existing list. Only explicit ids are looked up.
+  bool needs_rebuild = false;
+  std::unordered_map<std::string, size_t> existing;
+  bool indexed = false;
+  auto index = [&] {
+    if (indexed) return;
+    indexed = true;
+    size_t i = current ? current->size() : 0;
+    for (auto n = current ? current->tail() : nullptr; n; n = n->prev) {
+      --i;
+      auto it = n->item->find("id");
+      if (it != n->item->end() && it->is_string()) existing.emplace(it->get<std::string>(), i);
+    }
+  };
+  for (const auto& in : incoming) {
+    const Json& m = in.message;
+    if (m.value("type", "") == "remove") {
+      needs_rebuild = true;
+      break;
+    }
+    if (in.fresh_id) continue;
+    const std::string& id = m["id"].get_ref<const std::string&>();
+    index();
+    if (existing.count(id)) {
+      needs_rebuild = true;
+      break;
+    }
+  }
+  if (!needs_rebuild) {
+    // Ids repeated inside this batch are merged too (the later one replaces the earlier).
+    std::unordered_map<std::string, size_t> batch;
+    for (size_t i = 0; i < incoming.size(); ++i) batch[incoming[i].message["id"]] = i;
+    if (batch.size() == incoming.size()) {
+      auto tail = current ? current->tail() : nullptr;
+      for (auto& in : incoming) tail = push(std::move(tail), std::move(in.message));
+      return ChannelValue::list(std::move(tail));
+    }
+  }
+  // General path: rebuild with replace and remove by id.
+  auto items = items_of(current);
+  std::unordered_map<std::string, size_t> pos;
+  for (size_t i = 0; i < items.size(); ++i) {
+    auto it = items[i]->find("id");
+    if (it != items[i]->end() && it->is_string()) pos[it->get<std::string>()] = i;
+  }
+  std::vector<bool> removed(items.size(), false);
+  for (auto& in : incoming) {
+    Json& m = in.message;
+    std::string id = m["id"];
+    if (m.value("type", "") == "remove") {
+      if (id == "__remove_all__") {
+        std::fill(removed.begin(), removed.end(), true);
+        continue;
+      }
+      auto p = pos.find(id);
+      if (p == pos.end() || removed[p->second])
+        return bad_write(spec, "cannot remove message '" + id + "': no such id");
+      removed[p->second] = true;
+      continue;
+    }
+    if (auto p = pos.find(id); p != pos.end() && !removed[p->second]) {
+      items[p->second] = std::make_shared<const Json>(std::move(m));
+    } else {
+      pos[id] = items.size();
+      items.push_back(std::make_shared<const Json>(std::move(m)));
+      removed.push_back(false);
+    }
+  }
+  std::vector<std::shared_ptr<const Json>> kept;
+  for (size_t i = 0; i < items.size(); ++i)
+    if (!removed[i]) kept.push_back(items[i]);
+  return ChannelValue::list(build(kept));
+}
+
+Result<Json> add_values(const ChannelSpec& spec, Json acc, const Json& w) {
+  if (acc.is_null()) return w;
+  if (acc.is_number_integer() && w.is_number_integer())
+    return Json(acc.get<int64_t>() + w.get<int64_t>());
+  if (acc.is_number() && w.is_number()) return Json(acc.get<double>() + w.get<double>());
+  if (acc.is_string() && w.is_string()) return Json(acc.get<std::string>() + w.get<std::string>());
+  if (acc.is_array() && w.is_array()) {
+    for (const auto& x : w) acc.push_back(x);
+    return acc;
+  }
+  return bad_write(spec, "cannot add a " + std::string(w.type_name()) + " to a " +
+                             std::string(acc.type_name()));
+}
+
+}  // namespace
+
+ValuePtr ChannelValue::scalar(Json v) {
+  auto c = std::make_shared<ChannelValue>();
+  c->kind_ = Kind::kScalar;
+  c->scalar_ = std::make_shared<const Json>(std::move(v));
+  return c;
+}
+
+ValuePtr ChannelValue::list(std::shared_ptr<const ListNode> tail) {
+  auto c = std::make_shared<ChannelValue>();
+  c->kind_ = Kind::kList;
+  c->tail_ = std::move(tail);
+  return c;
+}
+
+ValuePtr ChannelValue::barrier(std::vector<std::string> seen) {
+  auto c = std::make_shared<ChannelValue>();
+  c->kind_ = Kind::kBarrier;
+  c->seen_ = std::move(seen);
+  return c;
+}
+
+const Json& ChannelValue::value() const { return scalar_ ? *scalar_ : kNull; }
+
+const Json* ChannelValue::at(int64_t i) const {
+  int64_t n = static_cast<int64_t>(size());
+  if (i < 0) i += n;
+  if (i < 0 || i >= n) return nullptr;
+  // Walk back from the end: the recent items (what routers look at) are the cheap ones.
+  int64_t steps = n - 1 - i;
+  auto node = tail_.get();
+  while (steps-- > 0) node = node->prev.get();
+  return node->item.get();
+}
+
+Json ChannelValue::to_json() const {
+  switch (kind_) {
+    case Kind::kScalar: return value();
+    case Kind::kBarrier: return Json(seen_);
+    case Kind::kList: {
+      Json arr = Json::array();
+      auto items = items_of(std::make_shared<ChannelValue>(*this));
+      for (const auto& i : items) arr.push_back(*i);
+      return arr;
+    }
+  }
+  return kNull;
+}
+
+Result<Reducer> parse_reducer(std::string_view n) {
+  static const std::pair<std::string_view, Reducer> kNames[] = {
+      {"last_value", Reducer::kLastValue}, {"append", Reducer::kAppend},
+      {"add", Reducer::kAdd},              {"merge", Reducer::kMerge},
+      {"messages", Reducer::kMessages},    {"topic", Reducer::kTopic},
+      {"ephemeral", Reducer::kEphemeral}, {"any_value", Reducer::kAnyValue}};
+  for (const auto& [name, r] : kNames)
+    if (name == n) return r;
+  return Error::invalid_argument("unknown reducer '" + std::string(n) +
+                                 "' (known: last_value, append, add, merge, messages, topic, "
+                                 "ephemeral, any_value)");
+}
+
+std::string_view reducer_name(Reducer r) {
+  switch (r) {
+    case Reducer::kLastValue: return "last_value";
+    case Reducer::kAnyValue: return "any_value";
+    case Reducer::kAppend: return "append";
+    case Reducer::kAdd: return "add";
+    case Reducer::kMerge: return "merge";
+    case Reducer::kMessages: return "messages";
+    case Reducer::kTopic: return "topic";
+    case Reducer::kEphemeral: return "ephemeral";
+    case Reducer::kBarrier: return "barrier";
+  }
+  return "";
+}
+
+Result<ValuePtr> apply_writes(const ChannelSpec& spec, const ValuePtr& current,
+                              std::span<const Json> writes) {
+  switch (spec.reducer) {
+    case Reducer::kLastValue:
+      if (writes.empty()) return current;
+      if (writes.size() > 1)
+        return bad_write(spec, "INVALID_CONCURRENT_GRAPH_UPDATE: it can receive only one value "
+                               "per step; give it a reducer to accept several");
+      return ChannelValue::scalar(writes[0]);
+    case Reducer::kAnyValue:
+      if (writes.empty()) return current;
+      return ChannelValue::scalar(writes.back());
+    case Reducer::kEphemeral:
+      if (writes.empty()) return current ? ValuePtr() : current;
+      return ChannelValue::scalar(writes.back());
+    case Reducer::kAppend: {
+      if (writes.empty()) return current;
+      auto tail = current ? current->tail() : nullptr;
+      for (const auto& w : writes) {
+        if (w.is_array()) {
+          for (const auto& x : w) tail = push(std::move(tail), x);
+        } else {
+          tail = push(std::move(tail), w);
+        }
+      }
+      return ChannelValue::list(std::move(tail));
+    }
+    case Reducer::kTopic: {
+      if (writes.empty()) return current ? ValuePtr() : current;
+      std::shared_ptr<const ListNode> tail;
+      for (const auto& w : writes) tail = push(std::move(tail), w);
+      return ChannelValue::list(std::move(tail));
+    }
+    case Reducer::kAdd: {
+      if (writes.empty()) return current;
+      Json acc = current ? current->value() : Json();
+      for (const auto& w : writes) {
+        AP_ASSIGN_OR_RETURN(acc, add_values(spec, std::move(acc), w));
+      }
+      return ChannelValue::scalar(std::move(acc));
+    }
+    case Reducer::kMerge: {
+      if (writes.empty()) return current;
+      Json acc = current ? current->value() : Json::object();
+      for (const auto& w : writes) {
+        if (!w.is_object()) return bad_write(spec, "merge takes objects");
+        for (auto it = w.begin(); it != w.end(); ++it) acc[it.key()] = it.value();
+      }
+      return ChannelValue::scalar(std::move(acc));
+    }
+    case Reducer::kMessages:
+      return add_messages(spec, current, writes);
+    case Reducer::kBarrier: {
+      if (writes.empty()) return current;
+      std::vector<std::string> seen = current ? current->seen() : std::vector<std::string>{};
+      for (const auto& w : writes) {
+        if (!w.is_string()) return bad_write(spec, "barrier writes are source names");
+        std::string s = w.get<std::string>();
+        if (std::find(spec.barrier_names.begin(), spec.barrier_names.end(), s) ==
+            spec.barrier_names.end())
+          return bad_write(spec, "'" + s + "' is not a source of this join");
+        if (std::find(seen.begin(), seen.end(), s) == seen.end()) seen.push_back(s);
+      }
+      std::sort(seen.begin(), seen.end());
+      return ChannelValue::barrier(std::move(seen));
+    }
+  }
+  return current;
+}
+
+ValuePtr consume(const ChannelSpec& spec, const ValuePtr& current) {
+  if (spec.reducer == Reducer::kBarrier && current &&
+      current->seen().size() == spec.barrier_names.size())
+    return nullptr;
+  return current;
+}
+
+std::string new_message_id() { return "run-" + Uuid::random_v4().to_string(); }
+
+}  // namespace ap::graph

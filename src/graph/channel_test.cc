@@ -1,0 +1,86 @@
+#include "graph/channel.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace ap::graph {
+namespace {
+
+ValuePtr apply(const ChannelSpec& s, const ValuePtr& cur, std::vector<Json> writes) {
+  auto r = apply_writes(s, cur, writes);
+  EXPECT_TRUE(r) << r.error().message;
+  return r ? *r : nullptr;
+}
+
+TEST(Channel, LastValueTakesOneWritePerStep) {
+  ChannelSpec s{"x", Reducer::kLastValue, {}};
+  auto v = apply(s, nullptr, {1});
+  EXPECT_EQ(v->value(), 1);
+  EXPECT_EQ(apply(s, v, {}), v);  // no write: same value, no new version
+  auto two = apply_writes(s, v, std::vector<Json>{2, 3});
+  ASSERT_FALSE(two);
+  EXPECT_NE(two.error().message.find("INVALID_CONCURRENT_GRAPH_UPDATE"), std::string::npos);
+}
+
+TEST(Channel, AppendSharesItsPrefix) {
+  ChannelSpec s{"log", Reducer::kAppend, {}};
+  auto a = apply(s, nullptr, {Json::array({1, 2})});
+  auto b = apply(s, a, {3});
+  EXPECT_EQ(a->to_json(), Json::array({1, 2}));
+  EXPECT_EQ(b->to_json(), Json::array({1, 2, 3}));
+  EXPECT_EQ(b->tail()->prev, a->tail());  // structural sharing
+  EXPECT_EQ(*b->at(-1), 3);
+  EXPECT_EQ(*b->at(0), 1);
+  EXPECT_EQ(b->at(3), nullptr);
+}
+
+TEST(Channel, AddAndMerge) {
+  ChannelSpec add{"n", Reducer::kAdd, {}};
+  EXPECT_EQ(apply(add, nullptr, {1, 2, 3})->value(), 6);
+  EXPECT_EQ(apply(add, nullptr, {"a", "b"})->value(), "ab");
+  EXPECT_DOUBLE_EQ(apply(add, nullptr, {1, 0.5})->value().get<double>(), 1.5);
+  EXPECT_FALSE(apply_writes(add, nullptr, std::vector<Json>{1, "x"}));
+  ChannelSpec merge{"m", Reducer::kMerge, {}};
+  auto m = apply(merge, nullptr, {Json{{"a", 1}}, Json{{"b", 2}}, Json{{"a", 3}}});
+  EXPECT_EQ(m->value(), (Json{{"a", 3}, {"b", 2}}));
+  EXPECT_FALSE(apply_writes(merge, nullptr, std::vector<Json>{1}));
+}
+
+TEST(Channel, AddMessagesAppendsReplacesRemovesAndAssignsIds) {
+  ChannelSpec s{"messages", Reducer::kMessages, {}};
+  auto v = apply(s, nullptr, {"hi", Json{{"type", "ai"}, {"content", "yo"}, {"id", "m2"}}});
+  ASSERT_EQ(v->size(), 2u);
+  EXPECT_EQ((*v->at(0))["type"], "human");
+  EXPECT_EQ((*v->at(0))["id"].get<std::string>().rfind("run-", 0), 0u);
+  v = apply(s, v, {Json{{"type", "ai"}, {"content", "edited"}, {"id", "m2"}}});
+  ASSERT_EQ(v->size(), 2u);
+  EXPECT_EQ((*v->at(1))["content"], "edited");
+  v = apply(s, v, {Json{{"type", "remove"}, {"id", "m2"}}});
+  EXPECT_EQ(v->size(), 1u);
+  EXPECT_FALSE(apply_writes(s, v, std::vector<Json>{Json{{"type", "remove"}, {"id", "nope"}}}));
+  v = apply(s, v, {Json{{"type", "remove"}, {"id", "__remove_all__"}}, "fresh"});
+  ASSERT_EQ(v->size(), 1u);
+  EXPECT_EQ((*v->at(0))["content"], "fresh");
+  EXPECT_FALSE(apply_writes(s, v, std::vector<Json>{42}));
+}
+
+TEST(Channel, TopicAndEphemeralClearEachStep) {
+  ChannelSpec topic{"t", Reducer::kTopic, {}};
+  auto v = apply(topic, nullptr, {1, 2});
+  EXPECT_EQ(v->to_json(), Json::array({1, 2}));
+  EXPECT_EQ(apply(topic, v, {}), nullptr);
+  ChannelSpec eph{"e", Reducer::kEphemeral, {}};
+  auto e = apply(eph, nullptr, {"x"});
+  EXPECT_EQ(e->value(), "x");
+  EXPECT_EQ(apply(eph, e, {}), nullptr);
+}
+
+TEST(Channel, ReducerNames) {
+  EXPECT_EQ(*parse_reducer("messages"), Reducer::kMessages);
+  EXPECT_FALSE(parse_reducer("concat"));
+  EXPECT_EQ(reducer_name(Reducer::kAppend), "append");
+}
+
+}  // namespace
+}  // namespace ap::graph

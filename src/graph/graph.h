@@ -1,0 +1,142 @@
+// Graphs with LangGraph's semantics: build with StateGraph, compile (every problem listed), run
+// with CompiledGraph::invoke in BSP supersteps, checkpointed through a Checkpointer.
+//   StateGraph g;
+//   g.channel("messages", Reducer::kMessages).node("agent", fn).edge(kStart, "agent")
+//    .edge("agent", kEnd);
+//   auto graph = g.compile();   // Result<std::shared_ptr<const CompiledGraph>>
+// Thread-safety: a CompiledGraph is immutable and may run on many threads at once.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "graph/checkpoint.h"
+#include "graph/node.h"
+
+namespace ap::graph {
+
+class CompiledGraph;
+
+class StateGraph {
+ public:
+  StateGraph& channel(std::string name, Reducer reducer = Reducer::kLastValue);
+  StateGraph& node(std::string name, NodeFn fn, RetryPolicy retry = {});
+  StateGraph& edge(std::string from, std::string to);
+  // `to` runs once every node in `from` has run (LangGraph's add_edge([a, b], c)).
+  StateGraph& join(std::vector<std::string> from, std::string to);
+  // After `from`, go where `router` says. `targets` lists where it may go (for validation and
+  // drawing); empty: anywhere.
+  StateGraph& branch(std::string from, RouterFn router, std::vector<std::string> targets = {});
+
+  // Validates and freezes. InvalidArgument listing every problem (unknown node in an edge,
+  // no entry, unreachable node, duplicate names, reserved names).
+  Result<std::shared_ptr<const CompiledGraph>> compile() const;
+
+ private:
+  friend class CompiledGraph;
+  struct NodeDef {
+    std::string name;
+    NodeFn fn;
+    RetryPolicy retry;
+  };
+  struct BranchDef {
+    std::string from;
+    RouterFn router;
+    std::vector<std::string> targets;
+  };
+  std::vector<ChannelSpec> channels_;
+  std::vector<NodeDef> nodes_;
+  std::vector<std::pair<std::string, std::string>> edges_;
+  std::vector<std::pair<std::vector<std::string>, std::string>> joins_;
+  std::vector<BranchDef> branches_;
+};
+
+enum class Durability { kSync, kAsync, kExit };
+
+// What goes into a run: new input values, a Command, or nothing (continue).
+struct Input {
+  std::optional<Json> values;                 // {"channel": value}
+  std::optional<Json> resume;                 // Command(resume=...): a value, or {interrupt_id: value}
+  std::optional<Json> update;                 // Command(update=...)
+  std::vector<std::string> goto_nodes;        // Command(goto=...)
+  static Input of(Json values) { return Input{std::move(values), {}, {}, {}}; }
+  static Input resume_with(Json v) { return Input{{}, std::move(v), {}, {}}; }
+};
+
+struct StreamEvent {
+  std::string mode;  // values | updates | custom | debug | tasks
+  std::string node;  // for updates/custom
+  Json data;
+};
+
+struct RunOptions {
+  std::string thread_id;  // empty: no checkpoints (stateless)
+  std::string checkpoint_ns;
+  std::string checkpoint_id;  // replay or fork from this checkpoint (empty: the latest)
+  int recursion_limit = 25;
+  std::vector<std::string> interrupt_before, interrupt_after;
+  Durability durability = Durability::kSync;
+  Json config = Json::object();
+  std::function<void(const StreamEvent&)> on_event;  // called on the running thread
+  // Runs a step's tasks concurrently when set (a step with one task always runs inline).
+  std::function<void(std::vector<std::function<void()>>&)> run_parallel;
+};
+
+struct Interrupt {
+  std::string id;  // stable across re-runs: resume maps are keyed by it
+  Json value;
+  std::string node;
+};
+
+struct RunResult {
+  bool interrupted = false;
+  std::vector<Interrupt> interrupts;
+  Json values;  // the state after the run
+  CheckpointConfig checkpoint;  // the latest checkpoint (empty without a thread)
+  int steps = 0;
+};
+
+// A state of a thread, as get_state returns it.
+struct StateSnapshot {
+  Json values;
+  std::vector<std::string> next;  // nodes that would run next
+  CheckpointConfig config;
+  std::optional<CheckpointConfig> parent_config;
+  Json metadata;
+  std::string created_at;
+  std::vector<Interrupt> interrupts;
+};
+
+class CompiledGraph {
+ public:
+  // Runs until no node is triggered, an interrupt, or an error. Node errors come back with
+  // their code (after retries); the recursion limit is ResourceExhausted
+  // ("GRAPH_RECURSION_LIMIT"); bad input is InvalidArgument and changes nothing.
+  Result<RunResult> invoke(const Input& input, const RunOptions& options,
+                           Checkpointer* checkpointer = nullptr) const;
+
+  Result<StateSnapshot> get_state(Checkpointer& cp, const CheckpointConfig& config) const;
+  // Newest first, across branches (forks), with parent links.
+  Result<std::vector<StateSnapshot>> get_state_history(Checkpointer& cp, const ListOptions& o) const;
+  // Applies `values` as if node `as_node` wrote them (empty: the last node that ran), as a new
+  // checkpoint (source "update"). Returns its config.
+  Result<CheckpointConfig> update_state(Checkpointer& cp, const CheckpointConfig& config,
+                                        const Json& values, const std::string& as_node = "") const;
+
+  const std::vector<std::string>& node_names() const { return *nodes_; }
+  const std::vector<std::string>& channel_names() const { return *channels_; }
+
+  struct Impl;
+
+ private:
+  friend class StateGraph;
+  CompiledGraph() = default;
+  std::shared_ptr<const std::vector<std::string>> channels_, nodes_;
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace ap::graph
