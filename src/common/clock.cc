@@ -1,5 +1,6 @@
 #include "common/clock.h"
 
+#include <cstring>
 #include <ctime>
 
 namespace ap {
@@ -17,11 +18,19 @@ std::string format_rfc3339(std::chrono::system_clock::time_point t) {
     frac += 1'000'000;
     --secs;
   }
-  std::tm tm{};
-  gmtime_r(&secs, &tm);
-  char buf[40];
-  size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%06ldZ", frac);
+  // The date-time part changes once a second: cache it per thread.
+  thread_local time_t cached_secs = -1;
+  thread_local char prefix[32];
+  thread_local size_t prefix_len = 0;
+  if (secs != cached_secs) {
+    std::tm tm{};
+    gmtime_r(&secs, &tm);
+    prefix_len = std::strftime(prefix, sizeof prefix, "%Y-%m-%dT%H:%M:%S", &tm);
+    cached_secs = secs;
+  }
+  char buf[48];
+  std::memcpy(buf, prefix, prefix_len);
+  std::snprintf(buf + prefix_len, sizeof buf - prefix_len, ".%06ldZ", frac);
   return buf;
 }
 

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 
 #include "common/secret.h"
 
@@ -36,9 +37,29 @@ std::string random_token_base62(size_t chars) {
   return out;
 }
 
-Sha256Digest sha256(std::string_view data) {
+namespace {
+// OpenSSL 3's one-shot SHA256() fetches the algorithm on every call; fetch it once and keep a
+// context per thread.
+const EVP_MD* sha256_md() {
+  static const EVP_MD* md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+  return md;
+}
+EVP_MD_CTX* thread_ctx() {
+  thread_local std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(),
+                                                                         EVP_MD_CTX_free);
+  return ctx.get();
+}
+}  // namespace
+
+Sha256Digest sha256(std::string_view data) { return sha256_parts({&data, 1}); }
+
+Sha256Digest sha256_parts(std::span<const std::string_view> parts) {
   Sha256Digest d;
-  SHA256(reinterpret_cast<const unsigned char*>(data.data()), data.size(), d.data());
+  EVP_MD_CTX* ctx = thread_ctx();
+  EVP_DigestInit_ex(ctx, sha256_md(), nullptr);
+  for (auto p : parts) EVP_DigestUpdate(ctx, p.data(), p.size());
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx, d.data(), &n);
   return d;
 }
 

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -18,6 +19,8 @@ std::string random_token_base62(size_t chars);
 
 using Sha256Digest = std::array<uint8_t, 32>;
 Sha256Digest sha256(std::string_view data);
+// SHA-256 of the concatenation of `parts`, without building it.
+Sha256Digest sha256_parts(std::span<const std::string_view> parts);
 
 std::string hex_encode(const uint8_t* data, size_t n);
 inline std::string hex_encode(std::string_view s) {

@@ -53,14 +53,14 @@ Uuid Uuid::v7(int64_t unix_ms) {
 
 std::string Uuid::to_string() const {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string s;
-  s.reserve(36);
+  char buf[36];
+  size_t j = 0;
   for (size_t i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
-    s += kHex[bytes_[i] >> 4];
-    s += kHex[bytes_[i] & 15];
+    if (i == 4 || i == 6 || i == 8 || i == 10) buf[j++] = '-';
+    buf[j++] = kHex[bytes_[i] >> 4];
+    buf[j++] = kHex[bytes_[i] & 15];
   }
-  return s;
+  return std::string(buf, 36);
 }
 
 bool Uuid::is_nil() const {

@@ -46,14 +46,19 @@ Json CheckpointMetadata::to_json() const {
 }
 
 std::string next_checkpoint_id() {
-  // UUIDv7 is time-ordered to the millisecond; within one millisecond (or if the clock steps
-  // back) the previous id plus one keeps ids strictly increasing in this process.
+  // UUIDv7: 48 bits of milliseconds, then random bits. A new millisecond draws fresh random bits
+  // once; within one millisecond (or if the clock steps back) the previous id plus one keeps
+  // ids strictly increasing in this process at the cost of an increment.
   static std::mutex mu;
   static std::array<uint8_t, 16> last{};
-  auto u = Uuid::v7(Clock::system().unix_ms());
+  int64_t ms = Clock::system().unix_ms();
   std::lock_guard lock(mu);
-  auto b = u.bytes();
-  if (b <= last) {
+  int64_t last_ms = 0;
+  for (int i = 0; i < 6; ++i) last_ms = last_ms << 8 | last[i];
+  std::array<uint8_t, 16> b;
+  if (ms > last_ms) {
+    b = Uuid::v7(ms).bytes();
+  } else {
     b = last;
     for (int i = 15; i >= 9; --i)
       if (++b[i] != 0) break;

@@ -46,13 +46,16 @@ struct Task {
   std::vector<Json> custom;
 };
 
+// A deterministic task id: SHA-256 over the parts, each followed by a NUL, shaped as a UUID.
 std::string hash_id(std::initializer_list<std::string_view> parts) {
-  std::string buf;
+  std::string_view list[16];
+  size_t n = 0;
+  static constexpr char kNul[1] = {'\0'};
   for (auto p : parts) {
-    buf.append(p);
-    buf.push_back('\0');
+    list[n++] = p;
+    list[n++] = std::string_view(kNul, 1);
   }
-  auto d = sha256(buf);
+  auto d = sha256_parts({list, n});
   std::array<uint8_t, 16> b{};
   std::copy(d.begin(), d.begin() + 16, b.begin());
   b[6] = (b[6] & 0x0f) | 0x50;
@@ -137,8 +140,11 @@ std::vector<Task> plan(const Impl& g, const Checkpoint& cp, int step, const std:
     t.node = n;
     t.path = "~__pregel_pull|" + g.nodes[n].name;
     std::string trig;
-    for (size_t c : t.triggers) trig += g.channels[c].name + ",";
-    t.id = hash_id({cp.id, ns, step_s, g.nodes[n].name, "pull", trig});
+    if (t.triggers.size() > 1)
+      for (size_t c : t.triggers) trig += g.channels[c].name + ",";
+    t.id = hash_id({cp.id, ns, step_s, g.nodes[n].name, "pull",
+                    t.triggers.size() > 1 ? std::string_view(trig)
+                                          : std::string_view(g.channels[t.triggers[0]].name)});
     tasks.push_back(std::move(t));
   }
   std::sort(tasks.begin(), tasks.end(), [](const Task& a, const Task& b) { return a.path < b.path; });
@@ -159,14 +165,21 @@ Status apply_step(const Impl& g, Checkpoint& cp, const std::vector<Task>& tasks)
         cp.versions[c] = next;
       }
     }
-  std::vector<std::vector<Json>> by_channel(nc);
+  // Group the writes by channel, keeping task-path order within a channel.
+  std::vector<std::pair<size_t, const Json*>> all;
   for (const auto& t : tasks)
-    for (const auto& [c, v] : t.writes) by_channel[c].push_back(v);
+    for (const auto& [c, v] : t.writes) all.emplace_back(c, &v);
+  std::stable_sort(all.begin(), all.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<Json> batch;
+  size_t i = 0;
   for (size_t c = 0; c < nc; ++c) {
+    batch.clear();
+    for (; i < all.size() && all[i].first == c; ++i) batch.push_back(*all[i].second);
     const auto& spec = g.channels[c];
     bool clears = spec.reducer == Reducer::kEphemeral || spec.reducer == Reducer::kTopic;
-    if (by_channel[c].empty() && !(clears && cp.values[c])) continue;
-    AP_ASSIGN_OR_RETURN(auto v, apply_writes(spec, cp.values[c], by_channel[c]));
+    if (batch.empty() && !(clears && cp.values[c])) continue;
+    AP_ASSIGN_OR_RETURN(auto v, apply_writes(spec, cp.values[c], batch));
     if (v != cp.values[c]) {
       cp.values[c] = std::move(v);
       cp.versions[c] = next;
