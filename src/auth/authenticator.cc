@@ -175,6 +175,17 @@ void Authenticator::stop() {
   if (loops->backoff_timer) loops->backoff_timer->cancel();
 }
 
+void Authenticator::detach() {
+  stop();
+  auto loops = loops_;
+  // Timers and the listen connection belong to the stopped executor: destroy them while it
+  // still exists. Suspended loops keep their own reference to this (now inert) state.
+  loops->listen_conn.reset();
+  loops->touch_timer.reset();
+  loops->backoff_timer.reset();
+  loops_ = std::make_shared<Loops>();
+}
+
 store::Task<void> Authenticator::listen_loop(asio::any_io_executor ex) {
   auto loops = loops_;
   loops->backoff_timer = std::make_unique<asio::steady_timer>(ex);

@@ -47,6 +47,9 @@ class Authenticator {
   void start(boost::asio::any_io_executor ex, store::Pool& pool);
   // Stops both and writes pending last-used times (best effort).
   void stop();
+  // Drops everything bound to the executor given to start(). Call after that executor stopped
+  // running and before it is destroyed; start() may then be called again.
+  void detach();
 
   size_t cache_size() const;
 

@@ -500,6 +500,7 @@ void Server::stop() {
   for (auto& s : impl_->shards) s->ioc.stop();
   for (auto& s : impl_->shards)
     if (s->thread.joinable()) s->thread.join();
+  impl_->authn.detach();
   impl_->acceptor.reset();
   impl_->metrics_acceptor.reset();
   impl_->shards.clear();
