@@ -199,5 +199,30 @@ TEST(Migrate, IsIdempotent) {
   EXPECT_GE(r->version, 1);
 }
 
+// The documented production set-up: migrate as the database owner with CREATEROLE (not a
+// superuser), after a superuser created the BYPASSRLS role once.
+TEST(Migrate, RunsAsDatabaseOwnerWithCreateRole) {
+  auto su = store::SyncConn::connect(Database::get().superuser_url());
+  ASSERT_TRUE(su);
+  ASSERT_TRUE((*su)->exec_script(
+      "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'deployer') THEN "
+      "CREATE ROLE deployer LOGIN CREATEROLE; END IF; END $$"));
+  ASSERT_TRUE((*su)->exec_script("CREATE DATABASE agentplane_prod OWNER deployer"));
+  std::string base = "host=" + Database::get().socket_dir() + " dbname=agentplane_prod";
+  store::MigrateOptions mo;
+  mo.database_url = base + " user=deployer";
+  auto r = store::migrate(mo);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_GE(r->applied.size(), 1u);
+  auto app = store::SyncConn::connect(base + " user=agentplane_app");
+  ASSERT_TRUE(app);
+  auto rows = (*app)->exec("SELECT count(*) FROM api_keys");
+  ASSERT_TRUE(rows) << rows.error().message;
+  EXPECT_EQ(rows->get(0, 0), "0");
+  auto owner = (*su)->exec("SELECT tableowner FROM pg_tables WHERE schemaname = 'agentplane' "
+                           "AND tablename = 'api_keys'");
+  EXPECT_EQ(owner->get(0, 0), "agentplane_owner");
+}
+
 }  // namespace
 }  // namespace ap::testing
