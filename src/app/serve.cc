@@ -50,13 +50,18 @@ namespace {
 // that would make row-level security moot.
 Status check_database(const std::string& url) {
   AP_ASSIGN_OR_RETURN(auto db, store::SyncConn::connect(url));
-  AP_ASSIGN_OR_RETURN(auto rows, db->exec("SELECT rolsuper OR rolbypassrls FROM pg_roles "
-                                          "WHERE rolname = current_user"));
+  AP_ASSIGN_OR_RETURN(
+      auto rows,
+      db->exec("SELECT rolsuper OR rolbypassrls OR rolcreaterole OR "
+               "pg_has_role(oid, 'agentplane_owner', 'MEMBER') OR "
+               "pg_has_role(oid, 'agentplane_system', 'MEMBER') "
+               "FROM pg_roles WHERE rolname = current_user"));
   // Isolation: the database is the last line only if the server's role is subject to RLS.
   if (rows.empty() || rows.get(0, 0) == "t")
     return Error::failed_precondition(
-        "the server must connect as a role without SUPERUSER or BYPASSRLS (agentplane_app), "
-        "or row-level security would not isolate tenants");
+        "the server must connect as a role without SUPERUSER, BYPASSRLS or CREATEROLE that is "
+        "not a member of the owner or system role (agentplane_app), or row-level security would "
+        "not isolate tenants");
   auto schema = db->exec("SELECT max(version) FROM agentplane.schema_migrations");
   if (!schema || schema->is_null(0, 0))
     return Error::failed_precondition("the database has no agentplane schema: run `agentplane migrate`");

@@ -3,6 +3,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cstring>
@@ -16,7 +17,8 @@ namespace ap::auth {
 namespace asio = boost::asio;
 
 struct Authenticator::Loops {
-  bool stopping = false;
+  std::atomic<bool> stopping{false};
+  std::optional<boost::asio::any_io_executor> ex;
   std::unique_ptr<store::Conn> listen_conn;
   std::unique_ptr<asio::steady_timer> touch_timer;
   std::unique_ptr<asio::steady_timer> backoff_timer;
@@ -49,6 +51,11 @@ constexpr std::string_view kFindKey =
     "SELECT tenant_id, key_id, scopes, revoked FROM find_api_key($1)";
 constexpr std::string_view kTouchKeys = "SELECT touch_api_keys($1::uuid[], $2)";
 constexpr std::string_view kListen = "LISTEN agentplane_key_revoked";
+
+std::vector<std::pair<std::string, std::string>> listen_options() {
+  return {{"keepalives", "1"},       {"keepalives_idle", "2"}, {"keepalives_interval", "1"},
+          {"keepalives_count", "2"}, {"tcp_user_timeout", "4000"}, {"connect_timeout", "3"}};
+}
 
 }  // namespace
 
@@ -127,8 +134,10 @@ store::Task<Principal> Authenticator::authenticate(store::Pool& pool,
   {
     std::lock_guard lock(mu_);
     touched_.insert(p.key);
-    // Isolation: an invalidation that raced this look-up wins; the result is not cached.
-    if (generation == generation_) {
+    // Isolation: an invalidation that raced this look-up wins; the result is not cached. Nor is
+    // anything cached while revocations from other replicas could go unheard.
+    bool can_cache = options_.listen_conninfo.empty() || listening_.load();
+    if (generation == generation_ && can_cache) {
       cache_[hash] = Entry{p, clock_.steady_now() + options_.cache_ttl};
       by_key_[p.key] = hash;
     }
@@ -160,6 +169,7 @@ size_t Authenticator::cache_size() const {
 
 void Authenticator::start(asio::any_io_executor ex, store::Pool& pool) {
   loops_->pool = &pool;
+  loops_->ex = ex;
   if (!options_.listen_conninfo.empty()) {
     asio::co_spawn(ex, listen_loop(ex), asio::detached);
   }
@@ -168,16 +178,24 @@ void Authenticator::start(asio::any_io_executor ex, store::Pool& pool) {
 
 void Authenticator::stop() {
   auto loops = loops_;
-  if (!loops || loops->stopping) return;
-  loops->stopping = true;
-  if (loops->listen_conn) loops->listen_conn->cancel();
-  if (loops->touch_timer) loops->touch_timer->cancel();
-  if (loops->backoff_timer) loops->backoff_timer->cancel();
+  if (!loops || loops->stopping.exchange(true)) return;
+  // The loops' objects belong to their executor's thread: cancel them there.
+  auto cancel = [loops] {
+    if (loops->listen_conn) loops->listen_conn->cancel();
+    if (loops->touch_timer) loops->touch_timer->cancel();
+    if (loops->backoff_timer) loops->backoff_timer->cancel();
+  };
+  if (loops->ex) {
+    asio::post(*loops->ex, cancel);
+  } else {
+    cancel();
+  }
 }
 
 void Authenticator::detach() {
   stop();
   auto loops = loops_;
+  listening_ = false;
   // Timers and the listen connection belong to the stopped executor: destroy them while it
   // still exists. Suspended loops keep their own reference to this (now inert) state.
   loops->listen_conn.reset();
@@ -190,17 +208,22 @@ store::Task<void> Authenticator::listen_loop(asio::any_io_executor ex) {
   auto loops = loops_;
   loops->backoff_timer = std::make_unique<asio::steady_timer>(ex);
   while (!loops->stopping) {
-    auto conn = co_await store::Conn::connect(ex, options_.listen_conninfo);
+    // Keepalives notice a silently dropped connection within seconds (then nothing is cached
+    // until the listener is back); the connect itself is bounded too.
+    auto conn = co_await store::Conn::connect(ex, options_.listen_conninfo, listen_options());
     if (conn) {
       store::Statement listen{kListen, {}};
       if (auto r = co_await (*conn)->pipeline({&listen, 1}); r) {
         loops->listen_conn = std::move(*conn);
         // Notifications sent while we were not listening are lost: start from an empty cache.
         invalidate_all();
+        listening_ = true;
         auto st = co_await loops->listen_conn->listen_loop(
             [this](std::string_view, std::string_view payload) {
               if (auto id = KeyId::parse(payload)) invalidate(*id);
             });
+        listening_ = false;
+        invalidate_all();
         loops->listen_conn.reset();
         if (loops->stopping) break;
         telemetry::log_warn("key_listener_lost", {{"error", st.error().message}});

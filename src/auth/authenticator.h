@@ -7,6 +7,7 @@
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -73,6 +74,9 @@ class Authenticator {
   std::unordered_map<KeyId, Sha256Digest, UuidHash> by_key_;
   std::unordered_set<KeyId, UuidHash> touched_;
   uint64_t generation_ = 0;  // bumped by every invalidation: a look-up racing one is not cached
+  // Isolation: while the revocation listener is not confirmed listening, nothing is cached, so a
+  // revocation on another replica cannot be missed.
+  std::atomic<bool> listening_{false};
 
   struct Loops;
   std::shared_ptr<Loops> loops_;

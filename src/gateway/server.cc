@@ -106,8 +106,10 @@ struct Conn {
 };
 
 struct Shard {
-  asio::io_context ioc{1};
+  // The pool outlives the io_context: destroying the io_context destroys suspended coroutines,
+  // whose leases then return their connections to the (closed) pool.
   std::unique_ptr<store::Pool> pool;
+  asio::io_context ioc{1};
   std::thread thread;
   size_t sessions = 0;
   bool stopping = false;
@@ -185,20 +187,31 @@ asio::awaitable<void> Server::Impl::accept_loop(tcp::acceptor& acc, bool metrics
           shard.ioc,
           [this, &shard, s = std::move(s), metrics_only]() mutable -> asio::awaitable<void> {
             shard.conns.push_front(Conn{&s, {}, false});
-            auto it = shard.conns.begin();
-            if (tls && !metrics_only) {
-              asio::ssl::stream<tcp::socket&> stream(s, *tls);
-              it->expire_after(options.header_timeout);
-              auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kUse);
-              if (!hec) co_await session(shard, stream, *it, false);
-            } else {
-              co_await session(shard, s, *it, metrics_only);
+            // Whatever happens below, the connection leaves the sweeper's list and the count.
+            struct Cleanup {
+              Shard& shard;
+              std::list<Conn>::iterator it;
+              tcp::socket& sock;
+              ~Cleanup() {
+                boost::system::error_code ec;
+                sock.shutdown(tcp::socket::shutdown_both, ec);
+                sock.close(ec);
+                shard.conns.erase(it);
+                --shard.sessions;
+              }
+            } cleanup{shard, shard.conns.begin(), s};
+            try {
+              if (tls && !metrics_only) {
+                asio::ssl::stream<tcp::socket&> stream(s, *tls);
+                cleanup.it->expire_after(options.header_timeout);
+                auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kUse);
+                if (!hec) co_await session(shard, stream, *cleanup.it, false);
+              } else {
+                co_await session(shard, s, *cleanup.it, metrics_only);
+              }
+            } catch (const std::exception& e) {
+              telemetry::log_error("connection_failed", {{"error", e.what()}});
             }
-            boost::system::error_code ec;
-            s.shutdown(tcp::socket::shutdown_both, ec);
-            s.close(ec);
-            shard.conns.erase(it);
-            --shard.sessions;
           },
           asio::detached);
     });
@@ -501,6 +514,7 @@ void Server::stop() {
   for (auto& s : impl_->shards)
     if (s->thread.joinable()) s->thread.join();
   impl_->authn.detach();
+  for (auto& s : impl_->shards) s->pool->close();
   impl_->acceptor.reset();
   impl_->metrics_acceptor.reset();
   impl_->shards.clear();

@@ -335,6 +335,75 @@ TEST(Graph, BadInputChangesNothing) {
   EXPECT_EQ(saver.thread_count(), 0u);
 }
 
+TEST(Graph, CommandUpdateKeepsPendingTasks) {
+  StateGraph g;
+  g.channel("log", Reducer::kAppend).channel("note").node("a", append("a"));
+  g.node("b", [](NodeContext& ctx) -> Result<NodeOutput> {
+    return NodeOutput().write("log", "b saw " + ctx.get("note").get<std::string>());
+  });
+  g.edge(kStart, "a").edge("a", "b");
+  auto graph = compile(g);
+  MemorySaver saver;
+  RunOptions o = on_thread("cu");
+  o.interrupt_before = {"b"};
+  ASSERT_TRUE(graph->invoke(Input::of({{"log", Json::array()}, {"note", "old"}}), o, &saver));
+  Input cmd;
+  cmd.update = Json{{"note", "new"}};
+  auto r = graph->invoke(cmd, o, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(r->interrupted);
+  EXPECT_EQ(r->values["log"], Json::array({"a", "b saw new"}));
+}
+
+TEST(Graph, ExitDurabilityStillResumes) {
+  StateGraph g;
+  g.channel("answer").node("ask", [](NodeContext& ctx) -> Result<NodeOutput> {
+    AP_ASSIGN_OR_RETURN(Json a, ctx.interrupt("?"));
+    return NodeOutput().write("answer", a);
+  });
+  g.edge(kStart, "ask");
+  auto graph = compile(g);
+  MemorySaver saver;
+  RunOptions o = on_thread("exit");
+  o.durability = Durability::kExit;
+  auto r = graph->invoke(Input::of({{"answer", nullptr}}), o, &saver);
+  ASSERT_TRUE(r && r->interrupted);
+  r = graph->invoke(Input::resume_with(42), o, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->values["answer"], 42);
+}
+
+TEST(Graph, ParallelInterruptsResumeIndependently) {
+  std::atomic<int> left_runs{0};
+  StateGraph g;
+  g.channel("log", Reducer::kAppend);
+  auto asker = [&](std::string name) {
+    return [&, name](NodeContext& ctx) -> Result<NodeOutput> {
+      if (name == "left") ++left_runs;
+      AP_ASSIGN_OR_RETURN(Json a, ctx.interrupt(name));
+      return NodeOutput().write("log", name + "=" + a.get<std::string>());
+    };
+  };
+  g.node("left", asker("left")).node("right", asker("right"));
+  g.edge(kStart, "left").edge(kStart, "right");
+  auto graph = compile(g);
+  MemorySaver saver;
+  auto o = on_thread("pi");
+  auto r = graph->invoke(Input::of({{"log", Json::array()}}), o, &saver);
+  ASSERT_TRUE(r && r->interrupted);
+  ASSERT_EQ(r->interrupts.size(), 2u);
+  std::string left_id = r->interrupts[0].value == "left" ? r->interrupts[0].id : r->interrupts[1].id;
+  r = graph->invoke(Input::resume_with(Json{{left_id, "L"}}), o, &saver);
+  ASSERT_TRUE(r && r->interrupted);
+  ASSERT_EQ(r->interrupts.size(), 1u);
+  EXPECT_EQ(r->interrupts[0].value, "right");
+  r = graph->invoke(Input::resume_with("R"), o, &saver);  // goes to the one still waiting
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(r->interrupted);
+  EXPECT_EQ(r->values["log"], Json::array({"left=L", "right=R"}));
+  EXPECT_EQ(left_runs, 2);  // once to ask, once with its answer; not again
+}
+
 TEST(MemorySaver, DeleteCopyPrune) {
   StateGraph g;
   g.channel("log", Reducer::kAppend).node("a", append("a")).edge(kStart, "a");

@@ -2,6 +2,7 @@
 // frozen snapshot, apply their writes through the reducers in task-path order, bump versions,
 // save a checkpoint; repeat until no task is triggered, an interrupt, or an error.
 #include <algorithm>
+#include <map>
 #include <thread>
 
 #include "common/clock.h"
@@ -188,6 +189,30 @@ Status apply_step(const Impl& g, Checkpoint& cp, const std::vector<Task>& tasks)
   return ok_status();
 }
 
+// Writes of no task (Command(update/goto) given as input): applied through the reducers without
+// marking anything seen or clearing ephemeral channels, as LangGraph applies its null writes.
+Status apply_null_writes(const Impl& g, Checkpoint& cp,
+                         const std::vector<std::pair<size_t, Json>>& writes) {
+  if (writes.empty()) return ok_status();
+  uint64_t next = *std::max_element(cp.versions.begin(), cp.versions.end()) + 1;
+  for (size_t c = 0; c < g.channels.size(); ++c) {
+    std::vector<Json> batch;
+    for (const auto& [wc, v] : writes)
+      if (wc == c) batch.push_back(v);
+    if (batch.empty()) continue;
+    AP_ASSIGN_OR_RETURN(auto v, apply_writes(g.channels[c], cp.values[c], batch));
+    if (v != cp.values[c]) {
+      cp.values[c] = std::move(v);
+      cp.versions[c] = next;
+    }
+  }
+  return ok_status();
+}
+
+bool is_special_write(const std::string& channel) {
+  return channel == kInterruptChannel || channel == kErrorChannel || channel == kResumeChannel;
+}
+
 bool should_interrupt(const Impl& g, const Checkpoint& cp, const std::vector<std::string>& names,
                       const std::vector<Task>& tasks) {
   if (names.empty()) return false;
@@ -277,14 +302,28 @@ struct Loop {
   }
   std::string parent_id;
 
+  std::vector<PendingWrite> deferred;  // durability exit: this step's task writes
+
   void new_checkpoint() {
     cp.id = next_checkpoint_id();
     cp.ts = format_rfc3339(std::chrono::system_clock::now());
     pending.clear();
+    deferred.clear();
+  }
+
+  // Saves what is not saved yet (durability exit, or the end of a run).
+  Status finish() {
+    if (dirty) AP_RETURN_IF_ERROR(flush());
+    if (persistent() && !deferred.empty()) {
+      if (config.checkpoint_id != cp.id) AP_RETURN_IF_ERROR(flush());
+      AP_RETURN_IF_ERROR(saver->put_writes(config, deferred));
+      deferred.clear();
+    }
+    return ok_status();
   }
 
   Status put_task_writes(const Task& t) {
-    if (!persistent() || o.durability == Durability::kExit) return ok_status();
+    if (!persistent()) return ok_status();
     std::vector<PendingWrite> w;
     int idx = 0;
     for (const auto& [c, v] : t.writes)
@@ -302,6 +341,10 @@ struct Loop {
                                                      {"message", t.error->message}}),
                    -1, t.path});
     if (w.empty()) w.push_back({t.id, kNoWritesChannel, std::make_shared<const Json>(), 0, t.path});
+    if (o.durability == Durability::kExit) {
+      deferred.insert(deferred.end(), w.begin(), w.end());
+      return ok_status();
+    }
     if (config.checkpoint_id != cp.id) AP_RETURN_IF_ERROR(flush());
     return saver->put_writes(config, w);
   }
@@ -433,49 +476,83 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
   std::vector<Task> tasks;
   bool have_tasks = false;
   if (input.values) {
-    // New input: a new "input" checkpoint; unfinished tasks of the old one are abandoned.
-    Task t;
-    t.writes.emplace_back(g.start_channel, *input.values);
-    AP_RETURN_IF_ERROR(apply_step(g, loop.cp, {t}));
+    // New input: a new "input" checkpoint. Tasks the old checkpoint still had pending are
+    // discarded the LangGraph way: applied with no writes, so their triggers count as seen.
+    std::vector<Task> step_tasks;
+    if (!loop.cp.id.empty()) step_tasks = plan(g, loop.cp, loop.step + 1, o.checkpoint_ns);
+    Task in;
+    // Applied after the discarded tasks (vector order is application order).
+    in.writes.emplace_back(g.start_channel, *input.values);
+    step_tasks.push_back(std::move(in));
+    AP_RETURN_IF_ERROR(apply_step(g, loop.cp, step_tasks));
     loop.new_checkpoint();
     ++loop.step;
     AP_RETURN_IF_ERROR(loop.save("input"));
   } else {
-    if (loop.cp.id.empty()) return Error::invalid_argument("nothing to run: the thread has no state and no input was given");
+    if (loop.cp.id.empty())
+      return Error::invalid_argument("nothing to run: the thread has no state and no input was given");
+    // Writes of no task: stored ones (an earlier Command) and this Command's update/goto.
+    std::vector<std::pair<size_t, Json>> null_writes;
+    for (const auto& w : loop.pending)
+      if (w.task_id == kNullTaskId && !is_special_write(w.channel))
+        if (auto c = g.channel(w.channel)) null_writes.emplace_back(*c, w.value ? *w.value : Json());
+    std::vector<PendingWrite> new_null;
+    if (input.update) {
+      if (!input.update->is_object()) return Error::invalid_argument("update must be an object of channel values");
+      for (auto it = input.update->begin(); it != input.update->end(); ++it) {
+        auto c = g.channel(it.key());
+        if (!c || *c >= g.user_channels)
+          return Error::invalid_argument("update names unknown channel '" + it.key() + "'");
+        null_writes.emplace_back(*c, it.value());
+        new_null.push_back({kNullTaskId, it.key(), std::make_shared<const Json>(it.value()),
+                            static_cast<int>(new_null.size()), ""});
+      }
+    }
+    for (const auto& n : input.goto_nodes) {
+      auto c = g.node(n);
+      if (!c || *c == 0) return Error::invalid_argument("goto names unknown node '" + n + "'");
+      null_writes.emplace_back(g.branch_channel[*c], Json(kStart));
+      new_null.push_back({kNullTaskId, g.channels[g.branch_channel[*c]].name,
+                          std::make_shared<const Json>(kStart), static_cast<int>(new_null.size()), ""});
+    }
+    // Saved first, so that a step that then fails or interrupts does not lose them.
+    if (!new_null.empty() && loop.persistent()) AP_RETURN_IF_ERROR(saver->put_writes(loop.config, new_null));
+    AP_RETURN_IF_ERROR(apply_null_writes(g, loop.cp, null_writes));
+    // Resuming: what is there now has been seen by interrupt_before/after (LangGraph does the
+    // same), so continuing after an interrupt, or after an update, does not stop again at once.
+    loop.cp.interrupt_seen = loop.cp.versions;
+
     tasks = plan(g, loop.cp, loop.step + 1, o.checkpoint_ns);
     have_tasks = true;
-    // Match stored writes to tasks: finished ones are not run again.
-    std::map<std::string, std::string> interrupt_task;  // interrupt id -> task id
-    for (const auto& w : loop.pending) {
-      if (w.channel == kInterruptChannel && w.value && w.value->is_array())
-        for (const auto& i : *w.value) interrupt_task[i.value("id", "")] = w.task_id;
-    }
+    // Match stored writes to tasks: a task with ordinary writes (or __no_writes__) finished and
+    // is not run again; one with only an interrupt or an error runs again.
     for (auto& t : tasks) {
-      bool interrupted = false, errored = false, has = false;
       std::vector<std::pair<size_t, Json>> writes;
       for (const auto& w : loop.pending) {
         if (w.task_id != t.id) continue;
-        has = true;
-        if (w.channel == kInterruptChannel) interrupted = true;
-        else if (w.channel == kErrorChannel) errored = true;
-        else if (w.channel == kResumeChannel && w.value && w.value->is_array())
+        if (w.channel == kResumeChannel && w.value && w.value->is_array()) {
           t.resume.assign(w.value->begin(), w.value->end());
-        else if (auto c = g.channel(w.channel)) writes.emplace_back(*c, w.value ? *w.value : Json());
+        } else if (!is_special_write(w.channel)) {
+          t.done = true;
+          if (auto c = g.channel(w.channel)) writes.emplace_back(*c, w.value ? *w.value : Json());
+        }
       }
-      if (has && !interrupted && !errored) {
-        t.done = true;
-        t.writes = std::move(writes);
-      }
+      if (t.done) t.writes = std::move(writes);
+    }
+    std::map<std::string, std::string> interrupt_task;  // interrupt id -> unfinished task id
+    for (const auto& w : loop.pending) {
+      if (w.channel != kInterruptChannel || !w.value || !w.value->is_array()) continue;
+      bool unfinished = std::any_of(tasks.begin(), tasks.end(),
+                                    [&](const Task& t) { return t.id == w.task_id && !t.done; });
+      if (unfinished)
+        for (const auto& i : *w.value) interrupt_task[i.value("id", "")] = w.task_id;
     }
     if (input.resume) {
       const Json& r = *input.resume;
-      bool by_id = r.is_object() && !r.empty() &&
-                   std::all_of(r.begin(), r.end(), [&](const auto&) { return true; });
-      if (by_id) {
-        for (auto it = r.begin(); it != r.end() && by_id; ++it) by_id = interrupt_task.count(it.key()) > 0;
-      }
       if (interrupt_task.empty())
         return Error::invalid_argument("the thread has no pending interrupt to resume");
+      bool by_id = r.is_object() && !r.empty();
+      for (auto it = r.begin(); by_id && it != r.end(); ++it) by_id = interrupt_task.count(it.key()) > 0;
       if (by_id) {
         for (auto it = r.begin(); it != r.end(); ++it)
           for (auto& t : tasks)
@@ -489,25 +566,6 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
             break;
           }
       }
-    }
-    if (input.update || !input.goto_nodes.empty()) {
-      // Command(update/goto) as input: applied at once, as writes of no task.
-      Task t;
-      if (input.update) {
-        NodeOutput u = NodeOutput::update(*input.update);
-        for (const auto& [k, v] : u.writes) {
-          auto c = g.channel(k);
-          if (!c || *c >= g.user_channels) return Error::invalid_argument("update names unknown channel '" + k + "'");
-          t.writes.emplace_back(*c, v);
-        }
-      }
-      for (const auto& n : input.goto_nodes) {
-        auto c = g.node(n);
-        if (!c || *c == 0) return Error::invalid_argument("goto names unknown node '" + n + "'");
-        t.writes.emplace_back(g.branch_channel[*c], Json(kStart));
-      }
-      AP_RETURN_IF_ERROR(apply_step(g, loop.cp, {t}));
-      tasks = plan(g, loop.cp, loop.step + 1, o.checkpoint_ns);
     }
   }
 
@@ -555,12 +613,12 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
     }
     if (failure) {
       --loop.step;
-      if (loop.dirty) AP_RETURN_IF_ERROR(loop.flush());
+      AP_RETURN_IF_ERROR(loop.finish());
       return *failure;
     }
     if (!result.interrupts.empty()) {
       --loop.step;
-      if (loop.dirty) AP_RETURN_IF_ERROR(loop.flush());
+      AP_RETURN_IF_ERROR(loop.finish());
       result.interrupted = true;
       break;
     }
@@ -584,7 +642,7 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
       break;
     }
   }
-  if (loop.dirty) AP_RETURN_IF_ERROR(loop.flush());
+  AP_RETURN_IF_ERROR(loop.finish());
   result.values = state_json(g, loop.cp.values);
   result.checkpoint = loop.config;
   return result;
@@ -601,7 +659,7 @@ StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t) {
   for (const auto& task : plan(g, cp, t.metadata.step + 1, t.config.checkpoint_ns)) {
     bool done = false;
     for (const auto& w : t.pending_writes)
-      done = done || (w.task_id == task.id && w.channel != kInterruptChannel && w.channel != kErrorChannel);
+      done = done || (w.task_id == task.id && !is_special_write(w.channel));
     if (!done) s.next.push_back(g.nodes[task.node].name);
   }
   for (const auto& w : t.pending_writes)

@@ -76,8 +76,17 @@ Error Conn::fail(std::string what) {
   return Error::unavailable(msg);
 }
 
-Task<std::unique_ptr<Conn>> Conn::connect(asio::any_io_executor ex, std::string conninfo) {
-  pg_conn* c = PQconnectStart(conninfo.c_str());
+Task<std::unique_ptr<Conn>> Conn::connect(asio::any_io_executor ex, std::string conninfo,
+                                           std::vector<std::pair<std::string, std::string>> options) {
+  // conninfo (URL or key=value) goes in as an expandable dbname; options come after it.
+  std::vector<const char*> keys = {"dbname"}, values = {conninfo.c_str()};
+  for (const auto& [k, v] : options) {
+    keys.push_back(k.c_str());
+    values.push_back(v.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  pg_conn* c = PQconnectStartParams(keys.data(), values.data(), /*expand_dbname=*/1);
   if (!c) co_return Error::unavailable("out of memory creating a database connection");
   std::unique_ptr<Conn> conn(new Conn(ex, c));
   if (PQstatus(c) == CONNECTION_BAD) co_return conn->fail("cannot connect to PostgreSQL");

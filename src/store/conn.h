@@ -69,7 +69,10 @@ class Conn {
  public:
   // Connects without blocking the executor. `conninfo` is a libpq URL or key=value string.
   // Unavailable if the server cannot be reached or refuses the login.
-  static Task<std::unique_ptr<Conn>> connect(asio::any_io_executor ex, std::string conninfo);
+  // `options` add libpq keywords (e.g. keepalives) to those of `conninfo`.
+  static Task<std::unique_ptr<Conn>> connect(
+      asio::any_io_executor ex, std::string conninfo,
+      std::vector<std::pair<std::string, std::string>> options = {});
   ~Conn();
   Conn(const Conn&) = delete;
   Conn& operator=(const Conn&) = delete;

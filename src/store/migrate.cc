@@ -51,14 +51,20 @@ GRANT SELECT ON agentplane.schema_migrations TO agentplane_app;
 // The app role must be subject to RLS; the system role must bypass it (it owns the functions
 // that cross tenants on purpose).
 Status check_roles(SyncConn& db) {
-  AP_ASSIGN_OR_RETURN(auto rows, db.exec("SELECT rolname, rolsuper, rolbypassrls FROM pg_roles "
-                                         "WHERE rolname IN ('agentplane_app','agentplane_system')"));
+  AP_ASSIGN_OR_RETURN(
+      auto rows,
+      db.exec("SELECT rolname, rolsuper, rolbypassrls, rolcreaterole, "
+              "pg_has_role(oid, 'agentplane_owner', 'MEMBER') OR "
+              "pg_has_role(oid, 'agentplane_system', 'MEMBER') FROM pg_roles "
+              "WHERE rolname IN ('agentplane_app','agentplane_system')"));
   for (int i = 0; i < rows.size(); ++i) {
     std::string_view name = rows.get(i, 0);
     bool super = rows.get(i, 1) == "t", bypass = rows.get(i, 2) == "t";
-    if (name == kAppRole && (super || bypass))
+    bool createrole = rows.get(i, 3) == "t", member = rows.get(i, 4) == "t";
+    if (name == kAppRole && (super || bypass || createrole || member))
       return Error::failed_precondition(
-          "role agentplane_app is SUPERUSER or BYPASSRLS; row-level security would not apply");
+          "role agentplane_app is SUPERUSER, BYPASSRLS, CREATEROLE or a member of the owner or "
+          "system role; row-level security would not hold");
     if (name == kSystemRole && !bypass)
       return Error::failed_precondition("role agentplane_system lacks BYPASSRLS");
   }

@@ -27,15 +27,42 @@ Pool::~Pool() {
   for (auto& w : waiters_) w->timer.cancel();
 }
 
+void Pool::close() {
+  closed_ = true;
+  open_ -= idle_.size();
+  idle_.clear();
+  for (auto& w : waiters_) w->timer.cancel();
+  waiters_.clear();
+}
+
+void Pool::wake_one_for_slot() {
+  if (waiters_.empty()) return;
+  auto w = std::move(waiters_.front());
+  waiters_.pop_front();
+  w->slot_freed = true;
+  w->timer.cancel();
+}
+
+asio::awaitable<bool> Pool::ready(Conn& conn) {
+  if (conn.broken()) co_return false;
+  if (conn.in_transaction()) {
+    // Isolation: a unit of work that ended without COMMIT must not leak into the next one
+    // (its transaction, and with it app.tenant_id).
+    static const Statement kRollback{"ROLLBACK", {}};
+    auto r = co_await conn.pipeline({&kRollback, 1});
+    if (!r || conn.in_transaction()) co_return false;
+  }
+  co_return true;
+}
+
 void Pool::release(std::unique_ptr<Conn> conn) {
+  if (closed_) {  // shutting down: close it now, while its io_context still exists
+    --open_;
+    return;
+  }
   if (conn->broken()) {
     --open_;
-    if (!waiters_.empty()) {
-      auto w = std::move(waiters_.front());
-      waiters_.pop_front();
-      w->slot_freed = true;
-      w->timer.cancel();
-    }
+    wake_one_for_slot();
     return;
   }
   if (!waiters_.empty()) {
@@ -51,21 +78,14 @@ void Pool::release(std::unique_ptr<Conn> conn) {
 Task<Pool::Lease> Pool::acquire() {
   auto deadline = std::chrono::steady_clock::now() + options_.acquire_timeout;
   for (;;) {
+    if (closed_) co_return Error::unavailable("the server is shutting down");
     while (!idle_.empty()) {
       auto conn = std::move(idle_.back());
       idle_.pop_back();
-      if (conn->broken()) {
+      if (!co_await ready(*conn)) {
         --open_;
+        wake_one_for_slot();
         continue;
-      }
-      if (conn->in_transaction()) {
-        // Isolation: a unit of work that ended without COMMIT must not leak into the next one.
-        static const Statement kRollback{"ROLLBACK", {}};
-        auto r = co_await conn->pipeline({&kRollback, 1});
-        if (!r) {
-          --open_;
-          continue;
-        }
       }
       co_return Lease(this, std::move(conn));
     }
@@ -83,8 +103,12 @@ Task<Pool::Lease> Pool::acquire() {
     waiters_.push_back(w);
     co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (w->conn) {
-      // Handed over by release(): it was healthy and outside any transaction.
-      co_return Lease(this, std::move(w->conn));
+      // Handed over by release(): healthy, but possibly left inside a transaction.
+      auto conn = std::move(w->conn);
+      if (co_await ready(*conn)) co_return Lease(this, std::move(conn));
+      --open_;
+      wake_one_for_slot();
+      continue;
     }
     if (!w->slot_freed) {  // the deadline passed, not a hand-over
       std::erase(waiters_, w);

@@ -46,10 +46,18 @@ class Pool {
   Task<Lease> acquire();
 
   asio::any_io_executor executor() const { return ex_; }
+  // Drops idle connections; connections returned later are closed instead of pooled. Call
+  // before the executor's io_context is destroyed (its pending coroutines may still hold leases).
+  void close();
   size_t open_connections() const { return open_; }
 
  private:
   void release(std::unique_ptr<Conn> conn);
+  // Makes a connection fit for a new unit of work: rolls back a transaction left open.
+  // False if it had to be dropped.
+  asio::awaitable<bool> ready(Conn& conn);
+  void wake_one_for_slot();
+  bool closed_ = false;
 
   asio::any_io_executor ex_;
   PoolOptions options_;
