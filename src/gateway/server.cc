@@ -242,8 +242,16 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
     parser.header_limit(static_cast<uint32_t>(options.header_limit));
     parser.body_limit(options.body_limit);
     conn.idle = buffer.size() == 0;
-    if (conn.idle && shard.stopping) break;
-    conn.expire_after(conn.idle ? options.idle_timeout : options.header_timeout);
+    if (conn.idle) {
+      // Between requests: wait for the first byte under the idle deadline; the headers then
+      // have the (shorter) header deadline, so they cannot trickle in for the idle time.
+      if (shard.stopping) break;
+      conn.expire_after(options.idle_timeout);
+      auto [wec] = co_await conn.sock->async_wait(tcp::socket::wait_read, kUse);
+      conn.idle = false;
+      if (wec) break;
+    }
+    conn.expire_after(options.header_timeout);
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kUse);
     conn.idle = false;
     if (hec) {
@@ -334,7 +342,22 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
     auto [wec, wn] = co_await http::async_write(stream, res, kUse);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     record(shard, req, route, resp.status, request_id, tenant, secs);
-    if (wec || !keep_alive) break;
+    if (wec) break;
+    if (!keep_alive) {
+      // Closing with unread request bytes would make the kernel send a reset that can destroy
+      // the response in flight (a 413 most of all): stop sending, drain briefly, then close.
+      boost::system::error_code ec;
+      conn.sock->shutdown(tcp::socket::shutdown_send, ec);
+      conn.expire_after(std::chrono::seconds(1));
+      size_t drained = 0;
+      char sink[16384];
+      while (drained < (1u << 20)) {
+        auto [rec, rn] = co_await conn.sock->async_read_some(asio::buffer(sink), kUse);
+        if (rec) break;
+        drained += rn;
+      }
+      break;
+    }
   }
 }
 

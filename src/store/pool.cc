@@ -91,7 +91,11 @@ Task<Pool::Lease> Pool::acquire() {
     }
     if (open_ < options_.max_size) {
       ++open_;
-      auto conn = co_await Conn::connect(ex_, options_.conninfo);
+      std::vector<std::pair<std::string, std::string>> extra;
+      if (options_.statement_timeout.count() > 0)
+        extra.emplace_back("options", "-c statement_timeout=" +
+                                          std::to_string(options_.statement_timeout.count()));
+      auto conn = co_await Conn::connect(ex_, options_.conninfo, std::move(extra));
       if (!conn) {
         --open_;
         co_return conn.error();

@@ -18,6 +18,9 @@ struct PoolOptions {
   std::string conninfo;
   size_t max_size = 4;  // per shard: more only adds contention on a small machine (bench/http)
   std::chrono::milliseconds acquire_timeout{5000};
+  // Server-side cap on each statement (libpq `options=-c statement_timeout=...`; it replaces an
+  // `options` given in the conninfo). 0: none.
+  std::chrono::milliseconds statement_timeout{30000};
 };
 
 class Pool {
