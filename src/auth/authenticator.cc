@@ -33,20 +33,6 @@ telemetry::Counter& auth_counter(const char* result) {
       .with({result});
 }
 
-// Postgres text array "{keys,agents}" -> names.
-std::vector<std::string> parse_text_array(std::string_view s) {
-  std::vector<std::string> out;
-  if (s.size() < 2) return out;
-  s = s.substr(1, s.size() - 2);
-  while (!s.empty()) {
-    auto comma = s.find(',');
-    out.emplace_back(s.substr(0, comma));
-    if (comma == std::string_view::npos) break;
-    s.remove_prefix(comma + 1);
-  }
-  return out;
-}
-
 constexpr std::string_view kFindKey =
     "SELECT tenant_id, key_id, scopes, revoked FROM find_api_key($1)";
 constexpr std::string_view kTouchKeys = "SELECT touch_api_keys($1::uuid[], $2)";
@@ -129,7 +115,7 @@ store::Task<Principal> Authenticator::authenticate(store::Pool& pool,
   p.kind = Principal::Kind::kTenantKey;
   p.tenant = *TenantId::parse(rows.get(0, 0));
   p.key = *KeyId::parse(rows.get(0, 1));
-  auto scopes = parse_scopes(parse_text_array(rows.get(0, 2)));
+  auto scopes = parse_scopes(store::parse_text_array(rows.get(0, 2)));
   p.scopes = scopes ? *scopes : 0;
   {
     std::lock_guard lock(mu_);

@@ -11,19 +11,6 @@ constexpr std::string_view kKeyColumns =
     "id, tenant_id, prefix, name, scopes, created_by, to_json(created_at)#>>'{}', "
     "to_json(last_used_at)#>>'{}', to_json(revoked_at)#>>'{}'";
 
-std::vector<std::string> parse_text_array(std::string_view s) {
-  std::vector<std::string> out;
-  if (s.size() < 2) return out;
-  s = s.substr(1, s.size() - 2);
-  while (!s.empty()) {
-    auto comma = s.find(',');
-    out.emplace_back(s.substr(0, comma));
-    if (comma == std::string_view::npos) break;
-    s.remove_prefix(comma + 1);
-  }
-  return out;
-}
-
 std::string to_text_array(uint32_t scopes) {
   std::string out = "{";
   for (const auto& n : scope_names(scopes)) {
@@ -44,7 +31,7 @@ KeyRecord key_from_row(const store::Rows& r, int i) {
   k.tenant = *TenantId::parse(r.get(i, 1));
   k.prefix = r.get(i, 2);
   k.name = r.get(i, 3);
-  auto scopes = parse_scopes(parse_text_array(r.get(i, 4)));
+  auto scopes = parse_scopes(store::parse_text_array(r.get(i, 4)));
   k.scopes = scopes ? *scopes : 0;
   k.created_by = r.get(i, 5);
   k.created_at = r.get(i, 6);

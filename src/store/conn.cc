@@ -35,6 +35,19 @@ int64_t Rows::affected() const {
   return n && *n ? std::strtoll(n, nullptr, 10) : 0;
 }
 
+std::vector<std::string> parse_text_array(std::string_view s) {
+  std::vector<std::string> out;
+  if (s.size() < 2) return out;
+  s = s.substr(1, s.size() - 2);
+  while (!s.empty()) {
+    auto comma = s.find(',');
+    out.emplace_back(s.substr(0, comma));
+    if (comma == std::string_view::npos) break;
+    s.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
 Error error_from_result(const pg_result* r) {
   const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
   const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);

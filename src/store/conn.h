@@ -61,6 +61,9 @@ class Rows {
   std::shared_ptr<pg_result> res_;
 };
 
+// Parses PostgreSQL's text form of a simple text[] ("{a,b}") whose elements need no quoting.
+std::vector<std::string> parse_text_array(std::string_view text);
+
 // Maps a failed libpq result to an Error: unique violation -> AlreadyExists, row-level security
 // and privilege violations -> PermissionDenied, bad text for a type -> InvalidArgument, ...
 Error error_from_result(const pg_result* r);

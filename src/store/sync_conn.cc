@@ -32,13 +32,11 @@ Result<std::unique_ptr<SyncConn>> SyncConn::connect(const std::string& conninfo)
 
 SyncConn::~SyncConn() { PQfinish(conn_); }
 
-Result<Rows> SyncConn::exec(std::string_view sql, const std::vector<Param>& params) {
-  std::vector<const char*> values;
-  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-  std::string q(sql);
-  pg_result* r = PQexecParams(conn_, q.c_str(), static_cast<int>(values.size()), nullptr,
-                              values.data(), nullptr, nullptr, 0);
-  if (!r) return Error::unavailable(PQerrorMessage(conn_));
+namespace {
+
+// The result as Rows, or its error.
+Result<Rows> checked(pg_conn* conn, pg_result* r) {
+  if (!r) return Error::unavailable(one_line(PQerrorMessage(conn)));
   auto st = PQresultStatus(r);
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
     Error e = error_from_result(r);
@@ -48,17 +46,19 @@ Result<Rows> SyncConn::exec(std::string_view sql, const std::vector<Param>& para
   return Rows(r);
 }
 
+}  // namespace
+
+Result<Rows> SyncConn::exec(std::string_view sql, const std::vector<Param>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  std::string q(sql);
+  return checked(conn_, PQexecParams(conn_, q.c_str(), static_cast<int>(values.size()), nullptr,
+                                     values.data(), nullptr, nullptr, 0));
+}
+
 Status SyncConn::exec_script(std::string_view sql) {
   std::string q(sql);
-  pg_result* r = PQexec(conn_, q.c_str());
-  if (!r) return Error::unavailable(PQerrorMessage(conn_));
-  auto st = PQresultStatus(r);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-    Error e = error_from_result(r);
-    PQclear(r);
-    return e;
-  }
-  PQclear(r);
+  AP_RETURN_IF_ERROR(checked(conn_, PQexec(conn_, q.c_str())));
   return ok_status();
 }
 
