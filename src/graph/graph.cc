@@ -47,6 +47,23 @@ StateGraph& StateGraph::branch(std::string from, RouterFn router, std::vector<st
   return *this;
 }
 
+StateGraph& StateGraph::subgraph(std::string name, std::shared_ptr<const CompiledGraph> child) {
+  return node(std::move(name), [child](NodeContext& ctx) -> Result<NodeOutput> {
+    Json in = Json::object();
+    for (const auto& c : child->state_channel_names())
+      if (const auto& v = ctx.channel(c)) in[c] = v->to_json();
+    AP_ASSIGN_OR_RETURN(Json out, ctx.run_subgraph(*child, std::move(in)));
+    NodeOutput o;
+    for (auto it = out.begin(); it != out.end(); ++it)
+      if (ctx.has_channel(it.key())) o.write(it.key(), it.value());
+    return o;
+  });
+}
+
+std::vector<std::string> CompiledGraph::state_channel_names() const {
+  return std::vector<std::string>(channels_->begin(), channels_->begin() + impl_->user_channels);
+}
+
 Result<std::shared_ptr<const CompiledGraph>> StateGraph::compile() const {
   std::vector<std::string> problems;
   auto impl = std::make_shared<CompiledGraph::Impl>();

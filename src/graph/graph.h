@@ -31,6 +31,11 @@ class StateGraph {
   // After `from`, go where `router` says. `targets` lists where it may go (for validation and
   // drawing); empty: anywhere.
   StateGraph& branch(std::string from, RouterFn router, std::vector<std::string> targets = {});
+  // A node that runs `child` as a subgraph (NodeContext::run_subgraph). Its input is the
+  // parent's channels that the child also has; its output, the child's final values of the
+  // channels the parent also has, applied through the parent's reducers (as in LangGraph: a
+  // shared plain append channel gets the child's whole list appended; use messages for dedup).
+  StateGraph& subgraph(std::string name, std::shared_ptr<const CompiledGraph> child);
 
   // Validates and freezes. InvalidArgument listing every problem (unknown node in an edge,
   // no entry, unreachable node, duplicate names, reserved names).
@@ -84,6 +89,8 @@ struct RunOptions {
   std::function<void(const StreamEvent&)> on_event;  // called on the running thread
   // Runs a step's tasks concurrently when set (a step with one task always runs inline).
   std::function<void(std::vector<std::function<void()>>&)> run_parallel;
+  // Set by the engine for subgraphs: namespace -> checkpoint id of each enclosing graph.
+  std::vector<std::pair<std::string, std::string>> parents;
 };
 
 struct Interrupt {
@@ -129,6 +136,8 @@ class CompiledGraph {
 
   const std::vector<std::string>& node_names() const { return *nodes_; }
   const std::vector<std::string>& channel_names() const { return *channels_; }
+  // The state channels (channel_names() also lists internal ones).
+  std::vector<std::string> state_channel_names() const;
 
   struct Impl;
 

@@ -404,6 +404,38 @@ TEST(Graph, ParallelInterruptsResumeIndependently) {
   EXPECT_EQ(left_runs, 2);  // once to ask, once with its answer; not again
 }
 
+TEST(Graph, NativeSubgraphSharesStateAndResumesAfterACrash) {
+  std::atomic<int> inner_runs{0};
+  std::atomic<bool> fail{true};
+  StateGraph child;
+  child.channel("messages", Reducer::kMessages).channel("note");
+  child.node("one", [&](NodeContext&) -> Result<NodeOutput> {
+    ++inner_runs;
+    return NodeOutput().write("messages", Json{{"type", "ai"}, {"content", "from child"}, {"id", "c1"}});
+  });
+  child.node("two", [&](NodeContext&) -> Result<NodeOutput> {
+    if (fail) return Error::unavailable("crash");
+    return NodeOutput().write("note", "done");
+  });
+  child.edge(kStart, "one").edge("one", "two");
+  auto inner = compile(child);
+  StateGraph parent;
+  parent.channel("messages", Reducer::kMessages).channel("note");
+  parent.subgraph("inner", inner).edge(kStart, "inner");
+  auto graph = compile(parent);
+  MemorySaver saver;
+  auto o = on_thread("native-sub");
+  auto r = graph->invoke(Input::of({{"messages", {"hi"}}}), o, &saver);
+  ASSERT_FALSE(r);
+  fail = false;
+  r = graph->invoke(Input{}, o, &saver);  // the parent task re-runs; the child continues
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(inner_runs, 1);  // "one" finished before the crash: not run again
+  EXPECT_EQ(r->values["note"], "done");
+  ASSERT_EQ(r->values["messages"].size(), 2u);  // ids dedupe the shared messages
+  EXPECT_EQ(r->values["messages"][1]["content"], "from child");
+}
+
 TEST(MemorySaver, DeleteCopyPrune) {
   StateGraph g;
   g.channel("log", Reducer::kAppend).node("a", append("a")).edge(kStart, "a");

@@ -38,6 +38,8 @@ struct NodeOutput {
   }
 };
 
+class CompiledGraph;
+
 class NodeContext {
  public:
   struct Frame;  // engine-owned task state
@@ -63,6 +65,15 @@ class NodeContext {
   Result<Json> interrupt(Json value);
   // Sends a value to the `custom` stream mode.
   void emit(Json value);
+  // True if the graph running this node has a state channel of that name.
+  bool has_channel(std::string_view name) const;
+
+  // Runs `child` as this task's subgraph: in the same thread, under the checkpoint namespace
+  // "<parent ns>|<node>:<task id>", with the parent's checkpointer. Returns the child's final
+  // state. An interrupt inside the child interrupts this task (same interrupt ids); when the
+  // parent is resumed, the child resumes from its own latest checkpoint. After a crash the child
+  // continues where it stopped; a child that had already finished is not run again.
+  Result<Json> run_subgraph(const CompiledGraph& child, Json input);
 
  private:
   Frame& f_;

@@ -24,8 +24,14 @@ struct NodeContext::Frame {
   std::vector<Json> resume;  // resume values for this task, in interrupt() order
   size_t calls = 0;
   std::string interrupt_id;
-  std::optional<Interrupt> pending;
+  std::vector<Interrupt> pending;
   std::vector<Json> custom;
+  // For subgraphs.
+  const RunOptions* opts = nullptr;
+  Checkpointer* saver = nullptr;
+  std::string task_id;
+  std::string checkpoint_id;       // the parent's current checkpoint
+  std::optional<Json> fresh_resume;  // a resume value given to this task by this invocation
 };
 
 namespace {
@@ -42,7 +48,8 @@ struct Task {
   bool done = false;  // finished in an earlier attempt: its stored writes are reused
   std::vector<std::pair<size_t, Json>> writes;
   std::vector<Json> resume;
-  std::optional<Interrupt> interrupt;
+  std::optional<Json> fresh_resume;
+  std::vector<Interrupt> interrupts;
   std::optional<Error> error;
   std::vector<Json> custom;
 };
@@ -257,8 +264,48 @@ Json NodeContext::state() const { return state_json(*f_.g, *f_.values); }
 Result<Json> NodeContext::interrupt(Json value) {
   size_t k = f_.calls++;
   if (k < f_.resume.size()) return f_.resume[k];
-  f_.pending = Interrupt{f_.interrupt_id, std::move(value), *f_.node};
+  f_.pending.push_back(Interrupt{f_.interrupt_id, std::move(value), *f_.node});
   return Error::aborted("interrupted: waiting for a resume value");
+}
+
+bool NodeContext::has_channel(std::string_view name) const {
+  auto c = f_.g->channel(name);
+  return c && *c < f_.g->user_channels;
+}
+
+Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input) {
+  if (!f_.opts) return Error::failed_precondition("run_subgraph outside a running graph");
+  RunOptions o = *f_.opts;
+  o.interrupt_before.clear();
+  o.interrupt_after.clear();
+  o.checkpoint_id.clear();
+  o.on_event = nullptr;
+  const std::string& parent_ns = f_.opts->checkpoint_ns;
+  o.checkpoint_ns = (parent_ns.empty() ? "" : parent_ns + "|") + *f_.node + ":" + f_.task_id;
+  o.parents = f_.opts->parents;
+  o.parents.emplace_back(parent_ns, f_.checkpoint_id);
+  Input in = Input::of(std::move(input));
+  if (f_.saver && !o.thread_id.empty()) {
+    // The child's own latest checkpoint decides: resume it, continue it, or reuse its result.
+    AP_ASSIGN_OR_RETURN(auto state, [&]() -> Result<std::optional<StateSnapshot>> {
+      auto s = child.get_state(*f_.saver, {o.thread_id, o.checkpoint_ns, ""});
+      if (!s) {
+        if (s.error().code == Code::kNotFound) return std::optional<StateSnapshot>();
+        return s.error();
+      }
+      return std::optional<StateSnapshot>(std::move(*s));
+    }());
+    if (state) {
+      if (state->next.empty() && state->interrupts.empty()) return state->values;
+      in = f_.fresh_resume ? Input::resume_with(*f_.fresh_resume) : Input{};
+    }
+  }
+  AP_ASSIGN_OR_RETURN(RunResult r, child.invoke(in, o, f_.saver));
+  if (r.interrupted && !r.interrupts.empty()) {
+    for (auto& i : r.interrupts) f_.pending.push_back(std::move(i));
+    return Error::aborted("interrupted inside a subgraph");
+  }
+  return r.values;
 }
 
 // ---- CompiledGraph::invoke ----------------------------------------------------------------
@@ -282,6 +329,7 @@ struct Loop {
     CheckpointMetadata m;
     m.source = source;
     m.step = step;
+    m.parents = o.parents;
     md = m;
     if (!persistent()) return ok_status();
     if (o.durability == Durability::kExit && source == "loop") {
@@ -328,11 +376,11 @@ struct Loop {
     int idx = 0;
     for (const auto& [c, v] : t.writes)
       w.push_back({t.id, g.channels[c].name, std::make_shared<const Json>(v), idx++, t.path});
-    if (t.interrupt)
-      w.push_back({t.id, kInterruptChannel,
-                   std::make_shared<const Json>(Json::array({Json{{"value", t.interrupt->value},
-                                                                 {"id", t.interrupt->id}}})),
-                   -3, t.path});
+    if (!t.interrupts.empty()) {
+      Json list = Json::array();
+      for (const auto& i : t.interrupts) list.push_back(Json{{"value", i.value}, {"id", i.id}});
+      w.push_back({t.id, kInterruptChannel, std::make_shared<const Json>(std::move(list)), -3, t.path});
+    }
     if (!t.resume.empty())
       w.push_back({t.id, kResumeChannel, std::make_shared<const Json>(Json(t.resume)), -4, t.path});
     if (t.error)
@@ -422,11 +470,16 @@ Status Loop::run_task(Task& t) {
   for (int attempt = 1;; ++attempt) {
     NodeContext::Frame f{&g, &cp.values, &node.name, step, &t.arg, t.push, &o.config,
                          t.resume, 0, interrupt_id_for(o.checkpoint_ns, node.name, t.id), {}, {}};
+    f.opts = &o;
+    f.saver = persistent() ? saver : nullptr;
+    f.task_id = t.id;
+    f.checkpoint_id = cp.id;
+    f.fresh_resume = t.fresh_resume;
     NodeContext ctx(f);
     auto out = node.fn(ctx);
     t.custom = std::move(f.custom);
-    if (f.pending) {
-      t.interrupt = std::move(f.pending);
+    if (!f.pending.empty()) {
+      t.interrupts = std::move(f.pending);
       return ok_status();
     }
     if (out) {
@@ -556,13 +609,19 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
       if (by_id) {
         for (auto it = r.begin(); it != r.end(); ++it)
           for (auto& t : tasks)
-            if (t.id == interrupt_task[it.key()]) t.resume.push_back(it.value());
+            if (t.id == interrupt_task[it.key()]) {
+              t.resume.push_back(it.value());
+              // Kept keyed by id: a subgraph task passes it on to its child as is.
+              if (!t.fresh_resume || !t.fresh_resume->is_object()) t.fresh_resume = Json::object();
+              (*t.fresh_resume)[it.key()] = it.value();
+            }
       } else {
         // One value: for the first interrupted task in path order.
         for (auto& t : tasks)
           if (!t.done && std::any_of(interrupt_task.begin(), interrupt_task.end(),
                                      [&](const auto& p) { return p.second == t.id; })) {
             t.resume.push_back(r);
+            t.fresh_resume = r;
             break;
           }
       }
@@ -607,9 +666,9 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
       for (auto& c : t.custom) loop.emit("custom", g.nodes[t.node].name, std::move(c));
       // Each finished task's writes are durable at once (a crash keeps finished siblings); a
       // lone task's writes go with the step's checkpoint instead.
-      if (!single || t.interrupt || t.error) AP_RETURN_IF_ERROR(loop.put_task_writes(t));
+      if (!single || !t.interrupts.empty() || t.error) AP_RETURN_IF_ERROR(loop.put_task_writes(t));
       if (t.error && !failure) failure = t.error;
-      if (t.interrupt) result.interrupts.push_back(*t.interrupt);
+      for (const auto& i : t.interrupts) result.interrupts.push_back(i);
     }
     if (failure) {
       --loop.step;

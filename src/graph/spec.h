@@ -22,6 +22,7 @@ struct NodeSpecContext {
   const std::set<std::string>& channels;
   const std::set<std::string>& nodes;  // includes __end__
   std::vector<std::string>& problems;
+  const class NodeKinds& kinds;  // for kinds that embed specs (subgraph)
   void problem(const std::string& what) const { problems.push_back("node '" + name + "': " + what); }
   // Checks that a path starts with a known channel (or $item when `item_ok`).
   void check_path(const Json& path, bool item_ok = false) const;

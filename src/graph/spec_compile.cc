@@ -1,6 +1,8 @@
 // compile_spec and the built-in node kinds (router, set, interrupt, send).
 #include "graph/spec.h"
 
+#include <algorithm>
+
 namespace ap::graph {
 namespace {
 
@@ -116,6 +118,61 @@ BuiltNode send_kind(const NodeSpecContext& ctx) {
   return b;
 }
 
+// {"spec": {...}, "input": {child_channel: expr}, "output": {parent_channel: child_channel}}.
+// Without "input", the child gets the parent's channels of the same names; without "output",
+// the parent gets the child's channels of the same names.
+BuiltNode subgraph_kind(const NodeSpecContext& ctx) {
+  BuiltNode b;
+  auto child = compile_spec(ctx.spec.value("spec", Json()), ctx.kinds);
+  if (!child) {
+    ctx.problem("embedded spec: " + child.error().message);
+    return b;
+  }
+  std::shared_ptr<const CompiledGraph> g = *child;
+  auto child_channels = g->state_channel_names();
+  Json input = ctx.spec.value("input", Json());
+  Json output = ctx.spec.value("output", Json());
+  if (!input.is_null()) {
+    if (!input.is_object()) ctx.problem("'input' must be an object");
+    for (auto it = input.begin(); input.is_object() && it != input.end(); ++it) {
+      if (std::find(child_channels.begin(), child_channels.end(), it.key()) == child_channels.end())
+        ctx.problem("'input' names unknown subgraph channel '" + it.key() + "'");
+      ctx.check_value(it.value());
+    }
+  }
+  if (!output.is_null()) {
+    if (!output.is_object()) ctx.problem("'output' must be an object");
+    for (auto it = output.begin(); output.is_object() && it != output.end(); ++it) {
+      if (!ctx.channels.count(it.key())) ctx.problem("'output' writes unknown channel '" + it.key() + "'");
+      if (!it.value().is_string() || std::find(child_channels.begin(), child_channels.end(),
+                                               it.value().get<std::string>()) == child_channels.end())
+        ctx.problem("'output' reads unknown subgraph channel for '" + it.key() + "'");
+    }
+  }
+  b.fn = [g, input, output, child_channels](NodeContext& c) -> Result<NodeOutput> {
+    Json in = Json::object();
+    if (input.is_object()) {
+      for (auto it = input.begin(); it != input.end(); ++it) {
+        AP_ASSIGN_OR_RETURN(in[it.key()], eval_value(c, it.value()));
+      }
+    } else {
+      for (const auto& name : child_channels)
+        if (const auto& v = c.channel(name)) in[name] = v->to_json();
+    }
+    AP_ASSIGN_OR_RETURN(Json out, c.run_subgraph(*g, std::move(in)));
+    NodeOutput o;
+    if (output.is_object()) {
+      for (auto it = output.begin(); it != output.end(); ++it)
+        if (out.contains(it.value().get<std::string>())) o.write(it.key(), out[it.value().get<std::string>()]);
+    } else {
+      for (auto it = out.begin(); it != out.end(); ++it)
+        if (c.has_channel(it.key())) o.write(it.key(), it.value());
+    }
+    return o;
+  };
+  return b;
+}
+
 RetryPolicy parse_retry(const Json& r, const std::string& node, std::vector<std::string>& problems) {
   RetryPolicy p;
   if (r.is_null()) return p;
@@ -137,6 +194,7 @@ RetryPolicy parse_retry(const Json& r, const std::string& node, std::vector<std:
 NodeKinds NodeKinds::builtin() {
   NodeKinds k;
   k.add("router", router_kind).add("set", set_kind).add("interrupt", interrupt_kind).add("send", send_kind);
+  k.add("subgraph", subgraph_kind);
   return k;
 }
 
@@ -173,7 +231,7 @@ Result<std::shared_ptr<const CompiledGraph>> compile_spec(const Json& spec, cons
       problems.push_back("node '" + it.key() + "': unknown kind '" + kind + "' (known: " + known + ")");
       continue;
     }
-    NodeSpecContext ctx{it.key(), ns, channels, nodes, problems};
+    NodeSpecContext ctx{it.key(), ns, channels, nodes, problems, kinds};
     BuiltNode b = (*f)(ctx);
     g.node(it.key(), b.fn ? b.fn : [](NodeContext&) -> Result<NodeOutput> { return NodeOutput(); },
            parse_retry(ns.value("retry", Json()), it.key(), problems));

@@ -113,3 +113,60 @@ TEST(Spec, InvalidSpecsListEveryProblem) {
 
 }  // namespace
 }  // namespace ap::graph
+
+namespace ap::graph {
+namespace {
+
+TEST(Spec, SubgraphWithMappingInterruptsAndResumesUnderItsNamespace) {
+  auto g = compile(R"({
+    "channels": {"request": "last_value", "decision": "last_value"},
+    "nodes": {
+      "review": {"kind": "subgraph",
+                 "spec": {"channels": {"q": "last_value", "a": "last_value"},
+                          "nodes": {"ask": {"kind": "interrupt", "payload": {"from": "q"},
+                                            "resume_to": "a"}},
+                          "edges": [["__start__", "ask"]]},
+                 "input": {"q": {"template": "approve {{request}}?"}},
+                 "output": {"decision": "a"}}
+    },
+    "edges": [["__start__", "review"]]
+  })");
+  ASSERT_TRUE(g);
+  MemorySaver saver;
+  RunOptions o;
+  o.thread_id = "sub";
+  auto r = g->invoke(Input::of({{"request", "refund"}}), o, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(r->interrupted);
+  ASSERT_EQ(r->interrupts.size(), 1u);
+  EXPECT_EQ(r->interrupts[0].value, "approve refund?");
+  // The child's checkpoints live under "review:<task id>", with a link to the parent's.
+  auto all = saver.list({.thread_id = "sub"});
+  ASSERT_TRUE(all);
+  bool child_seen = false;
+  for (const auto& t : *all) {
+    if (t.config.checkpoint_ns.rfind("review:", 0) == 0) {
+      child_seen = true;
+      EXPECT_EQ(t.metadata.parents.size(), 1u);
+      EXPECT_EQ(t.metadata.parents[0].first, "");
+    }
+  }
+  EXPECT_TRUE(child_seen);
+  r = g->invoke(Input::resume_with(Json{{r->interrupts[0].id, "yes"}}), o, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(r->interrupted);
+  EXPECT_EQ(r->values["decision"], "yes");
+}
+
+TEST(Spec, BadEmbeddedSpecIsListed) {
+  auto c = compile_spec(Json::parse(R"({
+    "channels": {"x": "last_value"},
+    "nodes": {"sub": {"kind": "subgraph", "spec": {"nodes": {"n": {"kind": "nope"}}}}},
+    "edges": [["__start__", "sub"]]})"), NodeKinds::builtin());
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("embedded spec"), std::string::npos);
+  EXPECT_NE(c.error().message.find("unknown kind 'nope'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ap::graph
