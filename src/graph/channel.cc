@@ -12,31 +12,23 @@ namespace {
 const Json kNull;
 
 std::shared_ptr<const ListNode> push(std::shared_ptr<const ListNode> tail, Json item) {
-  auto n = std::make_shared<ListNode>();
+  auto n = std::make_shared<ListNode>();  // one allocation: the item lives in the node
   n->size = (tail ? tail->size : 0) + 1;
   n->prev = std::move(tail);
-  n->item = std::make_shared<const Json>(std::move(item));
+  n->item = std::move(item);
   return n;
 }
 
-std::vector<std::shared_ptr<const Json>> items_of(const ValuePtr& v) {
-  std::vector<std::shared_ptr<const Json>> out;
-  if (!v) return out;
-  out.resize(v->size());
+std::vector<const Json*> items_of(const ListNode* tail) {
+  std::vector<const Json*> out(tail ? tail->size : 0);
   size_t i = out.size();
-  for (auto n = v->tail(); n; n = n->prev) out[--i] = n->item;
+  for (auto n = tail; n; n = n->prev.get()) out[--i] = &n->item;
   return out;
 }
 
-std::shared_ptr<const ListNode> build(const std::vector<std::shared_ptr<const Json>>& items) {
+std::shared_ptr<const ListNode> build(std::vector<Json> items) {
   std::shared_ptr<const ListNode> tail;
-  for (const auto& it : items) {
-    auto n = std::make_shared<ListNode>();
-    n->size = (tail ? tail->size : 0) + 1;
-    n->prev = std::move(tail);
-    n->item = it;
-    tail = std::move(n);
-  }
+  for (auto& it : items) tail = push(std::move(tail), std::move(it));
   return tail;
 }
 
@@ -86,10 +78,10 @@ Result<ValuePtr> add_messages(const ChannelSpec& spec, const ValuePtr& current,
     if (indexed) return;
     indexed = true;
     size_t i = current ? current->size() : 0;
-    for (auto n = current ? current->tail() : nullptr; n; n = n->prev) {
+    for (auto n = current ? current->tail().get() : nullptr; n; n = n->prev.get()) {
       --i;
-      auto it = n->item->find("id");
-      if (it != n->item->end() && it->is_string()) existing.emplace(it->get<std::string>(), i);
+      auto it = n->item.find("id");
+      if (it != n->item.end() && it->is_string()) existing.emplace(it->get<std::string>(), i);
     }
   };
   for (const auto& in : incoming) {
@@ -116,12 +108,13 @@ Result<ValuePtr> add_messages(const ChannelSpec& spec, const ValuePtr& current,
       return ChannelValue::list(std::move(tail));
     }
   }
-  // General path: rebuild with replace and remove by id.
-  auto items = items_of(current);
+  // General path: rebuild with replace and remove by id (O(n), rare).
+  std::vector<Json> items;
+  for (const Json* j : items_of(current ? current->tail().get() : nullptr)) items.push_back(*j);
   std::unordered_map<std::string, size_t> pos;
   for (size_t i = 0; i < items.size(); ++i) {
-    auto it = items[i]->find("id");
-    if (it != items[i]->end() && it->is_string()) pos[it->get<std::string>()] = i;
+    auto it = items[i].find("id");
+    if (it != items[i].end() && it->is_string()) pos[it->get<std::string>()] = i;
   }
   std::vector<bool> removed(items.size(), false);
   for (auto& in : incoming) {
@@ -139,17 +132,17 @@ Result<ValuePtr> add_messages(const ChannelSpec& spec, const ValuePtr& current,
       continue;
     }
     if (auto p = pos.find(id); p != pos.end() && !removed[p->second]) {
-      items[p->second] = std::make_shared<const Json>(std::move(m));
+      items[p->second] = std::move(m);
     } else {
       pos[id] = items.size();
-      items.push_back(std::make_shared<const Json>(std::move(m)));
+      items.push_back(std::move(m));
       removed.push_back(false);
     }
   }
-  std::vector<std::shared_ptr<const Json>> kept;
+  std::vector<Json> kept;
   for (size_t i = 0; i < items.size(); ++i)
-    if (!removed[i]) kept.push_back(items[i]);
-  return ChannelValue::list(build(kept));
+    if (!removed[i]) kept.push_back(std::move(items[i]));
+  return ChannelValue::list(build(std::move(kept)));
 }
 
 Result<Json> add_values(const ChannelSpec& spec, Json acc, const Json& w) {
@@ -171,7 +164,7 @@ Result<Json> add_values(const ChannelSpec& spec, Json acc, const Json& w) {
 ValuePtr ChannelValue::scalar(Json v) {
   auto c = std::make_shared<ChannelValue>();
   c->kind_ = Kind::kScalar;
-  c->scalar_ = std::make_shared<const Json>(std::move(v));
+  c->scalar_ = std::move(v);
   return c;
 }
 
@@ -189,7 +182,7 @@ ValuePtr ChannelValue::barrier(std::vector<std::string> seen) {
   return c;
 }
 
-const Json& ChannelValue::value() const { return scalar_ ? *scalar_ : kNull; }
+const Json& ChannelValue::value() const { return scalar_; }
 
 const Json* ChannelValue::at(int64_t i) const {
   int64_t n = static_cast<int64_t>(size());
@@ -199,7 +192,7 @@ const Json* ChannelValue::at(int64_t i) const {
   int64_t steps = n - 1 - i;
   auto node = tail_.get();
   while (steps-- > 0) node = node->prev.get();
-  return node->item.get();
+  return &node->item;
 }
 
 Json ChannelValue::to_json() const {
@@ -208,8 +201,7 @@ Json ChannelValue::to_json() const {
     case Kind::kBarrier: return Json(seen_);
     case Kind::kList: {
       Json arr = Json::array();
-      auto items = items_of(std::make_shared<ChannelValue>(*this));
-      for (const auto& i : items) arr.push_back(*i);
+      for (const Json* i : items_of(tail_.get())) arr.push_back(*i);
       return arr;
     }
   }

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 #include <memory>
-#include <nlohmann/json_fwd.hpp>
+#include <nlohmann/json.hpp>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,7 +36,7 @@ std::string_view reducer_name(Reducer r);
 // A node of a persistent list: the list is its last node; earlier nodes are shared.
 struct ListNode {
   std::shared_ptr<const ListNode> prev;
-  std::shared_ptr<const Json> item;
+  Json item;
   uint32_t size = 0;  // items up to and including this one
 };
 
@@ -61,7 +61,7 @@ class ChannelValue {
  private:
   enum class Kind { kScalar, kList, kBarrier };
   Kind kind_ = Kind::kScalar;
-  std::shared_ptr<const Json> scalar_;
+  Json scalar_;
   std::shared_ptr<const ListNode> tail_;
   std::vector<std::string> seen_;
 };

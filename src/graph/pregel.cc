@@ -175,10 +175,23 @@ Status apply_step(const Impl& g, Checkpoint& cp, const std::vector<Task>& tasks)
     }
   // Group the writes by channel, keeping task-path order within a channel.
   std::vector<std::pair<size_t, const Json*>> all;
+  size_t total = 0;
+  for (const auto& t : tasks) total += t.writes.size();
+  all.reserve(total);
   for (const auto& t : tasks)
     for (const auto& [c, v] : t.writes) all.emplace_back(c, &v);
-  std::stable_sort(all.begin(), all.end(),
-                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  // Stable by construction: the pointers increase in task order within each task's vector, and
+  // tasks are distinct vectors, so compare (channel, position in `all`) instead of stable_sort
+  // (which allocates a buffer every step).
+  std::vector<uint32_t> order(all.size());
+  for (uint32_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return all[a].first != all[b].first ? all[a].first < all[b].first : a < b;
+  });
+  std::vector<std::pair<size_t, const Json*>> sorted;
+  sorted.reserve(all.size());
+  for (uint32_t k : order) sorted.push_back(all[k]);
+  all.swap(sorted);
   std::vector<Json> batch;
   size_t i = 0;
   for (size_t c = 0; c < nc; ++c) {
@@ -264,6 +277,8 @@ Json NodeContext::state() const { return state_json(*f_.g, *f_.values); }
 Result<Json> NodeContext::interrupt(Json value) {
   size_t k = f_.calls++;
   if (k < f_.resume.size()) return f_.resume[k];
+  if (f_.interrupt_id.empty() && f_.opts)
+    f_.interrupt_id = interrupt_id_for(f_.opts->checkpoint_ns, *f_.node, f_.task_id);
   f_.pending.push_back(Interrupt{f_.interrupt_id, std::move(value), *f_.node});
   return Error::aborted("interrupted: waiting for a resume value");
 }
@@ -407,6 +422,8 @@ struct Loop {
 
 Status Loop::control_writes(Task& t, const NodeOutput& out) {
   const auto& node = g.nodes[t.node];
+  t.writes.reserve(out.writes.size() + out.sends.size() + out.goto_nodes.size() +
+                   node.edge_writes.size() + node.join_writes.size() + node.branches.size());
   for (const auto& [name, v] : out.writes) {
     auto c = g.channel(name);
     if (!c || *c >= g.user_channels)
@@ -469,7 +486,7 @@ Status Loop::run_task(Task& t) {
   double interval = retry.initial_interval_s;
   for (int attempt = 1;; ++attempt) {
     NodeContext::Frame f{&g, &cp.values, &node.name, step, &t.arg, t.push, &o.config,
-                         t.resume, 0, interrupt_id_for(o.checkpoint_ns, node.name, t.id), {}, {}};
+                         t.resume, 0, {}, {}, {}};  // interrupt id: computed on first interrupt()
     f.opts = &o;
     f.saver = persistent() ? saver : nullptr;
     f.task_id = t.id;
