@@ -436,6 +436,18 @@ TEST(Graph, NativeSubgraphSharesStateAndResumesAfterACrash) {
   EXPECT_EQ(r->values["messages"][1]["content"], "from child");
 }
 
+TEST(Graph, ANodeThatThrowsFailsItsTaskNotTheProcess) {
+  StateGraph g;
+  g.channel("x").node("boom", [](NodeContext& ctx) -> Result<NodeOutput> {
+    return NodeOutput().write("x", ctx.get("x").at("missing"));  // throws out_of_range
+  });
+  g.edge(kStart, "boom");
+  auto r = compile(g)->invoke(Input::of({{"x", Json::object()}}), {});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kInternal);
+  EXPECT_NE(r.error().message.find("node 'boom' threw"), std::string::npos);
+}
+
 TEST(MemorySaver, DeleteCopyPrune) {
   StateGraph g;
   g.channel("log", Reducer::kAppend).node("a", append("a")).edge(kStart, "a");

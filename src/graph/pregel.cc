@@ -229,6 +229,19 @@ Status apply_null_writes(const Impl& g, Checkpoint& cp,
   return ok_status();
 }
 
+// Node and router code is the user's: an exception from it (or from a JSON access in it) fails
+// that task with Internal instead of unwinding through the engine.
+template <class F>
+auto guarded(const std::string& node, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return Error::internal("node '" + node + "' threw: " + e.what());
+  } catch (...) {
+    return Error::internal("node '" + node + "' threw");
+  }
+}
+
 bool is_special_write(const std::string& channel) {
   return channel == kInterruptChannel || channel == kErrorChannel || channel == kResumeChannel;
 }
@@ -461,7 +474,7 @@ Status Loop::control_writes(Task& t, const NodeOutput& out) {
     for (const auto* b : node.branches) {
       NodeContext::Frame f{&g, &fresh, &node.name, step, &t.arg, t.push, &o.config, {}, 0, "", {}, {}};
       NodeContext ctx(f);
-      AP_ASSIGN_OR_RETURN(Route r, b->router(ctx));
+      AP_ASSIGN_OR_RETURN(Route r, guarded(node.name, [&] { return b->router(ctx); }));
       for (const auto& target : r.targets) {
         if (!b->targets.empty() && target != kEnd &&
             std::find(b->targets.begin(), b->targets.end(), target) == b->targets.end())
@@ -493,7 +506,7 @@ Status Loop::run_task(Task& t) {
     f.checkpoint_id = cp.id;
     f.fresh_resume = t.fresh_resume;
     NodeContext ctx(f);
-    auto out = node.fn(ctx);
+    auto out = guarded(node.name, [&] { return node.fn(ctx); });
     t.custom = std::move(f.custom);
     if (!f.pending.empty()) {
       t.interrupts = std::move(f.pending);
