@@ -52,8 +52,9 @@ StateGraph& StateGraph::subgraph(std::string name, std::shared_ptr<const Compile
     Json in = Json::object();
     for (const auto& c : child->state_channel_names())
       if (const auto& v = ctx.channel(c)) in[c] = v->to_json();
-    AP_ASSIGN_OR_RETURN(Json out, ctx.run_subgraph(*child, std::move(in)));
     NodeOutput o;
+    AP_ASSIGN_OR_RETURN(Json out, ctx.run_subgraph(*child, std::move(in), &o));
+    if (!o.writes.empty() || !o.goto_nodes.empty() || !o.sends.empty()) return o;  // PARENT
     for (auto it = out.begin(); it != out.end(); ++it)
       if (ctx.has_channel(it.key())) o.write(it.key(), it.value());
     return o;

@@ -105,6 +105,9 @@ struct RunResult {
   Json values;  // the state after the run
   CheckpointConfig checkpoint;  // the latest checkpoint (empty without a thread)
   int steps = 0;
+  // A node of this (sub)graph returned Command(graph=PARENT): the run stopped there and the
+  // command is for the enclosing graph (run_subgraph hands it over).
+  std::optional<NodeOutput> parent_command;
 };
 
 // A state of a thread, as get_state returns it.

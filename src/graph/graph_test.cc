@@ -448,6 +448,38 @@ TEST(Graph, ANodeThatThrowsFailsItsTaskNotTheProcess) {
   EXPECT_NE(r.error().message.find("node 'boom' threw"), std::string::npos);
 }
 
+TEST(Graph, CommandToParentRoutesTheEnclosingGraph) {
+  StateGraph child;
+  child.channel("x").node("escalate", [](NodeContext&) -> Result<NodeOutput> {
+    NodeOutput out;
+    out.to_parent = true;
+    out.write("log", "escalated");
+    out.goto_nodes.push_back("human");
+    return out;
+  });
+  child.node("never", append("never")).edge(kStart, "escalate").edge("escalate", "never");
+  child.channel("log", Reducer::kAppend);
+  StateGraph parent;
+  parent.channel("log", Reducer::kAppend).channel("x");
+  parent.subgraph("team", compile(child)).node("human", append("human")).node("bot", append("bot"));
+  parent.edge(kStart, "team").branch("team", [](NodeContext&) -> Result<Route> { return Route{}; },
+                                     {"human", "bot"});
+  MemorySaver saver;
+  auto r = compile(parent)->invoke(Input::of({{"log", Json::array()}, {"x", 1}}), on_thread("cp"), &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->values["log"], Json::array({"escalated", "human"}));
+  // At the root there is no parent: a clear error.
+  StateGraph lone;
+  lone.channel("x").node("n", [](NodeContext&) -> Result<NodeOutput> {
+    NodeOutput o;
+    o.to_parent = true;
+    return o;
+  }).edge(kStart, "n");
+  auto bad = compile(lone)->invoke(Input::of({{"x", 1}}), {});
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, Code::kInvalidArgument);
+}
+
 TEST(MemorySaver, DeleteCopyPrune) {
   StateGraph g;
   g.channel("log", Reducer::kAppend).node("a", append("a")).edge(kStart, "a");

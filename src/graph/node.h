@@ -73,7 +73,10 @@ class NodeContext {
   // state. An interrupt inside the child interrupts this task (same interrupt ids); when the
   // parent is resumed, the child resumes from its own latest checkpoint. After a crash the child
   // continues where it stopped; a child that had already finished is not run again.
-  Result<Json> run_subgraph(const CompiledGraph& child, Json input);
+  // If a node of the child returns Command(graph=PARENT), its writes, gotos and Sends are
+  // appended to `parent_command` (required then; InvalidArgument without it).
+  Result<Json> run_subgraph(const CompiledGraph& child, Json input,
+                            NodeOutput* parent_command = nullptr);
 
  private:
   Frame& f_;

@@ -49,6 +49,7 @@ struct Task {
   std::vector<std::pair<size_t, Json>> writes;
   std::vector<Json> resume;
   std::optional<Json> fresh_resume;
+  std::optional<NodeOutput> parent_command;
   std::vector<Interrupt> interrupts;
   std::optional<Error> error;
   std::vector<Json> custom;
@@ -301,7 +302,8 @@ bool NodeContext::has_channel(std::string_view name) const {
   return c && *c < f_.g->user_channels;
 }
 
-Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input) {
+Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
+                                       NodeOutput* parent_command) {
   if (!f_.opts) return Error::failed_precondition("run_subgraph outside a running graph");
   RunOptions o = *f_.opts;
   o.interrupt_before.clear();
@@ -332,6 +334,14 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input) {
   if (r.interrupted && !r.interrupts.empty()) {
     for (auto& i : r.interrupts) f_.pending.push_back(std::move(i));
     return Error::aborted("interrupted inside a subgraph");
+  }
+  if (r.parent_command) {
+    if (!parent_command)
+      return Error::invalid_argument("a subgraph node sent Command(graph=PARENT) to a caller that does not take it");
+    auto& pc = *r.parent_command;
+    for (auto& w : pc.writes) parent_command->writes.push_back(std::move(w));
+    for (auto& n : pc.goto_nodes) parent_command->goto_nodes.push_back(std::move(n));
+    for (auto& sd : pc.sends) parent_command->sends.push_back(std::move(sd));
   }
   return r.values;
 }
@@ -456,7 +466,11 @@ Status Loop::control_writes(Task& t, const NodeOutput& out) {
     t.writes.emplace_back(g.branch_channel[*n], Json(node.name));
     return ok_status();
   };
-  if (out.to_parent) return Error::invalid_argument("Command(graph=PARENT) outside a subgraph");
+  if (out.to_parent) {
+    if (o.parents.empty()) return Error::invalid_argument("Command(graph=PARENT) outside a subgraph");
+    t.parent_command = out;  // for the enclosing graph: nothing of it applies here
+    return ok_status();
+  }
   for (const auto& s : out.sends) AP_RETURN_IF_ERROR(add_send(s));
   for (const auto& n : out.goto_nodes) AP_RETURN_IF_ERROR(add_goto(n));
   for (size_t c : node.edge_writes) t.writes.emplace_back(c, Json(node.name));
@@ -704,6 +718,16 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
       --loop.step;
       AP_RETURN_IF_ERROR(loop.finish());
       return *failure;
+    }
+    for (auto* t : todo) {
+      if (!t->parent_command) continue;
+      // Command(graph=PARENT): this graph stops; the enclosing graph applies the command.
+      --loop.step;
+      AP_RETURN_IF_ERROR(loop.finish());
+      result.parent_command = std::move(t->parent_command);
+      result.values = state_json(g, loop.cp.values);
+      result.checkpoint = loop.config;
+      return result;
     }
     if (!result.interrupts.empty()) {
       --loop.step;

@@ -159,8 +159,9 @@ BuiltNode subgraph_kind(const NodeSpecContext& ctx) {
       for (const auto& name : child_channels)
         if (const auto& v = c.channel(name)) in[name] = v->to_json();
     }
-    AP_ASSIGN_OR_RETURN(Json out, c.run_subgraph(*g, std::move(in)));
     NodeOutput o;
+    AP_ASSIGN_OR_RETURN(Json out, c.run_subgraph(*g, std::move(in), &o));
+    if (!o.writes.empty() || !o.goto_nodes.empty() || !o.sends.empty()) return o;  // PARENT
     if (output.is_object()) {
       for (auto it = output.begin(); it != output.end(); ++it)
         if (out.contains(it.value().get<std::string>())) o.write(it.key(), out[it.value().get<std::string>()]);
