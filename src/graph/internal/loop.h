@@ -1,0 +1,178 @@
+// Private to the engine: the superstep loop's state and helpers, shared by pregel.cc (invoke),
+// state.cc (get_state, history, update_state) and node_context.cc.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "graph/graph.h"
+#include "common/clock.h"
+#include "graph/internal/impl.h"
+
+namespace ap::graph {
+
+struct NodeContext::Frame {
+  const CompiledGraph::Impl* g;
+  const std::vector<ValuePtr>* values;
+  const std::string* node;
+  int step;
+  const Json* arg;
+  bool is_send;
+  const Json* config;
+  std::vector<Json> resume;  // resume values for this task, in interrupt() order
+  size_t calls = 0;
+  std::string interrupt_id;
+  std::vector<Interrupt> pending;
+  std::vector<Json> custom;
+  // For subgraphs.
+  const RunOptions* opts = nullptr;
+  Checkpointer* saver = nullptr;
+  std::string task_id;
+  std::string checkpoint_id;       // the parent's current checkpoint
+  std::optional<Json> fresh_resume;  // a resume value given to this task by this invocation
+};
+
+namespace internal {
+
+using Impl = CompiledGraph::Impl;
+
+struct Task {
+  size_t node = 0;
+  bool push = false;
+  Json arg;
+  std::string id, path;
+  std::vector<size_t> triggers;
+  bool done = false;  // finished in an earlier attempt: its stored writes are reused
+  std::vector<std::pair<size_t, Json>> writes;
+  std::vector<Json> resume;
+  std::optional<Json> fresh_resume;
+  std::optional<NodeOutput> parent_command;
+  std::vector<Interrupt> interrupts;
+  std::optional<Error> error;
+  std::vector<Json> custom;
+};
+
+std::string hash_id(std::initializer_list<std::string_view> parts);
+std::string interrupt_id_for(const std::string& ns, const std::string& node, const std::string& task);
+Json state_json(const Impl& g, const std::vector<ValuePtr>& values);
+Checkpoint empty_checkpoint(const Impl& g);
+// A checkpoint written by another version of the graph: values and versions mapped by name.
+Checkpoint adapt(const Impl& g, const Checkpoint& in);
+std::vector<Task> plan(const Impl& g, const Checkpoint& cp, int step, const std::string& ns);
+Status apply_step(const Impl& g, Checkpoint& cp, const std::vector<Task>& tasks);
+Status apply_null_writes(const Impl& g, Checkpoint& cp,
+                         const std::vector<std::pair<size_t, Json>>& writes);
+bool is_special_write(const std::string& channel);
+bool should_interrupt(const Impl& g, const Checkpoint& cp, const std::vector<std::string>& names,
+                      const std::vector<Task>& tasks);
+
+// Node and router code is the user's: an exception from it (or from a JSON access in it) fails
+// that task with Internal instead of unwinding through the engine.
+template <class F>
+auto guarded(const std::string& node, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    return Error::internal("node '" + node + "' threw: " + e.what());
+  } catch (...) {
+    return Error::internal("node '" + node + "' threw");
+  }
+}
+
+struct Loop {
+  const Impl& g;
+  const RunOptions& o;
+  Checkpointer* saver;
+  Checkpoint cp;
+  CheckpointConfig config;  // names `cp` once saved
+  CheckpointMetadata md;
+  std::vector<PendingWrite> pending;
+  int step = -1;
+  bool dirty = false;  // cp not yet saved (durability exit)
+
+  bool persistent() const { return saver && !o.thread_id.empty(); }
+
+  Status save(const std::string& source) {
+    CheckpointMetadata m;
+    m.source = source;
+    m.step = step;
+    m.parents = o.parents;
+    md = m;
+    if (!persistent()) return ok_status();
+    if (o.durability == Durability::kExit && source == "loop") {
+      dirty = true;
+      return ok_status();
+    }
+    return flush();
+  }
+  Status flush() {
+    if (!persistent()) return ok_status();
+    CheckpointConfig parent{o.thread_id, o.checkpoint_ns, config.checkpoint_id};
+    if (config.checkpoint_id == cp.id) parent.checkpoint_id = parent_id;  // re-saving the same one
+    AP_ASSIGN_OR_RETURN(auto saved, saver->put(parent, cp, md));
+    if (config.checkpoint_id != cp.id) parent_id = config.checkpoint_id;
+    config = saved;
+    dirty = false;
+    return ok_status();
+  }
+  std::string parent_id;
+
+  std::vector<PendingWrite> deferred;  // durability exit: this step's task writes
+
+  void new_checkpoint() {
+    cp.id = next_checkpoint_id();
+    cp.ts = format_rfc3339(std::chrono::system_clock::now());
+    pending.clear();
+    deferred.clear();
+  }
+
+  // Saves what is not saved yet (durability exit, or the end of a run).
+  Status finish() {
+    if (dirty) AP_RETURN_IF_ERROR(flush());
+    if (persistent() && !deferred.empty()) {
+      if (config.checkpoint_id != cp.id) AP_RETURN_IF_ERROR(flush());
+      AP_RETURN_IF_ERROR(saver->put_writes(config, deferred));
+      deferred.clear();
+    }
+    return ok_status();
+  }
+
+  Status put_task_writes(const Task& t) {
+    if (!persistent()) return ok_status();
+    std::vector<PendingWrite> w;
+    int idx = 0;
+    for (const auto& [c, v] : t.writes)
+      w.push_back({t.id, g.channels[c].name, std::make_shared<const Json>(v), idx++, t.path});
+    if (!t.interrupts.empty()) {
+      Json list = Json::array();
+      for (const auto& i : t.interrupts) list.push_back(Json{{"value", i.value}, {"id", i.id}});
+      w.push_back({t.id, kInterruptChannel, std::make_shared<const Json>(std::move(list)), -3, t.path});
+    }
+    if (!t.resume.empty())
+      w.push_back({t.id, kResumeChannel, std::make_shared<const Json>(Json(t.resume)), -4, t.path});
+    if (t.error)
+      w.push_back({t.id, kErrorChannel,
+                   std::make_shared<const Json>(Json{{"code", std::string(code_name(t.error->code))},
+                                                     {"message", t.error->message}}),
+                   -1, t.path});
+    if (w.empty()) w.push_back({t.id, kNoWritesChannel, std::make_shared<const Json>(), 0, t.path});
+    if (o.durability == Durability::kExit) {
+      deferred.insert(deferred.end(), w.begin(), w.end());
+      return ok_status();
+    }
+    if (config.checkpoint_id != cp.id) AP_RETURN_IF_ERROR(flush());
+    return saver->put_writes(config, w);
+  }
+
+  void emit(const std::string& mode, const std::string& node, Json data) {
+    if (o.on_event) o.on_event(StreamEvent{mode, node, std::move(data)});
+  }
+
+  Status run_task(Task& t);
+  Status control_writes(Task& t, const NodeOutput& out);
+};
+
+}  // namespace internal
+}  // namespace ap::graph

@@ -1,0 +1,87 @@
+// NodeContext: what a node sees, and run_subgraph.
+#include "graph/internal/loop.h"
+
+namespace ap::graph {
+
+using namespace internal;
+
+const std::string& NodeContext::node() const { return *f_.node; }
+int NodeContext::step() const { return f_.step; }
+const Json& NodeContext::arg() const { return *f_.arg; }
+bool NodeContext::is_send() const { return f_.is_send; }
+const Json& NodeContext::config() const { return *f_.config; }
+void NodeContext::emit(Json value) { f_.custom.push_back(std::move(value)); }
+
+const ValuePtr& NodeContext::channel(std::string_view name) const {
+  static const ValuePtr kNone;
+  auto c = f_.g->channel(name);
+  if (!c || *c >= f_.g->user_channels) return kNone;
+  return (*f_.values)[*c];
+}
+
+Json NodeContext::get(std::string_view name) const {
+  const auto& v = channel(name);
+  return v ? v->to_json() : Json();
+}
+
+Json NodeContext::state() const { return state_json(*f_.g, *f_.values); }
+
+Result<Json> NodeContext::interrupt(Json value) {
+  size_t k = f_.calls++;
+  if (k < f_.resume.size()) return f_.resume[k];
+  if (f_.interrupt_id.empty() && f_.opts)
+    f_.interrupt_id = interrupt_id_for(f_.opts->checkpoint_ns, *f_.node, f_.task_id);
+  f_.pending.push_back(Interrupt{f_.interrupt_id, std::move(value), *f_.node});
+  return Error::aborted("interrupted: waiting for a resume value");
+}
+
+bool NodeContext::has_channel(std::string_view name) const {
+  auto c = f_.g->channel(name);
+  return c && *c < f_.g->user_channels;
+}
+
+Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
+                                       NodeOutput* parent_command) {
+  if (!f_.opts) return Error::failed_precondition("run_subgraph outside a running graph");
+  RunOptions o = *f_.opts;
+  o.interrupt_before.clear();
+  o.interrupt_after.clear();
+  o.checkpoint_id.clear();
+  o.on_event = nullptr;
+  const std::string& parent_ns = f_.opts->checkpoint_ns;
+  o.checkpoint_ns = (parent_ns.empty() ? "" : parent_ns + "|") + *f_.node + ":" + f_.task_id;
+  o.parents = f_.opts->parents;
+  o.parents.emplace_back(parent_ns, f_.checkpoint_id);
+  Input in = Input::of(std::move(input));
+  if (f_.saver && !o.thread_id.empty()) {
+    // The child's own latest checkpoint decides: resume it, continue it, or reuse its result.
+    AP_ASSIGN_OR_RETURN(auto state, [&]() -> Result<std::optional<StateSnapshot>> {
+      auto s = child.get_state(*f_.saver, {o.thread_id, o.checkpoint_ns, ""});
+      if (!s) {
+        if (s.error().code == Code::kNotFound) return std::optional<StateSnapshot>();
+        return s.error();
+      }
+      return std::optional<StateSnapshot>(std::move(*s));
+    }());
+    if (state) {
+      if (state->next.empty() && state->interrupts.empty()) return state->values;
+      in = f_.fresh_resume ? Input::resume_with(*f_.fresh_resume) : Input{};
+    }
+  }
+  AP_ASSIGN_OR_RETURN(RunResult r, child.invoke(in, o, f_.saver));
+  if (r.interrupted && !r.interrupts.empty()) {
+    for (auto& i : r.interrupts) f_.pending.push_back(std::move(i));
+    return Error::aborted("interrupted inside a subgraph");
+  }
+  if (r.parent_command) {
+    if (!parent_command)
+      return Error::invalid_argument("a subgraph node sent Command(graph=PARENT) to a caller that does not take it");
+    auto& pc = *r.parent_command;
+    for (auto& w : pc.writes) parent_command->writes.push_back(std::move(w));
+    for (auto& n : pc.goto_nodes) parent_command->goto_nodes.push_back(std::move(n));
+    for (auto& sd : pc.sends) parent_command->sends.push_back(std::move(sd));
+  }
+  return r.values;
+}
+
+}  // namespace ap::graph

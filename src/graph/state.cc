@@ -1,0 +1,99 @@
+// Reading and writing a thread's state outside a run: get_state, history, update_state.
+#include "graph/internal/loop.h"
+
+namespace ap::graph {
+
+using namespace internal;
+
+namespace {
+
+StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t) {
+  StateSnapshot s;
+  Checkpoint cp = adapt(g, t.checkpoint);
+  s.values = state_json(g, cp.values);
+  for (const auto& task : plan(g, cp, t.metadata.step + 1, t.config.checkpoint_ns)) {
+    bool done = false;
+    for (const auto& w : t.pending_writes)
+      done = done || (w.task_id == task.id && !is_special_write(w.channel));
+    if (!done) s.next.push_back(g.nodes[task.node].name);
+  }
+  for (const auto& w : t.pending_writes)
+    if (w.channel == kInterruptChannel && w.value && w.value->is_array())
+      for (const auto& i : *w.value) s.interrupts.push_back({i.value("id", ""), i.value("value", Json()), ""});
+  s.config = t.config;
+  s.parent_config = t.parent;
+  s.metadata = t.metadata.to_json();
+  s.created_at = t.checkpoint.ts;
+  return s;
+}
+
+}  // namespace
+
+Result<StateSnapshot> CompiledGraph::get_state(Checkpointer& cp, const CheckpointConfig& config) const {
+  AP_ASSIGN_OR_RETURN(auto t, cp.get_tuple(config));
+  if (!t) return Error::not_found("no checkpoint for this thread");
+  return snapshot(*impl_, *t);
+}
+
+Result<std::vector<StateSnapshot>> CompiledGraph::get_state_history(Checkpointer& cp,
+                                                                    const ListOptions& o) const {
+  AP_ASSIGN_OR_RETURN(auto tuples, cp.list(o));
+  std::vector<StateSnapshot> out;
+  out.reserve(tuples.size());
+  for (const auto& t : tuples) out.push_back(snapshot(*impl_, t));
+  return out;
+}
+
+Result<CheckpointConfig> CompiledGraph::update_state(Checkpointer& saver, const CheckpointConfig& config,
+                                                     const Json& values,
+                                                     const std::string& as_node) const {
+  const Impl& g = *impl_;
+  if (!values.is_object() && !values.is_null())
+    return Error::invalid_argument("values must be an object of channel values");
+  AP_ASSIGN_OR_RETURN(auto tuple, saver.get_tuple(config));
+  if (!tuple) return Error::not_found("no checkpoint for this thread");
+  Checkpoint cp = adapt(g, tuple->checkpoint);
+  std::string node_name = as_node;
+  if (node_name.empty()) {
+    // The node that ran last: the one that saw the newest version.
+    uint64_t best = 0;
+    bool tie = false;
+    for (size_t n = 1; n < g.nodes.size(); ++n)
+      for (size_t c = 0; c < g.channels.size(); ++c) {
+        uint64_t v = cp.seen_at(n, c);
+        if (v > best) {
+          best = v;
+          node_name = g.nodes[n].name;
+          tie = false;
+        } else if (v == best && v && node_name != g.nodes[n].name) {
+          tie = true;
+        }
+      }
+    if (node_name.empty()) node_name = kStart;
+    if (tie) return Error::invalid_argument("ambiguous update: name the node with as_node");
+  }
+  auto n = g.node(node_name);
+  if (!n) return Error::invalid_argument("unknown node '" + node_name + "'");
+  RunOptions o;
+  o.thread_id = config.thread_id;
+  o.checkpoint_ns = config.checkpoint_ns;
+  Loop loop{g, o, &saver, cp, tuple->config, tuple->metadata, {}, tuple->metadata.step, false, ""};
+  Task t;
+  t.node = *n;
+  NodeOutput out = NodeOutput::update(values.is_null() ? Json::object() : values);
+  if (*n == 0) {
+    for (const auto& [k, v] : out.writes) {
+      auto c = g.channel(k);
+      if (!c || *c >= g.user_channels) return Error::invalid_argument("unknown channel '" + k + "'");
+      t.writes.emplace_back(*c, v);
+    }
+  } else {
+    AP_RETURN_IF_ERROR(loop.control_writes(t, out));
+  }
+  AP_RETURN_IF_ERROR(apply_step(g, loop.cp, {t}));
+  loop.new_checkpoint();
+  ++loop.step;
+  AP_RETURN_IF_ERROR(loop.save("update"));
+  return loop.config;
+}
+}  // namespace ap::graph
