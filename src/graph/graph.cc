@@ -180,6 +180,8 @@ Result<std::shared_ptr<const CompiledGraph>> StateGraph::compile() const {
   auto node_names = std::make_shared<std::vector<std::string>>();
   for (const auto& n : impl->nodes) node_names->push_back(n.name);
   impl->channel_names = names;
+  impl->state_names = std::make_shared<const std::vector<std::string>>(
+      names->begin(), names->begin() + impl->user_channels);
   impl->node_names = node_names;
   // Branch pointers must point into impl's own copy.
   for (auto& n : impl->nodes) n.branches.clear();

@@ -110,9 +110,14 @@ struct RunResult {
   std::optional<NodeOutput> parent_command;
 };
 
-// A state of a thread, as get_state returns it.
+// A state of a thread, as get_state returns it. The channel values are shared with the
+// checkpoint (lists share their prefixes), so a long history costs no copies until values() or
+// value() materialise them.
 struct StateSnapshot {
-  Json values;
+  std::shared_ptr<const std::vector<std::string>> channel_names;  // the state channels
+  std::vector<ValuePtr> channel_values;                           // per channel; null: empty
+  // {"channel": value} for the non-empty channels (materialises: O(state)).
+  Json values() const;
   std::vector<std::string> next;  // nodes that would run next
   CheckpointConfig config;
   std::optional<CheckpointConfig> parent_config;

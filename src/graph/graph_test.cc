@@ -282,7 +282,7 @@ TEST(Graph, InterruptBeforeAndAfter) {
   r = graph->invoke(Input::of({{"log", Json::array()}}), after, &saver);
   ASSERT_TRUE(r);
   EXPECT_TRUE(r->interrupted);
-  EXPECT_EQ(graph->get_state(saver, {"ia", "", ""})->values["log"], Json::array({"a"}));
+  EXPECT_EQ(graph->get_state(saver, {"ia", "", ""})->values()["log"], Json::array({"a"}));
 }
 
 TEST(Graph, UpdateStateAndTimeTravel) {
@@ -300,7 +300,7 @@ TEST(Graph, UpdateStateAndTimeTravel) {
   ASSERT_TRUE(forked) << forked.error().message;
   auto fs = graph->get_state(saver, *forked);
   EXPECT_EQ(fs->metadata["source"], "update");
-  EXPECT_EQ(fs->values["log"], Json::array({"a", "edited"}));
+  EXPECT_EQ(fs->values()["log"], Json::array({"a", "edited"}));
   RunOptions replay = on_thread("tt");
   replay.checkpoint_id = forked->checkpoint_id;
   auto r = graph->invoke(Input{}, replay, &saver);
@@ -487,7 +487,7 @@ TEST(MemorySaver, DeleteCopyPrune) {
   MemorySaver saver;
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(graph->invoke(Input::of({{"log", "in"}}), on_thread("p"), &saver));
   ASSERT_TRUE(saver.copy_thread("p", "q"));
-  EXPECT_EQ(graph->get_state(saver, {"q", "", ""})->values, graph->get_state(saver, {"p", "", ""})->values);
+  EXPECT_EQ(graph->get_state(saver, {"q", "", ""})->values(), graph->get_state(saver, {"p", "", ""})->values());
   std::vector<std::string> ids = {"p"};
   ASSERT_TRUE(saver.prune(ids, 1));
   EXPECT_EQ(saver.list({.thread_id = "p"})->size(), 1u);

@@ -64,7 +64,7 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
       return std::optional<StateSnapshot>(std::move(*s));
     }());
     if (state) {
-      if (state->next.empty() && state->interrupts.empty()) return state->values;
+      if (state->next.empty() && state->interrupts.empty()) return state->values();
       in = f_.fresh_resume ? Input::resume_with(*f_.fresh_resume) : Input{};
     }
   }

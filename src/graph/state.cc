@@ -10,7 +10,8 @@ namespace {
 StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t) {
   StateSnapshot s;
   Checkpoint cp = adapt(g, t.checkpoint);
-  s.values = state_json(g, cp.values);
+  s.channel_names = g.state_names;
+  s.channel_values.assign(cp.values.begin(), cp.values.begin() + g.user_channels);
   for (const auto& task : plan(g, cp, t.metadata.step + 1, t.config.checkpoint_ns)) {
     bool done = false;
     for (const auto& w : t.pending_writes)
@@ -28,6 +29,13 @@ StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t) {
 }
 
 }  // namespace
+
+Json StateSnapshot::values() const {
+  Json out = Json::object();
+  for (size_t c = 0; c < channel_values.size(); ++c)
+    if (channel_values[c]) out[(*channel_names)[c]] = channel_values[c]->to_json();
+  return out;
+}
 
 Result<StateSnapshot> CompiledGraph::get_state(Checkpointer& cp, const CheckpointConfig& config) const {
   AP_ASSIGN_OR_RETURN(auto t, cp.get_tuple(config));

@@ -25,6 +25,7 @@ struct CompiledGraph::Impl {
   std::unordered_map<std::string, size_t> channel_index, node_index;
   std::vector<StateGraph::BranchDef> branch_defs;
   std::shared_ptr<const std::vector<std::string>> channel_names, node_names;
+  std::shared_ptr<const std::vector<std::string>> state_names;  // the user's channels
 
   std::optional<size_t> channel(std::string_view name) const {
     auto it = channel_index.find(std::string(name));
