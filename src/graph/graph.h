@@ -73,9 +73,10 @@ struct Input {
 };
 
 struct StreamEvent {
-  std::string mode;  // values | updates | custom | debug | tasks
+  std::string mode;  // values | updates | custom
   std::string node;  // for updates/custom
   Json data;
+  std::string ns;  // the subgraph's checkpoint namespace ("" for the root graph)
 };
 
 struct RunOptions {
@@ -87,6 +88,7 @@ struct RunOptions {
   Durability durability = Durability::kSync;
   Json config = Json::object();
   std::function<void(const StreamEvent&)> on_event;  // called on the running thread
+  bool stream_subgraphs = false;  // also pass on subgraphs' events (with their namespace)
   // Runs a step's tasks concurrently when set (a step with one task always runs inline).
   std::function<void(std::vector<std::function<void()>>&)> run_parallel;
   // Set by the engine for subgraphs: namespace -> checkpoint id of each enclosing graph.

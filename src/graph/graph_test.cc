@@ -480,6 +480,39 @@ TEST(Graph, CommandToParentRoutesTheEnclosingGraph) {
   EXPECT_EQ(bad.error().code, Code::kInvalidArgument);
 }
 
+TEST(Graph, StreamsUpdatesValuesCustomAndSubgraphEvents) {
+  StateGraph child;
+  child.channel("log", Reducer::kAppend).node("inner", [](NodeContext& ctx) -> Result<NodeOutput> {
+    ctx.emit({{"progress", 50}});
+    return NodeOutput().write("log", "inner");
+  }).edge(kStart, "inner");
+  StateGraph parent;
+  parent.channel("log", Reducer::kAppend).subgraph("sub", compile(child)).node("after", append("after"));
+  parent.edge(kStart, "sub").edge("sub", "after");
+  auto graph = compile(parent);
+  std::vector<StreamEvent> events;
+  RunOptions o;
+  o.on_event = [&](const StreamEvent& e) { events.push_back(e); };
+  ASSERT_TRUE(graph->invoke(Input::of({{"log", Json::array()}}), o));
+  auto count = [&](const std::string& mode, bool in_sub) {
+    return std::count_if(events.begin(), events.end(), [&](const StreamEvent& e) {
+      return e.mode == mode && (e.ns.empty() != in_sub);
+    });
+  };
+  EXPECT_EQ(count("updates", false), 2);  // sub, after
+  EXPECT_EQ(count("values", false), 3);   // after START, sub, after
+  EXPECT_EQ(count("custom", true), 0);    // not streamed without stream_subgraphs
+  events.clear();
+  o.stream_subgraphs = true;
+  ASSERT_TRUE(graph->invoke(Input::of({{"log", Json::array()}}), o));
+  EXPECT_EQ(count("custom", true), 1);
+  EXPECT_EQ(count("updates", true), 1);
+  auto it = std::find_if(events.begin(), events.end(), [](const StreamEvent& e) { return e.mode == "custom"; });
+  ASSERT_NE(it, events.end());
+  EXPECT_EQ(it->ns.rfind("sub:", 0), 0u);
+  EXPECT_EQ(it->data["progress"], 50);
+}
+
 TEST(MemorySaver, DeleteCopyPrune) {
   StateGraph g;
   g.channel("log", Reducer::kAppend).node("a", append("a")).edge(kStart, "a");

@@ -47,9 +47,17 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
   o.interrupt_before.clear();
   o.interrupt_after.clear();
   o.checkpoint_id.clear();
-  o.on_event = nullptr;
+  if (!f_.opts->stream_subgraphs) o.on_event = nullptr;
   const std::string& parent_ns = f_.opts->checkpoint_ns;
   o.checkpoint_ns = (parent_ns.empty() ? "" : parent_ns + "|") + *f_.node + ":" + f_.task_id;
+  if (o.on_event) {
+    // The child's events carry its namespace (innermost first set wins).
+    o.on_event = [parent = f_.opts->on_event, ns = o.checkpoint_ns](const StreamEvent& e) {
+      StreamEvent copy = e;
+      if (copy.ns.empty()) copy.ns = ns;
+      parent(copy);
+    };
+  }
   o.parents = f_.opts->parents;
   o.parents.emplace_back(parent_ns, f_.checkpoint_id);
   Input in = Input::of(std::move(input));
