@@ -48,6 +48,7 @@ class ChannelValue {
   static std::shared_ptr<const ChannelValue> barrier(std::vector<std::string> seen);
 
   bool is_list() const { return kind_ == Kind::kList; }
+  bool is_barrier() const { return kind_ == Kind::kBarrier; }
   // The scalar value (null for lists and barriers).
   const Json& value() const;
   // List access without materialising: size, item i (0-based, negative from the end).

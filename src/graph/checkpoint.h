@@ -23,6 +23,11 @@ inline constexpr const char* kTasksChannel = "__pregel_tasks";
 inline constexpr const char* kNoWritesChannel = "__no_writes__";
 inline constexpr const char* kNullTaskId = "00000000-0000-0000-0000-000000000000";
 
+// How long a save waits (LangGraph's durability): kSync until the checkpoint is durable;
+// kAsync until it is ordered (a crash may lose the newest checkpoints, never corrupt older
+// ones); kExit saves only when the run stops (the engine defers; savers see kSync).
+enum class Durability { kSync, kAsync, kExit };
+
 struct Checkpoint {
   int v = 4;
   std::string id;  // time-ordered UUID (v7): sortable
@@ -90,11 +95,15 @@ class Checkpointer {
   virtual Result<std::vector<CheckpointTuple>> list(const ListOptions& options) = 0;
   // Saves `checkpoint` as a child of `config` (its checkpoint_id is the parent, may be empty).
   // Returns the config naming the saved checkpoint.
+  // Saving a checkpoint again under its own id replaces it.
   virtual Result<CheckpointConfig> put(const CheckpointConfig& config, const Checkpoint& checkpoint,
-                                       const CheckpointMetadata& metadata) = 0;
-  // Stores a task's writes against the checkpoint in `config`. Idempotent per (task, idx):
-  // a retry never duplicates.
-  virtual Status put_writes(const CheckpointConfig& config, std::span<const PendingWrite> writes) = 0;
+                                       const CheckpointMetadata& metadata,
+                                       Durability durability = Durability::kSync) = 0;
+  // Stores a task's writes against the checkpoint in `config` (NotFound if there is none).
+  // Idempotent per (task, idx): a retry never duplicates. As in LangGraph, an ordinary write
+  // keeps its first value; special writes (idx < 0: errors, interrupts, resumes) are replaced.
+  virtual Status put_writes(const CheckpointConfig& config, std::span<const PendingWrite> writes,
+                            Durability durability = Durability::kSync) = 0;
   virtual Status delete_thread(const std::string& thread_id) = 0;
   virtual Status copy_thread(const std::string& from, const std::string& to) = 0;
   // Keeps the newest `keep_last` checkpoints per namespace of each thread; never drops a

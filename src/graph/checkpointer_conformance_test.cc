@@ -1,25 +1,18 @@
 // The test matrix of LangGraph's checkpointer validation suite
 // (@langchain/langgraph-checkpoint-validation: put, putWrites, getTuple, list over
 // thread x namespace x limit x before x filter, deleteThread, channels carried over from an
-// ancestor, only changed channel values stored), data-driven over every Checkpointer we have.
-// The PostgreSQL checkpointer joins the parameter list when it lands.
+// ancestor, only changed channel values stored), data-driven over every Checkpointer we have
+// (see checkpointer_suite.h for where each is instantiated).
 #include <gtest/gtest.h>
 
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "graph/memory_saver.h"
+#include "graph/checkpointer_suite.h"
 
 namespace ap::graph {
 namespace {
-
-using Factory = std::function<std::unique_ptr<Checkpointer>()>;
-
-struct Named {
-  std::string name;
-  Factory make;
-};
 
 auto kChannels = std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"animals", "count"});
 auto kNodes = std::make_shared<const std::vector<std::string>>(std::vector<std::string>{"__start__", "n"});
@@ -44,40 +37,34 @@ CheckpointMetadata meta(std::string source, int step, std::string extra = "{}") 
   return m;
 }
 
-class Conformance : public ::testing::TestWithParam<Named> {
- protected:
-  void SetUp() override { saver = GetParam().make(); }
-  std::unique_ptr<Checkpointer> saver;
-};
-
 TEST_P(Conformance, PutThenGetTupleRoundTrips) {
   auto cp = make_checkpoint({"dog"}, 1);
-  auto saved = saver->put({"t", "", ""}, cp, meta("input", -1, R"({"score": 1})"));
+  auto saved = saver_->put({"t", "", ""}, cp, meta("input", -1, R"({"score": 1})"));
   ASSERT_TRUE(saved) << saved.error().message;
   EXPECT_EQ(saved->checkpoint_id, cp.id);
-  auto t = saver->get_tuple({"t", "", cp.id});
+  auto t = saver_->get_tuple({"t", "", cp.id});
   ASSERT_TRUE(t && *t);
   EXPECT_EQ((*t)->checkpoint.to_json(), cp.to_json());
   EXPECT_EQ((*t)->metadata.to_json()["score"], 1);
   EXPECT_EQ((*t)->metadata.to_json()["source"], "input");
   EXPECT_FALSE((*t)->parent);
   // Latest of the thread when no id is given; nothing for unknown ids, threads or namespaces.
-  EXPECT_EQ((*saver->get_tuple({"t", "", ""}))->checkpoint.id, cp.id);
-  EXPECT_FALSE(*saver->get_tuple({"t", "", "00000000-0000-7000-8000-000000000000"}));
-  EXPECT_FALSE(*saver->get_tuple({"other", "", ""}));
-  EXPECT_FALSE(*saver->get_tuple({"t", "ns", ""}));
+  EXPECT_EQ((*saver_->get_tuple({"t", "", ""}))->checkpoint.id, cp.id);
+  EXPECT_FALSE(*saver_->get_tuple({"t", "", "00000000-0000-7000-8000-000000000000"}));
+  EXPECT_FALSE(*saver_->get_tuple({"other", "", ""}));
+  EXPECT_FALSE(*saver_->get_tuple({"t", "ns", ""}));
 }
 
 TEST_P(Conformance, ParentLinksAndChannelsCarriedOverFromAnAncestor) {
   auto first = make_checkpoint({"dog"}, 1);
-  ASSERT_TRUE(saver->put({"t", "", ""}, first, meta("input", -1)));
+  ASSERT_TRUE(saver_->put({"t", "", ""}, first, meta("input", -1)));
   // The child changes only `count`; `animals` keeps its version and value from the ancestor.
   auto second = first;
   second.id = next_checkpoint_id();
   second.values[1] = ChannelValue::scalar(2);
   second.versions[1] = 2;
-  ASSERT_TRUE(saver->put({"t", "", first.id}, second, meta("loop", 0)));
-  auto t = *saver->get_tuple({"t", "", ""});
+  ASSERT_TRUE(saver_->put({"t", "", first.id}, second, meta("loop", 0)));
+  auto t = *saver_->get_tuple({"t", "", ""});
   ASSERT_TRUE(t);
   ASSERT_TRUE(t->parent);
   EXPECT_EQ(t->parent->checkpoint_id, first.id);
@@ -89,31 +76,31 @@ TEST_P(Conformance, ParentLinksAndChannelsCarriedOverFromAnAncestor) {
 
 TEST_P(Conformance, PutWritesAreIdempotentAndSorted) {
   auto cp = make_checkpoint({"dog"}, 1);
-  ASSERT_TRUE(saver->put({"t", "", ""}, cp, meta("loop", 0)));
+  ASSERT_TRUE(saver_->put({"t", "", ""}, cp, meta("loop", 0)));
   CheckpointConfig c{"t", "", cp.id};
   auto w = [](std::string task, std::string path, std::string ch, Json v, int idx) {
     return PendingWrite{task, ch, std::make_shared<const Json>(std::move(v)), idx, path};
   };
   std::vector<PendingWrite> b = {w("task-b", "~p|b", "animals", "cat", 0), w("task-b", "~p|b", "count", 5, 1)};
   std::vector<PendingWrite> a = {w("task-a", "~p|a", "animals", "fish", 0)};
-  ASSERT_TRUE(saver->put_writes(c, b));
-  ASSERT_TRUE(saver->put_writes(c, a));
-  ASSERT_TRUE(saver->put_writes(c, b));  // a retry never duplicates
-  auto t = *saver->get_tuple(c);
+  ASSERT_TRUE(saver_->put_writes(c, b));
+  ASSERT_TRUE(saver_->put_writes(c, a));
+  ASSERT_TRUE(saver_->put_writes(c, b));  // a retry never duplicates
+  auto t = *saver_->get_tuple(c);
   ASSERT_EQ(t->pending_writes.size(), 3u);
   EXPECT_EQ(t->pending_writes[0].task_id, "task-a");  // by (task_path, task_id, idx)
   EXPECT_EQ(t->pending_writes[1].channel, "animals");
   EXPECT_EQ(*t->pending_writes[2].value, 5);
-  EXPECT_FALSE(saver->put_writes({"t", "", "00000000-0000-7000-8000-000000000000"}, a));
+  EXPECT_FALSE(saver_->put_writes({"t", "", "00000000-0000-7000-8000-000000000000"}, a));
 }
 
 TEST_P(Conformance, DeleteThreadRemovesOnlyThatThread) {
   for (const char* t : {"t1", "t2"})
     for (const char* ns : {"", "inner"})
-      ASSERT_TRUE(saver->put({t, ns, ""}, make_checkpoint({"x"}, 1), meta("input", -1)));
-  ASSERT_TRUE(saver->delete_thread("t1"));
-  EXPECT_EQ(saver->list({.thread_id = "t1"})->size(), 0u);
-  EXPECT_EQ(saver->list({.thread_id = "t2"})->size(), 2u);
+      ASSERT_TRUE(saver_->put({t, ns, ""}, make_checkpoint({"x"}, 1), meta("input", -1)));
+  ASSERT_TRUE(saver_->delete_thread("t1"));
+  EXPECT_EQ(saver_->list({.thread_id = "t1"})->size(), 0u);
+  EXPECT_EQ(saver_->list({.thread_id = "t2"})->size(), 2u);
 }
 
 // list(): the cartesian product of thread x namespace x limit x before x filter, checked
@@ -132,7 +119,7 @@ TEST_P(Conformance, ListMatrix) {
         auto cp = make_checkpoint({"a"}, step + 2);
         auto md = meta(step < 0 ? "input" : "loop", step,
                        "{\"score\": " + std::to_string(k++ % 3) + "}");
-        ASSERT_TRUE(saver->put({t, ns, parent}, cp, md));
+        ASSERT_TRUE(saver_->put({t, ns, parent}, cp, md));
         parent = cp.id;
         stored.push_back({t, ns, cp.id, md});
       }
@@ -163,7 +150,7 @@ TEST_P(Conformance, ListMatrix) {
             }
             std::sort(want.rbegin(), want.rend());  // newest first
             if (lim && want.size() > *lim) want.resize(*lim);
-            auto got = saver->list(o);
+            auto got = saver_->list(o);
             ASSERT_TRUE(got) << got.error().message;
             std::vector<std::string> ids;
             for (const auto& t : *got) ids.push_back(t.checkpoint.id);
@@ -174,10 +161,6 @@ TEST_P(Conformance, ListMatrix) {
           }
   EXPECT_EQ(cases, 4 * 3 * 4 * 3 * 6);
 }
-
-INSTANTIATE_TEST_SUITE_P(Checkpointers, Conformance,
-                         ::testing::Values(Named{"memory", [] { return std::make_unique<MemorySaver>(); }}),
-                         [](const auto& info) { return info.param.name; });
 
 }  // namespace
 }  // namespace ap::graph

@@ -60,8 +60,6 @@ class StateGraph {
   std::vector<BranchDef> branches_;
 };
 
-enum class Durability { kSync, kAsync, kExit };
-
 // What goes into a run: new input values, a Command, or nothing (continue).
 struct Input {
   std::optional<Json> values;                 // {"channel": value}

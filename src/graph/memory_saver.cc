@@ -73,7 +73,7 @@ Result<std::vector<CheckpointTuple>> MemorySaver::list(const ListOptions& o) {
 }
 
 Result<CheckpointConfig> MemorySaver::put(const CheckpointConfig& c, const Checkpoint& cp,
-                                          const CheckpointMetadata& md) {
+                                          const CheckpointMetadata& md, Durability) {
   if (c.thread_id.empty()) return Error::invalid_argument("a checkpoint needs a thread_id");
   std::lock_guard lock(mu_);
   auto& entry = threads_[c.thread_id][c.checkpoint_ns][cp.id];
@@ -83,7 +83,8 @@ Result<CheckpointConfig> MemorySaver::put(const CheckpointConfig& c, const Check
   return CheckpointConfig{c.thread_id, c.checkpoint_ns, cp.id};
 }
 
-Status MemorySaver::put_writes(const CheckpointConfig& c, std::span<const PendingWrite> writes) {
+Status MemorySaver::put_writes(const CheckpointConfig& c, std::span<const PendingWrite> writes,
+                               Durability) {
   std::lock_guard lock(mu_);
   auto t = threads_.find(c.thread_id);
   if (t == threads_.end()) return Error::not_found("no such thread");
@@ -93,13 +94,13 @@ Status MemorySaver::put_writes(const CheckpointConfig& c, std::span<const Pendin
   if (e == n->second.end()) return Error::not_found("no such checkpoint");
   auto& stored = e->second.writes;
   for (const auto& w : writes) {
-    // Idempotent per (task, idx): a retried task replaces, never duplicates. Special channels
-    // (errors, interrupts) keep their first value as LangGraph does for idx < 0 writes.
+    // Idempotent per (task, idx): an ordinary write keeps its first value, a special one
+    // (idx < 0) is replaced.
     auto same = std::find_if(stored.begin(), stored.end(), [&](const PendingWrite& s) {
       return s.task_id == w.task_id && s.idx == w.idx;
     });
     if (same != stored.end()) {
-      *same = w;
+      if (w.idx < 0) *same = w;
     } else {
       stored.push_back(w);
     }

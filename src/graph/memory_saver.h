@@ -15,8 +15,10 @@ class MemorySaver final : public Checkpointer {
   Result<std::optional<CheckpointTuple>> get_tuple(const CheckpointConfig& config) override;
   Result<std::vector<CheckpointTuple>> list(const ListOptions& options) override;
   Result<CheckpointConfig> put(const CheckpointConfig& config, const Checkpoint& checkpoint,
-                               const CheckpointMetadata& metadata) override;
-  Status put_writes(const CheckpointConfig& config, std::span<const PendingWrite> writes) override;
+                               const CheckpointMetadata& metadata,
+                               Durability durability = Durability::kSync) override;
+  Status put_writes(const CheckpointConfig& config, std::span<const PendingWrite> writes,
+                    Durability durability = Durability::kSync) override;
   Status delete_thread(const std::string& thread_id) override;
   Status copy_thread(const std::string& from, const std::string& to) override;
   Status prune(std::span<const std::string> thread_ids, size_t keep_last) override;

@@ -20,6 +20,18 @@ const std::vector<std::pair<std::string, std::string>> kTenantTables = {
      "INSERT INTO api_keys (tenant_id, id, hash, prefix, name, scopes, created_by) VALUES "
      "($1, gen_random_uuid(), sha256(gen_random_uuid()::text::bytea), 'ap_x', 'k', '{read}', "
      "'test')"},
+    {"checkpoint_layouts",
+     "INSERT INTO checkpoint_layouts (tenant_id, id, channels, nodes) VALUES ($1, 'l', '{}', '{}')"},
+    {"checkpoints",
+     "INSERT INTO checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id, source, step, "
+     "header) VALUES ($1, 't', '', gen_random_uuid(), 'input', -1, '{}')"},
+    {"checkpoint_blobs",
+     "INSERT INTO checkpoint_blobs (tenant_id, thread_id, checkpoint_ns, channel, ref, kind, data) "
+     "VALUES ($1, 't', '', 'c', gen_random_uuid(), 0, '1')"},
+    {"checkpoint_writes",
+     "INSERT INTO checkpoint_writes (tenant_id, thread_id, checkpoint_ns, checkpoint_id, task_id, "
+     "idx, task_path, channel, value) SELECT $1, 't', '', checkpoint_id, 'task', 0, '', 'c', '1' "
+     "FROM checkpoints LIMIT 1"},
 };
 
 std::unique_ptr<store::SyncConn> connect(const std::string& url) {

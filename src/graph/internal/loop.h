@@ -93,6 +93,10 @@ struct Loop {
   bool dirty = false;  // cp not yet saved (durability exit)
 
   bool persistent() const { return saver && !o.thread_id.empty(); }
+  // What the saver is asked for: kExit's deferred saves at the end of a run are synchronous.
+  Durability durability() const {
+    return o.durability == Durability::kAsync ? Durability::kAsync : Durability::kSync;
+  }
 
   Status save(const std::string& source) {
     CheckpointMetadata m;
@@ -111,7 +115,7 @@ struct Loop {
     if (!persistent()) return ok_status();
     CheckpointConfig parent{o.thread_id, o.checkpoint_ns, config.checkpoint_id};
     if (config.checkpoint_id == cp.id) parent.checkpoint_id = parent_id;  // re-saving the same one
-    AP_ASSIGN_OR_RETURN(auto saved, saver->put(parent, cp, md));
+    AP_ASSIGN_OR_RETURN(auto saved, saver->put(parent, cp, md, durability()));
     if (config.checkpoint_id != cp.id) parent_id = config.checkpoint_id;
     config = saved;
     dirty = false;
@@ -163,7 +167,7 @@ struct Loop {
       return ok_status();
     }
     if (config.checkpoint_id != cp.id) AP_RETURN_IF_ERROR(flush());
-    return saver->put_writes(config, w);
+    return saver->put_writes(config, w, durability());
   }
 
   void emit(const std::string& mode, const std::string& node, Json data) {

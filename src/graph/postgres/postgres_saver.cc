@@ -1,0 +1,761 @@
+#include "graph/postgres/postgres_saver.h"
+
+#include <algorithm>
+#include <list>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <unordered_map>
+
+#include "common/crypto.h"
+#include "store/sync_conn.h"
+
+namespace ap::graph {
+namespace {
+
+using store::Param;
+using store::Rows;
+using store::Statement;
+
+// A least-recently-used map with a fixed capacity. Not thread-safe.
+template <class V>
+class Lru {
+ public:
+  explicit Lru(size_t capacity) : capacity_(capacity) {}
+  const V* get(const std::string& k) {
+    auto it = index_.find(k);
+    if (it == index_.end()) return nullptr;
+    order_.splice(order_.begin(), order_, it->second);
+    return &it->second->second;
+  }
+  void put(const std::string& k, V v) {
+    if (auto it = index_.find(k); it != index_.end()) {
+      it->second->second = std::move(v);
+      order_.splice(order_.begin(), order_, it->second);
+      return;
+    }
+    order_.emplace_front(k, std::move(v));
+    index_[k] = order_.begin();
+    if (order_.size() > capacity_) {
+      index_.erase(order_.back().first);
+      order_.pop_back();
+    }
+  }
+  // Drops every entry whose key starts with `prefix`.
+  void erase_prefix(const std::string& prefix) {
+    for (auto it = order_.begin(); it != order_.end();) {
+      if (it->first.compare(0, prefix.size(), prefix) == 0) {
+        index_.erase(it->first);
+        it = order_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+ private:
+  size_t capacity_;
+  std::list<std::pair<std::string, V>> order_;
+  std::unordered_map<std::string, typename std::list<std::pair<std::string, V>>::iterator> index_;
+};
+
+// How one channel of a stored checkpoint is held.
+struct Slot {
+  enum Kind : uint8_t { kEmpty, kInline, kRef } kind = kEmpty;
+  std::string ref;     // kRef: the checkpoint id the blob is stored under
+  uint32_t depth = 0;  // kRef lists: deltas since the last whole copy
+};
+
+// A checkpoint this process saved or loaded: what put() compares a child against.
+struct Known {
+  Checkpoint cp;
+  std::vector<Slot> slots;
+  std::string header;  // as stored: a row with this header holds exactly `cp`
+};
+
+struct CachedValue {
+  ValuePtr value;
+  uint32_t depth = 0;
+};
+
+struct Layout {
+  std::shared_ptr<const std::vector<std::string>> channels, nodes;
+};
+
+// PostgreSQL's text form of a text[] (every element quoted).
+std::string text_array(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  out += '}';
+  return out;
+}
+
+std::string layout_id(const std::vector<std::string>& channels, const std::vector<std::string>& nodes) {
+  std::string all;
+  for (const auto& c : channels) all += c + '\0';
+  all += '\1';
+  for (const auto& n : nodes) all += n + '\0';
+  auto d = sha256(all);
+  return hex_encode(d.data(), 8);
+}
+
+// The items a list value gained over `parent` (in order), if it extends it by sharing.
+std::optional<std::vector<const Json*>> appended(const ChannelValue& v, const ChannelValue& parent) {
+  if (!v.is_list() || !parent.is_list() || v.size() <= parent.size()) return std::nullopt;
+  std::vector<const Json*> items;
+  const ListNode* n = v.tail().get();
+  while (n && n->size > parent.size()) {
+    items.push_back(&n->item);
+    n = n->prev.get();
+  }
+  if (n != parent.tail().get()) return std::nullopt;
+  std::reverse(items.begin(), items.end());
+  return items;
+}
+
+ValuePtr list_from(std::shared_ptr<const ListNode> tail, const Json& items) {
+  uint32_t size = tail ? tail->size : 0;
+  for (const auto& item : items)
+    tail = std::make_shared<const ListNode>(ListNode{std::move(tail), item, ++size});
+  return ChannelValue::list(std::move(tail));
+}
+
+Json parse_json(std::string_view text) { return Json::parse(text.begin(), text.end(), nullptr, false); }
+
+Error corrupt(const std::string& what) { return Error::internal("stored checkpoint is damaged: " + what); }
+
+// Metadata fields other than source and step, as stored in the `metadata` column (or NULL).
+Param metadata_column(const CheckpointMetadata& md) {
+  Json j = parse_json(md.extra_json);
+  if (!j.is_object()) j = Json::object();
+  j.erase("source");
+  j.erase("step");
+  j.erase("parents");
+  if (!md.parents.empty()) {
+    Json p = Json::object();
+    for (const auto& [ns, id] : md.parents) p[ns] = id;
+    j["parents"] = std::move(p);
+  }
+  if (j.empty()) return std::nullopt;
+  return j.dump();
+}
+
+CheckpointMetadata metadata_from(std::string_view source, std::string_view step, const Rows& r, int row,
+                                 int col) {
+  CheckpointMetadata md;
+  md.source = std::string(source);
+  md.step = std::stoi(std::string(step));
+  if (!r.is_null(row, col)) {
+    Json j = parse_json(r.get(row, col));
+    if (auto p = j.find("parents"); p != j.end() && p->is_object()) {
+      for (auto it = p->begin(); it != p->end(); ++it)
+        if (it->is_string()) md.parents.emplace_back(it.key(), it->get<std::string>());
+      j.erase("parents");
+    }
+    md.extra_json = j.is_object() ? j.dump() : "{}";
+  }
+  return md;
+}
+
+const std::string_view kSelectColumns =
+    "SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_id, c.source, c.step, "
+    "c.metadata, c.header, (SELECT json_agg(json_build_array(w.task_id, w.channel, w.value, "
+    "w.idx, w.task_path) ORDER BY w.task_path, w.task_id, w.idx) FROM checkpoint_writes w "
+    "WHERE w.tenant_id = c.tenant_id AND w.thread_id = c.thread_id AND w.checkpoint_ns = "
+    "c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id) FROM checkpoints c ";
+
+// Blobs named by (thread, ns, channel, ref), with every delta's chain down to a whole copy.
+constexpr std::string_view kSelectBlobs = R"(WITH RECURSIVE
+want AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::uuid[])
+         AS w(thread_id, checkpoint_ns, channel, ref)),
+chain(thread_id, checkpoint_ns, channel, ref, base) AS (
+  SELECT b.thread_id, b.checkpoint_ns, b.channel, b.ref, b.base FROM checkpoint_blobs b
+  JOIN want w USING (thread_id, checkpoint_ns, channel, ref) WHERE b.tenant_id = $1
+  UNION
+  SELECT b.thread_id, b.checkpoint_ns, b.channel, b.ref, b.base FROM checkpoint_blobs b
+  JOIN chain c ON b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns
+   AND b.channel = c.channel AND b.ref = c.base
+  WHERE b.tenant_id = $1)
+SELECT b.thread_id, b.checkpoint_ns, b.channel, b.ref, b.kind, b.base, b.data
+FROM checkpoint_blobs b JOIN chain c USING (thread_id, checkpoint_ns, channel, ref)
+WHERE b.tenant_id = $1)";
+
+// Blobs no checkpoint of the threads still reaches (directly or through a delta's base).
+constexpr std::string_view kDeleteUnreachableBlobs = R"(WITH RECURSIVE
+roots AS (
+  SELECT c.thread_id, c.checkpoint_ns, l.channels[s.ord] AS channel,
+         CASE WHEN s.slot = '1'::jsonb THEN c.checkpoint_id ELSE (s.slot #>> '{}')::uuid END AS ref
+  FROM checkpoints c
+  JOIN checkpoint_layouts l ON l.tenant_id = c.tenant_id AND l.id = c.header::jsonb ->> 'l'
+  CROSS JOIN LATERAL jsonb_array_elements(c.header::jsonb -> 'c') WITH ORDINALITY AS s(slot, ord)
+  WHERE c.tenant_id = $1 AND c.thread_id = ANY ($2::text[])
+    AND (s.slot = '1'::jsonb OR jsonb_typeof(s.slot) = 'string')),
+reach(thread_id, checkpoint_ns, channel, ref) AS (
+  SELECT * FROM roots
+  UNION
+  SELECT b.thread_id, b.checkpoint_ns, b.channel, b.base FROM checkpoint_blobs b
+  JOIN reach r ON b.thread_id = r.thread_id AND b.checkpoint_ns = r.checkpoint_ns
+   AND b.channel = r.channel AND b.ref = r.ref
+  WHERE b.tenant_id = $1 AND b.base IS NOT NULL)
+DELETE FROM checkpoint_blobs b WHERE b.tenant_id = $1 AND b.thread_id = ANY ($2::text[])
+  AND NOT EXISTS (SELECT 1 FROM reach r WHERE r.thread_id = b.thread_id
+    AND r.checkpoint_ns = b.checkpoint_ns AND r.channel = b.channel AND r.ref = b.ref))";
+
+class Shared;
+
+// The pending writes of checkpoint row `i` (a JSON array of [task, channel, value, idx, path]).
+Status writes_from(const Rows& rows, int i, const std::string& id, std::vector<PendingWrite>& out) {
+  if (rows.is_null(i, 8)) return ok_status();
+  Json w = parse_json(rows.get(i, 8));
+  if (!w.is_array()) return corrupt("checkpoint " + id + " has bad pending writes");
+  for (auto& e : w) {
+    if (!e.is_array() || e.size() != 5 || !e[0].is_string() || !e[1].is_string() ||
+        !e[3].is_number_integer() || !e[4].is_string())
+      return corrupt("checkpoint " + id + " has a bad write");
+    out.push_back({e[0].get<std::string>(), e[1].get<std::string>(),
+                   e[2].is_null() ? nullptr : std::make_shared<const Json>(std::move(e[2])),
+                   e[3].get<int>(), e[4].get<std::string>()});
+  }
+  return ok_status();
+}
+
+class TenantSaver final : public Checkpointer {
+ public:
+  TenantSaver(std::shared_ptr<Shared> shared, TenantId tenant)
+      : s_(std::move(shared)), tenant_(tenant.to_string()) {}
+
+  Result<std::optional<CheckpointTuple>> get_tuple(const CheckpointConfig& config) override;
+  Result<std::vector<CheckpointTuple>> list(const ListOptions& options) override;
+  Result<CheckpointConfig> put(const CheckpointConfig& config, const Checkpoint& checkpoint,
+                               const CheckpointMetadata& metadata, Durability durability) override;
+  Status put_writes(const CheckpointConfig& config, std::span<const PendingWrite> writes,
+                    Durability durability) override;
+  Status delete_thread(const std::string& thread_id) override;
+  Status copy_thread(const std::string& from, const std::string& to) override;
+  Status prune(std::span<const std::string> thread_ids, size_t keep_last) override;
+
+ private:
+  // Runs `body` in one transaction bound to this tenant, in one round trip. Returns the
+  // results of `body`'s statements.
+  Result<std::vector<Rows>> transact(std::vector<Statement> body, Durability d = Durability::kSync);
+  // Turns checkpoint rows (kSelectColumns) into tuples, loading values that are not cached.
+  Result<std::vector<CheckpointTuple>> tuples(const Rows& rows, bool remember);
+  std::string key(const std::string& thread, const std::string& ns) const {
+    return tenant_ + '\x1f' + thread + '\x1f' + ns + '\x1f';
+  }
+  void forget_thread(const std::string& thread);
+
+  std::shared_ptr<Shared> s_;
+  std::string tenant_;
+};
+
+class Shared final : public PostgresCheckpoints, public std::enable_shared_from_this<Shared> {
+ public:
+  Shared(std::string conninfo, PostgresSaverOptions o)
+      : options(o), pool(std::move(conninfo), o.connections), known(o.cache_entries / 4 + 1),
+        values(o.cache_entries) {}
+  std::unique_ptr<Checkpointer> for_tenant(const TenantId& tenant) override {
+    return std::make_unique<TenantSaver>(shared_from_this(), tenant);
+  }
+
+  const PostgresSaverOptions options;
+  store::SyncPool pool;
+
+  std::mutex mu;  // guards everything below
+  Lru<std::shared_ptr<const Known>> known;  // tenant|thread|ns|checkpoint id
+  Lru<CachedValue> values;                  // tenant|thread|ns|channel|ref
+  std::unordered_map<std::string, Layout> layouts;  // tenant|layout id -> names (stored)
+  // Layout ids by the names' identity, so a put() hashes a graph's names once.
+  std::unordered_map<const void*, std::pair<std::shared_ptr<const void>, std::string>> layout_ids;
+};
+
+Result<std::vector<Rows>> TenantSaver::transact(std::vector<Statement> body, Durability d) {
+  std::vector<Statement> all;
+  all.reserve(body.size() + 4);
+  all.push_back({"BEGIN", {}});
+  all.push_back({"SELECT set_config('app.tenant_id', $1, true)", store::params(tenant_)});
+  // Asynchronous durability: the commit returns before its WAL is flushed. A crash may lose
+  // the newest checkpoints, never leave a damaged one.
+  if (d == Durability::kAsync) all.push_back({"SELECT set_config('synchronous_commit', 'off', true)", {}});
+  size_t first = all.size();
+  for (auto& st : body) all.push_back(std::move(st));
+  all.push_back({"COMMIT", {}});
+  AP_ASSIGN_OR_RETURN(auto lease, s_->pool.acquire());
+  AP_ASSIGN_OR_RETURN(auto rows, lease->pipeline(all));
+  return std::vector<Rows>(rows.begin() + static_cast<long>(first), rows.end() - 1);
+}
+
+void TenantSaver::forget_thread(const std::string& thread) {
+  std::lock_guard lock(s_->mu);
+  s_->known.erase_prefix(tenant_ + '\x1f' + thread + '\x1f');
+  s_->values.erase_prefix(tenant_ + '\x1f' + thread + '\x1f');
+}
+
+Result<CheckpointConfig> TenantSaver::put(const CheckpointConfig& config, const Checkpoint& cp,
+                                          const CheckpointMetadata& md, Durability durability) {
+  if (config.thread_id.empty()) return Error::invalid_argument("a checkpoint needs a thread_id");
+  if (!Uuid::parse(cp.id)) return Error::invalid_argument("checkpoint id must be a UUID");
+  if (!config.checkpoint_id.empty() && !Uuid::parse(config.checkpoint_id))
+    return Error::invalid_argument("parent checkpoint id must be a UUID");
+  if (!cp.channels || !cp.nodes || cp.values.size() != cp.channels->size() ||
+      cp.versions.size() != cp.channels->size() ||
+      cp.seen.size() != cp.channels->size() * cp.nodes->size())
+    return Error::invalid_argument("checkpoint does not match its channel and node names");
+  const std::string prefix = key(config.thread_id, config.checkpoint_ns);
+  const PostgresSaverOptions& opt = s_->options;
+
+  std::shared_ptr<const Known> parent;
+  std::string layout;
+  bool layout_stored = false;
+  {
+    std::lock_guard lock(s_->mu);
+    if (!config.checkpoint_id.empty())
+      if (auto p = s_->known.get(prefix + config.checkpoint_id)) parent = *p;
+    auto& id = s_->layout_ids[cp.channels.get()];
+    if (id.second.empty()) id = {cp.channels, layout_id(*cp.channels, *cp.nodes)};
+    layout = id.second;
+    if (s_->layout_ids.size() > 1024) s_->layout_ids.clear();  // graphs come and go: stay bounded
+    layout_stored = s_->layouts.count(tenant_ + '\x1f' + layout) > 0;
+  }
+  if (parent && parent->cp.channels != cp.channels && *parent->cp.channels != *cp.channels)
+    parent.reset();  // another graph's checkpoint: nothing to share
+
+  auto known = std::make_shared<Known>();
+  known->cp = cp;
+  known->slots.resize(cp.values.size());
+  Json slots = Json::array();
+  std::vector<Statement> body;
+  // Parameter storage must outlive the statements: strings live in the vectors below.
+  struct BlobRow {
+    std::string channel;
+    int kind;
+    Param base;
+    std::string data;
+  };
+  std::vector<BlobRow> blobs;
+  for (size_t c = 0; c < cp.values.size(); ++c) {
+    const ValuePtr& v = cp.values[c];
+    Slot& slot = known->slots[c];
+    const std::string& name = (*cp.channels)[c];
+    if (!v) {
+      slots.push_back(0);
+      continue;
+    }
+    const Slot* ps = parent ? &parent->slots[c] : nullptr;
+    const ValuePtr* pv = parent ? &parent->cp.values[c] : nullptr;
+    if (ps && ps->kind == Slot::kRef && *pv == v) {  // unchanged: refer to where it is stored
+      slot = *ps;
+      slots.push_back(slot.ref == cp.id ? Json(1) : Json(slot.ref));
+      continue;
+    }
+    if (v->is_barrier()) {
+      slot.kind = Slot::kInline;
+      slots.push_back(Json{{"b", v->seen()}});
+      continue;
+    }
+    if (v->is_list()) {
+      slot.kind = Slot::kRef;
+      slot.ref = cp.id;
+      std::optional<std::vector<const Json*>> delta;
+      if (ps && ps->kind == Slot::kRef && *pv && ps->depth + 1 < opt.snapshot_every)
+        delta = appended(*v, **pv);
+      if (delta) {
+        Json items = Json::array();
+        for (const Json* item : *delta) items.push_back(*item);
+        slot.depth = ps->depth + 1;
+        blobs.push_back({name, 2, ps->ref, items.dump()});
+      } else {
+        blobs.push_back({name, 1, std::nullopt, v->to_json().dump()});
+      }
+      slots.push_back(1);
+      continue;
+    }
+    std::string text = v->value().dump();
+    if (text.size() < opt.inline_bytes) {
+      slot.kind = Slot::kInline;
+      slots.push_back(Json{{"v", v->value()}});
+    } else {
+      slot.kind = Slot::kRef;
+      slot.ref = cp.id;
+      blobs.push_back({name, 0, std::nullopt, std::move(text)});
+      slots.push_back(1);
+    }
+  }
+  Json header{{"l", layout}, {"t", cp.ts}, {"v", cp.versions}, {"s", cp.seen}, {"c", std::move(slots)}};
+  if (!cp.interrupt_seen.empty()) header["i"] = cp.interrupt_seen;
+  known->header = header.dump();
+
+  if (!layout_stored)
+    body.push_back({"INSERT INTO checkpoint_layouts (tenant_id, id, channels, nodes) VALUES "
+                    "($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    store::params(tenant_, layout, text_array(*cp.channels), text_array(*cp.nodes))});
+  Param parent_id = config.checkpoint_id.empty() ? Param() : Param(config.checkpoint_id);
+  body.push_back(
+      {"INSERT INTO checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id, parent_id, "
+       "source, step, metadata, header) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
+       "ON CONFLICT (tenant_id, thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
+       "parent_id = EXCLUDED.parent_id, source = EXCLUDED.source, step = EXCLUDED.step, "
+       "metadata = EXCLUDED.metadata, header = EXCLUDED.header",
+       store::params(tenant_, config.thread_id, config.checkpoint_ns, cp.id, parent_id, md.source,
+                     std::to_string(md.step), metadata_column(md), known->header)});
+  for (auto& b : blobs)
+    body.push_back({"INSERT INTO checkpoint_blobs (tenant_id, thread_id, checkpoint_ns, channel, "
+                    "ref, kind, base, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+                    "ON CONFLICT (tenant_id, thread_id, checkpoint_ns, channel, ref) DO UPDATE SET "
+                    "kind = EXCLUDED.kind, base = EXCLUDED.base, data = EXCLUDED.data",
+                    store::params(tenant_, config.thread_id, config.checkpoint_ns, b.channel, cp.id,
+                                  std::to_string(b.kind), b.base, std::move(b.data))});
+  AP_RETURN_IF_ERROR(transact(std::move(body), durability));
+
+  std::lock_guard lock(s_->mu);
+  if (!layout_stored) s_->layouts[tenant_ + '\x1f' + layout] = {cp.channels, cp.nodes};
+  for (size_t c = 0; c < cp.values.size(); ++c)
+    if (known->slots[c].kind == Slot::kRef && known->slots[c].ref == cp.id)
+      s_->values.put(prefix + (*cp.channels)[c] + '\x1f' + cp.id, {cp.values[c], known->slots[c].depth});
+  s_->known.put(prefix + cp.id, std::move(known));
+  return CheckpointConfig{config.thread_id, config.checkpoint_ns, cp.id};
+}
+
+Status TenantSaver::put_writes(const CheckpointConfig& config, std::span<const PendingWrite> writes,
+                               Durability durability) {
+  if (writes.empty()) return ok_status();
+  if (!Uuid::parse(config.checkpoint_id)) return Error::not_found("no such checkpoint");
+  std::vector<Statement> body;
+  for (const auto& w : writes) {
+    Param value = w.value ? Param(w.value->dump()) : Param();
+    body.push_back(
+        {w.idx < 0 ? std::string_view(
+                         "INSERT INTO checkpoint_writes (tenant_id, thread_id, checkpoint_ns, "
+                         "checkpoint_id, task_id, idx, task_path, channel, value) VALUES ($1, $2, "
+                         "$3, $4, $5, $6, $7, $8, $9) ON CONFLICT (tenant_id, thread_id, "
+                         "checkpoint_ns, checkpoint_id, task_id, idx) DO UPDATE SET task_path = "
+                         "EXCLUDED.task_path, channel = EXCLUDED.channel, value = EXCLUDED.value")
+                   : std::string_view(
+                         "INSERT INTO checkpoint_writes (tenant_id, thread_id, checkpoint_ns, "
+                         "checkpoint_id, task_id, idx, task_path, channel, value) VALUES ($1, $2, "
+                         "$3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING"),
+         store::params(tenant_, config.thread_id, config.checkpoint_ns, config.checkpoint_id,
+                       w.task_id, std::to_string(w.idx), w.task_path, w.channel, std::move(value))});
+  }
+  auto r = transact(std::move(body), durability);
+  if (!r && r.error().code == Code::kFailedPrecondition) return Error::not_found("no such checkpoint");
+  if (!r) return r.error();
+  return ok_status();
+}
+
+Result<std::optional<CheckpointTuple>> TenantSaver::get_tuple(const CheckpointConfig& c) {
+  std::vector<Statement> body;
+  if (c.checkpoint_id.empty()) {
+    static const std::string sql = std::string(kSelectColumns) +
+                                   "WHERE c.tenant_id = $1 AND c.thread_id = $2 AND c.checkpoint_ns "
+                                   "= $3 ORDER BY c.checkpoint_id DESC LIMIT 1";
+    body.push_back({sql, store::params(tenant_, c.thread_id, c.checkpoint_ns)});
+  } else {
+    if (!Uuid::parse(c.checkpoint_id)) return std::optional<CheckpointTuple>();
+    static const std::string sql = std::string(kSelectColumns) +
+                                   "WHERE c.tenant_id = $1 AND c.thread_id = $2 AND c.checkpoint_ns "
+                                   "= $3 AND c.checkpoint_id = $4";
+    body.push_back({sql, store::params(tenant_, c.thread_id, c.checkpoint_ns, c.checkpoint_id)});
+  }
+  AP_ASSIGN_OR_RETURN(auto rows, transact(std::move(body)));
+  AP_ASSIGN_OR_RETURN(auto t, tuples(rows[0], true));
+  if (t.empty()) return std::optional<CheckpointTuple>();
+  return std::optional<CheckpointTuple>(std::move(t[0]));
+}
+
+Result<std::vector<CheckpointTuple>> TenantSaver::list(const ListOptions& o) {
+  std::string sql(kSelectColumns);
+  sql += "WHERE c.tenant_id = $1";
+  std::vector<Param> params{tenant_};
+  auto arg = [&](Param p) {
+    params.push_back(std::move(p));
+    return "$" + std::to_string(params.size());
+  };
+  if (o.thread_id) sql += " AND c.thread_id = " + arg(*o.thread_id);
+  if (o.checkpoint_ns) sql += " AND c.checkpoint_ns = " + arg(*o.checkpoint_ns);
+  if (o.before) {
+    if (!Uuid::parse(*o.before)) return Error::invalid_argument("before must be a checkpoint id");
+    sql += " AND c.checkpoint_id < " + arg(*o.before) + "::uuid";
+  }
+  for (const auto& [k, text] : o.filter) {
+    Json want = parse_json(text);
+    if (want.is_discarded()) return Error::invalid_argument("metadata filter '" + k + "' is not JSON");
+    if (k == "source") {
+      sql += want.is_string() ? " AND c.source = " + arg(want.get<std::string>()) : " AND false";
+    } else if (k == "step") {
+      sql += want.is_number_integer() ? " AND c.step = " + arg(std::to_string(want.get<int64_t>())) + "::int"
+                                      : " AND false";
+    } else if (k == "parents") {
+      sql += " AND coalesce(c.metadata -> 'parents', '{}') = " + arg(want.dump()) + "::jsonb";
+    } else {
+      sql += " AND c.metadata -> " + arg(k) + " = " + arg(want.dump()) + "::jsonb";
+    }
+  }
+  sql += " ORDER BY c.checkpoint_id DESC";
+  if (o.limit) sql += " LIMIT " + arg(std::to_string(*o.limit)) + "::bigint";
+  std::vector<Statement> body{{sql, params}};
+  AP_ASSIGN_OR_RETURN(auto rows, transact(std::move(body)));
+  return tuples(rows[0], false);
+}
+
+Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool remember) {
+  struct Parsed {
+    Json header;
+    std::string thread, ns, id;
+    std::shared_ptr<const Known> cached;  // this process saved or loaded exactly this row
+  };
+  std::vector<Parsed> parsed(rows.size());
+  // What must be read: blobs not cached, layouts not known.
+  std::vector<std::string> want_thread, want_ns, want_channel, want_ref;
+  std::vector<std::string> want_layouts;
+  std::unordered_map<std::string, Layout> layouts;
+  std::unordered_map<std::string, CachedValue> found;  // thread|ns|channel|ref (no tenant)
+  {
+    std::lock_guard lock(s_->mu);
+    for (int i = 0; i < rows.size(); ++i) {
+      auto& p = parsed[i];
+      p.thread = rows.get(i, 0);
+      p.ns = rows.get(i, 1);
+      p.id = rows.get(i, 2);
+      if (auto k = s_->known.get(key(p.thread, p.ns) + p.id); k && (*k)->header == rows.get(i, 7)) {
+        p.cached = *k;
+        continue;
+      }
+      p.header = parse_json(rows.get(i, 7));
+      if (!p.header.is_object() || !p.header.contains("l") || !p.header["l"].is_string() ||
+          !p.header.contains("c") || !p.header["c"].is_array())
+        return corrupt("checkpoint " + p.id + " has no valid header");
+      std::string lid = p.header["l"].get<std::string>();
+      if (!layouts.count(lid)) {
+        if (auto it = s_->layouts.find(tenant_ + '\x1f' + lid); it != s_->layouts.end()) {
+          layouts[lid] = it->second;
+        } else if (std::find(want_layouts.begin(), want_layouts.end(), lid) == want_layouts.end()) {
+          want_layouts.push_back(lid);
+        }
+      }
+    }
+    // Refs need the layout's channel names: resolve after layouts are known (below).
+  }
+  if (!want_layouts.empty()) {
+    std::vector<Statement> body{{"SELECT id, array_to_json(channels), array_to_json(nodes) FROM checkpoint_layouts WHERE "
+                                 "tenant_id = $1 AND id = ANY ($2::text[])",
+                                 store::params(tenant_, text_array(want_layouts))}};
+    AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body)));
+    std::lock_guard lock(s_->mu);
+    for (int i = 0; i < r[0].size(); ++i) {
+      Json channels = parse_json(r[0].get(i, 1)), nodes = parse_json(r[0].get(i, 2));
+      if (!channels.is_array() || !nodes.is_array()) return corrupt("a layout is not readable");
+      Layout l{std::make_shared<const std::vector<std::string>>(channels.get<std::vector<std::string>>()),
+               std::make_shared<const std::vector<std::string>>(nodes.get<std::vector<std::string>>())};
+      layouts[std::string(r[0].get(i, 0))] = l;
+      s_->layouts[tenant_ + '\x1f' + std::string(r[0].get(i, 0))] = l;
+    }
+  }
+  auto ref_of = [](const Json& slot, const std::string& self) -> std::optional<std::string> {
+    if (slot.is_number_integer() && slot.get<int>() == 1) return self;
+    if (slot.is_string()) return slot.get<std::string>();
+    return std::nullopt;
+  };
+  {
+    std::lock_guard lock(s_->mu);
+    for (const auto& p : parsed) {
+      if (p.cached) continue;
+      auto l = layouts.find(p.header["l"].get<std::string>());
+      if (l == layouts.end()) return corrupt("checkpoint " + p.id + " names an unknown layout");
+      const auto& slots = p.header["c"];
+      if (slots.size() != l->second.channels->size()) return corrupt("checkpoint " + p.id + " has the wrong channels");
+      for (size_t c = 0; c < slots.size(); ++c) {
+        auto ref = ref_of(slots[c], p.id);
+        if (!ref) continue;
+        std::string k = p.thread + '\x1f' + p.ns + '\x1f' + (*l->second.channels)[c] + '\x1f' + *ref;
+        if (found.count(k)) continue;
+        if (auto v = s_->values.get(tenant_ + '\x1f' + k)) {
+          found[k] = *v;
+        } else {
+          found[k] = {};
+          want_thread.push_back(p.thread);
+          want_ns.push_back(p.ns);
+          want_channel.push_back((*l->second.channels)[c]);
+          want_ref.push_back(*ref);
+        }
+      }
+    }
+  }
+  if (!want_ref.empty()) {
+    std::vector<Statement> body{{kSelectBlobs, store::params(tenant_, text_array(want_thread), text_array(want_ns),
+                                                              text_array(want_channel), text_array(want_ref))}};
+    AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body)));
+    const Rows& b = r[0];
+    struct Row {
+      int kind;
+      std::string base;
+      int index;
+    };
+    std::unordered_map<std::string, Row> by_key;
+    for (int i = 0; i < b.size(); ++i) {
+      std::string k = std::string(b.get(i, 0)) + '\x1f' + std::string(b.get(i, 1)) + '\x1f' +
+                      std::string(b.get(i, 2)) + '\x1f' + std::string(b.get(i, 3));
+      by_key[k] = {std::stoi(std::string(b.get(i, 4))), b.is_null(i, 5) ? "" : std::string(b.get(i, 5)), i};
+    }
+    // Materialises (thread|ns|channel|ref): a delta builds on its base's list, so every version
+    // of a list shares the items of the versions before it.
+    std::function<Result<CachedValue>(const std::string&, const std::string&)> load =
+        [&](const std::string& k, const std::string& prefix) -> Result<CachedValue> {
+      if (auto it = found.find(k); it != found.end() && it->second.value) return it->second;
+      auto row = by_key.find(k);
+      if (row == by_key.end()) return corrupt("a stored value is missing");
+      Json data = parse_json(b.get(row->second.index, 6));
+      if (data.is_discarded()) return corrupt("a stored value is not JSON");
+      CachedValue out;
+      if (row->second.kind == 0) {
+        out.value = ChannelValue::scalar(std::move(data));
+      } else if (!data.is_array()) {
+        return corrupt("a stored list is not a list");
+      } else if (row->second.kind == 1) {
+        out.value = list_from(nullptr, data);
+      } else {
+        AP_ASSIGN_OR_RETURN(auto base, load(prefix + row->second.base, prefix));
+        if (!base.value->is_list()) return corrupt("a delta's base is not a list");
+        out.value = list_from(base.value->tail(), data);
+        out.depth = base.depth + 1;
+      }
+      found[k] = out;
+      return out;
+    };
+    for (size_t i = 0; i < want_ref.size(); ++i) {
+      std::string prefix = want_thread[i] + '\x1f' + want_ns[i] + '\x1f' + want_channel[i] + '\x1f';
+      AP_RETURN_IF_ERROR(load(prefix + want_ref[i], prefix));
+    }
+    std::lock_guard lock(s_->mu);
+    for (const auto& [k, v] : found)
+      if (v.value) s_->values.put(tenant_ + '\x1f' + k, v);
+  }
+
+  std::vector<CheckpointTuple> out;
+  out.reserve(parsed.size());
+  for (size_t i = 0; i < parsed.size(); ++i) {
+    const auto& p = parsed[i];
+    CheckpointTuple t;
+    t.config = {p.thread, p.ns, p.id};
+    if (!rows.is_null(static_cast<int>(i), 3))
+      t.parent = CheckpointConfig{p.thread, p.ns, std::string(rows.get(static_cast<int>(i), 3))};
+    t.metadata = metadata_from(rows.get(static_cast<int>(i), 4), rows.get(static_cast<int>(i), 5), rows,
+                               static_cast<int>(i), 6);
+    AP_RETURN_IF_ERROR(writes_from(rows, static_cast<int>(i), p.id, t.pending_writes));
+    if (p.cached) {
+      t.checkpoint = p.cached->cp;
+      out.push_back(std::move(t));
+      continue;
+    }
+    const Layout& l = layouts[p.header["l"].get<std::string>()];
+    const size_t nc = l.channels->size(), nn = l.nodes->size();
+    Checkpoint& cp = t.checkpoint;
+    cp.id = p.id;
+    if (p.header.contains("t") && p.header["t"].is_string()) cp.ts = p.header["t"].get<std::string>();
+    cp.channels = l.channels;
+    cp.nodes = l.nodes;
+    try {
+      cp.versions = p.header.at("v").get<std::vector<uint64_t>>();
+      cp.seen = p.header.at("s").get<std::vector<uint64_t>>();
+      if (p.header.contains("i")) cp.interrupt_seen = p.header["i"].get<std::vector<uint64_t>>();
+    } catch (const Json::exception&) {
+      return corrupt("checkpoint " + p.id + " has bad versions");
+    }
+    if (cp.versions.size() != nc || cp.seen.size() != nc * nn)
+      return corrupt("checkpoint " + p.id + " has the wrong number of versions");
+    auto known = remember ? std::make_shared<Known>() : nullptr;
+    if (known) known->slots.resize(nc);
+    cp.values.resize(nc);
+    const auto& slots = p.header["c"];
+    for (size_t c = 0; c < nc; ++c) {
+      const Json& s = slots[c];
+      if (auto ref = ref_of(s, p.id)) {
+        const auto& v = found[p.thread + '\x1f' + p.ns + '\x1f' + (*l.channels)[c] + '\x1f' + *ref];
+        cp.values[c] = v.value;
+        if (known) known->slots[c] = {Slot::kRef, *ref, v.depth};
+      } else if (s.is_object() && s.contains("v")) {
+        cp.values[c] = ChannelValue::scalar(s["v"]);
+        if (known) known->slots[c].kind = Slot::kInline;
+      } else if (s.is_object() && s.contains("b") && s["b"].is_array()) {
+        cp.values[c] = ChannelValue::barrier(s["b"].get<std::vector<std::string>>());
+        if (known) known->slots[c].kind = Slot::kInline;
+      } else if (!(s.is_number_integer() && s.get<int>() == 0)) {
+        return corrupt("checkpoint " + p.id + " has a bad channel entry");
+      }
+    }
+    if (known) {
+      known->cp = cp;
+      known->header = std::string(rows.get(static_cast<int>(i), 7));
+      std::lock_guard lock(s_->mu);
+      s_->known.put(key(p.thread, p.ns) + p.id, std::move(known));
+    }
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+Status TenantSaver::delete_thread(const std::string& thread_id) {
+  std::vector<Statement> body{
+      {"DELETE FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, thread_id)},
+      {"DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, thread_id)}};
+  forget_thread(thread_id);
+  AP_RETURN_IF_ERROR(transact(std::move(body)));
+  forget_thread(thread_id);
+  return ok_status();
+}
+
+Status TenantSaver::copy_thread(const std::string& from, const std::string& to) {
+  if (from == to) return ok_status();
+  std::vector<Statement> body{
+      {"DELETE FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, to)},
+      {"DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, to)},
+      {"INSERT INTO checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id, parent_id, source, "
+       "step, metadata, header) SELECT tenant_id, $3, checkpoint_ns, checkpoint_id, parent_id, source, "
+       "step, metadata, header FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2",
+       store::params(tenant_, from, to)},
+      {"INSERT INTO checkpoint_blobs (tenant_id, thread_id, checkpoint_ns, channel, ref, kind, base, "
+       "data) SELECT tenant_id, $3, checkpoint_ns, channel, ref, kind, base, data FROM "
+       "checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2",
+       store::params(tenant_, from, to)},
+      {"INSERT INTO checkpoint_writes (tenant_id, thread_id, checkpoint_ns, checkpoint_id, task_id, "
+       "idx, task_path, channel, value) SELECT tenant_id, $3, checkpoint_ns, checkpoint_id, task_id, "
+       "idx, task_path, channel, value FROM checkpoint_writes WHERE tenant_id = $1 AND thread_id = $2",
+       store::params(tenant_, from, to)}};
+  forget_thread(to);
+  AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body)));
+  if (r[2].affected() == 0) return Error::not_found("no such thread");
+  return ok_status();
+}
+
+Status TenantSaver::prune(std::span<const std::string> thread_ids, size_t keep_last) {
+  if (keep_last == 0) return Error::invalid_argument("keep_last must be at least 1");
+  if (thread_ids.empty()) return ok_status();
+  std::string threads = text_array(std::vector<std::string>(thread_ids.begin(), thread_ids.end()));
+  std::vector<Statement> body{
+      {"DELETE FROM checkpoints c USING (SELECT thread_id, checkpoint_ns, checkpoint_id, row_number() "
+       "OVER (PARTITION BY thread_id, checkpoint_ns ORDER BY checkpoint_id DESC) AS n FROM "
+       "checkpoints WHERE tenant_id = $1 AND thread_id = ANY ($2::text[])) old WHERE c.tenant_id = $1 "
+       "AND c.thread_id = old.thread_id AND c.checkpoint_ns = old.checkpoint_ns AND c.checkpoint_id = "
+       "old.checkpoint_id AND old.n > $3::bigint",
+       store::params(tenant_, threads, std::to_string(keep_last))},
+      {kDeleteUnreachableBlobs, store::params(tenant_, threads)}};
+  for (const auto& t : thread_ids) forget_thread(t);
+  AP_RETURN_IF_ERROR(transact(std::move(body)));
+  return ok_status();
+}
+
+}  // namespace
+
+std::shared_ptr<PostgresCheckpoints> PostgresCheckpoints::open(std::string conninfo,
+                                                               PostgresSaverOptions options) {
+  return std::make_shared<Shared>(std::move(conninfo), options);
+}
+
+}  // namespace ap::graph
