@@ -35,7 +35,7 @@ Json Checkpoint::to_json() const {
 }
 
 Json CheckpointMetadata::to_json() const {
-  Json j = Json::parse(extra_json, nullptr, false);
+  Json j = extra_json.empty() || extra_json == "{}" ? Json::object() : Json::parse(extra_json, nullptr, false);
   if (!j.is_object()) j = Json::object();
   j["source"] = source;
   j["step"] = step;

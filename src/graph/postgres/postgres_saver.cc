@@ -1,6 +1,7 @@
 #include "graph/postgres/postgres_saver.h"
 
 #include <algorithm>
+#include <charconv>
 #include <list>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -81,20 +82,38 @@ struct Layout {
   std::shared_ptr<const std::vector<std::string>> channels, nodes;
 };
 
+// An element of PostgreSQL's text form of an array, quoted.
+void append_quoted(std::string& out, std::string_view item) {
+  out += '"';
+  for (char c : item) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+
 // PostgreSQL's text form of a text[] (every element quoted).
 std::string text_array(const std::vector<std::string>& items) {
   std::string out = "{";
   for (size_t i = 0; i < items.size(); ++i) {
     if (i) out += ',';
-    out += '"';
-    for (char c : items[i]) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    out += '"';
+    append_quoted(out, items[i]);
   }
-  out += '}';
-  return out;
+  return out + '}';
+}
+
+// The same for elements that may be NULL.
+std::string text_array(const std::vector<Param>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    if (items[i]) {
+      append_quoted(out, *items[i]);
+    } else {
+      out += "NULL";
+    }
+  }
+  return out + '}';
 }
 
 std::string layout_id(const std::vector<std::string>& channels, const std::vector<std::string>& nodes) {
@@ -171,21 +190,48 @@ const std::string_view kSelectColumns =
     "WHERE w.tenant_id = c.tenant_id AND w.thread_id = c.thread_id AND w.checkpoint_ns = "
     "c.checkpoint_ns AND w.checkpoint_id = c.checkpoint_id) FROM checkpoints c ";
 
+// A checkpoint row, and with it (one statement, one executor start) the blobs it stores first.
+#define AP_CHECKPOINT_ROW                                                                   \
+  "INSERT INTO checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id, parent_id, " \
+  "source, step, metadata, header) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+#define AP_CHECKPOINT_REPLACE                                                              \
+  " ON CONFLICT (tenant_id, thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "        \
+  "parent_id = EXCLUDED.parent_id, source = EXCLUDED.source, step = EXCLUDED.step, "        \
+  "metadata = EXCLUDED.metadata, header = EXCLUDED.header"
+#define AP_WITH_BLOBS                                                                      \
+  "WITH b AS (INSERT INTO checkpoint_blobs (tenant_id, thread_id, checkpoint_ns, channel, "   \
+  "ref, kind, base, data) SELECT $1, $2, $3, x.channel, $4, x.kind, x.base, x.data FROM "     \
+  "unnest($10::text[], $11::smallint[], $12::uuid[], $13::text[]) AS x(channel, kind, base, data)) "
+constexpr std::string_view kInsertCheckpoint = AP_CHECKPOINT_ROW;
+constexpr std::string_view kUpsertCheckpoint = AP_CHECKPOINT_ROW AP_CHECKPOINT_REPLACE;
+constexpr std::string_view kInsertCheckpointWithBlobs = AP_WITH_BLOBS AP_CHECKPOINT_ROW;
+constexpr std::string_view kUpsertCheckpointWithBlobs = AP_WITH_BLOBS AP_CHECKPOINT_ROW AP_CHECKPOINT_REPLACE;
+#undef AP_CHECKPOINT_ROW
+#undef AP_CHECKPOINT_REPLACE
+#undef AP_WITH_BLOBS
+
+// The same columns without the pending writes (read separately for a whole thread).
+const std::string_view kSelectHeaders =
+    "SELECT c.thread_id, c.checkpoint_ns, c.checkpoint_id, c.parent_id, c.source, c.step, "
+    "c.metadata, c.header, NULL FROM checkpoints c ";
+
 // Blobs named by (thread, ns, channel, ref), with every delta's chain down to a whole copy.
+// UNION (not ALL) stops a walk where it meets a chain already read. LATERAL makes each step a primary-key probe whatever the table's statistics say (a thread
+// written a moment ago has none yet, and a misestimate turns the walk quadratic).
 constexpr std::string_view kSelectBlobs = R"(WITH RECURSIVE
-want AS (SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::uuid[])
-         AS w(thread_id, checkpoint_ns, channel, ref)),
-chain(thread_id, checkpoint_ns, channel, ref, base) AS (
-  SELECT b.thread_id, b.checkpoint_ns, b.channel, b.ref, b.base FROM checkpoint_blobs b
-  JOIN want w USING (thread_id, checkpoint_ns, channel, ref) WHERE b.tenant_id = $1
+chain(thread_id, checkpoint_ns, channel, ref, kind, base, data) AS (
+  SELECT b.* FROM unnest($2::text[], $3::text[], $4::text[], $5::uuid[])
+    AS w(thread_id, checkpoint_ns, channel, ref)
+  CROSS JOIN LATERAL (SELECT thread_id, checkpoint_ns, channel, ref, kind, base, data
+    FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = w.thread_id
+     AND checkpoint_ns = w.checkpoint_ns AND channel = w.channel AND ref = w.ref) b
   UNION
-  SELECT b.thread_id, b.checkpoint_ns, b.channel, b.ref, b.base FROM checkpoint_blobs b
-  JOIN chain c ON b.thread_id = c.thread_id AND b.checkpoint_ns = c.checkpoint_ns
-   AND b.channel = c.channel AND b.ref = c.base
-  WHERE b.tenant_id = $1)
-SELECT b.thread_id, b.checkpoint_ns, b.channel, b.ref, b.kind, b.base, b.data
-FROM checkpoint_blobs b JOIN chain c USING (thread_id, checkpoint_ns, channel, ref)
-WHERE b.tenant_id = $1)";
+  SELECT b.* FROM chain c
+  CROSS JOIN LATERAL (SELECT thread_id, checkpoint_ns, channel, ref, kind, base, data
+    FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = c.thread_id
+     AND checkpoint_ns = c.checkpoint_ns AND channel = c.channel AND ref = c.base) b
+  WHERE c.base IS NOT NULL)
+SELECT * FROM chain)";
 
 // Blobs no checkpoint of the threads still reaches (directly or through a delta's base).
 constexpr std::string_view kDeleteUnreachableBlobs = R"(WITH RECURSIVE
@@ -207,6 +253,155 @@ reach(thread_id, checkpoint_ns, channel, ref) AS (
 DELETE FROM checkpoint_blobs b WHERE b.tenant_id = $1 AND b.thread_id = ANY ($2::text[])
   AND NOT EXISTS (SELECT 1 FROM reach r WHERE r.thread_id = b.thread_id
     AND r.checkpoint_ns = b.checkpoint_ns AND r.channel = b.channel AND r.ref = b.ref))";
+
+// A checkpoint row's header, read without building a JSON document for it (a history of
+// hundreds of checkpoints parses hundreds of headers).
+struct Header {
+  std::string layout, ts;
+  std::vector<uint64_t> versions, seen, interrupt_seen;
+  std::vector<Slot> slots;             // kRef with an empty ref: this checkpoint itself
+  std::vector<ValuePtr> inline_values;  // per channel, for inline slots
+};
+
+// Reads {"l": s, "t": s, "v": [n], "s": [n], "i": [n], "c": [0 | 1 | "ref" | {"v": json} |
+// {"b": [s]}]} as put() writes it, by hand: a general JSON parser costs ~30k instructions per
+// header, and a history reads hundreds. Inline values are parsed once per distinct text.
+class HeaderParser {
+ public:
+  using Inline = std::unordered_map<std::string_view, ValuePtr>;
+  HeaderParser(std::string_view text, Header& h, Inline& seen_inline) : s_(text), h_(h), inline_(seen_inline) {}
+
+  bool parse() {
+    if (!eat('{')) return false;
+    if (eat('}')) return false;
+    do {
+      std::string key;
+      if (!string(key) || !eat(':')) return false;
+      bool ok = key == "l"   ? string(h_.layout)
+                : key == "t" ? string(h_.ts)
+                : key == "v" ? numbers(h_.versions)
+                : key == "s" ? numbers(h_.seen)
+                : key == "i" ? numbers(h_.interrupt_seen)
+                : key == "c" ? slots()
+                             : skip_value().has_value();
+      if (!ok) return false;
+    } while (eat(','));
+    return eat('}') && !h_.layout.empty() && h_.inline_values.size() == h_.slots.size();
+  }
+
+ private:
+  void ws() {
+    while (i_ < s_.size() && (s_[i_] == ' ' || s_[i_] == '\n' || s_[i_] == '\t' || s_[i_] == '\r')) ++i_;
+  }
+  bool eat(char c) {
+    ws();
+    if (i_ < s_.size() && s_[i_] == c) return (++i_, true);
+    return false;
+  }
+  bool peek(char c) {
+    ws();
+    return i_ < s_.size() && s_[i_] == c;
+  }
+  bool string(std::string& out) {
+    auto span = skip_value();
+    if (!span || span->empty() || (*span)[0] != '"') return false;
+    if (span->find('\\') == std::string_view::npos) {
+      out.assign(span->substr(1, span->size() - 2));
+      return true;
+    }
+    Json j = Json::parse(span->begin(), span->end(), nullptr, false);
+    if (!j.is_string()) return false;
+    out = j.get<std::string>();
+    return true;
+  }
+  bool number(uint64_t& v) {
+    ws();
+    auto [p, ec] = std::from_chars(s_.data() + i_, s_.data() + s_.size(), v);
+    if (ec != std::errc()) return false;
+    i_ = static_cast<size_t>(p - s_.data());
+    return true;
+  }
+  bool numbers(std::vector<uint64_t>& out) {
+    if (!eat('[')) return false;
+    if (eat(']')) return true;
+    do {
+      uint64_t v;
+      if (!number(v)) return false;
+      out.push_back(v);
+    } while (eat(','));
+    return eat(']');
+  }
+  bool slots() {
+    if (!eat('[')) return false;
+    if (eat(']')) return true;
+    do {
+      if (peek('"')) {
+        Slot slot{Slot::kRef, {}, 0};
+        if (!string(slot.ref)) return false;
+        h_.slots.push_back(std::move(slot));
+        h_.inline_values.emplace_back();
+      } else if (peek('{')) {
+        auto whole = skip_value();  // {"v": json} or {"b": [names]}, shared by text
+        if (!whole) return false;
+        ValuePtr& v = inline_[*whole];
+        if (!v) {
+          Json j = Json::parse(whole->begin(), whole->end(), nullptr, false);
+          if (j.is_object() && j.size() == 1 && j.contains("v")) {
+            v = ChannelValue::scalar(std::move(j["v"]));
+          } else if (j.is_object() && j.size() == 1 && j.contains("b") && j["b"].is_array()) {
+            std::vector<std::string> names;
+            for (const auto& n : j["b"])
+              if (n.is_string()) names.push_back(n.get<std::string>());
+            v = ChannelValue::barrier(std::move(names));
+          } else {
+            return false;
+          }
+        }
+        h_.slots.push_back({Slot::kInline, {}, 0});
+        h_.inline_values.push_back(v);
+      } else {
+        uint64_t n;
+        if (!number(n) || n > 1) return false;
+        h_.slots.push_back({n == 1 ? Slot::kRef : Slot::kEmpty, {}, 0});
+        h_.inline_values.emplace_back();
+      }
+    } while (eat(','));
+    return eat(']');
+  }
+  // The text of the JSON value at the cursor (strings, numbers, nested objects and arrays).
+  std::optional<std::string_view> skip_value() {
+    ws();
+    size_t start = i_, depth = 0;
+    bool in_string = false;
+    for (; i_ < s_.size(); ++i_) {
+      char c = s_[i_];
+      if (in_string) {
+        if (c == '\\') {
+          ++i_;
+        } else if (c == '"') {
+          in_string = false;
+          if (depth == 0) return s_.substr(start, ++i_ - start);
+        }
+      } else if (c == '"') {
+        in_string = true;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if (c == '}' || c == ']') {
+        if (depth == 0) break;
+        if (--depth == 0) return s_.substr(start, ++i_ - start);
+      } else if (depth == 0 && (c == ',' || c == ' ')) {
+        break;
+      }
+    }
+    if (depth != 0 || in_string || i_ == start) return std::nullopt;
+    return s_.substr(start, i_ - start);  // a number, true, false or null
+  }
+
+  std::string_view s_;
+  size_t i_ = 0;
+  Header& h_;
+  Inline& inline_;
+};
 
 class Shared;
 
@@ -244,9 +439,14 @@ class TenantSaver final : public Checkpointer {
  private:
   // Runs `body` in one transaction bound to this tenant, in one round trip. Returns the
   // results of `body`'s statements.
-  Result<std::vector<Rows>> transact(std::vector<Statement> body, Durability d = Durability::kSync);
+  // `snapshot`: the statements read one consistent snapshot (REPEATABLE READ, read only).
+  Result<std::vector<Rows>> transact(std::vector<Statement> body, Durability d = Durability::kSync,
+                                     bool snapshot = false);
   // Turns checkpoint rows (kSelectColumns) into tuples, loading values that are not cached.
-  Result<std::vector<CheckpointTuple>> tuples(const Rows& rows, bool remember);
+  // `thread_blobs`: every blob of the listed thread, read in the same snapshot, when the rows
+  // are a whole thread's history (saves the round trip that reads them by reference).
+  Result<std::vector<CheckpointTuple>> tuples(const Rows& rows, bool remember,
+                                              const Rows* thread_blobs = nullptr);
   std::string key(const std::string& thread, const std::string& ns) const {
     return tenant_ + '\x1f' + thread + '\x1f' + ns + '\x1f';
   }
@@ -276,20 +476,23 @@ class Shared final : public PostgresCheckpoints, public std::enable_shared_from_
   std::unordered_map<const void*, std::pair<std::shared_ptr<const void>, std::string>> layout_ids;
 };
 
-Result<std::vector<Rows>> TenantSaver::transact(std::vector<Statement> body, Durability d) {
+Result<std::vector<Rows>> TenantSaver::transact(std::vector<Statement> body, Durability d, bool snapshot) {
+  // Statements up to a pipeline's Sync run in one implicit transaction, committed at the Sync:
+  // writes need no BEGIN and COMMIT (two messages fewer for the server per superstep), and
+  // set_config(..., true) holds until that commit.
   std::vector<Statement> all;
   all.reserve(body.size() + 4);
-  all.push_back({"BEGIN", {}});
+  if (snapshot) all.push_back({"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}});
   all.push_back({"SELECT set_config('app.tenant_id', $1, true)", store::params(tenant_)});
   // Asynchronous durability: the commit returns before its WAL is flushed. A crash may lose
   // the newest checkpoints, never leave a damaged one.
   if (d == Durability::kAsync) all.push_back({"SELECT set_config('synchronous_commit', 'off', true)", {}});
-  size_t first = all.size();
+  const size_t first = all.size(), count = body.size();
   for (auto& st : body) all.push_back(std::move(st));
-  all.push_back({"COMMIT", {}});
+  if (snapshot) all.push_back({"COMMIT", {}});
   AP_ASSIGN_OR_RETURN(auto lease, s_->pool.acquire());
   AP_ASSIGN_OR_RETURN(auto rows, lease->pipeline(all));
-  return std::vector<Rows>(rows.begin() + static_cast<long>(first), rows.end() - 1);
+  return std::vector<Rows>(rows.begin() + static_cast<long>(first), rows.begin() + static_cast<long>(first + count));
 }
 
 void TenantSaver::forget_thread(const std::string& thread) {
@@ -397,22 +600,37 @@ Result<CheckpointConfig> TenantSaver::put(const CheckpointConfig& config, const 
                     "($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                     store::params(tenant_, layout, text_array(*cp.channels), text_array(*cp.nodes))});
   Param parent_id = config.checkpoint_id.empty() ? Param() : Param(config.checkpoint_id);
-  body.push_back(
-      {"INSERT INTO checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id, parent_id, "
-       "source, step, metadata, header) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
-       "ON CONFLICT (tenant_id, thread_id, checkpoint_ns, checkpoint_id) DO UPDATE SET "
-       "parent_id = EXCLUDED.parent_id, source = EXCLUDED.source, step = EXCLUDED.step, "
-       "metadata = EXCLUDED.metadata, header = EXCLUDED.header",
-       store::params(tenant_, config.thread_id, config.checkpoint_ns, cp.id, parent_id, md.source,
-                     std::to_string(md.step), metadata_column(md), known->header)});
-  for (auto& b : blobs)
-    body.push_back({"INSERT INTO checkpoint_blobs (tenant_id, thread_id, checkpoint_ns, channel, "
-                    "ref, kind, base, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-                    "ON CONFLICT (tenant_id, thread_id, checkpoint_ns, channel, ref) DO UPDATE SET "
-                    "kind = EXCLUDED.kind, base = EXCLUDED.base, data = EXCLUDED.data",
-                    store::params(tenant_, config.thread_id, config.checkpoint_ns, b.channel, cp.id,
-                                  std::to_string(b.kind), b.base, std::move(b.data))});
-  AP_RETURN_IF_ERROR(transact(std::move(body), durability));
+  std::vector<Param> params = store::params(tenant_, config.thread_id, config.checkpoint_ns, cp.id, parent_id,
+                                            md.source, std::to_string(md.step), metadata_column(md), known->header);
+  if (!blobs.empty()) {
+    std::vector<Param> channels, kinds, bases, data;
+    for (auto& b : blobs) {
+      channels.emplace_back(std::move(b.channel));
+      kinds.emplace_back(std::to_string(b.kind));
+      bases.push_back(std::move(b.base));
+      data.emplace_back(std::move(b.data));
+    }
+    params.emplace_back(text_array(channels));
+    params.emplace_back(text_array(kinds));
+    params.emplace_back(text_array(bases));
+    params.emplace_back(text_array(data));
+  }
+  // A checkpoint is new, except when the engine saves one again (interrupt bookkeeping): then
+  // its row is updated and its own blobs rewritten, keeping the pending writes stored against it.
+  auto statements = [&](bool again) {
+    std::vector<Statement> st = body;
+    if (again)
+      st.push_back({"DELETE FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2 AND "
+                    "checkpoint_ns = $3 AND ref = $4",
+                    store::params(tenant_, config.thread_id, config.checkpoint_ns, cp.id)});
+    st.push_back({blobs.empty() ? (again ? kUpsertCheckpoint : kInsertCheckpoint)
+                                : (again ? kUpsertCheckpointWithBlobs : kInsertCheckpointWithBlobs),
+                  params});
+    return st;
+  };
+  auto saved = transact(statements(false), durability);
+  if (!saved && saved.error().code == Code::kAlreadyExists) saved = transact(statements(true), durability);
+  if (!saved) return saved.error();
 
   std::lock_guard lock(s_->mu);
   if (!layout_stored) s_->layouts[tenant_ + '\x1f' + layout] = {cp.channels, cp.nodes};
@@ -471,7 +689,10 @@ Result<std::optional<CheckpointTuple>> TenantSaver::get_tuple(const CheckpointCo
 }
 
 Result<std::vector<CheckpointTuple>> TenantSaver::list(const ListOptions& o) {
-  std::string sql(kSelectColumns);
+  // A whole thread's history needs (nearly) all of its blobs and all of its pending writes: read
+  // them in the same round trip and snapshot, by range scans, instead of row by row.
+  const bool whole_thread = o.thread_id && !o.before && !o.limit && o.filter.empty();
+  std::string sql(whole_thread ? kSelectHeaders : kSelectColumns);
   sql += "WHERE c.tenant_id = $1";
   std::vector<Param> params{tenant_};
   auto arg = [&](Param p) {
@@ -501,26 +722,51 @@ Result<std::vector<CheckpointTuple>> TenantSaver::list(const ListOptions& o) {
   sql += " ORDER BY c.checkpoint_id DESC";
   if (o.limit) sql += " LIMIT " + arg(std::to_string(*o.limit)) + "::bigint";
   std::vector<Statement> body{{sql, params}};
-  AP_ASSIGN_OR_RETURN(auto rows, transact(std::move(body)));
-  return tuples(rows[0], false);
+  if (whole_thread) {
+    body.push_back({"SELECT thread_id, checkpoint_ns, channel, ref, kind, base, data FROM checkpoint_blobs "
+                    "WHERE tenant_id = $1 AND thread_id = $2",
+                    store::params(tenant_, *o.thread_id)});
+    body.push_back({"SELECT checkpoint_ns, checkpoint_id, task_id, channel, value, idx, task_path FROM "
+                    "checkpoint_writes WHERE tenant_id = $1 AND thread_id = $2 "
+                    "ORDER BY checkpoint_ns, checkpoint_id, task_path, task_id, idx",
+                    store::params(tenant_, *o.thread_id)});
+  }
+  AP_ASSIGN_OR_RETURN(auto rows, transact(std::move(body), Durability::kSync, whole_thread));
+  if (!whole_thread) return tuples(rows[0], false);
+  // Attach the thread's writes to their checkpoints (rows are ordered by checkpoint).
+  std::unordered_map<std::string, std::vector<PendingWrite>> writes;
+  const Rows& w = rows[2];
+  for (int i = 0; i < w.size(); ++i) {
+    auto& list = writes[std::string(w.get(i, 0)) + '\x1f' + std::string(w.get(i, 1))];
+    list.push_back({std::string(w.get(i, 2)), std::string(w.get(i, 3)),
+                    w.is_null(i, 4) ? nullptr : std::make_shared<const Json>(parse_json(w.get(i, 4))),
+                    std::stoi(std::string(w.get(i, 5))), std::string(w.get(i, 6))});
+  }
+  AP_ASSIGN_OR_RETURN(auto out, tuples(rows[0], false, &rows[1]));
+  if (!writes.empty())
+    for (auto& t : out)
+      if (auto it = writes.find(t.config.checkpoint_ns + '\x1f' + t.config.checkpoint_id); it != writes.end())
+        t.pending_writes = std::move(it->second);
+  return out;
 }
 
-Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool remember) {
+Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool remember,
+                                                        const Rows* thread_blobs) {
   struct Parsed {
-    Json header;
+    Header h;
     std::string thread, ns, id;
+    const Layout* layout = nullptr;
     std::shared_ptr<const Known> cached;  // this process saved or loaded exactly this row
   };
-  std::vector<Parsed> parsed(rows.size());
-  // What must be read: blobs not cached, layouts not known.
-  std::vector<std::string> want_thread, want_ns, want_channel, want_ref;
+  const int n = rows.size();
+  std::vector<Parsed> parsed(static_cast<size_t>(n));
+  std::unordered_map<std::string, Layout> layouts;  // layout id -> names
   std::vector<std::string> want_layouts;
-  std::unordered_map<std::string, Layout> layouts;
-  std::unordered_map<std::string, CachedValue> found;  // thread|ns|channel|ref (no tenant)
+  HeaderParser::Inline inline_values;  // inline value texts seen in these rows, parsed once
   {
     std::lock_guard lock(s_->mu);
-    for (int i = 0; i < rows.size(); ++i) {
-      auto& p = parsed[i];
+    for (int i = 0; i < n; ++i) {
+      auto& p = parsed[static_cast<size_t>(i)];
       p.thread = rows.get(i, 0);
       p.ns = rows.get(i, 1);
       p.id = rows.get(i, 2);
@@ -528,24 +774,19 @@ Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool 
         p.cached = *k;
         continue;
       }
-      p.header = parse_json(rows.get(i, 7));
-      if (!p.header.is_object() || !p.header.contains("l") || !p.header["l"].is_string() ||
-          !p.header.contains("c") || !p.header["c"].is_array())
+      if (!HeaderParser(rows.get(i, 7), p.h, inline_values).parse())
         return corrupt("checkpoint " + p.id + " has no valid header");
-      std::string lid = p.header["l"].get<std::string>();
-      if (!layouts.count(lid)) {
-        if (auto it = s_->layouts.find(tenant_ + '\x1f' + lid); it != s_->layouts.end()) {
-          layouts[lid] = it->second;
-        } else if (std::find(want_layouts.begin(), want_layouts.end(), lid) == want_layouts.end()) {
-          want_layouts.push_back(lid);
-        }
+      if (layouts.count(p.h.layout)) continue;
+      if (auto it = s_->layouts.find(tenant_ + '\x1f' + p.h.layout); it != s_->layouts.end()) {
+        layouts[p.h.layout] = it->second;
+      } else if (std::find(want_layouts.begin(), want_layouts.end(), p.h.layout) == want_layouts.end()) {
+        want_layouts.push_back(p.h.layout);
       }
     }
-    // Refs need the layout's channel names: resolve after layouts are known (below).
   }
   if (!want_layouts.empty()) {
-    std::vector<Statement> body{{"SELECT id, array_to_json(channels), array_to_json(nodes) FROM checkpoint_layouts WHERE "
-                                 "tenant_id = $1 AND id = ANY ($2::text[])",
+    std::vector<Statement> body{{"SELECT id, array_to_json(channels), array_to_json(nodes) FROM "
+                                 "checkpoint_layouts WHERE tenant_id = $1 AND id = ANY ($2::text[])",
                                  store::params(tenant_, text_array(want_layouts))}};
     AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body)));
     std::lock_guard lock(s_->mu);
@@ -558,23 +799,25 @@ Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool 
       s_->layouts[tenant_ + '\x1f' + std::string(r[0].get(i, 0))] = l;
     }
   }
-  auto ref_of = [](const Json& slot, const std::string& self) -> std::optional<std::string> {
-    if (slot.is_number_integer() && slot.get<int>() == 1) return self;
-    if (slot.is_string()) return slot.get<std::string>();
-    return std::nullopt;
-  };
+
+  // The values the rows refer to: cached, or read (with their delta chains) from the database.
+  std::unordered_map<std::string, CachedValue> found;  // thread|ns|channel|ref (no tenant)
+  std::vector<std::string> want_thread, want_ns, want_channel, want_ref;
   {
     std::lock_guard lock(s_->mu);
-    for (const auto& p : parsed) {
+    for (auto& p : parsed) {
       if (p.cached) continue;
-      auto l = layouts.find(p.header["l"].get<std::string>());
+      auto l = layouts.find(p.h.layout);
       if (l == layouts.end()) return corrupt("checkpoint " + p.id + " names an unknown layout");
-      const auto& slots = p.header["c"];
-      if (slots.size() != l->second.channels->size()) return corrupt("checkpoint " + p.id + " has the wrong channels");
-      for (size_t c = 0; c < slots.size(); ++c) {
-        auto ref = ref_of(slots[c], p.id);
-        if (!ref) continue;
-        std::string k = p.thread + '\x1f' + p.ns + '\x1f' + (*l->second.channels)[c] + '\x1f' + *ref;
+      p.layout = &l->second;
+      const size_t nc = l->second.channels->size();
+      if (p.h.slots.size() != nc || p.h.versions.size() != nc || p.h.seen.size() != nc * l->second.nodes->size())
+        return corrupt("checkpoint " + p.id + " does not match its layout");
+      for (size_t c = 0; c < nc; ++c) {
+        auto& slot = p.h.slots[c];
+        if (slot.kind != Slot::kRef) continue;
+        if (slot.ref.empty()) slot.ref = p.id;
+        std::string k = p.thread + '\x1f' + p.ns + '\x1f' + (*l->second.channels)[c] + '\x1f' + slot.ref;
         if (found.count(k)) continue;
         if (auto v = s_->values.get(tenant_ + '\x1f' + k)) {
           found[k] = *v;
@@ -583,51 +826,60 @@ Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool 
           want_thread.push_back(p.thread);
           want_ns.push_back(p.ns);
           want_channel.push_back((*l->second.channels)[c]);
-          want_ref.push_back(*ref);
+          want_ref.push_back(slot.ref);
         }
       }
     }
   }
   if (!want_ref.empty()) {
-    std::vector<Statement> body{{kSelectBlobs, store::params(tenant_, text_array(want_thread), text_array(want_ns),
-                                                              text_array(want_channel), text_array(want_ref))}};
-    AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body)));
-    const Rows& b = r[0];
+    Rows fetched;
+    const Rows* b = thread_blobs;
+    if (!b) {
+      std::vector<Statement> body{{kSelectBlobs, store::params(tenant_, text_array(want_thread), text_array(want_ns),
+                                                                text_array(want_channel), text_array(want_ref))}};
+      AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body)));
+      fetched = r[0];
+      b = &fetched;
+    }
     struct Row {
       int kind;
-      std::string base;
       int index;
     };
     std::unordered_map<std::string, Row> by_key;
-    for (int i = 0; i < b.size(); ++i) {
-      std::string k = std::string(b.get(i, 0)) + '\x1f' + std::string(b.get(i, 1)) + '\x1f' +
-                      std::string(b.get(i, 2)) + '\x1f' + std::string(b.get(i, 3));
-      by_key[k] = {std::stoi(std::string(b.get(i, 4))), b.is_null(i, 5) ? "" : std::string(b.get(i, 5)), i};
+    by_key.reserve(static_cast<size_t>(b->size()));
+    for (int i = 0; i < b->size(); ++i) {
+      std::string k = std::string(b->get(i, 0)) + '\x1f' + std::string(b->get(i, 1)) + '\x1f' +
+                      std::string(b->get(i, 2)) + '\x1f' + std::string(b->get(i, 3));
+      by_key[std::move(k)] = {b->get(i, 4)[0] - '0', i};
     }
     // Materialises (thread|ns|channel|ref): a delta builds on its base's list, so every version
-    // of a list shares the items of the versions before it.
-    std::function<Result<CachedValue>(const std::string&, const std::string&)> load =
-        [&](const std::string& k, const std::string& prefix) -> Result<CachedValue> {
-      if (auto it = found.find(k); it != found.end() && it->second.value) return it->second;
-      auto row = by_key.find(k);
-      if (row == by_key.end()) return corrupt("a stored value is missing");
-      Json data = parse_json(b.get(row->second.index, 6));
-      if (data.is_discarded()) return corrupt("a stored value is not JSON");
-      CachedValue out;
-      if (row->second.kind == 0) {
-        out.value = ChannelValue::scalar(std::move(data));
-      } else if (!data.is_array()) {
-        return corrupt("a stored list is not a list");
-      } else if (row->second.kind == 1) {
-        out.value = list_from(nullptr, data);
-      } else {
-        AP_ASSIGN_OR_RETURN(auto base, load(prefix + row->second.base, prefix));
-        if (!base.value->is_list()) return corrupt("a delta's base is not a list");
-        out.value = list_from(base.value->tail(), data);
-        out.depth = base.depth + 1;
+    // of a list shares the items of the versions before it. Iterative: chains can be long.
+    auto load = [&](const std::string& want, const std::string& prefix) -> Status {
+      std::vector<std::pair<std::string, int>> todo;  // deltas whose base is not loaded yet
+      std::string k = want;
+      for (;;) {
+        if (auto it = found.find(k); it != found.end() && it->second.value) break;
+        auto row = by_key.find(k);
+        if (row == by_key.end()) return corrupt("a stored value is missing");
+        if (row->second.kind != 2) {
+          Json data = parse_json(b->get(row->second.index, 6));
+          if (data.is_discarded()) return corrupt("a stored value is not JSON");
+          if (row->second.kind == 1 && !data.is_array()) return corrupt("a stored list is not a list");
+          found[k] = {row->second.kind == 0 ? ChannelValue::scalar(std::move(data)) : list_from(nullptr, data), 0};
+          break;
+        }
+        todo.emplace_back(k, row->second.index);
+        k = prefix + std::string(b->get(row->second.index, 5));
       }
-      found[k] = out;
-      return out;
+      for (auto it = todo.rbegin(); it != todo.rend(); ++it) {
+        const CachedValue& base = found[k];
+        if (!base.value->is_list()) return corrupt("a delta's base is not a list");
+        Json data = parse_json(b->get(it->second, 6));
+        if (!data.is_array()) return corrupt("a stored delta is not a list");
+        found[it->first] = {list_from(base.value->tail(), data), base.depth + 1};
+        k = it->first;
+      }
+      return ok_status();
     };
     for (size_t i = 0; i < want_ref.size(); ++i) {
       std::string prefix = want_thread[i] + '\x1f' + want_ns[i] + '\x1f' + want_channel[i] + '\x1f';
@@ -640,59 +892,43 @@ Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool 
 
   std::vector<CheckpointTuple> out;
   out.reserve(parsed.size());
-  for (size_t i = 0; i < parsed.size(); ++i) {
-    const auto& p = parsed[i];
+  for (int i = 0; i < n; ++i) {
+    auto& p = parsed[static_cast<size_t>(i)];
     CheckpointTuple t;
     t.config = {p.thread, p.ns, p.id};
-    if (!rows.is_null(static_cast<int>(i), 3))
-      t.parent = CheckpointConfig{p.thread, p.ns, std::string(rows.get(static_cast<int>(i), 3))};
-    t.metadata = metadata_from(rows.get(static_cast<int>(i), 4), rows.get(static_cast<int>(i), 5), rows,
-                               static_cast<int>(i), 6);
-    AP_RETURN_IF_ERROR(writes_from(rows, static_cast<int>(i), p.id, t.pending_writes));
+    if (!rows.is_null(i, 3)) t.parent = CheckpointConfig{p.thread, p.ns, std::string(rows.get(i, 3))};
+    t.metadata = metadata_from(rows.get(i, 4), rows.get(i, 5), rows, i, 6);
+    AP_RETURN_IF_ERROR(writes_from(rows, i, p.id, t.pending_writes));
     if (p.cached) {
       t.checkpoint = p.cached->cp;
       out.push_back(std::move(t));
       continue;
     }
-    const Layout& l = layouts[p.header["l"].get<std::string>()];
-    const size_t nc = l.channels->size(), nn = l.nodes->size();
+    const Layout& l = *p.layout;
     Checkpoint& cp = t.checkpoint;
     cp.id = p.id;
-    if (p.header.contains("t") && p.header["t"].is_string()) cp.ts = p.header["t"].get<std::string>();
+    cp.ts = std::move(p.h.ts);
     cp.channels = l.channels;
     cp.nodes = l.nodes;
-    try {
-      cp.versions = p.header.at("v").get<std::vector<uint64_t>>();
-      cp.seen = p.header.at("s").get<std::vector<uint64_t>>();
-      if (p.header.contains("i")) cp.interrupt_seen = p.header["i"].get<std::vector<uint64_t>>();
-    } catch (const Json::exception&) {
-      return corrupt("checkpoint " + p.id + " has bad versions");
-    }
-    if (cp.versions.size() != nc || cp.seen.size() != nc * nn)
-      return corrupt("checkpoint " + p.id + " has the wrong number of versions");
-    auto known = remember ? std::make_shared<Known>() : nullptr;
-    if (known) known->slots.resize(nc);
-    cp.values.resize(nc);
-    const auto& slots = p.header["c"];
-    for (size_t c = 0; c < nc; ++c) {
-      const Json& s = slots[c];
-      if (auto ref = ref_of(s, p.id)) {
-        const auto& v = found[p.thread + '\x1f' + p.ns + '\x1f' + (*l.channels)[c] + '\x1f' + *ref];
+    cp.versions = std::move(p.h.versions);
+    cp.seen = std::move(p.h.seen);
+    cp.interrupt_seen = std::move(p.h.interrupt_seen);
+    cp.values.resize(l.channels->size());
+    for (size_t c = 0; c < cp.values.size(); ++c) {
+      auto& slot = p.h.slots[c];
+      if (slot.kind == Slot::kRef) {
+        const auto& v = found[p.thread + '\x1f' + p.ns + '\x1f' + (*l.channels)[c] + '\x1f' + slot.ref];
         cp.values[c] = v.value;
-        if (known) known->slots[c] = {Slot::kRef, *ref, v.depth};
-      } else if (s.is_object() && s.contains("v")) {
-        cp.values[c] = ChannelValue::scalar(s["v"]);
-        if (known) known->slots[c].kind = Slot::kInline;
-      } else if (s.is_object() && s.contains("b") && s["b"].is_array()) {
-        cp.values[c] = ChannelValue::barrier(s["b"].get<std::vector<std::string>>());
-        if (known) known->slots[c].kind = Slot::kInline;
-      } else if (!(s.is_number_integer() && s.get<int>() == 0)) {
-        return corrupt("checkpoint " + p.id + " has a bad channel entry");
+        slot.depth = v.depth;
+      } else {
+        cp.values[c] = std::move(p.h.inline_values[c]);
       }
     }
-    if (known) {
+    if (remember) {
+      auto known = std::make_shared<Known>();
       known->cp = cp;
-      known->header = std::string(rows.get(static_cast<int>(i), 7));
+      known->slots = std::move(p.h.slots);
+      known->header = std::string(rows.get(i, 7));
       std::lock_guard lock(s_->mu);
       s_->known.put(key(p.thread, p.ns) + p.id, std::move(known));
     }
