@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <condition_variable>
+#include <deque>
 #include <list>
+#include <thread>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -460,10 +463,16 @@ class Shared final : public PostgresCheckpoints, public std::enable_shared_from_
  public:
   Shared(std::string conninfo, PostgresSaverOptions o)
       : options(o), pool(std::move(conninfo), o.connections), known(o.cache_entries / 4 + 1),
-        values(o.cache_entries) {}
+        values(o.cache_entries),
+        commit_groups_(o.commit_groups ? o.commit_groups : std::max(1u, std::thread::hardware_concurrency() / 2)) {}
   std::unique_ptr<Checkpointer> for_tenant(const TenantId& tenant) override {
     return std::make_unique<TenantSaver>(shared_from_this(), tenant);
   }
+
+  // Group commit: concurrent write transactions (of any tenants) share one round trip and one
+  // commit. A caller queues its statements; while fewer than `commit_groups` groups are running,
+  // it takes everything queued and runs it; otherwise it waits for its group's result.
+  Result<std::vector<Rows>> commit(const std::string& tenant, const std::vector<Statement>& body, Durability d);
 
   const PostgresSaverOptions options;
   store::SyncPool pool;
@@ -474,25 +483,99 @@ class Shared final : public PostgresCheckpoints, public std::enable_shared_from_
   std::unordered_map<std::string, Layout> layouts;  // tenant|layout id -> names (stored)
   // Layout ids by the names' identity, so a put() hashes a graph's names once.
   std::unordered_map<const void*, std::pair<std::shared_ptr<const void>, std::string>> layout_ids;
+
+ private:
+  struct Pending {
+    const std::string* tenant;
+    const std::vector<Statement>* body;
+    Durability durability;
+    Result<std::vector<Rows>> result = Error::internal("not run");
+    bool done = false;
+  };
+  void run(const std::vector<Pending*>& group);
+
+  std::mutex gc_mu_;
+  std::condition_variable gc_cv_;
+  std::deque<Pending*> gc_queue_;
+  size_t gc_running_ = 0;
+  const size_t commit_groups_;
 };
 
 Result<std::vector<Rows>> TenantSaver::transact(std::vector<Statement> body, Durability d, bool snapshot) {
-  // Statements up to a pipeline's Sync run in one implicit transaction, committed at the Sync:
-  // writes need no BEGIN and COMMIT (two messages fewer for the server per superstep), and
-  // set_config(..., true) holds until that commit.
+  if (!snapshot) return s_->commit(tenant_, body, d);
   std::vector<Statement> all;
-  all.reserve(body.size() + 4);
-  if (snapshot) all.push_back({"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}});
+  all.reserve(body.size() + 3);
+  all.push_back({"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}});
   all.push_back({"SELECT set_config('app.tenant_id', $1, true)", store::params(tenant_)});
-  // Asynchronous durability: the commit returns before its WAL is flushed. A crash may lose
-  // the newest checkpoints, never leave a damaged one.
-  if (d == Durability::kAsync) all.push_back({"SELECT set_config('synchronous_commit', 'off', true)", {}});
-  const size_t first = all.size(), count = body.size();
   for (auto& st : body) all.push_back(std::move(st));
-  if (snapshot) all.push_back({"COMMIT", {}});
+  all.push_back({"COMMIT", {}});
   AP_ASSIGN_OR_RETURN(auto lease, s_->pool.acquire());
   AP_ASSIGN_OR_RETURN(auto rows, lease->pipeline(all));
-  return std::vector<Rows>(rows.begin() + static_cast<long>(first), rows.begin() + static_cast<long>(first + count));
+  return std::vector<Rows>(rows.begin() + 2, rows.end() - 1);
+}
+
+Result<std::vector<Rows>> Shared::commit(const std::string& tenant, const std::vector<Statement>& body,
+                                         Durability d) {
+  Pending me{&tenant, &body, d};
+  std::unique_lock lock(gc_mu_);
+  gc_queue_.push_back(&me);
+  while (!me.done) {
+    if (gc_running_ >= commit_groups_ || gc_queue_.empty()) {
+      gc_cv_.wait(lock);
+      continue;
+    }
+    // Lead a group: every transaction queued by now, in one round trip and one commit.
+    std::vector<Pending*> group;
+    while (!gc_queue_.empty() && group.size() < 64) {
+      group.push_back(gc_queue_.front());
+      gc_queue_.pop_front();
+    }
+    ++gc_running_;
+    lock.unlock();
+    run(group);
+    lock.lock();
+    --gc_running_;
+    for (auto* p : group) p->done = true;
+    gc_cv_.notify_all();
+  }
+  return std::move(me.result);
+}
+
+void Shared::run(const std::vector<Pending*>& group) {
+  // Statements up to a pipeline's Sync run in one implicit transaction, committed at the Sync:
+  // no BEGIN or COMMIT, and set_config(..., true) holds until the next set_config or that commit.
+  // Each member's statements follow its own tenant's set_config, so row-level security checks
+  // every row against the tenant it was written for.
+  std::vector<Statement> all;
+  std::vector<size_t> first;
+  // Asynchronous durability only when no member asked for a durable commit: the commit returns
+  // before its WAL is flushed; a crash may lose the newest checkpoints, never damage one.
+  bool async = std::all_of(group.begin(), group.end(), [](const Pending* p) { return p->durability == Durability::kAsync; });
+  if (async) all.push_back({"SELECT set_config('synchronous_commit', 'off', true)", {}});
+  for (const auto* p : group) {
+    all.push_back({"SELECT set_config('app.tenant_id', $1, true)", store::params(*p->tenant)});
+    first.push_back(all.size());
+    all.insert(all.end(), p->body->begin(), p->body->end());
+  }
+  Result<std::vector<Rows>> rows = Error::internal("not run");
+  {
+    auto lease = pool.acquire();
+    rows = lease ? (*lease)->pipeline(all) : Result<std::vector<Rows>>(lease.error());
+  }
+  if (!rows && group.size() > 1) {
+    // The group's transaction rolled back: each member again on its own, so that every one
+    // gets its own result.
+    for (auto* p : group) run({p});
+    return;
+  }
+  for (size_t i = 0; i < group.size(); ++i) {
+    if (!rows) {
+      group[i]->result = rows.error();
+    } else {
+      auto begin = rows->begin() + static_cast<long>(first[i]);
+      group[i]->result = std::vector<Rows>(begin, begin + static_cast<long>(group[i]->body->size()));
+    }
+  }
 }
 
 void TenantSaver::forget_thread(const std::string& thread) {

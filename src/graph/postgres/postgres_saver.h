@@ -18,6 +18,11 @@ namespace ap::graph {
 
 struct PostgresSaverOptions {
   size_t connections = 4;       // at most this many concurrent database calls
+  // Group commit: at most this many write transactions run at once; writes that arrive
+  // meanwhile are queued and then committed together (one round trip, one WAL flush).
+  // 0: half the machine's cores (at least 1). Fewer groups make bigger ones: less work for
+  // PostgreSQL per checkpoint, a little more latency per caller.
+  size_t commit_groups = 0;
   size_t snapshot_every = 256;  // a delta-stored list gets a full copy after this many deltas
   size_t inline_bytes = 64;     // scalar values shorter than this (about a reference) are inlined
   // Checkpoints and values kept in memory, so that continuing a thread neither reads back what
