@@ -15,7 +15,7 @@ tmp=$(mktemp -d /var/tmp/ap-graph-bench-XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
 echo "# commit latency of this disk (pg_test_fsync, 8 kB write + fdatasync, on /var/tmp)"
-"$pgbin/pg_test_fsync" -s 2 -f "$tmp/fsync.test" | awk '/fdatasync/ && !seen++ {
+"$pgbin/pg_test_fsync" -s 2 -f "$tmp/fsync.test" | awk '$1 == "fdatasync" && !seen++ {
   printf("{\"case\": \"pg_test_fsync\", \"fdatasync_ops_per_s\": %s, \"usecs_per_op\": %s}\n", $2, $4) }'
 
 echo "# (a) in memory"

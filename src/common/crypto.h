@@ -30,6 +30,10 @@ std::optional<std::string> hex_decode(std::string_view hex);
 
 std::string base64_encode(std::string_view data);
 std::optional<std::string> base64_decode(std::string_view text);
+// The URL-safe alphabet (RFC 4648 section 5: '-' and '_'), with '=' padding, as Python's
+// base64.urlsafe_b64encode writes it. Decoding refuses the standard alphabet's '+' and '/'.
+std::string base64url_encode(std::string_view data);
+std::optional<std::string> base64url_decode(std::string_view text);
 
 // Compares in time independent of where the inputs differ (CRYPTO_memcmp).
 bool constant_time_equal(std::string_view a, std::string_view b);
