@@ -32,6 +32,10 @@ const std::vector<std::pair<std::string, std::string>> kTenantTables = {
      "INSERT INTO checkpoint_writes (tenant_id, thread_id, checkpoint_ns, checkpoint_id, task_id, "
      "idx, task_path, channel, value) SELECT $1, 't', '', checkpoint_id, 'task', 0, '', 'c', '1' "
      "FROM checkpoints LIMIT 1"},
+    {"audit_events",
+     "INSERT INTO audit_events (tenant_id, seq, level, kind, body, hash) VALUES ($1, 1, 0, 'k', "
+     "'\\x7b7d', '\\x00')"},
+    {"audit_heads", "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, '\\x00')"},
 };
 
 std::unique_ptr<store::SyncConn> connect(const std::string& url) {

@@ -1,0 +1,160 @@
+#include "audit/audit_log.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <deque>
+
+#include "audit/canonical.h"
+#include "common/crypto.h"
+#include "store/pool.h"
+#include "store/tx.h"
+#include "telemetry/log.h"
+
+namespace ap::audit {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// bytea[] in PostgreSQL's text form: {"\\x7b22...", ...}
+std::string bytea_array(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += "\"\\\\x";
+    out += hex_encode(items[i]);
+    out += '"';
+  }
+  return out + '}';
+}
+
+std::string text_array(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : items[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + '}';
+}
+
+}  // namespace
+
+void report_failure(const TenantId& tenant, const Error& e, size_t events) {
+  telemetry::log_error("audit_append_failed", {{"tenant_id", tenant.to_string()},
+                                               {"error", e.message},
+                                               {"events", static_cast<int64_t>(events)}});
+}
+
+// One shard's queue. Used only on its pool's executor, so it needs no lock.
+class AuditLog::Batcher {
+ public:
+  explicit Batcher(store::Pool& pool) : pool_(pool) {}
+
+  struct Waiter {
+    explicit Waiter(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
+    asio::steady_timer timer;
+    Status result = Error::internal("not written");
+    bool done = false;
+  };
+  struct Item {
+    TenantId tenant;
+    Level level;
+    std::string kind, bytes;
+    std::shared_ptr<Waiter> waiter;  // null: nobody waits
+  };
+
+  void enqueue(Item item) {
+    queue_.push_back(std::move(item));
+    if (!flushing_) {
+      flushing_ = true;
+      asio::co_spawn(pool_.executor(), flush(), asio::detached);
+    }
+  }
+
+ private:
+  asio::awaitable<void> flush() {
+    while (!queue_.empty()) {
+      std::deque<Item> batch;
+      batch.swap(queue_);
+      // One transaction per tenant, events in arrival order.
+      std::vector<TenantId> order;
+      std::unordered_map<TenantId, std::vector<Item*>, UuidHash> by_tenant;
+      for (auto& it : batch) {
+        auto& v = by_tenant[it.tenant];
+        if (v.empty()) order.push_back(it.tenant);
+        v.push_back(&it);
+      }
+      for (const auto& tenant : order) {
+        auto& items = by_tenant[tenant];
+        std::vector<std::string> levels, kinds, bodies;
+        for (auto* it : items) {
+          levels.push_back(std::to_string(static_cast<int>(it->level)));
+          kinds.push_back(it->kind);
+          bodies.push_back(it->bytes);
+        }
+        auto r = co_await store::tenant_query(
+            pool_, tenant, "SELECT last_seq FROM audit_append($1, $2::smallint[], $3::text[], $4::bytea[])",
+            store::params(tenant.to_string(), text_array(levels), text_array(kinds), bytea_array(bodies)));
+        Status status = r ? ok_status() : Status(r.error());
+        if (!r) report_failure(tenant, r.error(), items.size());
+        for (auto* it : items) {
+          if (!it->waiter) continue;
+          it->waiter->result = status;
+          it->waiter->done = true;
+          it->waiter->timer.cancel();
+        }
+      }
+    }
+    flushing_ = false;
+  }
+
+  store::Pool& pool_;
+  std::deque<Item> queue_;
+  bool flushing_ = false;
+};
+
+AuditLog::AuditLog(Clock& clock) : clock_(clock) {}
+AuditLog::~AuditLog() = default;
+
+AuditLog::Batcher& AuditLog::batcher(store::Pool& pool) {
+  std::lock_guard lock(mu_);
+  auto& b = batchers_[&pool];
+  if (!b) b = std::make_unique<Batcher>(pool);
+  return *b;
+}
+
+std::string AuditLog::entry_bytes(const Context& ctx, const Event& event) const {
+  Json entry{{"v", 1},
+             {"tenant", ctx.tenant.to_string()},
+             {"time", format_rfc3339(clock_.now())},
+             {"kind", event.kind},
+             {"level", event.level == Level::kDecision ? "decision" : "replay"},
+             {"actor", ctx.actor},
+             {"payload", event.payload}};
+  if (!ctx.request_id.empty()) entry["request_id"] = ctx.request_id;
+  return canonical_json(entry);
+}
+
+Task<void> AuditLog::append(const Context& ctx, Event event) {
+  if (!ctx.pool) co_return Error::internal("audit context has no database pool");
+  auto waiter = std::make_shared<Batcher::Waiter>(ctx.pool->executor());
+  batcher(*ctx.pool).enqueue({ctx.tenant, event.level, event.kind, entry_bytes(ctx, event), waiter});
+  boost::system::error_code ec;
+  while (!waiter->done) co_await waiter->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  co_return waiter->result;
+}
+
+void AuditLog::record(const Context& ctx, Event event) {
+  if (!ctx.pool) return;
+  batcher(*ctx.pool).enqueue({ctx.tenant, event.level, event.kind, entry_bytes(ctx, event), nullptr});
+}
+
+}  // namespace ap::audit
