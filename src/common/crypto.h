@@ -35,6 +35,9 @@ std::optional<std::string> base64_decode(std::string_view text);
 std::string base64url_encode(std::string_view data);
 std::optional<std::string> base64url_decode(std::string_view text);
 
+// Overwrites a string's bytes (OPENSSL_cleanse) and empties it: for key material in flight.
+void wipe(std::string& s);
+
 // Compares in time independent of where the inputs differ (CRYPTO_memcmp).
 bool constant_time_equal(std::string_view a, std::string_view b);
 

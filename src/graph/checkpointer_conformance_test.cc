@@ -103,6 +103,16 @@ TEST_P(Conformance, DeleteThreadRemovesOnlyThatThread) {
   EXPECT_EQ(saver_->list({.thread_id = "t2"})->size(), 2u);
 }
 
+TEST_P(Conformance, CopyThreadFromNowhereChangesNothing) {
+  ASSERT_TRUE(saver_->put({"kept", "", ""}, make_checkpoint({"x"}, 1), meta("input", -1)));
+  auto r = saver_->copy_thread("missing", "kept");
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kNotFound);
+  EXPECT_EQ(saver_->list({.thread_id = "kept"})->size(), 1u);
+  ASSERT_TRUE(saver_->copy_thread("kept", "copy"));
+  EXPECT_EQ(saver_->list({.thread_id = "copy"})->size(), 1u);
+}
+
 // list(): the cartesian product of thread x namespace x limit x before x filter, checked
 // against a reference computed from what was stored.
 TEST_P(Conformance, ListMatrix) {

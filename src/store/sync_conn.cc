@@ -72,6 +72,11 @@ Result<std::vector<Rows>> SyncConn::pipeline(std::span<const Statement> statemen
     broken_ = true;
     return Error::unavailable(std::string(what) + ": " + one_line(PQerrorMessage(conn_)));
   };
+  // Statements built from request shapes (list filters) could grow the cache without end.
+  if (prepared_.size() >= kMaxPrepared) {
+    PQclear(PQexec(conn_, "DEALLOCATE ALL"));
+    prepared_.clear();
+  }
   if (!PQenterPipelineMode(conn_)) return lost("cannot enter pipeline mode");
   struct Sent {
     size_t index;
@@ -91,7 +96,7 @@ Result<std::vector<Rows>> SyncConn::pipeline(std::span<const Statement> statemen
       name = &nit->second;
     } else {
       auto& n = new_names[st.sql];
-      n = "aps" + std::to_string(prepared_.size() + new_names.size());
+      n = "aps" + std::to_string(next_name_++);
       name = &n;
       queued = PQsendPrepare(conn_, n.c_str(), sql.c_str(), static_cast<int>(st.params.size()),
                              nullptr) != 0;
@@ -133,9 +138,10 @@ Result<std::vector<Rows>> SyncConn::pipeline(std::span<const Statement> statemen
   bool sync_ok = sync && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
   if (sync) PQclear(sync);
   if (!sync_ok) return lost("PostgreSQL pipeline lost its sync");
-  PQexitPipelineMode(conn_);
+  if (!PQexitPipelineMode(conn_)) return lost("cannot leave pipeline mode");
   if (PQtransactionStatus(conn_) != PQTRANS_IDLE) {
     PQclear(PQexec(conn_, "ROLLBACK"));
+    if (PQtransactionStatus(conn_) != PQTRANS_IDLE) broken_ = true;
     if (!first_error) first_error = Error::internal("a pipeline left its transaction open");
   }
   if (first_error) return *first_error;

@@ -36,6 +36,8 @@ class SyncConn {
 
  private:
   explicit SyncConn(pg_conn* c) : conn_(c) {}
+  static constexpr size_t kMaxPrepared = 256;
+  uint64_t next_name_ = 0;
   pg_conn* conn_;
   bool broken_ = false;
   std::unordered_map<std::string, std::string> prepared_;  // sql -> statement name

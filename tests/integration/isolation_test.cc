@@ -36,6 +36,9 @@ const std::vector<std::pair<std::string, std::string>> kTenantTables = {
      "INSERT INTO audit_events (tenant_id, seq, level, kind, body, hash) VALUES ($1, 1, 0, 'k', "
      "'\\x7b7d', '\\x00')"},
     {"audit_heads", "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, '\\x00')"},
+    {"credentials",
+     "INSERT INTO credentials (tenant_id, name, version, kind, key_version, token, created_by) "
+     "VALUES ($1, 'c', 1, 'secret', 1, 'gAAAA', 'test')"},
 };
 
 std::unique_ptr<store::SyncConn> connect(const std::string& url) {

@@ -149,6 +149,13 @@ ValuePtr list_from(std::shared_ptr<const ListNode> tail, const Json& items) {
   return ChannelValue::list(std::move(tail));
 }
 
+// JSON text of a value; invalid UTF-8 (say, a model's truncated output) is replaced, not thrown.
+std::string to_text(const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); }
+
+bool has_control(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; });
+}
+
 Json parse_json(std::string_view text) { return Json::parse(text.begin(), text.end(), nullptr, false); }
 
 Error corrupt(const std::string& what) { return Error::internal("stored checkpoint is damaged: " + what); }
@@ -166,7 +173,7 @@ Param metadata_column(const CheckpointMetadata& md) {
     j["parents"] = std::move(p);
   }
   if (j.empty()) return std::nullopt;
-  return j.dump();
+  return to_text(j);
 }
 
 CheckpointMetadata metadata_from(std::string_view source, std::string_view step, const Rows& r, int row,
@@ -181,7 +188,7 @@ CheckpointMetadata metadata_from(std::string_view source, std::string_view step,
         if (it->is_string()) md.parents.emplace_back(it.key(), it->get<std::string>());
       j.erase("parents");
     }
-    md.extra_json = j.is_object() ? j.dump() : "{}";
+    md.extra_json = j.is_object() ? to_text(j) : "{}";
   }
   return md;
 }
@@ -442,9 +449,11 @@ class TenantSaver final : public Checkpointer {
  private:
   // Runs `body` in one transaction bound to this tenant, in one round trip. Returns the
   // results of `body`'s statements.
-  // `snapshot`: the statements read one consistent snapshot (REPEATABLE READ, read only).
-  Result<std::vector<Rows>> transact(std::vector<Statement> body, Durability d = Durability::kSync,
-                                     bool snapshot = false);
+  // kWrite: group-committed (Shared::commit). kRead: one implicit transaction of its own.
+  // kSnapshot: the statements read one consistent snapshot (REPEATABLE READ, read only).
+  enum class Mode { kWrite, kRead, kSnapshot };
+  Result<std::vector<Rows>> transact(std::vector<Statement> body, Mode mode,
+                                     Durability d = Durability::kSync);
   // Turns checkpoint rows (kSelectColumns) into tuples, loading values that are not cached.
   // `thread_blobs`: every blob of the listed thread, read in the same snapshot, when the rows
   // are a whole thread's history (saves the round trip that reads them by reference).
@@ -473,6 +482,11 @@ class Shared final : public PostgresCheckpoints, public std::enable_shared_from_
   // commit. A caller queues its statements; while fewer than `commit_groups` groups are running,
   // it takes everything queued and runs it; otherwise it waits for its group's result.
   Result<std::vector<Rows>> commit(const std::string& tenant, const std::vector<Statement>& body, Durability d);
+  void clear_caches() {
+    std::lock_guard lock(mu);
+    known = Lru<std::shared_ptr<const Known>>(options.cache_entries / 4 + 1);
+    values = Lru<CachedValue>(options.cache_entries);
+  }
 
   const PostgresSaverOptions options;
   store::SyncPool pool;
@@ -501,17 +515,32 @@ class Shared final : public PostgresCheckpoints, public std::enable_shared_from_
   const size_t commit_groups_;
 };
 
-Result<std::vector<Rows>> TenantSaver::transact(std::vector<Statement> body, Durability d, bool snapshot) {
-  if (!snapshot) return s_->commit(tenant_, body, d);
-  std::vector<Statement> all;
-  all.reserve(body.size() + 3);
-  all.push_back({"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}});
-  all.push_back({"SELECT set_config('app.tenant_id', $1, true)", store::params(tenant_)});
-  for (auto& st : body) all.push_back(std::move(st));
-  all.push_back({"COMMIT", {}});
-  AP_ASSIGN_OR_RETURN(auto lease, s_->pool.acquire());
-  AP_ASSIGN_OR_RETURN(auto rows, lease->pipeline(all));
-  return std::vector<Rows>(rows.begin() + 2, rows.end() - 1);
+Result<std::vector<Rows>> TenantSaver::transact(std::vector<Statement> body, Mode mode, Durability d) {
+  Result<std::vector<Rows>> out = Error::internal("not run");
+  if (mode == Mode::kWrite) {
+    out = s_->commit(tenant_, body, d);
+  } else {
+    const bool snapshot = mode == Mode::kSnapshot;
+    std::vector<Statement> all;
+    all.reserve(body.size() + 3);
+    if (snapshot) all.push_back({"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", {}});
+    all.push_back({"SELECT set_config('app.tenant_id', $1, true)", store::params(tenant_)});
+    const size_t first = all.size();
+    for (auto& st : body) all.push_back(std::move(st));
+    if (snapshot) all.push_back({"COMMIT", {}});
+    auto lease = s_->pool.acquire();
+    auto rows = lease ? (*lease)->pipeline(all) : Result<std::vector<Rows>>(lease.error());
+    if (rows) {
+      out = std::vector<Rows>(rows->begin() + static_cast<long>(first),
+                              rows->begin() + static_cast<long>(first + body.size()));
+    } else {
+      out = rows.error();
+    }
+  }
+  // A lost connection may mean a restarted or failed-over database, which can lack what
+  // asynchronous commits had not yet flushed: nothing cached may be built on any more.
+  if (!out && out.error().code == Code::kUnavailable) s_->clear_caches();
+  return out;
 }
 
 Result<std::vector<Rows>> Shared::commit(const std::string& tenant, const std::vector<Statement>& body,
@@ -532,7 +561,11 @@ Result<std::vector<Rows>> Shared::commit(const std::string& tenant, const std::v
     }
     ++gc_running_;
     lock.unlock();
-    run(group);
+    try {
+      run(group);
+    } catch (const std::exception& e) {
+      for (auto* p : group) p->result = Error::internal(e.what());
+    }
     lock.lock();
     --gc_running_;
     for (auto* p : group) p->done = true;
@@ -562,9 +595,10 @@ void Shared::run(const std::vector<Pending*>& group) {
     auto lease = pool.acquire();
     rows = lease ? (*lease)->pipeline(all) : Result<std::vector<Rows>>(lease.error());
   }
-  if (!rows && group.size() > 1) {
-    // The group's transaction rolled back: each member again on its own, so that every one
-    // gets its own result.
+  if (!rows && group.size() > 1 && rows.error().code != Code::kUnavailable) {
+    // A member's statement failed and the group's transaction rolled back: each member again
+    // on its own, so that every one gets its own result. (The savers avoid statements that
+    // fail in normal use: this is for bad input and bugs.)
     for (auto* p : group) run({p});
     return;
   }
@@ -587,6 +621,8 @@ void TenantSaver::forget_thread(const std::string& thread) {
 Result<CheckpointConfig> TenantSaver::put(const CheckpointConfig& config, const Checkpoint& cp,
                                           const CheckpointMetadata& md, Durability durability) {
   if (config.thread_id.empty()) return Error::invalid_argument("a checkpoint needs a thread_id");
+  if (has_control(config.thread_id) || has_control(config.checkpoint_ns))
+    return Error::invalid_argument("thread ids and checkpoint namespaces may not contain control characters");
   if (!Uuid::parse(cp.id)) return Error::invalid_argument("checkpoint id must be a UUID");
   if (!config.checkpoint_id.empty() && !Uuid::parse(config.checkpoint_id))
     return Error::invalid_argument("parent checkpoint id must be a UUID");
@@ -600,8 +636,10 @@ Result<CheckpointConfig> TenantSaver::put(const CheckpointConfig& config, const 
   std::shared_ptr<const Known> parent;
   std::string layout;
   bool layout_stored = false;
+  bool resave = false;  // this process saved this checkpoint before (interrupt bookkeeping)
   {
     std::lock_guard lock(s_->mu);
+    resave = s_->known.get(prefix + cp.id) != nullptr;
     if (!config.checkpoint_id.empty())
       if (auto p = s_->known.get(prefix + config.checkpoint_id)) parent = *p;
     auto& id = s_->layout_ids[cp.channels.get()];
@@ -656,14 +694,14 @@ Result<CheckpointConfig> TenantSaver::put(const CheckpointConfig& config, const 
         Json items = Json::array();
         for (const Json* item : *delta) items.push_back(*item);
         slot.depth = ps->depth + 1;
-        blobs.push_back({name, 2, ps->ref, items.dump()});
+        blobs.push_back({name, 2, ps->ref, to_text(items)});
       } else {
-        blobs.push_back({name, 1, std::nullopt, v->to_json().dump()});
+        blobs.push_back({name, 1, std::nullopt, to_text(v->to_json())});
       }
       slots.push_back(1);
       continue;
     }
-    std::string text = v->value().dump();
+    std::string text = to_text(v->value());
     if (text.size() < opt.inline_bytes) {
       slot.kind = Slot::kInline;
       slots.push_back(Json{{"v", v->value()}});
@@ -676,7 +714,7 @@ Result<CheckpointConfig> TenantSaver::put(const CheckpointConfig& config, const 
   }
   Json header{{"l", layout}, {"t", cp.ts}, {"v", cp.versions}, {"s", cp.seen}, {"c", std::move(slots)}};
   if (!cp.interrupt_seen.empty()) header["i"] = cp.interrupt_seen;
-  known->header = header.dump();
+  known->header = to_text(header);
 
   if (!layout_stored)
     body.push_back({"INSERT INTO checkpoint_layouts (tenant_id, id, channels, nodes) VALUES "
@@ -711,8 +749,8 @@ Result<CheckpointConfig> TenantSaver::put(const CheckpointConfig& config, const 
                   params});
     return st;
   };
-  auto saved = transact(statements(false), durability);
-  if (!saved && saved.error().code == Code::kAlreadyExists) saved = transact(statements(true), durability);
+  auto saved = transact(statements(resave), Mode::kWrite, durability);
+  if (!saved && saved.error().code == Code::kAlreadyExists) saved = transact(statements(true), Mode::kWrite, durability);
   if (!saved) return saved.error();
 
   std::lock_guard lock(s_->mu);
@@ -730,7 +768,7 @@ Status TenantSaver::put_writes(const CheckpointConfig& config, std::span<const P
   if (!Uuid::parse(config.checkpoint_id)) return Error::not_found("no such checkpoint");
   std::vector<Statement> body;
   for (const auto& w : writes) {
-    Param value = w.value ? Param(w.value->dump()) : Param();
+    Param value = w.value ? Param(to_text(*w.value)) : Param();
     body.push_back(
         {w.idx < 0 ? std::string_view(
                          "INSERT INTO checkpoint_writes (tenant_id, thread_id, checkpoint_ns, "
@@ -745,7 +783,7 @@ Status TenantSaver::put_writes(const CheckpointConfig& config, std::span<const P
          store::params(tenant_, config.thread_id, config.checkpoint_ns, config.checkpoint_id,
                        w.task_id, std::to_string(w.idx), w.task_path, w.channel, std::move(value))});
   }
-  auto r = transact(std::move(body), durability);
+  auto r = transact(std::move(body), Mode::kWrite, durability);
   if (!r && r.error().code == Code::kFailedPrecondition) return Error::not_found("no such checkpoint");
   if (!r) return r.error();
   return ok_status();
@@ -765,7 +803,7 @@ Result<std::optional<CheckpointTuple>> TenantSaver::get_tuple(const CheckpointCo
                                    "= $3 AND c.checkpoint_id = $4";
     body.push_back({sql, store::params(tenant_, c.thread_id, c.checkpoint_ns, c.checkpoint_id)});
   }
-  AP_ASSIGN_OR_RETURN(auto rows, transact(std::move(body)));
+  AP_ASSIGN_OR_RETURN(auto rows, transact(std::move(body), Mode::kRead));
   AP_ASSIGN_OR_RETURN(auto t, tuples(rows[0], true));
   if (t.empty()) return std::optional<CheckpointTuple>();
   return std::optional<CheckpointTuple>(std::move(t[0]));
@@ -794,8 +832,8 @@ Result<std::vector<CheckpointTuple>> TenantSaver::list(const ListOptions& o) {
     if (k == "source") {
       sql += want.is_string() ? " AND c.source = " + arg(want.get<std::string>()) : " AND false";
     } else if (k == "step") {
-      sql += want.is_number_integer() ? " AND c.step = " + arg(std::to_string(want.get<int64_t>())) + "::int"
-                                      : " AND false";
+      bool in_range = want.is_number_integer() && want.get<int64_t>() >= INT32_MIN && want.get<int64_t>() <= INT32_MAX;
+      sql += in_range ? " AND c.step = " + arg(std::to_string(want.get<int64_t>())) + "::int" : " AND false";
     } else if (k == "parents") {
       sql += " AND coalesce(c.metadata -> 'parents', '{}') = " + arg(want.dump()) + "::jsonb";
     } else {
@@ -814,7 +852,7 @@ Result<std::vector<CheckpointTuple>> TenantSaver::list(const ListOptions& o) {
                     "ORDER BY checkpoint_ns, checkpoint_id, task_path, task_id, idx",
                     store::params(tenant_, *o.thread_id)});
   }
-  AP_ASSIGN_OR_RETURN(auto rows, transact(std::move(body), Durability::kSync, whole_thread));
+  AP_ASSIGN_OR_RETURN(auto rows, transact(std::move(body), whole_thread ? Mode::kSnapshot : Mode::kRead));
   if (!whole_thread) return tuples(rows[0], false);
   // Attach the thread's writes to their checkpoints (rows are ordered by checkpoint).
   std::unordered_map<std::string, std::vector<PendingWrite>> writes;
@@ -871,7 +909,7 @@ Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool 
     std::vector<Statement> body{{"SELECT id, array_to_json(channels), array_to_json(nodes) FROM "
                                  "checkpoint_layouts WHERE tenant_id = $1 AND id = ANY ($2::text[])",
                                  store::params(tenant_, text_array(want_layouts))}};
-    AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body)));
+    AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body), Mode::kRead));
     std::lock_guard lock(s_->mu);
     for (int i = 0; i < r[0].size(); ++i) {
       Json channels = parse_json(r[0].get(i, 1)), nodes = parse_json(r[0].get(i, 2));
@@ -920,7 +958,7 @@ Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool 
     if (!b) {
       std::vector<Statement> body{{kSelectBlobs, store::params(tenant_, text_array(want_thread), text_array(want_ns),
                                                                 text_array(want_channel), text_array(want_ref))}};
-      AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body)));
+      AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body), Mode::kRead));
       fetched = r[0];
       b = &fetched;
     }
@@ -1025,16 +1063,21 @@ Status TenantSaver::delete_thread(const std::string& thread_id) {
       {"DELETE FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, thread_id)},
       {"DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, thread_id)}};
   forget_thread(thread_id);
-  AP_RETURN_IF_ERROR(transact(std::move(body)));
+  AP_RETURN_IF_ERROR(transact(std::move(body), Mode::kWrite));
   forget_thread(thread_id);
   return ok_status();
 }
 
 Status TenantSaver::copy_thread(const std::string& from, const std::string& to) {
   if (from == to) return ok_status();
+  // Everything is guarded by `from` existing, so a missing source changes nothing.
+  static const std::string exists =
+      " AND EXISTS (SELECT 1 FROM checkpoints s WHERE s.tenant_id = $1 AND s.thread_id = $3)";
+  static const std::string del_blobs = "DELETE FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2" + exists;
+  static const std::string del_checkpoints = "DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2" + exists;
   std::vector<Statement> body{
-      {"DELETE FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, to)},
-      {"DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, to)},
+      {del_blobs, store::params(tenant_, to, from)},
+      {del_checkpoints, store::params(tenant_, to, from)},
       {"INSERT INTO checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id, parent_id, source, "
        "step, metadata, header) SELECT tenant_id, $3, checkpoint_ns, checkpoint_id, parent_id, source, "
        "step, metadata, header FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2",
@@ -1048,7 +1091,8 @@ Status TenantSaver::copy_thread(const std::string& from, const std::string& to) 
        "idx, task_path, channel, value FROM checkpoint_writes WHERE tenant_id = $1 AND thread_id = $2",
        store::params(tenant_, from, to)}};
   forget_thread(to);
-  AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body)));
+  AP_ASSIGN_OR_RETURN(auto r, transact(std::move(body), Mode::kWrite));
+  forget_thread(to);
   if (r[2].affected() == 0) return Error::not_found("no such thread");
   return ok_status();
 }
@@ -1066,7 +1110,8 @@ Status TenantSaver::prune(std::span<const std::string> thread_ids, size_t keep_l
        store::params(tenant_, threads, std::to_string(keep_last))},
       {kDeleteUnreachableBlobs, store::params(tenant_, threads)}};
   for (const auto& t : thread_ids) forget_thread(t);
-  AP_RETURN_IF_ERROR(transact(std::move(body)));
+  AP_RETURN_IF_ERROR(transact(std::move(body), Mode::kWrite));
+  for (const auto& t : thread_ids) forget_thread(t);
   return ok_status();
 }
 

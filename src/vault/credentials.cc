@@ -1,0 +1,204 @@
+#include "vault/credentials.h"
+
+#include <regex>
+
+#include "store/sync_conn.h"
+#include "store/tx.h"
+
+namespace ap::vault {
+namespace {
+
+constexpr size_t kMaxValue = 64 * 1024;
+constexpr size_t kMaxMetadata = 16 * 1024;
+constexpr const char* kColumns =
+    "name, version, kind, metadata, created_by, to_json(created_at)#>>'{}', key_version";
+
+CredentialInfo info_from(const store::Rows& r, int i) {
+  CredentialInfo c;
+  c.name = r.get(i, 0);
+  c.version = std::stoi(std::string(r.get(i, 1)));
+  c.kind = r.get(i, 2);
+  c.metadata = Json::parse(r.get(i, 3), nullptr, false);
+  c.created_by = r.get(i, 4);
+  c.created_at = r.get(i, 5);
+  c.key_version = std::stoi(std::string(r.get(i, 6)));
+  return c;
+}
+
+uint64_t unix_now(Clock& clock) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(clock.now().time_since_epoch()).count());
+}
+
+}  // namespace
+
+Json CredentialInfo::to_json() const {
+  return Json{{"name", name},         {"version", version},       {"kind", kind},
+              {"metadata", metadata}, {"created_by", created_by}, {"created_at", created_at}};
+}
+
+CredentialStore::CredentialStore(const Keyring& keys, audit::AuditLog& audit, std::chrono::seconds cache_ttl,
+                                 Clock& clock)
+    : keys_(keys), audit_(audit), ttl_(cache_ttl), clock_(clock) {}
+
+Status CredentialStore::validate_name(const std::string& name) {
+  static const std::regex re("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+  if (!std::regex_match(name, re))
+    return Error::invalid_argument("credential name must be 1-128 of A-Z a-z 0-9 . _ - (starting with a letter or digit)");
+  return ok_status();
+}
+
+void CredentialStore::forget(const audit::Context& ctx, const std::string& name) {
+  std::lock_guard lock(mu_);
+  cache_.erase(ctx.tenant.to_string() + '|' + name);
+}
+
+Task<CredentialInfo> CredentialStore::put(const audit::Context& ctx, PutCredential c) {
+  AP_CO_RETURN_IF_ERROR(validate_name(c.name));
+  if (c.kind != "provider_key" && c.kind != "http_header" && c.kind != "secret")
+    co_return Error::invalid_argument("kind must be provider_key, http_header or secret");
+  if (c.value.empty() || c.value.reveal().size() > kMaxValue)
+    co_return Error::invalid_argument("value must be a non-empty string of at most 64 KiB");
+  if (!c.metadata.is_object()) co_return Error::invalid_argument("metadata must be an object");
+  std::string metadata = c.metadata.dump();
+  if (metadata.size() > kMaxMetadata) co_return Error::invalid_argument("metadata must be at most 16 KiB of JSON");
+  const int version = keys_.current();
+  AP_CO_ASSIGN_OR_RETURN(auto key, keys_.tenant_key(ctx.tenant, version));
+  std::string token = key.encrypt(c.value.reveal(), unix_now(clock_));
+  static const std::string sql = std::string(
+      "INSERT INTO credentials (tenant_id, name, version, kind, key_version, token, metadata, created_by) "
+      "SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6::jsonb, $7 FROM credentials "
+      "WHERE tenant_id = $1 AND name = $2 RETURNING ") + kColumns;
+  Result<store::Rows> r = Error::internal("not run");
+  for (int attempt = 0; attempt < 3; ++attempt) {  // two writers of one name: the loser retries
+    r = co_await store::tenant_query(*ctx.pool, ctx.tenant, sql,
+                                     store::params(ctx.tenant.to_string(), c.name, c.kind, std::to_string(version),
+                                                   token, metadata, ctx.actor));
+    if (r || r.error().code != Code::kAlreadyExists) break;
+  }
+  if (!r) co_return r.error();
+  forget(ctx, c.name);
+  CredentialInfo info = info_from(*r, 0);
+  audit::Event e{"credential.put", audit::Level::kReplay,
+                 Json{{"name", info.name}, {"version", info.version}, {"kind", info.kind}}};
+  audit_.record(ctx, std::move(e));
+  co_return info;
+}
+
+Task<std::vector<CredentialInfo>> CredentialStore::list(const audit::Context& ctx) {
+  static const std::string sql = std::string("SELECT DISTINCT ON (name) ") + kColumns +
+                                 " FROM credentials WHERE tenant_id = $1 ORDER BY name, version DESC";
+  AP_CO_ASSIGN_OR_RETURN(auto r, co_await store::tenant_query(*ctx.pool, ctx.tenant, sql,
+                                                              store::params(ctx.tenant.to_string())));
+  std::vector<CredentialInfo> out;
+  for (int i = 0; i < r.size(); ++i) out.push_back(info_from(r, i));
+  co_return out;
+}
+
+Task<CredentialInfo> CredentialStore::get(const audit::Context& ctx, const std::string& name) {
+  if (!validate_name(name)) co_return Error::not_found("credential not found");
+  static const std::string sql = std::string("SELECT ") + kColumns +
+                                 " FROM credentials WHERE tenant_id = $1 AND name = $2 ORDER BY version DESC LIMIT 1";
+  AP_CO_ASSIGN_OR_RETURN(auto r, co_await store::tenant_query(*ctx.pool, ctx.tenant, sql,
+                                                              store::params(ctx.tenant.to_string(), name)));
+  if (r.empty()) co_return Error::not_found("credential not found");
+  co_return info_from(r, 0);
+}
+
+Task<void> CredentialStore::remove(const audit::Context& ctx, const std::string& name) {
+  if (!validate_name(name)) co_return Error::not_found("credential not found");
+  AP_CO_ASSIGN_OR_RETURN(auto r, co_await store::tenant_query(
+                                     *ctx.pool, ctx.tenant, "DELETE FROM credentials WHERE tenant_id = $1 AND name = $2",
+                                     store::params(ctx.tenant.to_string(), name)));
+  if (r.affected() == 0) co_return Error::not_found("credential not found");
+  forget(ctx, name);
+  audit_.record(ctx, audit::Event{"credential.delete", audit::Level::kReplay, Json{{"name", name}}});
+  co_return ok_status();
+}
+
+Task<SecretString> CredentialStore::use(const audit::Context& ctx, const std::string& name, const std::string& purpose) {
+  const std::string key = ctx.tenant.to_string() + '|' + name;
+  uint64_t cached_uses = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = cache_.find(key); it != cache_.end()) {
+      if (clock_.steady_now() < it->second.expires) {
+        ++it->second.uses;
+        co_return it->second.value;
+      }
+      cached_uses = it->second.uses;
+      cache_.erase(it);
+    }
+  }
+  if (!validate_name(name)) co_return Error::not_found("credential not found");
+  AP_CO_ASSIGN_OR_RETURN(auto r, co_await store::tenant_query(
+                                     *ctx.pool, ctx.tenant,
+                                     "SELECT version, key_version, token FROM credentials WHERE tenant_id = $1 "
+                                     "AND name = $2 ORDER BY version DESC LIMIT 1",
+                                     store::params(ctx.tenant.to_string(), name)));
+  if (r.empty()) co_return Error::not_found("credential not found");
+  int version = std::stoi(std::string(r.get(0, 0)));
+  int key_version = std::stoi(std::string(r.get(0, 1)));
+  // The audit event is committed before anything is decrypted; if it cannot be, nothing is.
+  Json payload{{"name", name}, {"version", version}, {"purpose", purpose},
+               {"uses_from_cache_since_last_load", cached_uses}};
+  AP_CO_RETURN_IF_ERROR(co_await audit_.append(ctx, audit::Event{"credential.use", audit::Level::kReplay, payload}));
+  AP_CO_ASSIGN_OR_RETURN(auto fernet, keys_.tenant_key(ctx.tenant, key_version));
+  AP_CO_ASSIGN_OR_RETURN(auto value, fernet.decrypt(r.get(0, 2), unix_now(clock_)));
+  if (ttl_.count() > 0) {
+    std::lock_guard lock(mu_);
+    cache_[key] = Cached{value, version, clock_.steady_now() + ttl_, 0};
+  }
+  co_return value;
+}
+
+Result<int64_t> count_under_version(store::SyncConn& db, int version) {
+  AP_ASSIGN_OR_RETURN(auto tenants, db.exec("SELECT id FROM agentplane.admin_list_tenants(NULL, 1000000)"));
+  int64_t n = 0;
+  for (int i = 0; i < tenants.size(); ++i) {
+    AP_RETURN_IF_ERROR(db.exec_script("BEGIN"));
+    auto set = db.exec("SELECT set_config('app.tenant_id', $1, true)", {std::string(tenants.get(i, 0))});
+    auto r = db.exec("SELECT count(*) FROM agentplane.credentials WHERE key_version = $1", {std::to_string(version)});
+    (void)db.exec_script("COMMIT");
+    if (!set) return set.error();
+    if (!r) return r.error();
+    n += std::stoll(std::string(r->get(0, 0)));
+  }
+  return n;
+}
+
+Result<int64_t> rewrap_all(store::SyncConn& db, const Keyring& keys) {
+  AP_ASSIGN_OR_RETURN(auto tenants, db.exec("SELECT id FROM agentplane.admin_list_tenants(NULL, 1000000)"));
+  int64_t total = 0;
+  const int current = keys.current();
+  for (int i = 0; i < tenants.size(); ++i) {
+    auto tenant = TenantId::parse(tenants.get(i, 0));
+    if (!tenant) continue;
+    AP_RETURN_IF_ERROR(db.exec_script("BEGIN"));
+    auto run = [&]() -> Result<int64_t> {
+      AP_RETURN_IF_ERROR(db.exec("SELECT set_config('app.tenant_id', $1, true)", {tenant->to_string()}));
+      AP_ASSIGN_OR_RETURN(auto rows, db.exec("SELECT name, version, key_version, token FROM agentplane.credentials "
+                                             "WHERE key_version <> $1 FOR UPDATE",
+                                             {std::to_string(current)}));
+      AP_ASSIGN_OR_RETURN(auto to, keys.tenant_key(*tenant, current));
+      for (int k = 0; k < rows.size(); ++k) {
+        AP_ASSIGN_OR_RETURN(auto from, keys.tenant_key(*tenant, std::stoi(std::string(rows.get(k, 2)))));
+        AP_ASSIGN_OR_RETURN(auto token, from.rotate_to(to, rows.get(k, 3)));
+        AP_RETURN_IF_ERROR(db.exec("UPDATE agentplane.credentials SET token = $1, key_version = $2 "
+                                   "WHERE tenant_id = $3 AND name = $4 AND version = $5",
+                                   {token, std::to_string(current), tenant->to_string(),
+                                    std::string(rows.get(k, 0)), std::string(rows.get(k, 1))}));
+      }
+      return static_cast<int64_t>(rows.size());
+    };
+    auto n = run();
+    if (!n) {
+      (void)db.exec_script("ROLLBACK");
+      return n.error();
+    }
+    AP_RETURN_IF_ERROR(db.exec_script("COMMIT"));
+    total += *n;
+  }
+  return total;
+}
+
+}  // namespace ap::vault

@@ -1,0 +1,89 @@
+// Tenant credentials: write-only secrets (provider keys, HTTP headers, other secrets) stored as
+// Fernet tokens under the tenant's key. Nothing returns a value except use(), which the server
+// calls when a model or tool call needs it: use() writes a "credential.use" audit event first
+// and decrypts only once that write is committed (fail closed). Decrypted values are cached for
+// `cache_ttl`; uses served from the cache are counted and reported with the next load.
+// Runs on a shard's executor (coroutines on its store::Pool); thread-safe.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "audit/audit_log.h"
+#include "common/clock.h"
+#include "common/secret.h"
+#include "vault/keyring.h"
+
+namespace ap::store {
+class SyncConn;
+}
+
+namespace ap::vault {
+
+template <class T>
+using Task = boost::asio::awaitable<Result<T>>;
+using Json = nlohmann::json;
+
+struct CredentialInfo {  // what the API shows: never the value
+  std::string name;
+  int version = 0;
+  std::string kind;
+  Json metadata = Json::object();
+  std::string created_by;
+  std::string created_at;
+  int key_version = 0;
+  Json to_json() const;
+};
+
+struct PutCredential {
+  std::string name;   // [A-Za-z0-9][A-Za-z0-9._-]{0,127}
+  SecretString value;  // 1 byte .. 64 KiB
+  std::string kind;   // provider_key | http_header | secret
+  Json metadata = Json::object();  // an object, at most 16 KiB as JSON
+};
+
+class CredentialStore {
+ public:
+  CredentialStore(const Keyring& keys, audit::AuditLog& audit,
+                  std::chrono::seconds cache_ttl = std::chrono::seconds(60), Clock& clock = Clock::system());
+
+  // A new version of the credential (the first is version 1). InvalidArgument names the field.
+  Task<CredentialInfo> put(const audit::Context& ctx, PutCredential c);
+  Task<std::vector<CredentialInfo>> list(const audit::Context& ctx);
+  Task<CredentialInfo> get(const audit::Context& ctx, const std::string& name);  // latest version
+  Task<void> remove(const audit::Context& ctx, const std::string& name);  // every version
+  // The latest value, for the server's own use (never for an API response).
+  Task<SecretString> use(const audit::Context& ctx, const std::string& name, const std::string& purpose);
+
+  static Status validate_name(const std::string& name);
+
+ private:
+  struct Cached {
+    SecretString value;
+    int version = 0;
+    std::chrono::steady_clock::time_point expires;
+    uint64_t uses = 0;  // served from the cache since it was loaded
+  };
+  void forget(const audit::Context& ctx, const std::string& name);
+
+  const Keyring& keys_;
+  audit::AuditLog& audit_;
+  const std::chrono::seconds ttl_;
+  Clock& clock_;
+  std::mutex mu_;
+  std::unordered_map<std::string, Cached> cache_;  // tenant|name
+};
+
+// Re-encrypts every credential not under the current master key (keeping each token's
+// timestamp, as MultiFernet.rotate does), tenant by tenant, each in its own transaction.
+// Blocking (the CLI's `vault rewrap`). Returns how many were rewrapped.
+Result<int64_t> rewrap_all(store::SyncConn& db, const Keyring& keys);
+// How many credentials still use master-key `version` (all tenants). Blocking.
+Result<int64_t> count_under_version(store::SyncConn& db, int version);
+
+}  // namespace ap::vault
