@@ -17,6 +17,7 @@
 #include "store/migrate.h"
 #include "store/sync_conn.h"
 #include "telemetry/log.h"
+#include "vault/keyring.h"
 
 namespace ap::app {
 namespace fs = std::filesystem;
@@ -158,7 +159,13 @@ int run_dev(const DevConfig& config) {
   if (auto existing = read_dev_json(dev_json)) dev = *existing;
   if (!dev.contains("admin_token")) dev["admin_token"] = auth::generate_admin_token().reveal();
 
+  // The master key lives in the data folder (0600), never in the database.
+  std::string key_file = data_dir + "/master.key";
+  if (!fs::exists(key_file))
+    if (auto st = vault::Keyring::create_file(key_file); !st) return fail(st.error());
+
   ServeConfig sc;
+  sc.master_key_file = key_file;
   sc.database_url = (*pg)->conninfo(store::kAppRole, kDatabase);
   sc.admin_token = SecretString(dev["admin_token"].get<std::string>());
   sc.server.listen = config.listen;

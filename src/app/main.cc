@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "app/cli/client.h"
+#include "app/cli/ops.h"
 #include "app/dev.h"
 #include "app/serve.h"
 #include "store/migrate.h"
@@ -59,6 +60,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   serve_cmd->add_option("--log-file", log_file, "Log file (default: stderr)");
   serve_cmd->add_flag("--log-health", log_health, "Access-log /ok and /metrics too");
+  std::string serve_key_file = env_or("AGENTPLANE_MASTER_KEY_FILE", "");
+  serve_cmd->add_option("--master-key-file", serve_key_file,
+                        "Master key file (env AGENTPLANE_MASTER_KEY_FILE; or AGENTPLANE_MASTER_KEY = "
+                        "base64 of 32 bytes). Without one the credential vault is off");
 
   // migrate
   std::string migrate_db = env_or("AGENTPLANE_MIGRATE_URL", "");
@@ -102,6 +107,43 @@ int main(int argc, char** argv) {
   key_revoke->add_option("--tenant", key_tenant, "Tenant id (admin)");
   add_client_opts(key_revoke);
 
+  std::string cred_name, cred_kind = "secret", cred_metadata;
+  auto* cred_cmd = cli.add_subcommand("credential", "Manage the tenant's credentials (AGENTPLANE_API_KEY)");
+  cred_cmd->require_subcommand(1);
+  auto* cred_put = cred_cmd->add_subcommand("put", "Store a new version; the value is read from stdin");
+  cred_put->add_option("name", cred_name, "Credential name")->required();
+  cred_put->add_option("--kind", cred_kind, "provider_key, http_header or secret")->capture_default_str();
+  cred_put->add_option("--metadata", cred_metadata, "JSON object");
+  add_client_opts(cred_put);
+  auto* cred_list = cred_cmd->add_subcommand("list", "List credentials (never their values)");
+  add_client_opts(cred_list);
+  auto* cred_delete = cred_cmd->add_subcommand("delete", "Delete every version of a credential");
+  cred_delete->add_option("name", cred_name, "Credential name")->required();
+  add_client_opts(cred_delete);
+
+  std::string key_file = env_or("AGENTPLANE_MASTER_KEY_FILE", "");
+  std::string ops_db = env_or("AGENTPLANE_DATABASE_URL", "");
+  int retire_version = 0;
+  auto* vault_cmd = cli.add_subcommand("vault", "Master key versions and re-encryption");
+  vault_cmd->require_subcommand(1);
+  auto* vault_rotate = vault_cmd->add_subcommand("rotate", "Add a new master key version (becomes current)");
+  auto* vault_rewrap = vault_cmd->add_subcommand("rewrap", "Re-encrypt credentials under the current version");
+  auto* vault_retire = vault_cmd->add_subcommand("retire", "Retire a version no credential uses any more");
+  vault_retire->add_option("--version", retire_version, "Master key version")->required();
+  for (auto* c : {vault_rotate, vault_rewrap, vault_retire})
+    c->add_option("--master-key-file", key_file, "Master key file (env AGENTPLANE_MASTER_KEY_FILE)");
+  for (auto* c : {vault_rewrap, vault_retire})
+    c->add_option("--database-url", ops_db, "libpq URL of the app role (env AGENTPLANE_DATABASE_URL)");
+
+  std::string audit_tenant, audit_checkpoint;
+  auto* audit_cmd = cli.add_subcommand("audit", "The audit log");
+  audit_cmd->require_subcommand(1);
+  auto* audit_verify = audit_cmd->add_subcommand("verify", "Recompute hash chains; name the first bad entry");
+  audit_verify->add_option("--database-url", ops_db, "libpq URL of the app role (env AGENTPLANE_DATABASE_URL)");
+  audit_verify->add_option("--tenant", audit_tenant, "One tenant (default: every tenant and the platform chain)");
+  audit_verify->add_option("--checkpoint", audit_checkpoint, "A saved GET /v1/audit/checkpoint response");
+  audit_verify->add_option("--master-key-file", key_file, "Checks the checkpoint's signature");
+
   CLI11_PARSE(cli, argc, argv);
 
   if (*dev_cmd) return app::run_dev(dev);
@@ -112,6 +154,8 @@ int main(int argc, char** argv) {
     }
     serve.database_url = serve_db;
     serve.admin_token = SecretString(env_or("AGENTPLANE_ADMIN_TOKEN", ""));
+    serve.master_key_file = serve_key_file;
+    serve.master_key = SecretString(env_or("AGENTPLANE_MASTER_KEY", ""));
     telemetry::init_logging({telemetry::parse_level(log_level), log_file, log_health});
     int rc = app::serve(serve);
     telemetry::shutdown_logging();
@@ -134,6 +178,23 @@ int main(int argc, char** argv) {
               << " migration(s) applied)\n";
     return 0;
   }
+  auto need = [](const std::string& v, const char* what) {
+    if (!v.empty()) return true;
+    std::cerr << "agentplane: " << what << " is required\n";
+    return false;
+  };
+  if (*vault_rotate) return need(key_file, "--master-key-file") ? app::cli::vault_rotate(key_file) : 2;
+  if (*vault_rewrap)
+    return need(key_file, "--master-key-file") && need(ops_db, "--database-url") ? app::cli::vault_rewrap(key_file, ops_db) : 2;
+  if (*vault_retire)
+    return need(key_file, "--master-key-file") && need(ops_db, "--database-url")
+               ? app::cli::vault_retire(key_file, ops_db, retire_version)
+               : 2;
+  if (*audit_verify)
+    return need(ops_db, "--database-url") ? app::cli::audit_verify(ops_db, audit_tenant, audit_checkpoint, key_file) : 2;
+  if (*cred_put) return app::cli::credential_put(client, cred_name, cred_kind, cred_metadata);
+  if (*cred_list) return app::cli::credential_list(client);
+  if (*cred_delete) return app::cli::credential_delete(client, cred_name);
   if (*tenant_create) return app::cli::tenant_create(client, tenant_name);
   if (*tenant_list) return app::cli::tenant_list(client);
   if (*key_create) return app::cli::key_create(client, key_tenant, key_name, key_scopes);

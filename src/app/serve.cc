@@ -4,14 +4,42 @@
 
 #include <iostream>
 
+#include "audit/audit_log.h"
+#include "audit/chain.h"
 #include "auth/authenticator.h"
 #include "gateway/routes.h"
 #include "store/sync_conn.h"
 #include "telemetry/log.h"
+#include "vault/credentials.h"
+#include "vault/keyring.h"
 
 namespace ap::app {
 
-Wiring::Wiring(const ServeConfig& c) {
+Result<std::optional<vault::Keyring>> load_keyring(const ServeConfig& c) {
+  if (!c.master_key_file.empty()) {
+    AP_ASSIGN_OR_RETURN(auto k, vault::Keyring::load_file(c.master_key_file));
+    return std::optional<vault::Keyring>(std::move(k));
+  }
+  if (!c.master_key.empty()) {
+    AP_ASSIGN_OR_RETURN(auto k, vault::Keyring::from_base64(c.master_key.reveal()));
+    return std::optional<vault::Keyring>(std::move(k));
+  }
+  return std::optional<vault::Keyring>();
+}
+
+Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
+  std::unique_ptr<Wiring> w(new Wiring());
+  AP_ASSIGN_OR_RETURN(auto keys, load_keyring(c));
+  w->audit = std::make_unique<audit::AuditLog>();
+  if (keys) {
+    w->keys = std::make_unique<vault::Keyring>(std::move(*keys));
+    w->credentials = std::make_unique<vault::CredentialStore>(*w->keys, *w->audit, c.credential_cache);
+    for (int v : w->keys->versions()) {
+      AP_ASSIGN_OR_RETURN(auto seed, w->keys->audit_seed(v));
+      AP_ASSIGN_OR_RETURN(auto signer, audit::Signer::from_seed(v, seed));
+      w->signers.push_back(std::move(signer));
+    }
+  }
   auth::AuthenticatorOptions ao;
   if (!c.admin_token.empty()) {
     // Secret: only the token's hash is kept.
@@ -20,7 +48,12 @@ Wiring::Wiring(const ServeConfig& c) {
   }
   ao.listen_conninfo = c.database_url;
   ao.touch_interval = c.touch_interval;
-  authn = std::make_unique<auth::Authenticator>(Clock::system(), std::move(ao));
+  w->authn = std::make_unique<auth::Authenticator>(Clock::system(), std::move(ao));
+  return w;
+}
+
+gateway::Services Wiring::services() const {
+  return {audit.get(), credentials.get(), signers.empty() ? nullptr : &signers};
 }
 
 Wiring::~Wiring() = default;
@@ -73,13 +106,14 @@ Status check_database(const std::string& url) {
 Result<std::unique_ptr<gateway::Server>> start_server(const ServeConfig& config,
                                                       std::unique_ptr<Wiring>& wiring) {
   AP_RETURN_IF_ERROR(check_database(config.database_url));
-  wiring = std::make_unique<Wiring>(config);
+  AP_ASSIGN_OR_RETURN(wiring, Wiring::make(config));
   auto options = config.server;
   options.pool.conninfo = config.database_url;
-  gateway::ServerInfo info{AP_VERSION, {"tenants", "api_keys", "row_level_security", "metrics"}};
+  gateway::ServerInfo info{AP_VERSION, {"tenants", "api_keys", "row_level_security", "metrics", "audit"}};
   if (!options.tls_cert.empty()) info.features.push_back("tls");
-  auto server = std::make_unique<gateway::Server>(options, gateway::build_router(),
-                                                  *wiring->authn, std::move(info));
+  if (wiring->credentials) info.features.push_back("credentials");
+  auto server = std::make_unique<gateway::Server>(options, gateway::build_router(), *wiring->authn,
+                                                  std::move(info), wiring->services());
   AP_RETURN_IF_ERROR(server->start());
   return server;
 }

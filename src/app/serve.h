@@ -3,7 +3,9 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 #include "common/secret.h"
@@ -11,6 +13,14 @@
 
 namespace ap::auth {
 class Authenticator;
+}
+namespace ap::audit {
+class AuditLog;
+class Signer;
+}
+namespace ap::vault {
+class Keyring;
+class CredentialStore;
 }
 
 namespace ap::app {
@@ -20,15 +30,32 @@ struct ServeConfig {
   std::string database_url;  // the app role's connection
   SecretString admin_token;  // empty: admin API disabled
   std::chrono::seconds touch_interval{30};  // how often key last-used times are written
+  // Master key: a key file (versions; `vault rotate` adds one) or AGENTPLANE_MASTER_KEY (base64
+  // of 32 bytes). Neither: the vault and signed audit checkpoints are off (the audit log is on).
+  std::string master_key_file;
+  SecretString master_key;
+  std::chrono::seconds credential_cache{60};  // how long a decrypted credential stays in memory
 };
 
 // Everything the server uses, owned in one place and destroyed after the server stops.
 class Wiring {
  public:
-  explicit Wiring(const struct ServeConfig& config);
+  // InvalidArgument / NotFound when the master key is configured but cannot be loaded.
+  static Result<std::unique_ptr<Wiring>> make(const ServeConfig& config);
   ~Wiring();
   std::unique_ptr<auth::Authenticator> authn;
+  std::unique_ptr<audit::AuditLog> audit;
+  std::unique_ptr<vault::Keyring> keys;
+  std::unique_ptr<vault::CredentialStore> credentials;
+  std::vector<audit::Signer> signers;
+  gateway::Services services() const;
+
+ private:
+  Wiring() = default;
 };
+
+// The key ring `config` names (file first, then the variable), or nullopt when none is set.
+Result<std::optional<vault::Keyring>> load_keyring(const ServeConfig& config);
 
 // Blocks SIGINT/SIGTERM in the calling thread (and so in every thread it starts). Call first
 // thing in main, before any thread exists.

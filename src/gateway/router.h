@@ -20,6 +20,13 @@ class Authenticator;
 namespace ap::store {
 class Pool;
 }
+namespace ap::audit {
+class AuditLog;
+class Signer;
+}
+namespace ap::vault {
+class CredentialStore;
+}
 namespace ap::telemetry {
 class Histogram;
 }
@@ -33,6 +40,13 @@ struct ServerInfo {
   std::vector<std::string> features;
 };
 
+// Services shared by every shard (owned by the app's wiring; null when not configured).
+struct Services {
+  audit::AuditLog* audit = nullptr;
+  vault::CredentialStore* credentials = nullptr;
+  const std::vector<audit::Signer>* signers = nullptr;  // audit checkpoint keys, newest last
+};
+
 // What a handler gets: the request, its path parameters, the caller, and the shard's services.
 struct RequestContext {
   const Request& request;
@@ -42,6 +56,7 @@ struct RequestContext {
   store::Pool& pool;
   auth::Authenticator& authn;
   const ServerInfo& info;
+  const Services& services;
 
   // The path parameter `name` ("key_id"), or empty.
   std::string_view param(std::string_view name) const;

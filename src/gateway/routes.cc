@@ -6,6 +6,8 @@ std::shared_ptr<Router> build_router() {
   auto router = std::make_shared<Router>();
   add_system_routes(*router);
   add_platform_routes(*router);
+  add_credential_routes(*router);
+  add_audit_routes(*router);
   return router;
 }
 

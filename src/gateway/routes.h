@@ -12,5 +12,7 @@ std::shared_ptr<Router> build_router();
 // Registration per handler file.
 void add_system_routes(Router& router);
 void add_platform_routes(Router& router);
+void add_credential_routes(Router& router);
+void add_audit_routes(Router& router);
 
 }  // namespace ap::gateway

@@ -1,5 +1,7 @@
 #include "gateway/server.h"
 
+#include "audit/audit_log.h"
+
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -117,6 +119,8 @@ struct Shard {
   // sweeper checks twice a second: far cheaper than arming a timer for every read and write.
   std::list<Conn> conns;
   std::unique_ptr<asio::steady_timer> sweeper;
+  // Key id -> the minute its last authentication success was audited (one event per minute).
+  std::unordered_map<std::string, int64_t> auth_audited;
   // Series per (route, method, status): looked up without locks on this shard's thread.
   std::unordered_map<SeriesKey, std::pair<telemetry::Counter*, telemetry::Histogram*>,
                      SeriesKeyHash>
@@ -128,6 +132,7 @@ struct Server::Impl {
   std::shared_ptr<const Router> router;
   auth::Authenticator& authn;
   ServerInfo info;
+  Services services;
   std::vector<std::unique_ptr<Shard>> shards;
   std::unique_ptr<tcp::acceptor> acceptor, metrics_acceptor;
   std::unique_ptr<asio::ssl::context> tls;
@@ -135,10 +140,13 @@ struct Server::Impl {
   std::atomic<bool> stopped{false};
   uint16_t port = 0, metrics_port = 0;
 
-  Impl(ServerOptions o, std::shared_ptr<const Router> r, auth::Authenticator& a, ServerInfo i)
-      : options(std::move(o)), router(std::move(r)), authn(a), info(std::move(i)) {}
+  Impl(ServerOptions o, std::shared_ptr<const Router> r, auth::Authenticator& a, ServerInfo i, Services sv)
+      : options(std::move(o)), router(std::move(r)), authn(a), info(std::move(i)), services(sv) {}
 
   Result<std::unique_ptr<tcp::acceptor>> bind(asio::io_context& ioc, const std::string& addr);
+  // Authentication in the audit log: every failure (in the platform's chain, as the tenant is
+  // not known), and a key's successes once a minute (in its tenant's chain).
+  void audit_authentication(Shard& shard, const RequestContext& ctx, bool ok, const std::string& reason);
   asio::awaitable<void> accept_loop(tcp::acceptor& acc, bool metrics_only);
   template <class Stream>
   asio::awaitable<void> session(Shard& shard, Stream& stream, Conn& conn, bool metrics_only);
@@ -382,11 +390,15 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
   route = m.route;
   if (route->pattern == "/metrics" && !options.metrics_listen.empty() && !metrics_only)
     co_return error_response(Error::not_found("metrics are served on the metrics listener"));
-  RequestContext ctx{req, std::move(m.params), {}, request_id, *shard.pool, authn, info};
+  RequestContext ctx{req, std::move(m.params), {}, request_id, *shard.pool, authn, info, services};
   if (route->auth != AuthMode::kNone) {
     auto p = co_await authn.authenticate(*shard.pool, credential_of(req));
-    if (!p) co_return error_response(p.error());
+    if (!p) {
+      audit_authentication(shard, ctx, false, p.error().message);
+      co_return error_response(p.error());
+    }
     ctx.principal = *p;
+    audit_authentication(shard, ctx, true, "");
     if (!p->is_admin()) tenant = p->tenant.to_string();
     if (route->auth == AuthMode::kAdmin && !p->is_admin())
       co_return error_response(Error::permission_denied("this endpoint needs the admin token"));
@@ -411,6 +423,33 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
     co_return error_response(r.error());
   }
   co_return std::move(*r);
+}
+
+void Server::Impl::audit_authentication(Shard& shard, const RequestContext& ctx, bool ok,
+                                       const std::string& reason) {
+  if (!services.audit) return;
+  if (ok) {
+    if (ctx.principal.is_admin()) return;
+    int64_t minute = std::chrono::duration_cast<std::chrono::minutes>(
+                         std::chrono::system_clock::now().time_since_epoch()).count();
+    if (shard.auth_audited.size() > 100000) shard.auth_audited.clear();
+    auto& last = shard.auth_audited[ctx.principal.key.to_string()];
+    if (last == minute) return;
+    last = minute;
+    services.audit->record({ctx.principal.tenant, "key:" + ctx.principal.key.to_string(), ctx.request_id,
+                            shard.pool.get()},
+                           {"auth.success", audit::Level::kReplay,
+                            nlohmann::json{{"key_id", ctx.principal.key.to_string()}, {"window", "minute"}}});
+    return;
+  }
+  std::string_view auth = ctx.request.header("authorization");
+  std::string method = auth.empty() ? "none" : auth.rfind("Bearer ap_", 0) == 0 ? "api_key"
+                                              : auth.rfind("Bearer apadm_", 0) == 0 ? "admin_token"
+                                                                                     : "bearer";
+  services.audit->record({TenantId(), "anonymous", ctx.request_id, shard.pool.get()},
+                         {"auth.failure", audit::Level::kReplay,
+                          nlohmann::json{{"reason", reason}, {"credential", method},
+                                         {"route", ctx.request.method + " " + std::string(ctx.request.path())}}});
 }
 
 void Server::Impl::record(Shard& shard, const Request& req, const Route* route, int status,
@@ -445,8 +484,8 @@ void Server::Impl::record(Shard& shard, const Request& req, const Route* route, 
 }
 
 Server::Server(ServerOptions options, std::shared_ptr<const Router> router,
-               auth::Authenticator& authn, ServerInfo info)
-    : impl_(std::make_unique<Impl>(std::move(options), std::move(router), authn, std::move(info))) {}
+               auth::Authenticator& authn, ServerInfo info, Services services)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(router), authn, std::move(info), services)) {}
 
 Server::~Server() { stop(); }
 

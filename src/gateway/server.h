@@ -38,7 +38,7 @@ struct ServerOptions {
 class Server {
  public:
   Server(ServerOptions options, std::shared_ptr<const Router> router, auth::Authenticator& authn,
-         ServerInfo info);
+         ServerInfo info, Services services = {});
   ~Server();
 
   // Binds the listeners and starts the shard threads. InvalidArgument for a malformed address

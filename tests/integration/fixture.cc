@@ -10,6 +10,7 @@
 
 #include "auth/api_key.h"
 #include "auth/authenticator.h"
+#include "common/crypto.h"
 #include "store/migrate.h"
 #include "store/sync_conn.h"
 
@@ -61,6 +62,10 @@ TestServer::TestServer(int threads, std::chrono::seconds touch_interval) {
   c.server.threads = threads;
   c.server.body_limit = 64 * 1024;
   c.touch_interval = touch_interval;
+  std::string raw(32, '\0');
+  random_bytes(reinterpret_cast<uint8_t*>(raw.data()), raw.size());
+  master_key_ = base64_encode(raw);
+  c.master_key = SecretString(master_key_);
   auto s = app::start_server(c, wiring_);
   if (!s) {
     ADD_FAILURE() << s.error().message;

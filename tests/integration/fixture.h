@@ -40,6 +40,7 @@ class TestServer {
   ~TestServer();
   std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
   const std::string& admin_token() const { return admin_; }
+  const std::string& master_key() const { return master_key_; }  // base64, version 1
   app::Wiring& wiring() { return *wiring_; }
   gateway::Server& server() { return *server_; }
 
@@ -58,7 +59,7 @@ class TestServer {
   Tenant make_tenant(const std::string& name);
 
  private:
-  std::string admin_;
+  std::string admin_, master_key_;
   std::unique_ptr<app::Wiring> wiring_;
   std::unique_ptr<gateway::Server> server_;
 };

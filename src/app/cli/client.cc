@@ -3,8 +3,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
+#include "common/crypto.h"
 #include "common/result.h"
 #include "net/blocking_client.h"
 
@@ -82,6 +84,29 @@ int key_create(const ClientConfig& c, const std::string& tenant, const std::stri
 int key_list(const ClientConfig& c, const std::string& tenant) {
   if (!tenant.empty()) return call(c, true, "GET", "/v1/tenants/" + tenant + "/keys?limit=1000");
   return call(c, false, "GET", "/v1/keys?limit=1000");
+}
+
+int credential_put(const ClientConfig& c, const std::string& name, const std::string& kind,
+                   const std::string& metadata_json) {
+  std::string value((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
+  while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+  json metadata = metadata_json.empty() ? json::object() : json::parse(metadata_json, nullptr, false);
+  if (metadata.is_discarded()) {
+    std::cerr << "agentplane: --metadata must be a JSON object\n";
+    return 2;
+  }
+  // Secret: the value goes only into the request body.
+  std::string body = json{{"value", value}, {"kind", kind}, {"metadata", metadata}}.dump();
+  wipe(value);
+  int rc = call(c, false, "PUT", "/v1/credentials/" + name, body);
+  wipe(body);
+  return rc;
+}
+
+int credential_list(const ClientConfig& c) { return call(c, false, "GET", "/v1/credentials"); }
+
+int credential_delete(const ClientConfig& c, const std::string& name) {
+  return call(c, false, "DELETE", "/v1/credentials/" + name);
 }
 
 int key_revoke(const ClientConfig& c, const std::string& tenant, const std::string& key_id) {

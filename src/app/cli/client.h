@@ -21,5 +21,11 @@ int key_create(const ClientConfig& c, const std::string& tenant, const std::stri
                const std::vector<std::string>& scopes);
 int key_list(const ClientConfig& c, const std::string& tenant);
 int key_revoke(const ClientConfig& c, const std::string& tenant, const std::string& key_id);
+// Credentials (the tenant's API key). The value is read from standard input, never from the
+// command line (which other users can see in the process list).
+int credential_put(const ClientConfig& c, const std::string& name, const std::string& kind,
+                   const std::string& metadata_json);
+int credential_list(const ClientConfig& c);
+int credential_delete(const ClientConfig& c, const std::string& name);
 
 }  // namespace ap::app::cli

@@ -8,6 +8,7 @@ CREATE TABLE audit_events (
   level smallint NOT NULL,         -- 0: full replay, 1: decision log
   kind text NOT NULL,
   body bytea NOT NULL,             -- canonical JSON, exactly the bytes hashed
+  at timestamptz NOT NULL DEFAULT now(),  -- when it was written (not hashed: the body has the time)
   hash bytea NOT NULL,
   PRIMARY KEY (tenant_id, seq)
 );

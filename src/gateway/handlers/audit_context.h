@@ -1,0 +1,15 @@
+// The audit context of a request (tenant, actor, request id, the shard's pool). Include only
+// from handler .cc files.
+#pragma once
+
+#include "audit/audit_log.h"
+#include "gateway/router.h"
+
+namespace ap::gateway {
+
+inline audit::Context audit_context(const RequestContext& ctx) {
+  return {ctx.tenant(), ctx.principal.is_admin() ? "admin" : "key:" + ctx.principal.key.to_string(),
+          ctx.request_id, &ctx.pool};
+}
+
+}  // namespace ap::gateway
