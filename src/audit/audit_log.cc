@@ -143,7 +143,7 @@ std::string AuditLog::entry_bytes(const Context& ctx, const Event& event) const 
   return canonical_json(entry);
 }
 
-Task<void> AuditLog::append(const Context& ctx, Event event) {
+Task<void> AuditLog::append(Context ctx, Event event) {
   if (!ctx.pool) co_return Error::internal("audit context has no database pool");
   auto waiter = std::make_shared<Batcher::Waiter>(ctx.pool->executor());
   batcher(*ctx.pool).enqueue({ctx.tenant, event.level, event.kind, entry_bytes(ctx, event), waiter});

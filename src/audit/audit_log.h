@@ -53,7 +53,7 @@ class AuditLog {
 
   // Appends and returns once the event is committed (durable). Callers that must not go on
   // unless the event is recorded (decrypting a credential) wait for this and stop on error.
-  Task<void> append(const Context& ctx, Event event);
+  Task<void> append(Context ctx, Event event);
   // Queues without waiting (high-rate events such as authentication successes); a failed
   // write is logged.
   void record(const Context& ctx, Event event);

@@ -47,12 +47,12 @@ Status CredentialStore::validate_name(const std::string& name) {
   return ok_status();
 }
 
-void CredentialStore::forget(const audit::Context& ctx, const std::string& name) {
+void CredentialStore::forget(audit::Context ctx, std::string name) {
   std::lock_guard lock(mu_);
   cache_.erase(ctx.tenant.to_string() + '|' + name);
 }
 
-Task<CredentialInfo> CredentialStore::put(const audit::Context& ctx, PutCredential c) {
+Task<CredentialInfo> CredentialStore::put(audit::Context ctx, PutCredential c) {
   AP_CO_RETURN_IF_ERROR(validate_name(c.name));
   if (c.kind != "provider_key" && c.kind != "http_header" && c.kind != "secret")
     co_return Error::invalid_argument("kind must be provider_key, http_header or secret");
@@ -84,7 +84,7 @@ Task<CredentialInfo> CredentialStore::put(const audit::Context& ctx, PutCredenti
   co_return info;
 }
 
-Task<std::vector<CredentialInfo>> CredentialStore::list(const audit::Context& ctx) {
+Task<std::vector<CredentialInfo>> CredentialStore::list(audit::Context ctx) {
   static const std::string sql = std::string("SELECT DISTINCT ON (name) ") + kColumns +
                                  " FROM credentials WHERE tenant_id = $1 ORDER BY name, version DESC";
   AP_CO_ASSIGN_OR_RETURN(auto r, co_await store::tenant_query(*ctx.pool, ctx.tenant, sql,
@@ -94,7 +94,7 @@ Task<std::vector<CredentialInfo>> CredentialStore::list(const audit::Context& ct
   co_return out;
 }
 
-Task<CredentialInfo> CredentialStore::get(const audit::Context& ctx, const std::string& name) {
+Task<CredentialInfo> CredentialStore::get(audit::Context ctx, std::string name) {
   if (!validate_name(name)) co_return Error::not_found("credential not found");
   static const std::string sql = std::string("SELECT ") + kColumns +
                                  " FROM credentials WHERE tenant_id = $1 AND name = $2 ORDER BY version DESC LIMIT 1";
@@ -104,7 +104,7 @@ Task<CredentialInfo> CredentialStore::get(const audit::Context& ctx, const std::
   co_return info_from(r, 0);
 }
 
-Task<void> CredentialStore::remove(const audit::Context& ctx, const std::string& name) {
+Task<void> CredentialStore::remove(audit::Context ctx, std::string name) {
   if (!validate_name(name)) co_return Error::not_found("credential not found");
   AP_CO_ASSIGN_OR_RETURN(auto r, co_await store::tenant_query(
                                      *ctx.pool, ctx.tenant, "DELETE FROM credentials WHERE tenant_id = $1 AND name = $2",
@@ -115,7 +115,7 @@ Task<void> CredentialStore::remove(const audit::Context& ctx, const std::string&
   co_return ok_status();
 }
 
-Task<SecretString> CredentialStore::use(const audit::Context& ctx, const std::string& name, const std::string& purpose) {
+Task<SecretString> CredentialStore::use(audit::Context ctx, std::string name, std::string purpose) {
   const std::string key = ctx.tenant.to_string() + '|' + name;
   uint64_t cached_uses = 0;
   {
@@ -141,7 +141,8 @@ Task<SecretString> CredentialStore::use(const audit::Context& ctx, const std::st
   // The audit event is committed before anything is decrypted; if it cannot be, nothing is.
   Json payload{{"name", name}, {"version", version}, {"purpose", purpose},
                {"uses_from_cache_since_last_load", cached_uses}};
-  AP_CO_RETURN_IF_ERROR(co_await audit_.append(ctx, audit::Event{"credential.use", audit::Level::kReplay, payload}));
+  audit::Event event{"credential.use", audit::Level::kReplay, std::move(payload)};  // (g++ 12: no braces in co_await)
+  AP_CO_RETURN_IF_ERROR(co_await audit_.append(ctx, std::move(event)));
   AP_CO_ASSIGN_OR_RETURN(auto fernet, keys_.tenant_key(ctx.tenant, key_version));
   AP_CO_ASSIGN_OR_RETURN(auto value, fernet.decrypt(r.get(0, 2), unix_now(clock_)));
   if (ttl_.count() > 0) {

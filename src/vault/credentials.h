@@ -3,7 +3,8 @@
 // calls when a model or tool call needs it: use() writes a "credential.use" audit event first
 // and decrypts only once that write is committed (fail closed). Decrypted values are cached for
 // `cache_ttl`; uses served from the cache are counted and reported with the next load.
-// Runs on a shard's executor (coroutines on its store::Pool); thread-safe.
+// Runs on a shard's executor (coroutines on its store::Pool); thread-safe. Coroutines take
+// their arguments by value: a caller may pass temporaries and await later.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -53,12 +54,12 @@ class CredentialStore {
                   std::chrono::seconds cache_ttl = std::chrono::seconds(60), Clock& clock = Clock::system());
 
   // A new version of the credential (the first is version 1). InvalidArgument names the field.
-  Task<CredentialInfo> put(const audit::Context& ctx, PutCredential c);
-  Task<std::vector<CredentialInfo>> list(const audit::Context& ctx);
-  Task<CredentialInfo> get(const audit::Context& ctx, const std::string& name);  // latest version
-  Task<void> remove(const audit::Context& ctx, const std::string& name);  // every version
+  Task<CredentialInfo> put(audit::Context ctx, PutCredential c);
+  Task<std::vector<CredentialInfo>> list(audit::Context ctx);
+  Task<CredentialInfo> get(audit::Context ctx, std::string name);  // latest version
+  Task<void> remove(audit::Context ctx, std::string name);  // every version
   // The latest value, for the server's own use (never for an API response).
-  Task<SecretString> use(const audit::Context& ctx, const std::string& name, const std::string& purpose);
+  Task<SecretString> use(audit::Context ctx, std::string name, std::string purpose);
 
   static Status validate_name(const std::string& name);
 
@@ -69,7 +70,7 @@ class CredentialStore {
     std::chrono::steady_clock::time_point expires;
     uint64_t uses = 0;  // served from the cache since it was loaded
   };
-  void forget(const audit::Context& ctx, const std::string& name);
+  void forget(audit::Context ctx, std::string name);
 
   const Keyring& keys_;
   audit::AuditLog& audit_;

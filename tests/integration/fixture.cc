@@ -1,11 +1,16 @@
 #include "tests/integration/fixture.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "auth/api_key.h"
@@ -13,6 +18,8 @@
 #include "common/crypto.h"
 #include "store/migrate.h"
 #include "store/sync_conn.h"
+
+extern char** environ;
 
 namespace ap::testing {
 
@@ -111,6 +118,55 @@ TestServer::Tenant TestServer::make_tenant(const std::string& name) {
   out.key = k.value("key", "");
   out.key_id = k.value("key_id", "");
   return out;
+}
+
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs the agentplane binary with `args` and extra environment `env` ("K=V").
+Run agentplane(std::vector<std::string> args, std::vector<std::string> env, const std::string& stdin_text) {
+  const char* bin = std::getenv("AP_BINARY");
+  std::string exe = bin ? bin : "./agentplane";
+  std::string dir = Database::get().temp_dir();
+  static int n = 0;
+  std::string out = dir + "/cli" + std::to_string(++n) + ".out", err = out + ".err";
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  std::string in = out + ".in";
+  {
+    std::ofstream(in) << stdin_text;
+  }
+  posix_spawn_file_actions_addopen(&fa, 0, in.c_str(), O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  std::vector<char*> argv{exe.data()};
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> envs;
+  for (char** e = environ; *e; ++e) {
+    std::string s(*e);
+    if (s.rfind("AGENTPLANE_", 0) != 0 && s.rfind("HOME=", 0) != 0) envs.push_back(s);
+  }
+  envs.push_back("HOME=" + dir);  // no dev.json to fall back on
+  for (auto& e : env) envs.push_back(e);
+  std::vector<char*> envp;
+  for (auto& e : envs) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  pid_t pid;
+  Run r;
+  if (posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data()) != 0) return r;
+  posix_spawn_file_actions_destroy(&fa);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
 }
 
 }  // namespace ap::testing

@@ -64,6 +64,15 @@ class TestServer {
   std::unique_ptr<gateway::Server> server_;
 };
 
+// The agentplane binary (AP_BINARY) run with `args`, extra environment `env` ("K=V"; the
+// caller's AGENTPLANE_* variables and HOME are dropped) and `stdin_text` on standard input.
+struct Run {
+  int code = -1;
+  std::string out, err;
+};
+Run agentplane(std::vector<std::string> args, std::vector<std::string> env = {}, const std::string& stdin_text = "");
+std::string slurp(const std::string& path);
+
 // Polls `pred` until true or `timeout`; returns its last value. No sleeps to wait for state.
 template <class F>
 bool eventually(F&& pred, std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
