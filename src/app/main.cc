@@ -134,6 +134,8 @@ int main(int argc, char** argv) {
     c->add_option("--master-key-file", key_file, "Master key file (env AGENTPLANE_MASTER_KEY_FILE)");
   for (auto* c : {vault_rewrap, vault_retire})
     c->add_option("--database-url", ops_db, "libpq URL of the app role (env AGENTPLANE_DATABASE_URL)");
+  std::string rewrap_tenant;
+  vault_rewrap->add_option("--tenant", rewrap_tenant, "Only this tenant (default: every tenant)");
 
   std::string audit_tenant, audit_checkpoint;
   auto* audit_cmd = cli.add_subcommand("audit", "The audit log");
@@ -185,7 +187,7 @@ int main(int argc, char** argv) {
   };
   if (*vault_rotate) return need(key_file, "--master-key-file") ? app::cli::vault_rotate(key_file) : 2;
   if (*vault_rewrap)
-    return need(key_file, "--master-key-file") && need(ops_db, "--database-url") ? app::cli::vault_rewrap(key_file, ops_db) : 2;
+    return need(key_file, "--master-key-file") && need(ops_db, "--database-url") ? app::cli::vault_rewrap(key_file, ops_db, rewrap_tenant) : 2;
   if (*vault_retire)
     return need(key_file, "--master-key-file") && need(ops_db, "--database-url")
                ? app::cli::vault_retire(key_file, ops_db, retire_version)

@@ -167,13 +167,19 @@ Result<int64_t> count_under_version(store::SyncConn& db, int version) {
   return n;
 }
 
-Result<int64_t> rewrap_all(store::SyncConn& db, const Keyring& keys) {
-  AP_ASSIGN_OR_RETURN(auto tenants, db.exec("SELECT id FROM agentplane.admin_list_tenants(NULL, 1000000)"));
-  int64_t total = 0;
+Result<RewrapReport> rewrap_all(store::SyncConn& db, const Keyring& keys, const std::string& only) {
+  std::vector<std::string> tenants;
+  if (!only.empty()) {
+    tenants.push_back(only);
+  } else {
+    AP_ASSIGN_OR_RETURN(auto rows, db.exec("SELECT id FROM agentplane.admin_list_tenants(NULL, 1000000)"));
+    for (int i = 0; i < rows.size(); ++i) tenants.emplace_back(rows.get(i, 0));
+  }
+  RewrapReport report;
   const int current = keys.current();
-  for (int i = 0; i < tenants.size(); ++i) {
-    auto tenant = TenantId::parse(tenants.get(i, 0));
-    if (!tenant) continue;
+  for (const auto& t : tenants) {
+    auto tenant = TenantId::parse(t);
+    if (!tenant) return Error::invalid_argument("not a tenant id: " + t);
     AP_RETURN_IF_ERROR(db.exec_script("BEGIN"));
     auto run = [&]() -> Result<int64_t> {
       AP_RETURN_IF_ERROR(db.exec("SELECT set_config('app.tenant_id', $1, true)", {tenant->to_string()}));
@@ -181,15 +187,21 @@ Result<int64_t> rewrap_all(store::SyncConn& db, const Keyring& keys) {
                                              "WHERE key_version <> $1 FOR UPDATE",
                                              {std::to_string(current)}));
       AP_ASSIGN_OR_RETURN(auto to, keys.tenant_key(*tenant, current));
+      int64_t n = 0;
       for (int k = 0; k < rows.size(); ++k) {
-        AP_ASSIGN_OR_RETURN(auto from, keys.tenant_key(*tenant, std::stoi(std::string(rows.get(k, 2)))));
-        AP_ASSIGN_OR_RETURN(auto token, from.rotate_to(to, rows.get(k, 3)));
+        std::string name(rows.get(k, 0)), version(rows.get(k, 1));
+        auto from = keys.tenant_key(*tenant, std::stoi(std::string(rows.get(k, 2))));
+        auto token = from ? from->rotate_to(to, rows.get(k, 3)) : Result<std::string>(from.error());
+        if (!token) {
+          report.unreadable.push_back(t + "/" + name + "@" + version);
+          continue;
+        }
         AP_RETURN_IF_ERROR(db.exec("UPDATE agentplane.credentials SET token = $1, key_version = $2 "
                                    "WHERE tenant_id = $3 AND name = $4 AND version = $5",
-                                   {token, std::to_string(current), tenant->to_string(),
-                                    std::string(rows.get(k, 0)), std::string(rows.get(k, 1))}));
+                                   {*token, std::to_string(current), t, name, version}));
+        ++n;
       }
-      return static_cast<int64_t>(rows.size());
+      return n;
     };
     auto n = run();
     if (!n) {
@@ -197,9 +209,9 @@ Result<int64_t> rewrap_all(store::SyncConn& db, const Keyring& keys) {
       return n.error();
     }
     AP_RETURN_IF_ERROR(db.exec_script("COMMIT"));
-    total += *n;
+    report.rewrapped += *n;
   }
-  return total;
+  return report;
 }
 
 }  // namespace ap::vault

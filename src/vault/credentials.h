@@ -81,9 +81,14 @@ class CredentialStore {
 };
 
 // Re-encrypts every credential not under the current master key (keeping each token's
-// timestamp, as MultiFernet.rotate does), tenant by tenant, each in its own transaction.
-// Blocking (the CLI's `vault rewrap`). Returns how many were rewrapped.
-Result<int64_t> rewrap_all(store::SyncConn& db, const Keyring& keys);
+// timestamp, as MultiFernet.rotate does), tenant by tenant (or only `tenant`), each tenant in
+// its own transaction. A token that does not decrypt is left as it is and reported.
+// Blocking (the CLI's `vault rewrap`).
+struct RewrapReport {
+  int64_t rewrapped = 0;
+  std::vector<std::string> unreadable;  // "tenant/name@version"
+};
+Result<RewrapReport> rewrap_all(store::SyncConn& db, const Keyring& keys, const std::string& tenant = "");
 // How many credentials still use master-key `version` (all tenants). Blocking.
 Result<int64_t> count_under_version(store::SyncConn& db, int version);
 

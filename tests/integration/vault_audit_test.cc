@@ -185,7 +185,8 @@ TEST_F(VaultAudit, RotateRewrapAndRetire) {
                              Database::get().app_url()});
   EXPECT_EQ(refused.code, 1);  // credentials still use version 1
   EXPECT_NE(refused.err.find("rewrap"), std::string::npos) << refused.err;
-  auto rewrap = agentplane({"vault", "rewrap", "--master-key-file", file, "--database-url", Database::get().app_url()});
+  auto rewrap = agentplane({"vault", "rewrap", "--master-key-file", file, "--database-url", Database::get().app_url(),
+                            "--tenant", t.id});
   ASSERT_EQ(rewrap.code, 0) << rewrap.err;
 
   auto keys = vault::Keyring::load_file(file);

@@ -72,15 +72,16 @@ int vault_retire(const std::string& key_file, const std::string& database_url, i
   return 0;
 }
 
-int vault_rewrap(const std::string& key_file, const std::string& database_url) {
+int vault_rewrap(const std::string& key_file, const std::string& database_url, const std::string& tenant) {
   auto keys = vault::Keyring::load_file(key_file);
   if (!keys) return fail("vault rewrap", keys.error());
   auto db = store::SyncConn::connect(database_url);
   if (!db) return fail("vault rewrap", db.error());
-  auto n = vault::rewrap_all(**db, *keys);
+  auto n = vault::rewrap_all(**db, *keys, tenant);
   if (!n) return fail("vault rewrap", n.error());
-  std::cout << *n << " credential(s) re-encrypted under master key version " << keys->current() << "\n";
-  return 0;
+  std::cout << n->rewrapped << " credential(s) re-encrypted under master key version " << keys->current() << "\n";
+  for (const auto& u : n->unreadable) std::cerr << "agentplane vault rewrap: cannot decrypt " << u << ": left as it was\n";
+  return n->unreadable.empty() ? 0 : 1;
 }
 
 int audit_verify(const std::string& database_url, const std::string& tenant, const std::string& checkpoint_file,

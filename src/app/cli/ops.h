@@ -9,7 +9,7 @@ namespace ap::app::cli {
 
 int vault_rotate(const std::string& key_file);
 int vault_retire(const std::string& key_file, const std::string& database_url, int version);
-int vault_rewrap(const std::string& key_file, const std::string& database_url);
+int vault_rewrap(const std::string& key_file, const std::string& database_url, const std::string& tenant);
 // Verifies one tenant's chain (or every tenant's), optionally against a saved checkpoint whose
 // signature is checked with the master key file's audit keys when one is given.
 int audit_verify(const std::string& database_url, const std::string& tenant, const std::string& checkpoint_file,
