@@ -23,10 +23,9 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/db.h"
 #include "graph/graph.h"
 #include "graph/postgres/postgres_saver.h"
-#include "store/local_postgres.h"
-#include "store/migrate.h"
 #include "store/sync_conn.h"
 
 using namespace ap;
@@ -35,10 +34,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "bench: %s\n", what.c_str());
-  std::exit(1);
-}
+using bench::die;
 
 double ms_since(Clock::time_point t) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
@@ -60,60 +56,29 @@ long max_rss_kb() {
   return ru.ru_maxrss;
 }
 
-// The database: started, migrated, one tenant. Stopped when the program ends.
-struct Db {
-  std::string dir;
-  std::unique_ptr<store::LocalPostgres> pg;
-  std::unique_ptr<store::SyncConn> su;
-  TenantId tenant;
-
-  Db() {
-    char tmpl[] = "/var/tmp/ap-bench-XXXXXX";
-    dir = mkdtemp(tmpl);
-    std::filesystem::permissions(dir, std::filesystem::perms(0755));
-    auto p = store::LocalPostgres::start({dir + "/pg", dir + "/s", dir + "/postgres.log", /*durable=*/true});
-    if (!p) die(p.error().message);
-    pg = std::move(*p);
-    auto admin = store::SyncConn::connect(pg->conninfo("postgres", "postgres"));
-    if (!admin || !(*admin)->exec_script("CREATE DATABASE agentplane")) die("cannot create the database");
-    store::MigrateOptions mo;
-    mo.database_url = pg->conninfo("postgres", "agentplane");
-    if (auto r = store::migrate(mo); !r) die(r.error().message);
-    su = std::move(*store::SyncConn::connect(pg->conninfo("postgres", "agentplane")));
-    tenant = TenantId(Uuid::random_v4());
-    if (!su->exec("INSERT INTO agentplane.tenants (id, name) VALUES ($1, 'bench')", {tenant.to_string()}))
-      die("cannot create the tenant");
-  }
-  ~Db() {
-    pg.reset();
-    std::filesystem::remove_all(dir);
-  }
-  std::string app_url() const { return pg->conninfo("agentplane_app", "agentplane"); }
-
-  // Bytes stored for one thread: every column of every row (pg_column_size, as stored), and
-  // whole rows with their tuple headers.
-  std::pair<long, long> thread_bytes(const std::string& thread) {
-    auto r = su->exec(
-        "SELECT (SELECT coalesce(sum(pg_column_size(tenant_id) + pg_column_size(thread_id) + "
-        "pg_column_size(checkpoint_ns) + pg_column_size(checkpoint_id) + coalesce(pg_column_size(parent_id), 0) + "
-        "pg_column_size(source) + pg_column_size(step) + coalesce(pg_column_size(metadata), 0) + "
-        "pg_column_size(header)), 0) FROM agentplane.checkpoints WHERE thread_id = $1) + "
-        "(SELECT coalesce(sum(pg_column_size(tenant_id) + pg_column_size(thread_id) + "
-        "pg_column_size(checkpoint_ns) + pg_column_size(channel) + pg_column_size(ref) + "
-        "pg_column_size(kind) + coalesce(pg_column_size(base), 0) + pg_column_size(data)), 0) "
-        "FROM agentplane.checkpoint_blobs WHERE thread_id = $1) + "
-        "(SELECT coalesce(sum(pg_column_size(tenant_id) + pg_column_size(thread_id) + "
-        "pg_column_size(checkpoint_ns) + pg_column_size(checkpoint_id) + pg_column_size(task_id) + "
-        "pg_column_size(idx) + pg_column_size(task_path) + pg_column_size(channel) + "
-        "coalesce(pg_column_size(value), 0)), 0) FROM agentplane.checkpoint_writes WHERE thread_id = $1), "
-        "(SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM agentplane.checkpoints t WHERE thread_id = $1) + "
-        "(SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM agentplane.checkpoint_blobs t WHERE thread_id = $1) + "
-        "(SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM agentplane.checkpoint_writes t WHERE thread_id = $1)",
-        {thread});
-    if (!r) die(r.error().message);
-    return {std::stol(std::string(r->get(0, 0))), std::stol(std::string(r->get(0, 1)))};
-  }
-};
+// Bytes stored for one thread: every column of every row (pg_column_size, as stored), and
+// whole rows with their tuple headers.
+std::pair<long, long> thread_bytes(bench::Db& db, const std::string& thread) {
+  auto r = db.su->exec(
+      "SELECT (SELECT coalesce(sum(pg_column_size(tenant_id) + pg_column_size(thread_id) + "
+      "pg_column_size(checkpoint_ns) + pg_column_size(checkpoint_id) + coalesce(pg_column_size(parent_id), 0) + "
+      "pg_column_size(source) + pg_column_size(step) + coalesce(pg_column_size(metadata), 0) + "
+      "pg_column_size(header)), 0) FROM agentplane.checkpoints WHERE thread_id = $1) + "
+      "(SELECT coalesce(sum(pg_column_size(tenant_id) + pg_column_size(thread_id) + "
+      "pg_column_size(checkpoint_ns) + pg_column_size(channel) + pg_column_size(ref) + "
+      "pg_column_size(kind) + coalesce(pg_column_size(base), 0) + pg_column_size(data)), 0) "
+      "FROM agentplane.checkpoint_blobs WHERE thread_id = $1) + "
+      "(SELECT coalesce(sum(pg_column_size(tenant_id) + pg_column_size(thread_id) + "
+      "pg_column_size(checkpoint_ns) + pg_column_size(checkpoint_id) + pg_column_size(task_id) + "
+      "pg_column_size(idx) + pg_column_size(task_path) + pg_column_size(channel) + "
+      "coalesce(pg_column_size(value), 0)), 0) FROM agentplane.checkpoint_writes WHERE thread_id = $1), "
+      "(SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM agentplane.checkpoints t WHERE thread_id = $1) + "
+      "(SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM agentplane.checkpoint_blobs t WHERE thread_id = $1) + "
+      "(SELECT coalesce(sum(pg_column_size(t.*)), 0) FROM agentplane.checkpoint_writes t WHERE thread_id = $1)",
+      {thread});
+  if (!r) die(r.error().message);
+  return {std::stol(std::string(r->get(0, 0))), std::stol(std::string(r->get(0, 1)))};
+}
 
 std::shared_ptr<const CompiledGraph> linear_graph() {
   StateGraph g;
@@ -132,7 +97,7 @@ std::shared_ptr<const CompiledGraph> linear_graph() {
   return *g.compile();
 }
 
-void linear_case(Db& db, const char* name, Durability d, int callers, double seconds) {
+void linear_case(bench::Db& db, const char* name, Durability d, int callers, double seconds) {
   PostgresSaverOptions opt;
   opt.connections = static_cast<size_t>(callers);
   if (const char* g = getenv("AP_COMMIT_GROUPS")) opt.commit_groups = static_cast<size_t>(std::atoi(g));
@@ -209,7 +174,7 @@ Input human(int turn) {
                                                     {"content", "question " + std::to_string(turn) + ": what next?"}}})}});
 }
 
-void chat_case(Db& db, int conversations) {
+void chat_case(bench::Db& db, int conversations) {
   const int turns = 50;
   auto store = PostgresCheckpoints::open(db.app_url());
   auto saver = store->for_tenant(db.tenant);
@@ -233,7 +198,7 @@ void chat_case(Db& db, int conversations) {
   Json history = Json::array();
   for (const auto& m : last) history.push_back({{"type", m["type"]}, {"content", m["content"]}, {"id", m["id"]}});
   size_t history_bytes = history.dump().size();
-  auto [payload, rows] = db.thread_bytes(thread);
+  auto [payload, rows] = thread_bytes(db, thread);
   std::vector<double> per_turn;
   for (const auto& v : lat) per_turn.push_back(mean(v));
   double first5 = (per_turn[0] + per_turn[1] + per_turn[2] + per_turn[3] + per_turn[4]) / 5;
@@ -266,7 +231,7 @@ void chat_case(Db& db, int conversations) {
     auto start = Clock::now();
     if (auto r = graph->invoke(human(t), o, saver.get()); !r) die(r.error().message);
     ms.push_back(ms_since(start));
-    bytes.push_back(db.thread_bytes("chat-long").first);
+    bytes.push_back(thread_bytes(db, "chat-long").first);
   }
   auto per = [&](int t) { return bytes[static_cast<size_t>(t)] - bytes[static_cast<size_t>(t - 1)]; };
   std::printf(
@@ -278,7 +243,7 @@ void chat_case(Db& db, int conversations) {
   std::fflush(stdout);
 }
 
-void history_case(Db& db, int repeats) {
+void history_case(bench::Db& db, int repeats) {
   StateGraph g;
   g.channel("messages", Reducer::kMessages);
   std::string prev = kStart;
@@ -334,7 +299,7 @@ void history_case(Db& db, int repeats) {
 int main(int argc, char** argv) {
   if (argc < 2) die("usage: bench_graph_postgres linear|chat|history [arg]");
   std::string what = argv[1];
-  Db db;
+  bench::Db db;
   if (what == "linear") {
     // A fresh cluster first creates its WAL segments: keep that out of the first measurement.
     linear_case(db, "warm_up", Durability::kSync, 1, 2);

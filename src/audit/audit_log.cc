@@ -5,6 +5,7 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <deque>
 
 #include "audit/canonical.h"
@@ -73,52 +74,82 @@ class AuditLog::Batcher {
 
   void enqueue(Item item) {
     queue_.push_back(std::move(item));
-    if (!flushing_) {
-      flushing_ = true;
+    if (flushing_ < kMaxFlushes) {
+      ++flushing_;
       asio::co_spawn(pool_.executor(), flush(), asio::detached);
     }
   }
 
  private:
+  // Two batches may be on their way at once (one being written while the next is sent); one
+  // tenant's appends still commit one after the other, as each locks its chain's head row.
+  static constexpr int kMaxFlushes = 2;
+
+  // One batch, every tenant in it, in one transaction and one round trip: per tenant (in id
+  // order, so that two shards never wait on each other's head rows), its set_config and one
+  // audit_append of its events in arrival order.
+  asio::awaitable<Status> write(const std::vector<TenantId>& tenants,
+                                std::unordered_map<TenantId, std::vector<Item*>, UuidHash>& by_tenant) {
+    std::vector<std::string> params_text;
+    std::vector<store::Statement> st;
+    st.push_back({"BEGIN", {}});
+    for (const auto& tenant : tenants) {
+      std::vector<std::string> levels, kinds, bodies;
+      for (auto* it : by_tenant[tenant]) {
+        levels.push_back(std::to_string(static_cast<int>(it->level)));
+        kinds.push_back(it->kind);
+        bodies.push_back(it->bytes);
+      }
+      st.push_back({"SELECT set_config('app.tenant_id', $1, true)", store::params(tenant.to_string())});
+      st.push_back({"SELECT last_seq FROM audit_append($1, $2::smallint[], $3::text[], $4::bytea[])",
+                    store::params(tenant.to_string(), text_array(levels), text_array(kinds), bytea_array(bodies))});
+    }
+    st.push_back({"COMMIT", {}});
+    auto lease = co_await pool_.acquire();
+    if (!lease) co_return lease.error();
+    auto r = co_await (*lease)->pipeline(st);
+    if (!r) co_return r.error();
+    co_return ok_status();
+  }
+
   asio::awaitable<void> flush() {
     while (!queue_.empty()) {
       std::deque<Item> batch;
       batch.swap(queue_);
-      // One transaction per tenant, events in arrival order.
-      std::vector<TenantId> order;
       std::unordered_map<TenantId, std::vector<Item*>, UuidHash> by_tenant;
-      for (auto& it : batch) {
-        auto& v = by_tenant[it.tenant];
-        if (v.empty()) order.push_back(it.tenant);
-        v.push_back(&it);
-      }
-      for (const auto& tenant : order) {
-        auto& items = by_tenant[tenant];
-        std::vector<std::string> levels, kinds, bodies;
-        for (auto* it : items) {
-          levels.push_back(std::to_string(static_cast<int>(it->level)));
-          kinds.push_back(it->kind);
-          bodies.push_back(it->bytes);
+      for (auto& it : batch) by_tenant[it.tenant].push_back(&it);
+      std::vector<TenantId> tenants;
+      for (const auto& [t, _] : by_tenant) tenants.push_back(t);
+      std::sort(tenants.begin(), tenants.end());
+      Status status = co_await write(tenants, by_tenant);
+      std::vector<std::pair<TenantId, Status>> results;
+      if (status || tenants.size() == 1) {
+        for (const auto& t : tenants) results.emplace_back(t, status);
+      } else {
+        // The batch's transaction rolled back: each tenant on its own, so that one tenant's
+        // failure is not every tenant's.
+        for (const auto& t : tenants) {
+          std::vector<TenantId> one(1, t);  // (g++ 12: no braced lists in co_await)
+          Status alone = co_await write(one, by_tenant);
+          results.emplace_back(t, alone);
         }
-        auto r = co_await store::tenant_query(
-            pool_, tenant, "SELECT last_seq FROM audit_append($1, $2::smallint[], $3::text[], $4::bytea[])",
-            store::params(tenant.to_string(), text_array(levels), text_array(kinds), bytea_array(bodies)));
-        Status status = r ? ok_status() : Status(r.error());
-        if (!r) report_failure(tenant, r.error(), items.size());
-        for (auto* it : items) {
+      }
+      for (const auto& [tenant, st] : results) {
+        if (!st) report_failure(tenant, st.error(), by_tenant[tenant].size());
+        for (auto* it : by_tenant[tenant]) {
           if (!it->waiter) continue;
-          it->waiter->result = status;
+          it->waiter->result = st;
           it->waiter->done = true;
           it->waiter->timer.cancel();
         }
       }
     }
-    flushing_ = false;
+    --flushing_;
   }
 
   store::Pool& pool_;
   std::deque<Item> queue_;
-  bool flushing_ = false;
+  int flushing_ = 0;
 };
 
 AuditLog::AuditLog(Clock& clock) : clock_(clock) {}

@@ -72,6 +72,20 @@ TEST(Chain, DetectsEditDropAndReorderNamingTheEntry) {
   EXPECT_EQ(run(reordered).bad_entry(), 3);
 }
 
+TEST(Chain, RangesVerifyIndependently) {
+  auto good = chain(10);
+  ChainVerifier second(5, good[4].hash);  // entries 6..10, after entry 5's stored hash
+  for (size_t i = 5; i < good.size(); ++i) ASSERT_TRUE(second.add(good[i].seq, good[i].body, good[i].hash));
+  EXPECT_EQ(second.size(), 10);
+  EXPECT_EQ(second.head(), run(good).head());
+  auto bad = good;
+  bad[7].body = "{}";
+  ChainVerifier broken(5, bad[4].hash);
+  for (size_t i = 5; i < bad.size(); ++i)
+    if (!broken.add(bad[i].seq, bad[i].body, bad[i].hash)) break;
+  EXPECT_EQ(broken.bad_entry(), 8);
+}
+
 TEST(Chain, CheckpointsCatchTruncationAndRewrites) {
   std::string seed(32, 's');
   auto signer = Signer::from_seed(1, SecretString(seed));

@@ -15,6 +15,11 @@ namespace ap::audit {
 // Feeds a chain's entries in order; stops believing at the first bad one.
 class ChainVerifier {
  public:
+  ChainVerifier() = default;
+  // Verifies a range that starts after entry `after`, whose stored hash is `after_hash` (each
+  // entry is checked against its predecessor's stored hash, so ranges verify independently and
+  // a chain is intact when every range is and they meet).
+  ChainVerifier(int64_t after, std::string after_hash) : size_(after), head_(std::move(after_hash)) {}
   // False from the first entry that does not follow: a gap in seq, or a hash that is not
   // SHA-256(previous hash || body). `problem()` then names the entry.
   bool add(int64_t seq, std::string_view body, std::string_view stored_hash);
@@ -23,6 +28,7 @@ class ChainVerifier {
   // The stored hash of entry `seq` as it went by (kept only for the one asked for).
   void remember(int64_t seq) { remember_seq_ = seq; }
   const std::optional<std::string>& remembered() const { return remembered_; }
+  void set_remembered(std::string hash) { remembered_ = std::move(hash); }
   const std::optional<int64_t>& bad_entry() const { return bad_; }
   const std::string& problem() const { return problem_; }
 

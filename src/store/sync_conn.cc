@@ -58,6 +58,39 @@ Result<Rows> SyncConn::exec(std::string_view sql, const std::vector<Param>& para
                                      values.data(), nullptr, nullptr, 0));
 }
 
+Result<Rows> SyncConn::exec_binary(std::string_view sql, const std::vector<Param>& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  std::string q(sql);
+  return checked(conn_, PQexecParams(conn_, q.c_str(), static_cast<int>(values.size()), nullptr,
+                                     values.data(), nullptr, nullptr, 1));
+}
+
+Status SyncConn::copy_out(std::string_view copy_sql, const std::function<bool(std::string_view)>& row) {
+  std::string q(copy_sql);
+  pg_result* r = PQexec(conn_, q.c_str());
+  if (!r || PQresultStatus(r) != PGRES_COPY_OUT) {
+    auto e = checked(conn_, r);
+    return e ? Status(Error::internal("not a COPY TO STDOUT statement")) : Status(e.error());
+  }
+  PQclear(r);
+  bool wanted = true;
+  for (;;) {
+    char* buf = nullptr;
+    int n = PQgetCopyData(conn_, &buf, 0);
+    if (n == -1) break;  // done
+    if (n == -2) {
+      broken_ = true;
+      return Error::unavailable("COPY failed: " + one_line(PQerrorMessage(conn_)));
+    }
+    if (wanted) wanted = row(std::string_view(buf, static_cast<size_t>(n)));
+    PQfreemem(buf);
+  }
+  AP_RETURN_IF_ERROR(checked(conn_, PQgetResult(conn_)));
+  while (pg_result* extra = PQgetResult(conn_)) PQclear(extra);
+  return ok_status();
+}
+
 Status SyncConn::exec_script(std::string_view sql) {
   std::string q(sql);
   AP_RETURN_IF_ERROR(checked(conn_, PQexec(conn_, q.c_str())));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -24,6 +25,12 @@ class SyncConn {
   ~SyncConn();
   // Runs one statement with text parameters (extended protocol, so one statement only).
   Result<Rows> exec(std::string_view sql, const std::vector<Param>& params = {});
+  // The same with results in PostgreSQL's binary format (bytea raw, integers big-endian): for
+  // bulk reads of binary columns.
+  Result<Rows> exec_binary(std::string_view sql, const std::vector<Param>& params = {});
+  // Runs `COPY ... TO STDOUT` and hands each data row (one CopyData message) to `row`, which
+  // may stop the copy by returning false. For streaming large reads.
+  Status copy_out(std::string_view copy_sql, const std::function<bool(std::string_view)>& row);
   // Runs a script of several statements (simple protocol, no parameters).
   Status exec_script(std::string_view sql);
   // Sends every statement and one Sync in a single round trip (libpq pipeline mode); statements
