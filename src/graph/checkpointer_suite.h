@@ -11,6 +11,7 @@
 #include <string>
 
 #include "graph/checkpoint.h"
+#include "graph/graph.h"
 
 namespace ap::graph {
 
@@ -30,6 +31,19 @@ class SaverTest : public ::testing::TestWithParam<SaverFactory> {
 };
 
 class Conformance : public SaverTest {};
+
+// Helpers of the graph tests: a node that appends `item` to "log"; compile or fail the test.
+inline NodeFn append(std::string item) {
+  return [item](NodeContext&) -> Result<NodeOutput> {
+    return NodeOutput().write("log", Json::array({item}));
+  };
+}
+
+inline std::shared_ptr<const CompiledGraph> compile(StateGraph& g) {
+  auto c = g.compile();
+  EXPECT_TRUE(c) << c.error().message;
+  return *c;
+}
 class GraphOnSaver : public SaverTest {};
 
 }  // namespace ap::graph

@@ -12,18 +12,6 @@
 namespace ap::graph {
 namespace {
 
-NodeFn append(std::string item) {
-  return [item](NodeContext&) -> Result<NodeOutput> {
-    return NodeOutput().write("log", Json::array({item}));
-  };
-}
-
-std::shared_ptr<const CompiledGraph> compile(StateGraph& g) {
-  auto c = g.compile();
-  EXPECT_TRUE(c) << c.error().message;
-  return *c;
-}
-
 RunOptions on_thread(std::string id) {
   RunOptions o;
   o.thread_id = std::move(id);

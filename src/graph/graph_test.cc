@@ -13,18 +13,6 @@
 namespace ap::graph {
 namespace {
 
-NodeFn append(std::string item) {
-  return [item](NodeContext&) -> Result<NodeOutput> {
-    return NodeOutput().write("log", Json::array({item}));
-  };
-}
-
-std::shared_ptr<const CompiledGraph> compile(StateGraph& g) {
-  auto c = g.compile();
-  EXPECT_TRUE(c) << c.error().message;
-  return *c;
-}
-
 TEST(Graph, ParallelBranchesAndJoin) {
   StateGraph g;
   g.channel("log", Reducer::kAppend);
