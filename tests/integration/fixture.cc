@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -18,10 +19,37 @@
 #include "common/crypto.h"
 #include "store/migrate.h"
 #include "store/sync_conn.h"
+#include "telemetry/log.h"
 
 extern char** environ;
 
 namespace ap::testing {
+
+namespace {
+
+std::string evidence_dir() {
+  const char* d = std::getenv("AP_EVIDENCE_DIR");
+  return d ? d : "";
+}
+
+std::mutex& evidence_mu() {
+  static std::mutex mu;
+  return mu;
+}
+
+}  // namespace
+
+void register_secret(const std::string& secret) {
+  if (evidence_dir().empty() || secret.empty()) return;
+  std::lock_guard lock(evidence_mu());
+  std::ofstream(evidence_dir() + "/secrets.txt", std::ios::app) << secret << "\n";
+}
+
+void add_evidence(const std::string& kind, const std::string& text) {
+  if (evidence_dir().empty() || text.empty()) return;
+  std::lock_guard lock(evidence_mu());
+  std::ofstream(evidence_dir() + "/" + std::to_string(getpid()) + "." + kind, std::ios::app) << text << "\n";
+}
 
 Database& Database::get() {
   static Database* db = new Database();  // stopped by the atexit hook below
@@ -29,6 +57,9 @@ Database& Database::get() {
 }
 
 Database::Database() {
+  // The in-process servers' logs go where the leak check reads them.
+  if (!evidence_dir().empty())
+    telemetry::init_logging({telemetry::Level::kInfo, evidence_dir() + "/" + std::to_string(getpid()) + ".log", true});
   char tmpl[] = "/tmp/ap-test-XXXXXX";
   temp_ = mkdtemp(tmpl);
   // The postgres user (when we are root) must be able to reach the cluster.
@@ -73,6 +104,8 @@ TestServer::TestServer(int threads, std::chrono::seconds touch_interval) {
   random_bytes(reinterpret_cast<uint8_t*>(raw.data()), raw.size());
   master_key_ = base64_encode(raw);
   c.master_key = SecretString(master_key_);
+  register_secret(admin_);
+  register_secret(master_key_);
   auto s = app::start_server(c, wiring_);
   if (!s) {
     ADD_FAILURE() << s.error().message;
@@ -82,6 +115,7 @@ TestServer::TestServer(int threads, std::chrono::seconds touch_interval) {
 }
 
 TestServer::~TestServer() {
+  if (auto m = net::http_request(url(), "GET", "/metrics", {}, ""); m) add_evidence("metrics", m->body);
   server_->stop();
   server_.reset();
   wiring_.reset();
@@ -95,6 +129,11 @@ net::HttpResponse TestServer::call(const std::string& method, const std::string&
   if (!r) {
     ADD_FAILURE() << r.error().message;
     return {};
+  }
+  if (r->status >= 400) add_evidence("bodies", r->body);
+  if (r->status == 201 && r->body.find("\"key\":\"ap_") != std::string::npos) {  // a new API key, shown once
+    auto j = json::parse(r->body, nullptr, false);
+    if (j.is_object() && j.contains("key") && j["key"].is_string()) register_secret(j["key"].get<std::string>());
   }
   return *r;
 }
@@ -117,6 +156,7 @@ TestServer::Tenant TestServer::make_tenant(const std::string& name) {
                      json{{"name", "all"}}.dump(), 201);
   out.key = k.value("key", "");
   out.key_id = k.value("key_id", "");
+  register_secret(out.key);
   return out;
 }
 
@@ -166,6 +206,7 @@ Run agentplane(std::vector<std::string> args, std::vector<std::string> env, cons
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = slurp(out);
   r.err = slurp(err);
+  add_evidence("stderr", r.err);
   return r;
 }
 

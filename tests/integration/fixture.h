@@ -64,6 +64,12 @@ class TestServer {
   std::unique_ptr<gateway::Server> server_;
 };
 
+// Evidence for the suite's final secret-leak check (tools/check_leaks.sh, CTest `secret_leaks`):
+// when AP_EVIDENCE_DIR is set, server logs, error response bodies, /metrics and the CLI's
+// stderr are written there, and every secret a test creates is registered. No-ops otherwise.
+void register_secret(const std::string& secret);
+void add_evidence(const std::string& kind, const std::string& text);
+
 // The agentplane binary (AP_BINARY) run with `args`, extra environment `env` ("K=V"; the
 // caller's AGENTPLANE_* variables and HOME are dropped) and `stdin_text` on standard input.
 struct Run {

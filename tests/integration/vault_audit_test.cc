@@ -80,6 +80,7 @@ TestServer* VaultAudit::server = nullptr;
 
 TEST_F(VaultAudit, CredentialsAreWriteOnlyVersionedAndPerTenant) {
   const std::string secret = "sk-test-write-only-7f3a9c";
+  register_secret(secret);
   auto r = server->call("PUT", "/v1/credentials/openai", t.key,
                         json{{"value", secret}, {"kind", "provider_key"}, {"metadata", {{"team", "a"}}}}.dump());
   ASSERT_EQ(r.status, 201) << r.body;
@@ -145,19 +146,21 @@ TEST_F(VaultAudit, CredentialsAreWriteOnlyVersionedAndPerTenant) {
 }
 
 TEST_F(VaultAudit, UseWritesItsAuditEventFirstAndFailsClosed) {
-  ASSERT_EQ(server->call("PUT", "/v1/credentials/api", t.key, json{{"value", "v-123"}, {"kind", "secret"}}.dump()).status, 201);
+  register_secret("v-123-c0ffee");
+  register_secret("v-456-c0ffee");
+  ASSERT_EQ(server->call("PUT", "/v1/credentials/api", t.key, json{{"value", "v-123-c0ffee"}, {"kind", "secret"}}.dump()).status, 201);
   auto& store = *server->wiring().credentials;
   auto before = count("SELECT count(*) FROM agentplane.audit_events WHERE tenant_id = $1 AND kind = 'credential.use'");
   auto v = on_pool<SecretString>([&](store::Pool& pool) { return store.use(ctx(pool), "api", "test"); });
   ASSERT_TRUE(v) << v.error().message;
-  EXPECT_EQ(v->reveal(), "v-123");
+  EXPECT_EQ(v->reveal(), "v-123-c0ffee");
   EXPECT_EQ(count("SELECT count(*) FROM agentplane.audit_events WHERE tenant_id = $1 AND kind = 'credential.use'"), before + 1);
   // From the cache: counted, not written again until the next load.
   ASSERT_TRUE(on_pool<SecretString>([&](store::Pool& pool) { return store.use(ctx(pool), "api", "test"); }));
   EXPECT_EQ(count("SELECT count(*) FROM agentplane.audit_events WHERE tenant_id = $1 AND kind = 'credential.use'"), before + 1);
 
   // A new version drops the cached value; with the audit log refusing writes, nothing is decrypted.
-  ASSERT_EQ(server->call("PUT", "/v1/credentials/api", t.key, json{{"value", "v-456"}, {"kind", "secret"}}.dump()).status, 200);
+  ASSERT_EQ(server->call("PUT", "/v1/credentials/api", t.key, json{{"value", "v-456-c0ffee"}, {"kind", "secret"}}.dump()).status, 200);
   ASSERT_TRUE(su->exec_script("REVOKE INSERT ON agentplane.audit_events FROM agentplane_app"));
   auto refused = on_pool<SecretString>([&](store::Pool& pool) { return store.use(ctx(pool), "api", "test"); });
   ASSERT_TRUE(su->exec_script("GRANT INSERT ON agentplane.audit_events TO agentplane_app"));
@@ -165,7 +168,7 @@ TEST_F(VaultAudit, UseWritesItsAuditEventFirstAndFailsClosed) {
   EXPECT_EQ(refused.error().code, Code::kPermissionDenied);
   auto again = on_pool<SecretString>([&](store::Pool& pool) { return store.use(ctx(pool), "api", "test"); });
   ASSERT_TRUE(again);
-  EXPECT_EQ(again->reveal(), "v-456");
+  EXPECT_EQ(again->reveal(), "v-456-c0ffee");
   EXPECT_FALSE(on_pool<SecretString>([&](store::Pool& pool) { return store.use(ctx(pool), "missing", "test"); }));
 }
 
@@ -175,7 +178,8 @@ TEST_F(VaultAudit, RotateRewrapAndRetire) {
     std::ofstream(file) << "1 " << server->master_key() << "\n";
   }
   ::chmod(file.c_str(), 0600);
-  ASSERT_EQ(server->call("PUT", "/v1/credentials/db", t.key, json{{"value", "pw-1"}, {"kind", "secret"}}.dump()).status, 201);
+  register_secret("pw-1-rotated-secret");
+  ASSERT_EQ(server->call("PUT", "/v1/credentials/db", t.key, json{{"value", "pw-1-rotated-secret"}, {"kind", "secret"}}.dump()).status, 201);
   auto before = su->exec("SELECT token FROM agentplane.credentials WHERE tenant_id = $1", {t.id});
   uint64_t ts = *vault::Fernet::timestamp(before->get(0, 0));
 
@@ -196,7 +200,7 @@ TEST_F(VaultAudit, RotateRewrapAndRetire) {
   EXPECT_EQ(after->get(0, 1), "2");
   EXPECT_EQ(*vault::Fernet::timestamp(after->get(0, 0)), ts);  // as MultiFernet.rotate keeps it
   auto key2 = keys->tenant_key(*TenantId::parse(t.id), 2);
-  EXPECT_EQ(key2->decrypt(after->get(0, 0), 0)->reveal(), "pw-1");
+  EXPECT_EQ(key2->decrypt(after->get(0, 0), 0)->reveal(), "pw-1-rotated-secret");
   EXPECT_FALSE(keys->tenant_key(*TenantId::parse(t.id), 1)->decrypt(after->get(0, 0), 0));
 }
 
