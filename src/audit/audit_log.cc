@@ -90,7 +90,6 @@ class AuditLog::Batcher {
   // audit_append of its events in arrival order.
   asio::awaitable<Status> write(const std::vector<TenantId>& tenants,
                                 std::unordered_map<TenantId, std::vector<Item*>, UuidHash>& by_tenant) {
-    std::vector<std::string> params_text;
     std::vector<store::Statement> st;
     st.push_back({"BEGIN", {}});
     for (const auto& tenant : tenants) {
