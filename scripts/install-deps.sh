@@ -40,10 +40,14 @@ if [ ${#missing[@]} -gt 0 ] || [ ${#opt_missing[@]} -gt 0 ]; then
   fi
 fi
 
-if [ "${1:-}" = "--with-node" ] && [ -f "$(dirname "$0")/../tests/e2e/package.json" ]; then
-  # Node 20 and npm come with the machine image; never install Debian's npm over an existing Node.
-  if ! command -v node >/dev/null 2>&1; then
-    $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
-  fi
-  (cd "$(dirname "$0")/../tests/e2e" && { [ -d node_modules ] || npm ci --no-audit --no-fund; })
+if [ "${1:-}" = "--with-node" ]; then
+  # The test clients and the local OpenID provider (tests/*/package.json, lockfiles committed).
+  for dir in "$(dirname "$0")"/../tests/*/; do
+    [ -f "$dir/package.json" ] || continue
+    # Node 20 and npm come with the machine image; never install Debian's npm over an existing Node.
+    if ! command -v node >/dev/null 2>&1; then
+      $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+    fi
+    (cd "$dir" && { [ -d node_modules ] || npm ci --no-audit --no-fund; })
+  done
 fi

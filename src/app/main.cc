@@ -60,6 +60,14 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--log-level", log_level, "debug, info, warn or error")->capture_default_str();
   serve_cmd->add_option("--log-file", log_file, "Log file (default: stderr)");
   serve_cmd->add_flag("--log-health", log_health, "Access-log /ok and /metrics too");
+  std::vector<std::string> oidc_issuers, oidc_audiences, oidc_algorithms{"RS256", "ES256"};
+  std::string oidc_tenant_claim = "tenant_id";
+  serve_cmd->add_option("--oidc-issuer", oidc_issuers, "OpenID provider whose JWT access tokens sign in (repeatable)");
+  serve_cmd->add_option("--oidc-audience", oidc_audiences, "Accepted token audience (repeatable; for every issuer)");
+  serve_cmd->add_option("--oidc-algorithms", oidc_algorithms, "Allowed signature algorithms")
+      ->delimiter(',')->capture_default_str();
+  serve_cmd->add_option("--oidc-tenant-claim", oidc_tenant_claim, "Claim that holds the tenant id")
+      ->capture_default_str();
   std::string serve_key_file = env_or("AGENTPLANE_MASTER_KEY_FILE", "");
   serve_cmd->add_option("--master-key-file", serve_key_file,
                         "Master key file (env AGENTPLANE_MASTER_KEY_FILE; or AGENTPLANE_MASTER_KEY = "
@@ -157,6 +165,17 @@ int main(int argc, char** argv) {
     serve.database_url = serve_db;
     serve.admin_token = SecretString(env_or("AGENTPLANE_ADMIN_TOKEN", ""));
     serve.master_key_file = serve_key_file;
+    if (!oidc_issuers.empty() && oidc_audiences.empty()) {
+      std::cerr << "agentplane serve: --oidc-issuer needs at least one --oidc-audience\n";
+      return 2;
+    }
+    for (const auto& a : oidc_algorithms)
+      if (a != "RS256" && a != "ES256") {
+        std::cerr << "agentplane serve: --oidc-algorithms: " << a << " is not supported (RS256, ES256)\n";
+        return 2;
+      }
+    for (const auto& i : oidc_issuers)
+      serve.oidc.push_back({i, oidc_audiences, oidc_algorithms, oidc_tenant_claim});
     serve.master_key = SecretString(env_or("AGENTPLANE_MASTER_KEY", ""));
     telemetry::init_logging({telemetry::parse_level(log_level), log_file, log_health});
     int rc = app::serve(serve);

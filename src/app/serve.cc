@@ -48,6 +48,7 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
   }
   ao.listen_conninfo = c.database_url;
   ao.touch_interval = c.touch_interval;
+  if (!c.oidc.empty()) ao.oidc = std::make_shared<auth::OidcVerifier>(c.oidc);
   w->authn = std::make_unique<auth::Authenticator>(Clock::system(), std::move(ao));
   return w;
 }

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/oidc.h"
 #include "common/result.h"
 #include "common/secret.h"
 #include "gateway/server.h"
@@ -35,6 +36,7 @@ struct ServeConfig {
   std::string master_key_file;
   SecretString master_key;
   std::chrono::seconds credential_cache{60};  // how long a decrypted credential stays in memory
+  std::vector<auth::OidcIssuerConfig> oidc;    // OpenID providers whose JWT access tokens sign in
 };
 
 // Everything the server uses, owned in one place and destroyed after the server stops.

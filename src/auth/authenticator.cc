@@ -74,9 +74,33 @@ store::Task<Principal> Authenticator::authenticate(store::Pool& pool,
       auth_counter("admin").inc();
       co_return Principal{Principal::Kind::kAdmin, {}, {}, kAllScopes};
     }
-    case CredentialKind::kJwt:
-      auth_counter("invalid").inc();
-      co_return Error::unauthenticated("JWT sign-in is not configured on this server");
+    case CredentialKind::kJwt: {
+      if (!options_.oidc) {
+        auth_counter("invalid").inc();
+        co_return Error::unauthenticated("JWT sign-in is not configured on this server");
+      }
+      auto id = options_.oidc->verify(credential, clock_.now());
+      if (!id) {
+        auth_counter("invalid").inc();
+        co_return id.error();
+      }
+      // The tenant must exist: its own row is visible to it under row-level security.
+      TenantId tenant = id->tenant;
+      auto rows = co_await store::tenant_query(pool, tenant, "SELECT 1 FROM tenants WHERE id = $1",
+                                               store::params(tenant.to_string()));
+      if (!rows) co_return rows.error();
+      if (rows->empty()) {
+        auth_counter("invalid").inc();
+        co_return Error::unauthenticated("invalid token: unknown tenant");
+      }
+      auth_counter("ok_jwt").inc();
+      Principal p;
+      p.kind = Principal::Kind::kTenantUser;
+      p.tenant = tenant;
+      p.scopes = kAllScopes;
+      p.user = id->issuer + "#" + id->subject;
+      co_return p;
+    }
     case CredentialKind::kUnknown:
       auth_counter("invalid").inc();
       co_return Error::unauthenticated("malformed API key");

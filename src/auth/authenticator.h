@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "auth/oidc.h"
 #include "auth/principal.h"
 #include "common/clock.h"
 #include "common/crypto.h"
@@ -28,6 +29,7 @@ struct AuthenticatorOptions {
   std::chrono::seconds cache_ttl{60};
   std::chrono::seconds touch_interval{30};
   std::string listen_conninfo;  // connection for LISTEN; empty: no cross-replica invalidation
+  std::shared_ptr<OidcVerifier> oidc;  // null: JWTs are refused
 };
 
 class Authenticator {

@@ -30,16 +30,21 @@ std::vector<std::string> scope_names(uint32_t scopes);
 std::string_view scope_name(Scope s);
 
 struct Principal {
-  enum class Kind { kAdmin, kTenantKey };
+  enum class Kind { kAdmin, kTenantKey, kTenantUser };
   Kind kind = Kind::kTenantKey;
   TenantId tenant;  // nil for the admin
-  KeyId key;        // nil for the admin
+  KeyId key;        // nil for the admin and for users
   uint32_t scopes = 0;
+  std::string user;  // kTenantUser: "<issuer>#<sub>" of the verified token
 
   bool is_admin() const { return kind == Kind::kAdmin; }
   bool has(Scope s) const { return is_admin() || (scopes & s) == static_cast<uint32_t>(s); }
-  // "admin" or the key id: the actor named in logs and audit events.
-  std::string actor() const { return is_admin() ? "admin" : key.to_string(); }
+  // The actor named in logs and audit events: "admin", "key:<id>" or "user:<issuer>#<sub>".
+  std::string actor() const {
+    if (is_admin()) return "admin";
+    if (kind == Kind::kTenantUser) return "user:" + user;
+    return "key:" + key.to_string();
+  }
 };
 
 }  // namespace ap::auth

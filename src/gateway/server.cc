@@ -433,13 +433,12 @@ void Server::Impl::audit_authentication(Shard& shard, const RequestContext& ctx,
     int64_t minute = std::chrono::duration_cast<std::chrono::minutes>(
                          std::chrono::system_clock::now().time_since_epoch()).count();
     if (shard.auth_audited.size() > 100000) shard.auth_audited.clear();
-    auto& last = shard.auth_audited[ctx.principal.key.to_string()];
+    auto& last = shard.auth_audited[ctx.principal.actor()];
     if (last == minute) return;
     last = minute;
-    services.audit->record({ctx.principal.tenant, "key:" + ctx.principal.key.to_string(), ctx.request_id,
-                            shard.pool.get()},
+    services.audit->record({ctx.principal.tenant, ctx.principal.actor(), ctx.request_id, shard.pool.get()},
                            {"auth.success", audit::Level::kReplay,
-                            nlohmann::json{{"key_id", ctx.principal.key.to_string()}, {"window", "minute"}}});
+                            nlohmann::json{{"actor", ctx.principal.actor()}, {"window", "minute"}}});
     return;
   }
   std::string_view auth = ctx.request.header("authorization");

@@ -36,7 +36,7 @@ Result<HttpResponse> http_request(const std::string& base_url, const std::string
     auto results = resolver.resolve(host, port);
     stream.connect(results);
     http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-    req.set(http::field::host, host);
+    req.set(http::field::host, port == "80" ? host : host + ":" + port);  // RFC 9110: the port unless default
     req.set(http::field::user_agent, "agentplane-cli");
     for (const auto& [k, v] : headers) req.set(k, v);
     if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {

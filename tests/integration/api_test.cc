@@ -112,7 +112,7 @@ TEST_F(Api, KeysLifecycleAndScopes) {
   std::string reader = k["key"];
   EXPECT_EQ(k["scopes"], json::array({"keys", "read"}));
   EXPECT_EQ(k["prefix"], reader.substr(0, 11));
-  EXPECT_EQ(k["created_by"], t.key_id);
+  EXPECT_EQ(k["created_by"], "key:" + t.key_id);
   // A key can only create keys with a subset of its own scopes.
   EXPECT_EQ(server->call("POST", "/v1/keys", reader, R"({"name":"x","scopes":["models"]})").status, 403);
   EXPECT_EQ(server->call("POST", "/v1/keys", reader, R"({"name":"x","scopes":["read"]})").status, 201);

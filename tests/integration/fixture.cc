@@ -91,7 +91,7 @@ Database::Database() {
 std::string Database::superuser_url() const { return pg_->conninfo("postgres", "agentplane"); }
 std::string Database::app_url() const { return pg_->conninfo("agentplane_app", "agentplane"); }
 
-TestServer::TestServer(int threads, std::chrono::seconds touch_interval) {
+TestServer::TestServer(int threads, std::chrono::seconds touch_interval, std::vector<auth::OidcIssuerConfig> oidc) {
   admin_ = std::string(auth::generate_admin_token().reveal());
   app::ServeConfig c;
   c.database_url = Database::get().app_url();
@@ -100,6 +100,7 @@ TestServer::TestServer(int threads, std::chrono::seconds touch_interval) {
   c.server.threads = threads;
   c.server.body_limit = 64 * 1024;
   c.touch_interval = touch_interval;
+  c.oidc = std::move(oidc);
   std::string raw(32, '\0');
   random_bytes(reinterpret_cast<uint8_t*>(raw.data()), raw.size());
   master_key_ = base64_encode(raw);

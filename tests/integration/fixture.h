@@ -36,7 +36,8 @@ class Database {
 // A running server with a known admin token.
 class TestServer {
  public:
-  explicit TestServer(int threads = 2, std::chrono::seconds touch_interval = std::chrono::seconds(30));
+  explicit TestServer(int threads = 2, std::chrono::seconds touch_interval = std::chrono::seconds(30),
+                      std::vector<auth::OidcIssuerConfig> oidc = {});
   ~TestServer();
   std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
   const std::string& admin_token() const { return admin_; }

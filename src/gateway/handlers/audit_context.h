@@ -8,8 +8,7 @@
 namespace ap::gateway {
 
 inline audit::Context audit_context(const RequestContext& ctx) {
-  return {ctx.tenant(), ctx.principal.is_admin() ? "admin" : "key:" + ctx.principal.key.to_string(),
-          ctx.request_id, &ctx.pool};
+  return {ctx.tenant(), ctx.principal.actor(), ctx.request_id, &ctx.pool};
 }
 
 }  // namespace ap::gateway
