@@ -69,6 +69,13 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--oidc-tenant-claim", oidc_tenant_claim, "Claim that holds the tenant id")
       ->capture_default_str();
   std::string serve_key_file = env_or("AGENTPLANE_MASTER_KEY_FILE", "");
+  serve_cmd->add_option("--audit-retention-days", serve.audit_retention_days,
+                        "How long a deleted tenant's sealed audit chain is kept")
+      ->check(CLI::Range(0, 36500))->capture_default_str();
+  int64_t purge_seconds = serve.server.purge_interval.count();
+  serve_cmd->add_option("--purge-interval", purge_seconds,
+                        "Seconds between sweeps of deleted tenants (0: never, e.g. when a cron runs `tenant purge`)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   serve_cmd->add_option("--master-key-file", serve_key_file,
                         "Master key file (env AGENTPLANE_MASTER_KEY_FILE; or AGENTPLANE_MASTER_KEY = "
                         "base64 of 32 bytes). Without one the credential vault is off");
@@ -95,6 +102,15 @@ int main(int argc, char** argv) {
   add_client_opts(tenant_create);
   auto* tenant_list = tenant_cmd->add_subcommand("list", "List tenants");
   add_client_opts(tenant_list);
+  std::string tenant_id;
+  int retain_days = -1;
+  bool tenant_yes = false;
+  auto* tenant_delete = tenant_cmd->add_subcommand(
+      "delete", "Delete a tenant: its keys stop, its data is deleted, its audit chain is sealed and kept");
+  tenant_delete->add_option("tenant_id", tenant_id, "Tenant id")->required();
+  tenant_delete->add_option("--retain-days", retain_days, "Keep the audit chain this long (default: the server's)");
+  tenant_delete->add_flag("--yes", tenant_yes, "Confirm: this cannot be undone");
+  add_client_opts(tenant_delete);
 
   auto* key_cmd = cli.add_subcommand(
       "key", "Manage API keys (with --tenant: admin token; without: the tenant's AGENTPLANE_API_KEY)");
@@ -153,6 +169,9 @@ int main(int argc, char** argv) {
   audit_verify->add_option("--tenant", audit_tenant, "One tenant (default: every tenant and the platform chain)");
   audit_verify->add_option("--checkpoint", audit_checkpoint, "A saved GET /v1/audit/checkpoint response");
   audit_verify->add_option("--master-key-file", key_file, "Checks the checkpoint's signature");
+  auto* tenant_purge = tenant_cmd->add_subcommand(
+      "purge", "Sweep deleted tenants now: late data, and audit chains past their retention (the server does it hourly)");
+  tenant_purge->add_option("--database-url", ops_db, "libpq URL of the app role (env AGENTPLANE_DATABASE_URL)");
 
   CLI11_PARSE(cli, argc, argv);
 
@@ -165,6 +184,7 @@ int main(int argc, char** argv) {
     serve.database_url = serve_db;
     serve.admin_token = SecretString(env_or("AGENTPLANE_ADMIN_TOKEN", ""));
     serve.master_key_file = serve_key_file;
+    serve.server.purge_interval = std::chrono::seconds(purge_seconds);
     if (!oidc_issuers.empty() && oidc_audiences.empty()) {
       std::cerr << "agentplane serve: --oidc-issuer needs at least one --oidc-audience\n";
       return 2;
@@ -218,6 +238,14 @@ int main(int argc, char** argv) {
   if (*cred_delete) return app::cli::credential_delete(client, cred_name);
   if (*tenant_create) return app::cli::tenant_create(client, tenant_name);
   if (*tenant_list) return app::cli::tenant_list(client);
+  if (*tenant_delete) {
+    if (!tenant_yes) {
+      std::cerr << "agentplane tenant delete: this deletes every credential, key, thread and run of the tenant; add --yes\n";
+      return 2;
+    }
+    return app::cli::tenant_delete(client, tenant_id, retain_days);
+  }
+  if (*tenant_purge) return need(ops_db, "--database-url") ? app::cli::tenant_purge(ops_db) : 2;
   if (*key_create) return app::cli::key_create(client, key_tenant, key_name, key_scopes);
   if (*key_list) return app::cli::key_list(client, key_tenant);
   if (*key_revoke) return app::cli::key_revoke(client, key_tenant, key_id);

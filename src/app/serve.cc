@@ -50,11 +50,12 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
   ao.touch_interval = c.touch_interval;
   if (!c.oidc.empty()) ao.oidc = std::make_shared<auth::OidcVerifier>(c.oidc);
   w->authn = std::make_unique<auth::Authenticator>(Clock::system(), std::move(ao));
+  w->audit_retention_days = c.audit_retention_days;
   return w;
 }
 
 gateway::Services Wiring::services() const {
-  return {audit.get(), credentials.get(), signers.empty() ? nullptr : &signers};
+  return {audit.get(), credentials.get(), signers.empty() ? nullptr : &signers, audit_retention_days};
 }
 
 Wiring::~Wiring() = default;

@@ -36,6 +36,7 @@ struct ServeConfig {
   std::string master_key_file;
   SecretString master_key;
   std::chrono::seconds credential_cache{60};  // how long a decrypted credential stays in memory
+  int audit_retention_days = 365;              // a deleted tenant's sealed audit chain is kept
   std::vector<auth::OidcIssuerConfig> oidc;    // OpenID providers whose JWT access tokens sign in
 };
 
@@ -51,6 +52,7 @@ class Wiring {
   std::unique_ptr<vault::CredentialStore> credentials;
   std::vector<audit::Signer> signers;
   gateway::Services services() const;
+  int audit_retention_days = 365;
 
  private:
   Wiring() = default;

@@ -45,6 +45,18 @@ std::string Checkpoint::to_json() const {
   return j.dump();
 }
 
+Checkpoint sign_head(const Signer& signer, std::string tenant, int64_t size, std::string head_hex,
+                     std::string time) {
+  Checkpoint cp;
+  cp.tenant = std::move(tenant);
+  cp.size = size;
+  cp.head_hex = std::move(head_hex);
+  cp.time = std::move(time);
+  cp.key_version = signer.version();
+  cp.signature = base64_encode(signer.sign(cp.signed_bytes()));
+  return cp;
+}
+
 Result<Checkpoint> Checkpoint::from_json(std::string_view text) {
   auto j = nlohmann::json::parse(text.begin(), text.end(), nullptr, false);
   if (!j.is_object()) return Error::invalid_argument("a checkpoint is a JSON object");

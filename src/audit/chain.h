@@ -68,6 +68,10 @@ class Signer {
   std::string public_;
 };
 
+// A checkpoint of `tenant`'s head (`size` entries, head hash in hex) at `time`, signed.
+Checkpoint sign_head(const Signer& signer, std::string tenant, int64_t size, std::string head_hex,
+                     std::string time);
+
 bool verify_signature(std::string_view public_key, std::string_view bytes, std::string_view signature);
 
 // Checks a chain (already verified entry by entry) against a checkpoint: the entry at the

@@ -84,9 +84,9 @@ store::Task<Principal> Authenticator::authenticate(store::Pool& pool,
         auth_counter("invalid").inc();
         co_return id.error();
       }
-      // The tenant must exist: its own row is visible to it under row-level security.
+      // The tenant must exist and not be deleted: its own row is visible to it under row-level security.
       TenantId tenant = id->tenant;
-      auto rows = co_await store::tenant_query(pool, tenant, "SELECT 1 FROM tenants WHERE id = $1",
+      auto rows = co_await store::tenant_query(pool, tenant, "SELECT 1 FROM tenants WHERE id = $1 AND deleted_at IS NULL",
                                                store::params(tenant.to_string()));
       if (!rows) co_return rows.error();
       if (rows->empty()) {
@@ -170,6 +170,20 @@ void Authenticator::invalidate_all() {
   ++generation_;
   cache_.clear();
   by_key_.clear();
+}
+
+void Authenticator::invalidate_tenant(const TenantId& tenant) {
+  std::lock_guard lock(mu_);
+  ++generation_;
+  for (auto it = by_key_.begin(); it != by_key_.end();) {
+    auto entry = cache_.find(it->second);
+    if (entry != cache_.end() && entry->second.principal.tenant == tenant) {
+      cache_.erase(entry);
+      it = by_key_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 size_t Authenticator::cache_size() const {

@@ -45,6 +45,8 @@ class Authenticator {
   // Drops a key from this replica's cache (after revoking it here; also on notifications).
   void invalidate(const KeyId& key);
   void invalidate_all();
+  // Drops every cached key of a tenant (after deleting it here; other replicas hear each key).
+  void invalidate_tenant(const TenantId& tenant);
 
   // Starts the LISTEN loop and the last-used flusher on `ex`. `pool` must live on `ex`.
   void start(boost::asio::any_io_executor ex, store::Pool& pool);

@@ -41,7 +41,8 @@ KeyRecord key_from_row(const store::Rows& r, int i) {
 }
 
 TenantRecord tenant_from_row(const store::Rows& r, int i) {
-  return {*TenantId::parse(r.get(i, 0)), std::string(r.get(i, 1)), std::string(r.get(i, 2))};
+  return {*TenantId::parse(r.get(i, 0)), std::string(r.get(i, 1)), std::string(r.get(i, 2)), opt(r, i, 3),
+          opt(r, i, 4)};
 }
 
 Status check_name(const std::string& name) {
@@ -60,11 +61,13 @@ std::string sql_with_columns(std::string_view head, std::string_view tail) {
 }
 
 constexpr std::string_view kCreateTenant =
-    "SELECT id, name, to_json(created_at)#>>'{}' FROM admin_create_tenant($1, $2)";
+    "SELECT id, name, to_json(created_at)#>>'{}', NULL, NULL FROM admin_create_tenant($1, $2)";
 constexpr std::string_view kListTenants =
-    "SELECT id, name, to_json(created_at)#>>'{}' FROM admin_list_tenants($1, $2)";
+    "SELECT id, name, to_json(created_at)#>>'{}', to_json(deleted_at)#>>'{}', "
+    "to_json(audit_retain_until)#>>'{}' FROM admin_list_tenants($1, $2)";
 constexpr std::string_view kGetTenant =
-    "SELECT id, name, to_json(created_at)#>>'{}' FROM tenants WHERE id = $1";
+    "SELECT id, name, to_json(created_at)#>>'{}', to_json(deleted_at)#>>'{}', "
+    "to_json(audit_retain_until)#>>'{}' FROM tenants WHERE id = $1";
 
 }  // namespace
 
@@ -95,6 +98,27 @@ store::Task<TenantRecord> get_tenant(store::Pool& pool, const TenantId& id) {
                      pool, id, kGetTenant, store::params(id.to_string())));
   if (rows.empty()) co_return Error::not_found("tenant not found");
   co_return tenant_from_row(rows, 0);
+}
+
+store::Task<TenantRecord> mark_tenant_deleted(store::Pool& pool, const TenantId& id,
+                                              std::chrono::system_clock::time_point retain_until) {
+  AP_CO_ASSIGN_OR_RETURN(
+      auto rows, co_await store::platform_query(pool, "SELECT 1 FROM admin_mark_tenant_deleted($1, $2)",
+                                                store::params(id.to_string(), format_rfc3339(retain_until))));
+  if (rows.empty()) co_return Error::not_found("tenant not found");
+  co_return co_await get_tenant(pool, id);
+}
+
+store::Task<int64_t> delete_tenant_data(store::Pool& pool, const TenantId& id) {
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::platform_query(pool, "SELECT tenant_delete_data($1)",
+                                                                   store::params(id.to_string())));
+  co_return std::stoll(std::string(rows.get(0, 0)));
+}
+
+store::Task<PurgeReport> purge_tenants(store::Pool& pool) {
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::platform_query(pool, "SELECT * FROM admin_purge_tenants()"));
+  co_return PurgeReport{std::stoll(std::string(rows.get(0, 0))), std::stoi(std::string(rows.get(0, 1))),
+                        std::stoll(std::string(rows.get(0, 2)))};
 }
 
 store::Task<NewKey> create_key(store::Pool& pool, const Principal& creator,

@@ -2,6 +2,7 @@
 // row-level security. Thread-safe: stateless functions; each call runs on its pool's executor.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +19,15 @@ struct TenantRecord {
   TenantId id;
   std::string name;
   std::string created_at;  // RFC 3339
+  std::optional<std::string> deleted_at;          // set once deleted
+  std::optional<std::string> audit_retain_until;  // its audit chain is kept until then
+  bool deleted() const { return deleted_at.has_value(); }
+};
+
+struct PurgeReport {
+  int64_t swept_rows = 0;   // rows that reached deleted tenants after their deletion
+  int purged_tenants = 0;   // tenants whose retention had passed: chain and row removed
+  int64_t purged_events = 0;
 };
 
 struct KeyRecord {
@@ -47,6 +57,17 @@ store::Task<TenantRecord> create_tenant(store::Pool& pool, std::string name);
 store::Task<std::vector<TenantRecord>> list_tenants(store::Pool& pool, const Page& page);
 // Reads the tenant's row under its own tenant context. NotFound if absent.
 store::Task<TenantRecord> get_tenant(store::Pool& pool, const TenantId& id);
+
+// Deleting a tenant (docs/database.md): marks it deleted, which stops its keys and tokens at
+// once (NotFound if absent; a second call keeps the first times) ...
+store::Task<TenantRecord> mark_tenant_deleted(store::Pool& pool, const TenantId& id,
+                                              std::chrono::system_clock::time_point retain_until);
+// ... then deletes its rows from every tenant table but the audit chain (FailedPrecondition
+// unless marked deleted); returns the number of rows deleted.
+store::Task<int64_t> delete_tenant_data(store::Pool& pool, const TenantId& id);
+// The periodic sweep: deletes data that reached deleted tenants late and removes the chains and
+// rows of tenants whose retention has passed. One caller at a time across replicas.
+store::Task<PurgeReport> purge_tenants(store::Pool& pool);
 
 // Creates a key for `tenant`. PermissionDenied if `creator` is a key that lacks one of
 // `scopes`; NotFound if the tenant does not exist.

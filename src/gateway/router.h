@@ -45,6 +45,7 @@ struct Services {
   audit::AuditLog* audit = nullptr;
   vault::CredentialStore* credentials = nullptr;
   const std::vector<audit::Signer>* signers = nullptr;  // audit checkpoint keys, newest last
+  int audit_retention_days = 365;  // a deleted tenant's audit chain is kept this long
 };
 
 // What a handler gets: the request, its path parameters, the caller, and the shard's services.

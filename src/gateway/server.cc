@@ -16,6 +16,7 @@
 #include "auth/authenticator.h"
 #include "common/crypto.h"
 #include "gateway/errors.h"
+#include "gateway/maintenance.h"
 #include "telemetry/log.h"
 #include "telemetry/metrics.h"
 
@@ -119,6 +120,7 @@ struct Shard {
   // sweeper checks twice a second: far cheaper than arming a timer for every read and write.
   std::list<Conn> conns;
   std::unique_ptr<asio::steady_timer> sweeper;
+  Upkeep upkeep;
   // Key id -> the minute its last authentication success was audited (one event per minute).
   std::unordered_map<std::string, int64_t> auth_audited;
   // Series per (route, method, status): looked up without locks on this shard's thread.
@@ -238,6 +240,7 @@ asio::awaitable<void> Server::Impl::sweep(Shard& shard) {
         c.sock->cancel(cec);
       }
     }
+    run_upkeep(*shard.pool, services, &shard == shards[0].get(), shard.upkeep);
   }
 }
 
@@ -523,6 +526,7 @@ Status Server::start() {
   for (auto& s : impl_->shards) {
     Shard* sp = s.get();
     sp->sweeper = std::make_unique<asio::steady_timer>(sp->ioc);
+    sp->upkeep.purge_interval = o.purge_interval;
     asio::co_spawn(sp->ioc, impl_->sweep(*sp), asio::detached);
     sp->thread = std::thread([sp] {
       auto guard = asio::make_work_guard(sp->ioc);

@@ -33,6 +33,7 @@ struct ServerOptions {
   std::string tls_cert;  // PEM files; both set: HTTPS
   std::string tls_key;
   store::PoolOptions pool;  // per shard
+  std::chrono::seconds purge_interval{3600};  // deleted-tenant sweep (gateway/maintenance.h); 0: off
 };
 
 class Server {

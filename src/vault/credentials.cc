@@ -47,9 +47,54 @@ Status CredentialStore::validate_name(const std::string& name) {
   return ok_status();
 }
 
+void CredentialStore::record_window(store::Pool& pool, Cached& entry) {
+  UseWindow& w = entry.window;
+  if (w.count > 0) {
+    Json payload{{"name", entry.name},
+                 {"version", entry.version},
+                 {"count", w.count},
+                 {"window_start", format_rfc3339(w.start)},
+                 {"window_end", format_rfc3339(clock_.now())},
+                 {"request_ids", w.request_ids},
+                 {"request_ids_truncated", w.more_requests}};
+    audit_.record(audit::Context{entry.tenant, "system", "", &pool},
+                  audit::Event{"credential.use_count", audit::Level::kReplay, std::move(payload)});
+  }
+  w = UseWindow{0, clock_.now(), {}, false};
+}
+
 void CredentialStore::forget(audit::Context ctx, std::string name) {
   std::lock_guard lock(mu_);
-  cache_.erase(ctx.tenant.to_string() + '|' + name);
+  if (auto it = cache_.find(ctx.tenant.to_string() + '|' + name); it != cache_.end()) {
+    record_window(*ctx.pool, it->second);
+    cache_.erase(it);
+  }
+}
+
+void CredentialStore::flush_uses(store::Pool& pool, std::chrono::seconds max_age) {
+  std::lock_guard lock(mu_);
+  const auto now = clock_.now();
+  for (auto it = cache_.begin(); it != cache_.end();) {
+    Cached& c = it->second;
+    if (c.window.count > 0 && now - c.window.start >= max_age) record_window(pool, c);
+    // Expired entries whose counts are written go now rather than at their next use.
+    if (c.window.count == 0 && clock_.steady_now() >= c.expires)
+      it = cache_.erase(it);
+    else
+      ++it;
+  }
+}
+
+void CredentialStore::forget_tenant(store::Pool& pool, const TenantId& tenant) {
+  std::lock_guard lock(mu_);
+  for (auto it = cache_.begin(); it != cache_.end();) {
+    if (it->second.tenant == tenant) {
+      record_window(pool, it->second);
+      it = cache_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 Task<CredentialInfo> CredentialStore::put(audit::Context ctx, PutCredential c) {
@@ -117,15 +162,21 @@ Task<void> CredentialStore::remove(audit::Context ctx, std::string name) {
 
 Task<SecretString> CredentialStore::use(audit::Context ctx, std::string name, std::string purpose) {
   const std::string key = ctx.tenant.to_string() + '|' + name;
-  uint64_t cached_uses = 0;
   {
     std::lock_guard lock(mu_);
     if (auto it = cache_.find(key); it != cache_.end()) {
-      if (clock_.steady_now() < it->second.expires) {
-        ++it->second.uses;
-        co_return it->second.value;
+      Cached& c = it->second;
+      if (clock_.steady_now() < c.expires) {
+        if (c.window.count++ == 0) c.window.start = clock_.now();
+        if (!ctx.request_id.empty() && (c.window.request_ids.empty() || c.window.request_ids.back() != ctx.request_id)) {
+          if (c.window.request_ids.size() < kMaxRequestIds)
+            c.window.request_ids.push_back(ctx.request_id);
+          else
+            c.window.more_requests = true;
+        }
+        co_return c.value;
       }
-      cached_uses = it->second.uses;
+      record_window(*ctx.pool, c);
       cache_.erase(it);
     }
   }
@@ -139,15 +190,14 @@ Task<SecretString> CredentialStore::use(audit::Context ctx, std::string name, st
   int version = std::stoi(std::string(r.get(0, 0)));
   int key_version = std::stoi(std::string(r.get(0, 1)));
   // The audit event is committed before anything is decrypted; if it cannot be, nothing is.
-  Json payload{{"name", name}, {"version", version}, {"purpose", purpose},
-               {"uses_from_cache_since_last_load", cached_uses}};
+  Json payload{{"name", name}, {"version", version}, {"purpose", purpose}};
   audit::Event event{"credential.use", audit::Level::kReplay, std::move(payload)};  // (g++ 12: no braces in co_await)
   AP_CO_RETURN_IF_ERROR(co_await audit_.append(ctx, std::move(event)));
   AP_CO_ASSIGN_OR_RETURN(auto fernet, keys_.tenant_key(ctx.tenant, key_version));
   AP_CO_ASSIGN_OR_RETURN(auto value, fernet.decrypt(r.get(0, 2), unix_now(clock_)));
   if (ttl_.count() > 0) {
     std::lock_guard lock(mu_);
-    cache_[key] = Cached{value, version, clock_.steady_now() + ttl_, 0};
+    cache_[key] = Cached{ctx.tenant, name, value, version, clock_.steady_now() + ttl_, UseWindow{}};
   }
   co_return value;
 }

@@ -2,7 +2,9 @@
 // Fernet tokens under the tenant's key. Nothing returns a value except use(), which the server
 // calls when a model or tool call needs it: use() writes a "credential.use" audit event first
 // and decrypts only once that write is committed (fail closed). Decrypted values are cached for
-// `cache_ttl`; uses served from the cache are counted and reported with the next load.
+// `cache_ttl`; uses served from the cache are counted per window and written to the audit log
+// in batches as "credential.use_count" events (when the window's entry expires or is dropped,
+// and by flush_uses(), which the server calls every few seconds).
 // Runs on a shard's executor (coroutines on its store::Pool); thread-safe. Coroutines take
 // their arguments by value: a caller may pass temporaries and await later.
 #pragma once
@@ -61,16 +63,35 @@ class CredentialStore {
   // The latest value, for the server's own use (never for an API response).
   Task<SecretString> use(audit::Context ctx, std::string name, std::string purpose);
 
+  // Writes the counts of use windows that are at least `max_age` old (0: all) to the audit log.
+  // Call on the executor of `pool` (records are queued on that shard's audit batcher).
+  void flush_uses(store::Pool& pool, std::chrono::seconds max_age);
+  // Drops a tenant's cached values, writing their counts first (the tenant is being deleted).
+  // On the executor of `pool`, as flush_uses.
+  void forget_tenant(store::Pool& pool, const TenantId& tenant);
+
   static Status validate_name(const std::string& name);
 
  private:
+  // Uses served from the cache since the window opened: counted, with the first request ids.
+  struct UseWindow {
+    uint64_t count = 0;
+    std::chrono::system_clock::time_point start;
+    std::vector<std::string> request_ids;
+    bool more_requests = false;
+  };
   struct Cached {
+    TenantId tenant;
+    std::string name;
     SecretString value;
     int version = 0;
     std::chrono::steady_clock::time_point expires;
-    uint64_t uses = 0;  // served from the cache since it was loaded
+    UseWindow window;
   };
+  static constexpr size_t kMaxRequestIds = 20;
   void forget(audit::Context ctx, std::string name);
+  // Queues the window's count on `pool`'s audit batcher (nothing if empty) and resets it.
+  void record_window(store::Pool& pool, Cached& entry);
 
   const Keyring& keys_;
   audit::AuditLog& audit_;

@@ -36,6 +36,7 @@ const std::vector<std::pair<std::string, std::string>> kTenantTables = {
      "INSERT INTO audit_events (tenant_id, seq, level, kind, body, hash) VALUES ($1, 1, 0, 'k', "
      "'\\x7b7d', '\\x00')"},
     {"audit_heads", "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, '\\x00')"},
+    {"audit_seals", "INSERT INTO audit_seals (tenant_id, seq, hash, checkpoint) VALUES ($1, 0, '\\x00', '{}')"},
     {"credentials",
      "INSERT INTO credentials (tenant_id, name, version, kind, key_version, token, created_by) "
      "VALUES ($1, 'c', 1, 'secret', 1, 'gAAAA', 'test')"},
@@ -195,15 +196,26 @@ TEST_F(Isolation, AppRoleIsUnprivilegedAndOwnsNothing) {
   EXPECT_EQ(r->get(0, 4), "0");
 }
 
+// Cross-tenant functions belong to the system role; the owner's few (deleting a tenant) must
+// bind themselves to their one tenant's row-level security first.
 TEST_F(Isolation, SecurityDefinerFunctionsAreOwnedBySystemRoleAndPinned) {
   auto r = su->exec(
-      "SELECT p.proname, pg_get_userbyid(p.proowner), p.proconfig::text "
+      "SELECT p.proname, pg_get_userbyid(p.proowner), p.proconfig::text, p.prosrc "
       "FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
       "WHERE n.nspname = 'agentplane' AND p.prosecdef ORDER BY 1");
   ASSERT_TRUE(r);
   ASSERT_GE(r->size(), 4);
+  const std::set<std::string> owners = {"tenant_delete_data", "tenant_purge_audit"};
   for (int i = 0; i < r->size(); ++i) {
-    EXPECT_EQ(r->get(i, 1), "agentplane_system") << r->get(i, 0);
+    if (owners.count(std::string(r->get(i, 0)))) {
+      EXPECT_EQ(r->get(i, 1), "agentplane_owner") << r->get(i, 0);
+      auto body = std::string(r->get(i, 3));
+      auto bind = body.find("set_config('app.tenant_id', p_id::text, true)");
+      EXPECT_NE(bind, std::string::npos) << r->get(i, 0);
+      EXPECT_LT(bind, body.find("DELETE")) << r->get(i, 0);
+    } else {
+      EXPECT_EQ(r->get(i, 1), "agentplane_system") << r->get(i, 0);
+    }
     EXPECT_NE(std::string(r->get(i, 2)).find("search_path=agentplane"), std::string::npos)
         << r->get(i, 0);
   }

@@ -109,6 +109,12 @@ int credential_delete(const ClientConfig& c, const std::string& name) {
   return call(c, false, "DELETE", "/v1/credentials/" + name);
 }
 
+int tenant_delete(const ClientConfig& c, const std::string& tenant, int retain_days) {
+  std::string path = "/v1/tenants/" + tenant;
+  if (retain_days >= 0) path += "?retain_days=" + std::to_string(retain_days);
+  return call(c, true, "DELETE", path);
+}
+
 int key_revoke(const ClientConfig& c, const std::string& tenant, const std::string& key_id) {
   if (!tenant.empty()) return call(c, true, "DELETE", "/v1/tenants/" + tenant + "/keys/" + key_id);
   return call(c, false, "DELETE", "/v1/keys/" + key_id);

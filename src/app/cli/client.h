@@ -15,6 +15,8 @@ struct ClientConfig {
 
 int tenant_create(const ClientConfig& c, const std::string& name);
 int tenant_list(const ClientConfig& c);
+// retain_days < 0: the server's default retention.
+int tenant_delete(const ClientConfig& c, const std::string& tenant, int retain_days);
 // With `tenant` set, uses the admin token on /v1/tenants/{tenant}/keys; otherwise the tenant's
 // own API key on /v1/keys.
 int key_create(const ClientConfig& c, const std::string& tenant, const std::string& name,

@@ -3,6 +3,7 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "audit/chain.h"
@@ -150,6 +151,19 @@ int vault_rewrap(const std::string& key_file, const std::string& database_url, c
   std::cout << n->rewrapped << " credential(s) re-encrypted under master key version " << keys->current() << "\n";
   for (const auto& u : n->unreadable) std::cerr << "agentplane vault rewrap: cannot decrypt " << u << ": left as it was\n";
   return n->unreadable.empty() ? 0 : 1;
+}
+
+int tenant_purge(const std::string& database_url) {
+  auto db = store::SyncConn::connect(database_url);
+  if (!db) return fail("tenant purge", db.error());
+  auto r = (*db)->exec("SELECT * FROM agentplane.admin_purge_tenants()", {});
+  if (!r) return fail("tenant purge", r.error());
+  std::cout << nlohmann::json{{"swept_rows", std::stoll(std::string(r->get(0, 0)))},
+                              {"purged_tenants", std::stoi(std::string(r->get(0, 1)))},
+                              {"purged_events", std::stoll(std::string(r->get(0, 2)))}}
+                   .dump()
+            << "\n";
+  return 0;
 }
 
 int audit_verify(const std::string& database_url, const std::string& tenant, const std::string& checkpoint_file,

@@ -1,5 +1,5 @@
 // Operator commands that work on the database and the master key file directly (no server):
-// `vault rotate|retire|rewrap` and `audit verify`. Blocking. Output on stdout; errors are one
+// `vault rotate|retire|rewrap`, `audit verify` and `tenant purge`. Blocking. Output on stdout; errors are one
 // line on stderr; exit 0 on success, 1 on failure (for verify: the chain is bad), 2 on usage.
 #pragma once
 
@@ -14,5 +14,8 @@ int vault_rewrap(const std::string& key_file, const std::string& database_url, c
 // signature is checked with the master key file's audit keys when one is given.
 int audit_verify(const std::string& database_url, const std::string& tenant, const std::string& checkpoint_file,
                  const std::string& key_file);
+
+// Runs the deleted-tenant sweep once (auth::purge_tenants) and prints what it did.
+int tenant_purge(const std::string& database_url);
 
 }  // namespace ap::app::cli

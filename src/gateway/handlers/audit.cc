@@ -63,14 +63,10 @@ Task signed_head(RequestContext& ctx) {
                                         ctx.pool, ctx.tenant(),
                                         "SELECT seq, encode(hash, 'hex') FROM audit_heads WHERE tenant_id = $1",
                                         store::params(ctx.tenant().to_string())));
-  const audit::Signer& signer = ctx.services.signers->back();
-  audit::Checkpoint cp;
-  cp.tenant = ctx.tenant().to_string();
-  cp.size = rows.empty() ? 0 : std::stoll(std::string(rows.get(0, 0)));
-  cp.head_hex = rows.empty() ? std::string(64, '0') : std::string(rows.get(0, 1));
-  cp.time = format_rfc3339(Clock::system().now());
-  cp.key_version = signer.version();
-  cp.signature = base64_encode(signer.sign(cp.signed_bytes()));
+  auto cp = audit::sign_head(ctx.services.signers->back(), ctx.tenant().to_string(),
+                            rows.empty() ? 0 : std::stoll(std::string(rows.get(0, 0))),
+                            rows.empty() ? std::string(64, '0') : std::string(rows.get(0, 1)),
+                            format_rfc3339(Clock::system().now()));
   co_return Response::json(200, cp.to_json());
 }
 

@@ -1,0 +1,47 @@
+#include "gateway/maintenance.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+
+#include "auth/records.h"
+#include "telemetry/log.h"
+#include "vault/credentials.h"
+
+namespace ap::gateway {
+namespace {
+
+constexpr std::chrono::seconds kFlushEvery{10};
+
+boost::asio::awaitable<void> purge(store::Pool& pool, Upkeep& state) {
+  auto r = co_await auth::purge_tenants(pool);
+  state.purging = false;
+  if (!r) {
+    telemetry::log_error("tenant_purge_failed", {{"error", r.error().message}});
+  } else if (r->swept_rows > 0 || r->purged_tenants > 0) {
+    telemetry::log_info("tenant_purge", {{"swept_rows", r->swept_rows},
+                                         {"purged_tenants", int64_t{r->purged_tenants}},
+                                         {"purged_events", r->purged_events}});
+  }
+}
+
+}  // namespace
+
+void run_upkeep(store::Pool& pool, const Services& services, bool first_shard, Upkeep& state) {
+  const auto now = std::chrono::steady_clock::now();
+  if (services.credentials && now >= state.next_flush) {
+    state.next_flush = now + kFlushEvery;
+    services.credentials->flush_uses(pool, kFlushEvery);
+  }
+  if (first_shard && state.purge_interval.count() > 0 && !state.purging) {
+    if (state.next_purge == std::chrono::steady_clock::time_point{}) {
+      // Not at start-up (replicas starting together would all sweep at once): one interval on.
+      state.next_purge = now + state.purge_interval;
+    } else if (now >= state.next_purge) {
+      state.next_purge = now + state.purge_interval;
+      state.purging = true;
+      boost::asio::co_spawn(pool.executor(), purge(pool, state), boost::asio::detached);
+    }
+  }
+}
+
+}  // namespace ap::gateway

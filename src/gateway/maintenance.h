@@ -1,0 +1,22 @@
+// Background upkeep, driven by each shard's sweeper on its own executor: writes the credential
+// cache's use counts to the audit log every few seconds (every shard), and on the first shard
+// runs the deleted-tenant sweep (auth::purge_tenants) every `purge_interval`.
+#pragma once
+
+#include <chrono>
+
+#include "gateway/router.h"
+
+namespace ap::gateway {
+
+struct Upkeep {
+  std::chrono::seconds purge_interval{3600};  // 0: never (another replica or cron does it)
+  std::chrono::steady_clock::time_point next_flush{};
+  std::chrono::steady_clock::time_point next_purge{};
+  bool purging = false;
+};
+
+// Cheap when nothing is due; starts the purge as its own coroutine on `pool`'s executor.
+void run_upkeep(store::Pool& pool, const Services& services, bool first_shard, Upkeep& state);
+
+}  // namespace ap::gateway
