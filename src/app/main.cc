@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--oidc-audience", oidc_audiences, "Accepted token audience (repeatable; for every issuer)");
   serve_cmd->add_option("--oidc-algorithms", oidc_algorithms, "Allowed signature algorithms")
       ->delimiter(',')->capture_default_str();
-  serve_cmd->add_option("--oidc-tenant-claim", oidc_tenant_claim, "Claim that holds the tenant id")
+  serve_cmd->add_option("--oidc-tenant-claim", oidc_tenant_claim, "Claim that holds the tenant id (or Keycloak's `organization`, naming one organization)")
       ->capture_default_str();
   std::string serve_key_file = env_or("AGENTPLANE_MASTER_KEY_FILE", "");
   serve_cmd->add_option("--audit-retention-days", serve.audit_retention_days,

@@ -3,6 +3,7 @@
 // a key offered in the header, expired, not yet valid, wrong audience, wrong issuer, tampered
 // payload).
 #include "auth/jwt.h"
+#include "auth/oidc.h"
 
 #include <gtest/gtest.h>
 #include <openssl/bn.h>
@@ -182,6 +183,20 @@ TEST_F(Jwt, RefusesTheAttacks) {
   refused("a.b", "malformed");
   refused(std::string(20000, 'a'), "malformed");
   EXPECT_FALSE(Jwks::parse("{}"));
+}
+
+TEST(TenantClaim, StringOrOneKeycloakOrganization) {
+  const std::string id = "01936b5e-8f3c-7aaa-9bbb-123456789abc";
+  EXPECT_EQ(tenant_from_claim(json(id))->to_string(), id);
+  EXPECT_EQ(tenant_from_claim(json::array({id}))->to_string(), id);                     // organization: [alias]
+  EXPECT_EQ(tenant_from_claim(json{{"acme", {{"id", id}}}})->to_string(), id);          // {alias: {id}}
+  EXPECT_EQ(tenant_from_claim(json{{id, json::object()}})->to_string(), id);            // {alias: {}}
+  for (const json& bad : {json("acme"), json(7), json::array(), json::object(), json::array({id, id}),
+                          json{{"a", {{"id", id}}}, {"b", {{"id", id}}}}, json{{"acme", {{"id", "acme"}}}}}) {
+    auto r = tenant_from_claim(bad);
+    ASSERT_FALSE(r) << bad.dump();
+    EXPECT_EQ(r.error().code, Code::kUnauthenticated);
+  }
 }
 
 }  // namespace

@@ -77,10 +77,30 @@ Result<OidcIdentity> OidcVerifier::verify(std::string_view token, std::chrono::s
   if (!keys) return Error::unauthenticated("invalid token: the issuer's keys are unavailable");
   AP_ASSIGN_OR_RETURN(auto claims, verify_jwt(token, issuer->policy, *keys, now));
   auto t = claims.find(issuer->config.tenant_claim);
-  if (t == claims.end() || !t->is_string()) return Error::unauthenticated("invalid token: no tenant claim");
-  auto tenant = TenantId::parse(t->get<std::string>());
+  if (t == claims.end()) return Error::unauthenticated("invalid token: no tenant claim");
+  AP_ASSIGN_OR_RETURN(auto tenant, tenant_from_claim(*t));
+  return OidcIdentity{tenant, claims.value("sub", ""), issuer->config.issuer};
+}
+
+Result<TenantId> tenant_from_claim(const nlohmann::json& value) {
+  std::string text;
+  if (value.is_string()) {
+    text = value.get<std::string>();
+  } else if (value.is_array() || value.is_object()) {
+    if (value.empty()) return Error::unauthenticated("invalid token: no tenant claim");
+    if (value.size() > 1) return Error::unauthenticated("invalid token: the tenant claim names several tenants");
+    if (value.is_array() && value.front().is_string()) {
+      text = value.front().get<std::string>();
+    } else if (value.is_object()) {
+      const auto& org = value.begin().value();
+      auto id = org.is_object() ? org.find("id") : org.end();
+      text = id != org.end() && id->is_string() ? id->get<std::string>() : value.begin().key();
+    }
+  }
+  if (text.empty()) return Error::unauthenticated("invalid token: no tenant claim");
+  auto tenant = TenantId::parse(text);
   if (!tenant) return Error::unauthenticated("invalid token: unknown tenant");
-  return OidcIdentity{*tenant, claims.value("sub", ""), issuer->config.issuer};
+  return *tenant;
 }
 
 }  // namespace ap::auth

@@ -30,6 +30,13 @@ struct OidcIdentity {
   std::string issuer;
 };
 
+// Our tenant id from the value of the configured tenant claim: a string (the tenant id); or
+// Keycloak's `organization` claim naming exactly one organization, either as a one-element list
+// (the alias is the tenant id) or as an object `{alias: {"id": ...}}` (with Keycloak's "add
+// organization id" option; the id is the tenant id). Unauthenticated when absent, ambiguous
+// (several organizations) or not a tenant id.
+Result<TenantId> tenant_from_claim(const nlohmann::json& value);
+
 class OidcVerifier {
  public:
   explicit OidcVerifier(std::vector<OidcIssuerConfig> issuers);
