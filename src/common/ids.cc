@@ -1,5 +1,10 @@
 #include "common/ids.h"
 
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <memory>
+
 #include <cstring>
 
 #include "common/crypto.h"
@@ -47,6 +52,21 @@ Uuid Uuid::v7(int64_t unix_ms) {
   random_bytes(b.data(), b.size());
   for (int i = 0; i < 6; ++i) b[i] = static_cast<uint8_t>(unix_ms >> (40 - 8 * i));
   b[6] = (b[6] & 0x0f) | 0x70;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  return Uuid(b);
+}
+
+Uuid Uuid::v5(const Uuid& ns, std::string_view name) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(ctx.get(), EVP_sha1(), nullptr);
+  EVP_DigestUpdate(ctx.get(), ns.bytes().data(), ns.bytes().size());
+  EVP_DigestUpdate(ctx.get(), name.data(), name.size());
+  EVP_DigestFinal_ex(ctx.get(), md, &len);
+  std::array<uint8_t, 16> b{};
+  std::copy(md, md + 16, b.begin());
+  b[6] = (b[6] & 0x0f) | 0x50;
   b[8] = (b[8] & 0x3f) | 0x80;
   return Uuid(b);
 }

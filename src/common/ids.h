@@ -23,6 +23,8 @@ class Uuid {
   static Uuid random_v4();
   // A time-ordered (version 7) UUID: sortable by creation time, friendly to B-tree indexes.
   static Uuid v7(int64_t unix_ms);
+  // A name-based (version 5, SHA-1) UUID, as Python's uuid.uuid5(namespace, name).
+  static Uuid v5(const Uuid& ns, std::string_view name);
 
   // Canonical lower-case text form.
   std::string to_string() const;

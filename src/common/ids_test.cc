@@ -34,5 +34,11 @@ TEST(Id, TypedIdsParse) {
   EXPECT_TRUE(TenantId().is_nil());
 }
 
+TEST(Uuid, V5MatchesPython) {
+  // uuid.uuid5(uuid.NAMESPACE_DNS, "python.org") == 886313e1-3b8a-5372-9b90-0c9aee199e5d
+  auto ns = *Uuid::parse("6ba7b810-9dad-11d1-80b4-00c04fd430c8");
+  EXPECT_EQ(Uuid::v5(ns, "python.org").to_string(), "886313e1-3b8a-5372-9b90-0c9aee199e5d");
+}
+
 }  // namespace
 }  // namespace ap

@@ -96,6 +96,13 @@ Json eval_path(const NodeContext& ctx, std::string_view path, const Json* item) 
 Result<Json> eval_value(const NodeContext& ctx, const Json& e, const Json* item) {
   if (!e.is_object()) return e;
   if (e.contains("literal")) return e["literal"];
+  if (e.contains("object")) {
+    Json out = Json::object();
+    for (const auto& [k, v] : e["object"].items()) {
+      AP_ASSIGN_OR_RETURN(out[k], eval_value(ctx, v, item));
+    }
+    return out;
+  }
   if (e.contains("from")) return eval_path(ctx, e["from"].get<std::string>(), item);
   if (e.contains("increment")) {
     Json cur = eval_path(ctx, e["increment"].get<std::string>(), item);
@@ -188,6 +195,11 @@ void NodeSpecContext::check_path(const Json& path, bool item_ok) const {
 
 void NodeSpecContext::check_value(const Json& e, bool item_ok) const {
   if (!e.is_object()) return;
+  if (e.contains("object")) {
+    if (!e["object"].is_object()) return problem("'object' takes an object of value expressions");
+    for (const auto& [k, v] : e["object"].items()) check_value(v, item_ok);
+    return;
+  }
   if (e.contains("from")) check_path(e["from"], item_ok);
   if (e.contains("increment")) check_path(e["increment"], item_ok);
   if (e.contains("template")) {

@@ -1,0 +1,21 @@
+// Runs blocking work (the graph engine, the checkpointer's blocking connections) on a thread
+// pool and resumes the awaiting coroutine on its own executor.
+#pragma once
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <optional>
+
+namespace ap::control {
+
+template <class F>
+auto run_blocking(boost::asio::thread_pool& pool, F f) -> boost::asio::awaitable<decltype(f())> {
+  using R = decltype(f());
+  auto out = co_await boost::asio::co_spawn(
+      pool, [f = std::move(f)]() mutable -> boost::asio::awaitable<std::optional<R>> { co_return f(); },
+      boost::asio::use_awaitable);
+  co_return std::move(*out);
+}
+
+}  // namespace ap::control
