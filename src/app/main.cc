@@ -76,6 +76,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--purge-interval", purge_seconds,
                         "Seconds between sweeps of deleted tenants (0: never, e.g. when a cron runs `tenant purge`)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  serve_cmd->add_option("--role", serve.role, "api (HTTP only), worker (runs only) or all")
+      ->check(CLI::IsMember({"api", "worker", "all"}))->capture_default_str();
+  serve_cmd->add_option("--worker-concurrency", serve.worker_concurrency, "Runs at once per worker (0: 2 per core)")
+      ->check(CLI::NonNegativeNumber);
   serve_cmd->add_option("--master-key-file", serve_key_file,
                         "Master key file (env AGENTPLANE_MASTER_KEY_FILE; or AGENTPLANE_MASTER_KEY = "
                         "base64 of 32 bytes). Without one the credential vault is off");

@@ -7,6 +7,10 @@
 #include "audit/audit_log.h"
 #include "audit/chain.h"
 #include "auth/authenticator.h"
+#include "control/plane.h"
+#include "exec/worker/worker.h"
+#include "graph/postgres/postgres_saver.h"
+#include "graph/spec.h"
 #include "gateway/routes.h"
 #include "store/sync_conn.h"
 #include "telemetry/log.h"
@@ -51,14 +55,28 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
   if (!c.oidc.empty()) ao.oidc = std::make_shared<auth::OidcVerifier>(c.oidc);
   w->authn = std::make_unique<auth::Authenticator>(Clock::system(), std::move(ao));
   w->audit_retention_days = c.audit_retention_days;
+  // The agent API: graphs compile against the built-in node kinds; checkpoints in PostgreSQL.
+  w->kinds = std::make_unique<graph::NodeKinds>(graph::NodeKinds::builtin());
+  w->checkpoints = graph::PostgresCheckpoints::open(c.database_url);
+  auto cps = w->checkpoints;
+  control::SaverFor savers = [cps](const TenantId& t) { return cps->for_tenant(t); };
+  w->agents = std::make_unique<control::Plane>(*w->kinds, savers, 4);
+  if (c.role == "worker" || c.role == "all") {
+    exec::WorkerOptions wo;
+    wo.conninfo = c.database_url;
+    wo.concurrency = c.worker_concurrency;
+    w->worker = std::make_unique<exec::Worker>(wo, w->agents->graphs, w->agents->hub, savers, w->audit.get());
+  }
   return w;
 }
 
 gateway::Services Wiring::services() const {
-  return {audit.get(), credentials.get(), signers.empty() ? nullptr : &signers, audit_retention_days};
+  return {audit.get(), credentials.get(), signers.empty() ? nullptr : &signers, audit_retention_days, agents.get()};
 }
 
-Wiring::~Wiring() = default;
+Wiring::~Wiring() {
+  if (worker) worker->stop();
+}
 
 void block_stop_signals() {
   sigset_t set;
@@ -117,6 +135,7 @@ Result<std::unique_ptr<gateway::Server>> start_server(const ServeConfig& config,
   auto server = std::make_unique<gateway::Server>(options, gateway::build_router(), *wiring->authn,
                                                   std::move(info), wiring->services());
   AP_RETURN_IF_ERROR(server->start());
+  if (wiring->worker) AP_RETURN_IF_ERROR(wiring->worker->start());
   return server;
 }
 

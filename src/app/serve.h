@@ -19,6 +19,16 @@ namespace ap::audit {
 class AuditLog;
 class Signer;
 }
+namespace ap::graph {
+class NodeKinds;
+class PostgresCheckpoints;
+}
+namespace ap::control {
+struct Plane;
+}
+namespace ap::exec {
+class Worker;
+}
 namespace ap::vault {
 class Keyring;
 class CredentialStore;
@@ -38,6 +48,8 @@ struct ServeConfig {
   std::chrono::seconds credential_cache{60};  // how long a decrypted credential stays in memory
   int audit_retention_days = 365;              // a deleted tenant's sealed audit chain is kept
   std::vector<auth::OidcIssuerConfig> oidc;    // OpenID providers whose JWT access tokens sign in
+  std::string role = "all";                    // api | worker | all
+  int worker_concurrency = 0;                  // runs at once per worker; 0: 2 per core
 };
 
 // Everything the server uses, owned in one place and destroyed after the server stops.
@@ -51,6 +63,10 @@ class Wiring {
   std::unique_ptr<vault::Keyring> keys;
   std::unique_ptr<vault::CredentialStore> credentials;
   std::vector<audit::Signer> signers;
+  std::unique_ptr<graph::NodeKinds> kinds;
+  std::shared_ptr<graph::PostgresCheckpoints> checkpoints;
+  std::unique_ptr<control::Plane> agents;
+  std::unique_ptr<exec::Worker> worker;  // role worker or all
   gateway::Services services() const;
   int audit_retention_days = 365;
 

@@ -9,12 +9,17 @@
 
 namespace ap::control {
 
+namespace detail {
+// A coroutine function (not a lambda): `f` lives in the coroutine's own frame.
+template <class F>
+auto call(F f) -> boost::asio::awaitable<std::optional<decltype(f())>> {
+  co_return f();
+}
+}  // namespace detail
+
 template <class F>
 auto run_blocking(boost::asio::thread_pool& pool, F f) -> boost::asio::awaitable<decltype(f())> {
-  using R = decltype(f());
-  auto out = co_await boost::asio::co_spawn(
-      pool, [f = std::move(f)]() mutable -> boost::asio::awaitable<std::optional<R>> { co_return f(); },
-      boost::asio::use_awaitable);
+  auto out = co_await boost::asio::co_spawn(pool, detail::call(std::move(f)), boost::asio::use_awaitable);
   co_return std::move(*out);
 }
 

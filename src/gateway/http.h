@@ -2,6 +2,8 @@
 // Header names are lower-case. Thread-safe: plain values.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -28,11 +30,22 @@ struct Request {
   std::optional<std::string> query_param(std::string_view name) const;
 };
 
+// Where a streamed body goes: each write is sent at once as one chunk. false: the client is gone
+// (or too slow: a write that takes longer than the body timeout).
+class BodyWriter {
+ public:
+  virtual ~BodyWriter() = default;
+  virtual boost::asio::awaitable<bool> write(std::string chunk) = 0;
+};
+
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
   std::string body;
   std::vector<Header> headers;
+  // A streamed body (Server-Sent Events): set, the headers go out, then this runs on the
+  // request's shard and writes the body chunk by chunk; the response ends when it returns.
+  std::function<boost::asio::awaitable<void>(BodyWriter&)> stream;
 
   static Response json(int status, std::string body) {
     return Response{status, "application/json", std::move(body), {}};

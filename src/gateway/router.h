@@ -24,6 +24,9 @@ namespace ap::audit {
 class AuditLog;
 class Signer;
 }
+namespace ap::control {
+struct Plane;
+}
 namespace ap::vault {
 class CredentialStore;
 }
@@ -46,6 +49,7 @@ struct Services {
   vault::CredentialStore* credentials = nullptr;
   const std::vector<audit::Signer>* signers = nullptr;  // audit checkpoint keys, newest last
   int audit_retention_days = 365;  // a deleted tenant's audit chain is kept this long
+  control::Plane* agents = nullptr;  // the LangGraph agent API (null: not served)
 };
 
 // What a handler gets: the request, its path parameters, the caller, and the shard's services.

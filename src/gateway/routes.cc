@@ -8,6 +8,9 @@ std::shared_ptr<Router> build_router() {
   add_platform_routes(*router);
   add_credential_routes(*router);
   add_audit_routes(*router);
+  add_assistant_routes(*router);
+  add_thread_routes(*router);
+  add_run_routes(*router);
   return router;
 }
 

@@ -14,5 +14,8 @@ void add_system_routes(Router& router);
 void add_platform_routes(Router& router);
 void add_credential_routes(Router& router);
 void add_audit_routes(Router& router);
+void add_assistant_routes(Router& router);
+void add_thread_routes(Router& router);
+void add_run_routes(Router& router);
 
 }  // namespace ap::gateway

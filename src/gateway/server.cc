@@ -153,6 +153,9 @@ struct Server::Impl {
   template <class Stream>
   asio::awaitable<void> session(Shard& shard, Stream& stream, Conn& conn, bool metrics_only);
   asio::awaitable<void> sweep(Shard& shard);
+  template <class Stream>
+  asio::awaitable<bool> stream_response(Stream& stream, Conn& conn, Response& resp, const std::string& request_id,
+                                        bool keep_alive);
   asio::awaitable<Response> dispatch(Shard& shard, Request& req, const std::string& request_id,
                                      const Route*& route, std::string& tenant, bool metrics_only);
   void record(Shard& shard, const Request& req, const Route* route, int status,
@@ -342,6 +345,13 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
       }
     }
     if (shard.stopping) keep_alive = false;
+    if (resp.stream) {
+      bool sent = co_await stream_response(stream, conn, resp, request_id, keep_alive);
+      double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      record(shard, req, route, resp.status, request_id, tenant, secs);
+      if (!sent || !keep_alive) break;
+      continue;
+    }
     http::response<http::string_body> res{static_cast<http::status>(resp.status), 11};
     res.set(http::field::content_type, resp.content_type);
     res.set("x-request-id", request_id);
@@ -370,6 +380,53 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
       break;
     }
   }
+}
+
+// A streamed body: chunked transfer, each write one chunk; no deadline while waiting for the
+// next chunk, the body timeout for each write.
+template <class Stream>
+class ChunkWriter : public BodyWriter {
+ public:
+  ChunkWriter(Stream& s, Conn& c, std::chrono::seconds timeout) : stream_(s), conn_(c), timeout_(timeout) {}
+  asio::awaitable<bool> write(std::string chunk) override {
+    if (failed_) co_return false;
+    if (chunk.empty()) co_return true;
+    conn_.expire_after(timeout_);
+    auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk(asio::buffer(chunk)), kUse);
+    conn_.deadline = std::chrono::steady_clock::time_point::max();
+    failed_ = static_cast<bool>(ec);
+    co_return !failed_;
+  }
+  bool failed() const { return failed_; }
+
+ private:
+  Stream& stream_;
+  Conn& conn_;
+  std::chrono::seconds timeout_;
+  bool failed_ = false;
+};
+
+template <class Stream>
+asio::awaitable<bool> Server::Impl::stream_response(Stream& stream, Conn& conn, Response& resp,
+                                                    const std::string& request_id, bool keep_alive) {
+  http::response<http::empty_body> res{static_cast<http::status>(resp.status), 11};
+  res.set(http::field::content_type, resp.content_type);
+  res.set(http::field::cache_control, "no-store");
+  res.set("x-request-id", request_id);
+  for (const auto& h : resp.headers) res.set(h.name, h.value);
+  res.keep_alive(keep_alive);
+  res.chunked(true);
+  http::response_serializer<http::empty_body> sr{res};
+  conn.expire_after(options.body_timeout);
+  auto [hec, hn] = co_await http::async_write_header(stream, sr, kUse);
+  if (hec) co_return false;
+  conn.deadline = std::chrono::steady_clock::time_point::max();
+  ChunkWriter<Stream> writer(stream, conn, options.body_timeout);
+  co_await resp.stream(writer);
+  if (writer.failed()) co_return false;
+  conn.expire_after(options.body_timeout);
+  auto [lec, ln] = co_await asio::async_write(stream, http::make_chunk_last(), kUse);
+  co_return !lec;
 }
 
 asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,

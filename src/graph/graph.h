@@ -89,6 +89,10 @@ struct RunOptions {
   bool stream_subgraphs = false;  // also pass on subgraphs' events (with their namespace)
   // Runs a step's tasks concurrently when set (a step with one task always runs inline).
   std::function<void(std::vector<std::function<void()>>&)> run_parallel;
+  // Extra fields for every checkpoint's metadata (run_id, graph_id, ...), a JSON object text.
+  std::string checkpoint_metadata = "{}";
+  // Asked before each superstep: true stops the run (Cancelled), the last checkpoint kept.
+  std::function<bool()> should_stop;
   // Set by the engine for subgraphs: namespace -> checkpoint id of each enclosing graph.
   std::vector<std::pair<std::string, std::string>> parents;
 };

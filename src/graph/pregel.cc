@@ -144,6 +144,10 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
     if (!have_tasks) tasks = plan(g, loop.cp, loop.step + 1, o.checkpoint_ns);
     have_tasks = false;
     if (tasks.empty()) break;
+    if (o.should_stop && o.should_stop()) {
+      AP_RETURN_IF_ERROR(loop.finish());
+      return Error::cancelled("the run was cancelled");
+    }
     if (result.steps >= limit)
       return Error::resource_exhausted("GRAPH_RECURSION_LIMIT: recursion limit of " +
                                        std::to_string(o.recursion_limit) +

@@ -103,6 +103,7 @@ struct Loop {
     m.source = source;
     m.step = step;
     m.parents = o.parents;
+    m.extra_json = o.checkpoint_metadata;
     md = m;
     if (!persistent()) return ok_status();
     if (o.durability == Durability::kExit && source == "loop") {

@@ -1,0 +1,313 @@
+#include "control/runs.h"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <set>
+
+#include "control/assistants.h"
+#include "control/run_hub.h"
+#include "store/tx.h"
+
+namespace ap::control {
+namespace {
+
+constexpr const char* kRunJson =
+    "jsonb_build_object('run_id', run_id, 'thread_id', thread_id, 'assistant_id', assistant_id, "
+    "'created_at', created_at, 'updated_at', updated_at, 'status', status, 'metadata', metadata, "
+    "'kwargs', kwargs, 'multitask_strategy', multitask_strategy)::text";
+
+const std::set<std::string> kModes = {"values", "updates", "messages", "messages-tuple", "custom",
+                                      "events", "debug", "tasks", "checkpoints"};
+
+Result<std::string> one_of(const Json& body, const char* field, std::initializer_list<const char*> allowed,
+                           const char* def) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return std::string(def);
+  if (it->is_string())
+    for (const char* a : allowed)
+      if (*it == a) return it->get<std::string>();
+  std::string list;
+  for (const char* a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
+  return Error::invalid_argument(std::string("'") + field + "' must be one of " + list);
+}
+
+Result<Json> node_list(const Json& body, const char* field) {
+  auto it = body.find(field);
+  if (it == body.end() || it->is_null()) return Json::array();
+  if (it->is_string() && *it == "*") return Json("*");
+  if (it->is_array() && std::all_of(it->begin(), it->end(), [](const Json& x) { return x.is_string(); })) return *it;
+  return Error::invalid_argument(std::string("'") + field + "' must be \"*\" or a list of node names");
+}
+
+// Validates the body and builds the run's kwargs.
+Result<Json> kwargs_of(const Json& body, const std::string& run_id, const std::string& thread_id,
+                       const AssistantRef& a, bool stateless) {
+  Json k = Json::object();
+  if (body.contains("input") && !body["input"].is_null()) {
+    if (!body["input"].is_object()) return Error::invalid_argument("'input' must be an object of channel values");
+    k["input"] = body["input"];
+  } else {
+    k["input"] = nullptr;
+  }
+  AP_ASSIGN_OR_RETURN(Json command, object_field(body, "command", Json()));
+  if (!command.is_null()) {
+    for (const auto& [key, v] : command.items())
+      if (key != "resume" && key != "update" && key != "goto")
+        return Error::invalid_argument("'command' takes resume, update and goto; not '" + key + "'");
+    if (!k["input"].is_null()) return Error::invalid_argument("give either 'input' or 'command', not both");
+  }
+  k["command"] = command;
+  AP_ASSIGN_OR_RETURN(Json config, object_field(body, "config"));
+  Json merged = a.config;
+  if (!merged.is_object()) merged = Json::object();
+  merged.merge_patch(config);
+  Json& configurable = merged["configurable"];
+  if (!configurable.is_object()) configurable = Json::object();
+  configurable["run_id"] = run_id;
+  configurable["thread_id"] = thread_id;
+  configurable["graph_id"] = a.graph_id;
+  configurable["assistant_id"] = a.assistant_id.to_string();
+  if (merged.contains("recursion_limit") &&
+      (!merged["recursion_limit"].is_number_integer() || merged["recursion_limit"] < 1 || merged["recursion_limit"] > 10000))
+    return Error::invalid_argument("'config.recursion_limit' must be an integer 1..10000");
+  k["config"] = merged;
+  AP_ASSIGN_OR_RETURN(Json context, object_field(body, "context"));
+  Json ctx = a.context.is_object() ? a.context : Json::object();
+  ctx.merge_patch(context);
+  k["context"] = ctx;
+  Json modes = body.value("stream_mode", Json("values"));
+  if (modes.is_string()) modes = Json::array({modes});
+  if (!modes.is_array()) return Error::invalid_argument("'stream_mode' must be a mode or a list of modes");
+  for (const auto& m : modes)
+    if (!m.is_string() || !kModes.count(m.get<std::string>()))
+      return Error::invalid_argument("unknown stream mode " + m.dump() +
+                                     "; use values, updates, messages, messages-tuple, custom, events, debug, tasks, checkpoints");
+  k["stream_mode"] = modes;
+  k["subgraphs"] = body.value("stream_subgraphs", false);
+  k["resumable"] = body.value("stream_resumable", false);
+  AP_ASSIGN_OR_RETURN(k["interrupt_before"], node_list(body, "interrupt_before"));
+  AP_ASSIGN_OR_RETURN(k["interrupt_after"], node_list(body, "interrupt_after"));
+  AP_ASSIGN_OR_RETURN(k["durability"], one_of(body, "durability", {"sync", "async", "exit"}, "async"));
+  AP_ASSIGN_OR_RETURN(k["on_disconnect"], one_of(body, "on_disconnect", {"cancel", "continue"}, "continue"));
+  AP_ASSIGN_OR_RETURN(std::string on_completion,
+                      one_of(body, "on_completion", {"delete", "keep"}, stateless ? "delete" : "keep"));
+  k["temporary"] = stateless && on_completion == "delete";
+  std::string checkpoint_id, checkpoint_ns;
+  if (auto c = body.find("checkpoint"); c != body.end() && c->is_object()) {
+    checkpoint_id = c->value("checkpoint_id", "");
+    checkpoint_ns = c->value("checkpoint_ns", "");
+  }
+  if (auto c = body.find("checkpoint_id"); c != body.end() && c->is_string()) checkpoint_id = c->get<std::string>();
+  k["checkpoint_id"] = checkpoint_id;
+  k["checkpoint_ns"] = checkpoint_ns;
+  if (body.contains("webhook") && !body["webhook"].is_null())
+    return Error::unimplemented("webhooks are not supported yet");
+  return k;
+}
+
+}  // namespace
+
+std::vector<std::string> stream_modes(const Json& kwargs) {
+  std::vector<std::string> out;
+  for (const auto& m : kwargs.value("stream_mode", Json::array({"values"}))) out.push_back(m);
+  return out;
+}
+
+Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid run_id) {
+  if (!body.is_object()) co_return Error::invalid_argument("the body must be a JSON object");
+  if (!body.contains("assistant_id") || !body["assistant_id"].is_string())
+    co_return Error::invalid_argument("'assistant_id' is required");
+  const bool stateless = thread_id.empty();
+  Uuid thread = Uuid::v7(Clock::system().unix_ms());
+  if (!stateless) {
+    AP_CO_ASSIGN_OR_RETURN(thread, parse_id(thread_id, "thread"));
+  }
+  AP_CO_ASSIGN_OR_RETURN(std::string strategy,
+                         one_of(body, "multitask_strategy", {"reject", "interrupt", "rollback", "enqueue"}, "reject"));
+  AP_CO_ASSIGN_OR_RETURN(std::string if_not_exists, one_of(body, "if_not_exists", {"reject", "create"}, "reject"));
+  AP_CO_ASSIGN_OR_RETURN(Json metadata, object_field(body, "metadata"));
+  auto after = body.value("after_seconds", Json(0));
+  if (!after.is_number() || after.get<double>() < 0) co_return Error::invalid_argument("'after_seconds' must be >= 0");
+  auto assistant = co_await assistants_.resolve(s, body["assistant_id"].get<std::string>());
+  if (!assistant) {
+    if (assistant.error().code == Code::kNotFound)
+      co_return Error::not_found("No assistant found for \"" + body["assistant_id"].get<std::string>() +
+                                 "\". Make sure the assistant ID is for a valid assistant or a valid graph ID.");
+    co_return assistant.error();
+  }
+  AP_CO_ASSIGN_OR_RETURN(Json kwargs, kwargs_of(body, run_id.to_string(), thread.to_string(), *assistant, stateless));
+  const std::string tenant = s.tenant.to_string(), tid = thread.to_string();
+  Json thread_md = {{"graph_id", assistant->graph_id}, {"assistant_id", assistant->assistant_id.to_string()}};
+
+  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*s.pool, s.tenant));
+  AP_CO_ASSIGN_OR_RETURN(auto th, co_await tx.exec("SELECT metadata::text FROM threads WHERE tenant_id = $1 AND thread_id = $2 FOR UPDATE",
+                                                   store::params(tenant, tid)));
+  Json run_md = Json::object();
+  if (th.empty()) {
+    if (!stateless && if_not_exists != "create") co_return Error::not_found("thread not found");
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec("INSERT INTO threads (tenant_id, thread_id, metadata) VALUES ($1, $2, $3::jsonb)",
+                                           store::params(tenant, tid, thread_md.dump())));
+  } else {
+    run_md = Json::parse(th.get(0, 0));
+  }
+  AP_CO_ASSIGN_OR_RETURN(auto active, co_await tx.exec(
+                                          "SELECT run_id, status FROM runs WHERE tenant_id = $1 AND thread_id = $2 "
+                                          "AND status IN ('pending', 'running')",
+                                          store::params(tenant, tid)));
+  std::vector<Uuid> to_cancel;
+  if (!active.empty()) {
+    if (strategy == "reject")
+      co_return Error::failed_precondition(
+          "Thread is already running a task. Wait for it to finish or choose a different multitask strategy.");
+    if (strategy != "enqueue") {
+      for (int i = 0; i < active.size(); ++i) to_cancel.push_back(*Uuid::parse(active.get(i, 0)));
+      // Pending runs stop now; the running one is asked to (the new run waits for it).
+      AP_CO_RETURN_IF_ERROR(co_await tx.exec(
+          strategy == "rollback"
+              ? "DELETE FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND status = 'pending'"
+              : "UPDATE runs SET status = 'interrupted', updated_at = now() WHERE tenant_id = $1 AND thread_id = $2 "
+                "AND status = 'pending'",
+          store::params(tenant, tid)));
+      AP_CO_RETURN_IF_ERROR(co_await tx.exec("UPDATE runs SET cancel = $3 WHERE tenant_id = $1 AND thread_id = $2 "
+                                             "AND status = 'running'",
+                                             store::params(tenant, tid, strategy)));
+    }
+  }
+  run_md.merge_patch(metadata);
+  run_md.merge_patch(thread_md);
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await tx.exec(
+                                        std::string("INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, metadata, kwargs, "
+                                                    "multitask_strategy, stateless, created_by, run_after) VALUES ($1, $2, $3, $4, "
+                                                    "$5::jsonb, $6::jsonb, $7, $8, $9, now() + $10::float8 * interval '1 second') "
+                                                    "RETURNING ") + kRunJson,
+                                        store::params(tenant, run_id.to_string(), tid, assistant->assistant_id.to_string(),
+                                                      run_md.dump(), kwargs.dump(), strategy, stateless ? "true" : "false",
+                                                      s.actor, std::to_string(after.get<double>()))));
+  AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(
+      "UPDATE threads SET status = 'busy', metadata = metadata || $3::jsonb, updated_at = now() "
+      "WHERE tenant_id = $1 AND thread_id = $2",
+      store::params(tenant, tid, thread_md.dump())));
+  for (const auto& r : to_cancel) hub_.request_cancel(r, strategy);
+  CreatedRun out;
+  out.run = Json::parse(rows.get(0, 0));
+  out.run_id = run_id;
+  out.thread_id = thread;
+  out.stateless = stateless;
+  out.resumable = kwargs["resumable"];
+  out.cancel_on_disconnect = kwargs["on_disconnect"] == "cancel";
+  co_return out;
+}
+
+Task<Json> Runs::get(Scope s, std::string thread_id, std::string run_id) {
+  AP_CO_ASSIGN_OR_RETURN(Uuid t, parse_id(thread_id, "run"));
+  AP_CO_ASSIGN_OR_RETURN(Uuid r, parse_id(run_id, "run"));
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(
+                                        *s.pool, s.tenant,
+                                        std::string("SELECT ") + kRunJson + " FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND run_id = $3",
+                                        store::params(s.tenant.to_string(), t.to_string(), r.to_string())));
+  if (rows.empty()) co_return Error::not_found("run not found");
+  co_return Json::parse(rows.get(0, 0));
+}
+
+Task<Json> Runs::list(Scope s, std::string thread_id, int limit, int64_t offset, std::string status) {
+  AP_CO_ASSIGN_OR_RETURN(Uuid t, parse_id(thread_id, "thread"));
+  store::Param st;
+  if (!status.empty()) st = status;
+  AP_CO_ASSIGN_OR_RETURN(auto exists, co_await store::tenant_query(*s.pool, s.tenant,
+                                                                   "SELECT 1 FROM threads WHERE tenant_id = $1 AND thread_id = $2",
+                                                                   store::params(s.tenant.to_string(), t.to_string())));
+  if (exists.empty()) co_return Error::not_found("thread not found");
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(
+                                        *s.pool, s.tenant,
+                                        std::string("SELECT ") + kRunJson +
+                                            " FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND ($3::text IS NULL OR status = $3) "
+                                            "ORDER BY created_at DESC, run_id DESC LIMIT $4::int OFFSET $5::bigint",
+                                        store::params(s.tenant.to_string(), t.to_string(), st, std::to_string(limit),
+                                                      std::to_string(offset))));
+  Json out = Json::array();
+  for (int i = 0; i < rows.size(); ++i) out.push_back(Json::parse(rows.get(i, 0)));
+  co_return out;
+}
+
+Task<void> Runs::remove(Scope s, std::string thread_id, std::string run_id) {
+  AP_CO_ASSIGN_OR_RETURN(Json run, co_await get(s, thread_id, run_id));
+  if (run["status"] == "pending" || run["status"] == "running")
+    co_return Error::failed_precondition("the run is active: cancel it first");
+  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*s.pool, s.tenant));
+  AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2",
+                                         store::params(s.tenant.to_string(), run["run_id"].get<std::string>())));
+  AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit("DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2",
+                                                    store::params(s.tenant.to_string(), run["run_id"].get<std::string>())));
+  co_return ok_status();
+}
+
+Task<void> Runs::cancel(Scope s, std::string thread_id, std::string run_id, std::string action, bool wait) {
+  if (action != "interrupt" && action != "rollback") co_return Error::invalid_argument("'action' must be interrupt or rollback");
+  AP_CO_ASSIGN_OR_RETURN(Json run, co_await get(s, thread_id, run_id));
+  Uuid id = *Uuid::parse(run["run_id"].get<std::string>());
+  const std::string tenant = s.tenant.to_string();
+  // A pending run stops here; a running one is told (this replica at once, others through
+  // their lease renewal).
+  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*s.pool, s.tenant));
+  AP_CO_ASSIGN_OR_RETURN(auto pending, co_await tx.exec(
+                                           "UPDATE runs SET status = 'interrupted', updated_at = now() WHERE tenant_id = $1 "
+                                           "AND run_id = $2 AND status = 'pending' RETURNING thread_id",
+                                           store::params(tenant, id.to_string())));
+  if (!pending.empty()) {
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec(
+        "UPDATE threads t SET status = CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = t.tenant_id AND "
+        "r.thread_id = t.thread_id AND r.status IN ('pending', 'running')) THEN 'busy' ELSE 'idle' END, updated_at = now() "
+        "WHERE t.tenant_id = $1 AND t.thread_id = $2",
+        store::params(tenant, std::string(pending.get(0, 0)))));
+  }
+  AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(
+      "UPDATE runs SET cancel = $3 WHERE tenant_id = $1 AND run_id = $2 AND status = 'running'",
+      store::params(tenant, id.to_string(), action)));
+  hub_.request_cancel(id, action);
+  if (wait) AP_CO_RETURN_IF_ERROR(co_await result(s, id));
+  co_return ok_status();
+}
+
+Task<Json> Runs::result(Scope s, Uuid run_id) {
+  auto ex = co_await boost::asio::this_coro::executor;
+  for (;;) {
+    // Subscribed before the status is read, so the end cannot slip between the two.
+    auto sub = hub_.subscribe(run_id, ex, std::nullopt);
+    auto rows = co_await store::tenant_query(*s.pool, s.tenant,
+                                             "SELECT status, result::text FROM runs WHERE tenant_id = $1 AND run_id = $2",
+                                             store::params(s.tenant.to_string(), run_id.to_string()));
+    if (!rows || rows->empty() || (rows->get(0, 0) != "pending" && rows->get(0, 0) != "running")) {
+      hub_.unsubscribe(run_id, sub);
+      if (!rows) co_return rows.error();
+      if (rows->empty()) co_return Error::not_found("run not found");
+      co_return rows->is_null(0, 1) ? Json(nullptr) : Json::parse(rows->get(0, 1));
+    }
+    // Woken by the run's end on this replica; otherwise the status is read again each second.
+    while (co_await sub->next(std::chrono::milliseconds(1000))) {
+    }
+    hub_.unsubscribe(run_id, sub);
+  }
+}
+
+Task<std::string> Runs::status(Scope s, Uuid run_id) {
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(*s.pool, s.tenant,
+                                                                 "SELECT status FROM runs WHERE tenant_id = $1 AND run_id = $2",
+                                                                 store::params(s.tenant.to_string(), run_id.to_string())));
+  co_return rows.empty() ? std::string() : std::string(rows.get(0, 0));
+}
+
+Task<std::vector<RunEvent>> Runs::stored_events(Scope s, Uuid run_id, int64_t after) {
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(
+                                        *s.pool, s.tenant,
+                                        "SELECT seq, event, data FROM run_events WHERE tenant_id = $1 AND run_id = $2 "
+                                        "AND seq > $3::bigint ORDER BY seq",
+                                        store::params(s.tenant.to_string(), run_id.to_string(), std::to_string(after))));
+  std::vector<RunEvent> out;
+  for (int i = 0; i < rows.size(); ++i)
+    out.push_back({std::stoll(std::string(rows.get(i, 0))), std::string(rows.get(i, 1)), std::string(rows.get(i, 2))});
+  co_return out;
+}
+
+}  // namespace ap::control

@@ -1,0 +1,54 @@
+// Runs: one execution of an assistant on a thread, queued in PostgreSQL (the `runs` table) and
+// executed by a worker (src/exec/worker). Creating a run applies the double-texting strategy
+// under the thread row's lock: reject (409), interrupt or rollback (the active run is asked to
+// stop; the new one waits for it), enqueue. A stateless run gets a temporary thread.
+#pragma once
+
+#include "control/common.h"
+
+namespace ap::control {
+
+class Assistants;
+class RunHub;
+struct RunEvent;
+
+struct CreatedRun {
+  Json run;
+  Uuid run_id;
+  Uuid thread_id;
+  bool stateless = false;
+  bool resumable = false;
+  bool cancel_on_disconnect = false;
+};
+
+// The run's stream modes, from its kwargs (["values"] by default).
+std::vector<std::string> stream_modes(const Json& kwargs);
+
+class Runs {
+ public:
+  Runs(Assistants& assistants, RunHub& hub) : assistants_(assistants), hub_(hub) {}
+
+  // POST /threads/{thread_id}/runs[/stream|/wait], or /runs[...] when `thread_id` is empty.
+  // `run_id`: the id to use (a stream subscribes to it before the run exists).
+  Task<CreatedRun> create(Scope s, std::string thread_id, Json body, Uuid run_id);
+  Task<Json> get(Scope s, std::string thread_id, std::string run_id);
+  Task<Json> list(Scope s, std::string thread_id, int limit, int64_t offset, std::string status);
+  // 409 while it is pending or running.
+  Task<void> remove(Scope s, std::string thread_id, std::string run_id);
+  // Asks the run to stop (action interrupt|rollback); a pending run stops at once. With `wait`,
+  // returns once it has stopped.
+  Task<void> cancel(Scope s, std::string thread_id, std::string run_id, std::string action, bool wait);
+  // Waits for the run to end and returns what /wait answers: the final values (with
+  // `__interrupt__` when paused, `__error__` on failure).
+  Task<Json> result(Scope s, Uuid run_id);
+  // The run's status ("" when it does not exist).
+  Task<std::string> status(Scope s, Uuid run_id);
+  // The stored events of a resumable run after event id `after`.
+  Task<std::vector<RunEvent>> stored_events(Scope s, Uuid run_id, int64_t after);
+
+ private:
+  Assistants& assistants_;
+  RunHub& hub_;
+};
+
+}  // namespace ap::control

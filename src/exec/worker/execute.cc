@@ -1,0 +1,190 @@
+#include "exec/worker/execute.h"
+
+#include <set>
+
+#include "control/runs.h"
+#include "graph/checkpoint.h"
+#include "graph/graph.h"
+
+namespace ap::exec {
+namespace {
+
+class Publisher {
+ public:
+  Publisher(const RunContext& rc, RunOutcome& out) : rc_(rc), out_(out), resumable_(rc.kwargs.value("resumable", false)) {}
+  void operator()(const std::string& event, const Json& data) {
+    std::string text = data.dump(-1, ' ', false, Json::error_handler_t::replace);
+    int64_t id = rc_.hub->publish(rc_.run, event, text);
+    if (resumable_) out_.log.push_back({id, event, std::move(text)});
+  }
+
+ private:
+  const RunContext& rc_;
+  RunOutcome& out_;
+  bool resumable_;
+};
+
+std::vector<std::string> nodes_of(const Json& list, const graph::CompiledGraph& g) {
+  if (list.is_string() && list == "*") return g.node_names();
+  std::vector<std::string> out;
+  for (const auto& n : list) out.push_back(n);
+  return out;
+}
+
+std::set<std::string> message_channels(const Json& spec) {
+  std::set<std::string> out;
+  for (const auto& [name, ch] : spec.value("channels", Json::object()).items()) {
+    std::string reducer = ch.is_string() ? ch.get<std::string>() : ch.value("reducer", "");
+    if (reducer == "messages") out.insert(name);
+  }
+  return out;
+}
+
+}  // namespace
+
+RunOutcome RunOutcome::failed(std::string error, std::string message) {
+  RunOutcome o;
+  o.kind = kError;
+  o.error = {{"error", std::move(error)}, {"message", std::move(message)}};
+  o.result = {{"__error__", o.error}};
+  return o;
+}
+
+void publish_error(const RunContext& rc, RunOutcome& out) {
+  Publisher publish(rc, out);
+  publish("metadata", Json{{"run_id", rc.run.to_string()}, {"attempt", rc.attempt}});
+  publish("error", out.error);
+}
+
+RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, const control::SaverFor& savers) {
+  RunOutcome out;
+  Publisher publish(rc, out);
+  const Json& k = rc.kwargs;
+  const auto modes_list = control::stream_modes(k);
+  const std::set<std::string> modes(modes_list.begin(), modes_list.end());
+  const bool messages = modes.count("messages") || modes.count("messages-tuple");
+  const auto msg_channels = message_channels(g.spec);
+  const std::string thread = rc.thread.to_string(), run_id = rc.run.to_string();
+  publish("metadata", Json{{"run_id", run_id}, {"attempt", rc.attempt}});
+
+  auto saver = savers(rc.tenant);
+  graph::RunOptions o;
+  o.thread_id = thread;
+  o.checkpoint_id = k.value("checkpoint_id", "");
+  o.checkpoint_ns = k.value("checkpoint_ns", "");
+  o.config = k.value("config", Json::object());
+  o.recursion_limit = o.config.value("recursion_limit", 25);
+  o.interrupt_before = nodes_of(k.value("interrupt_before", Json::array()), *g.graph);
+  o.interrupt_after = nodes_of(k.value("interrupt_after", Json::array()), *g.graph);
+  const std::string durability = k.value("durability", "async");
+  o.durability = durability == "sync" ? graph::Durability::kSync
+                 : durability == "exit" ? graph::Durability::kExit
+                                        : graph::Durability::kAsync;
+  Json cp_md = rc.metadata.is_object() ? rc.metadata : Json::object();
+  cp_md["run_id"] = run_id;
+  cp_md["thread_id"] = thread;
+  cp_md["graph_id"] = g.graph_id;
+  o.checkpoint_metadata = cp_md.dump();
+  o.stream_subgraphs = k.value("subgraphs", false);
+  auto stop = rc.stop;
+  auto stopping = rc.worker_stopping;
+  o.should_stop = [stop, stopping] { return stop->load() != 0 || (stopping && stopping->load()); };
+  int step = 0;
+  o.on_event = [&](const graph::StreamEvent& e) {
+    const std::string suffix = e.ns.empty() ? "" : "|" + e.ns;
+    if (e.mode == "values") {
+      ++step;
+      if (modes.count("values")) publish("values" + suffix, e.data);
+    } else if (e.mode == "updates") {
+      if (modes.count("updates")) publish("updates" + suffix, e.data);
+      if (messages && e.data.is_object())
+        for (const auto& [node, writes] : e.data.items()) {
+          if (!writes.is_object()) continue;
+          for (const auto& [ch, v] : writes.items()) {
+            if (!msg_channels.count(ch)) continue;
+            Json meta{{"run_id", run_id}, {"thread_id", thread}, {"graph_id", g.graph_id}, {"langgraph_node", node},
+                      {"langgraph_step", step}, {"langgraph_checkpoint_ns", e.ns}, {"run_attempt", rc.attempt}};
+            for (const auto& m : v.is_array() ? v : Json::array({v})) publish("messages" + suffix, Json::array({m, meta}));
+          }
+        }
+    } else if (e.mode == "custom" && modes.count("custom")) {
+      publish("custom" + suffix, e.data);
+    }
+  };
+
+  graph::Input input;
+  const Json command = k.value("command", Json());
+  if (command.is_object()) {
+    if (command.contains("resume")) input.resume = command["resume"];
+    if (command.contains("update") && !command["update"].is_null()) input.update = command["update"];
+    if (command.contains("goto")) {
+      const Json& go = command["goto"];
+      for (const auto& n : go.is_array() ? go : Json::array({go}))
+        if (n.is_string()) input.goto_nodes.push_back(n);
+        else if (n.is_object() && n.contains("node")) input.goto_nodes.push_back(n["node"]);
+    }
+  } else if (k.contains("input") && k["input"].is_object()) {
+    input.values = k["input"];
+  }
+  // A later attempt (the first worker died) continues from the run's last checkpoint when it
+  // got that far: finished tasks are not run again.
+  if (rc.attempt > 1) {
+    graph::ListOptions lo;
+    lo.thread_id = thread;
+    lo.checkpoint_ns = "";
+    lo.limit = 1;
+    lo.filter.emplace_back("run_id", Json(run_id).dump());
+    auto mine = saver->list(lo);
+    if (mine && !mine->empty()) {
+      input = graph::Input{};
+      o.checkpoint_id.clear();
+    }
+  }
+
+  auto r = g.graph->invoke(input, o, saver.get());
+  if (!r && r.error().code == Code::kCancelled) {
+    int why = stop->load();
+    if (why == kCancelInterrupt || why == kCancelRollback) {
+      out.kind = RunOutcome::kCancelled;
+      out.cancel_action = why == kCancelRollback ? "rollback" : "interrupt";
+    } else {
+      out.kind = RunOutcome::kReleased;
+      return out;
+    }
+  } else if (!r) {
+    std::string name = r.error().code == Code::kResourceExhausted ? "GraphRecursionError" : std::string(code_name(r.error().code));
+    RunOutcome failed = RunOutcome::failed(name, r.error().message);
+    failed.log = std::move(out.log);
+    out = std::move(failed);
+    publish("error", out.error);
+  }
+  // The thread's state after the run, as its cached values and interrupts.
+  auto snap = g.graph->get_state(*saver, graph::CheckpointConfig{thread, "", ""});
+  if (snap && !snap->config.checkpoint_id.empty()) {
+    auto summary = control::summarize(*snap);
+    out.has_state = true;
+    out.values = summary.values;
+    out.interrupts = summary.interrupts;
+    if (out.kind == RunOutcome::kSuccess) out.interrupted = summary.interrupted || !snap->next.empty();
+  }
+  if (out.kind == RunOutcome::kSuccess) {
+    out.result = r->values.is_object() ? r->values : out.values;
+    if (!r->interrupts.empty()) {
+      Json list = Json::array();
+      for (const auto& i : r->interrupts) {
+        list.push_back({{"value", i.value}, {"id", i.id}});
+        out.decisions.push_back({"run.interrupted", {{"run_id", run_id}, {"node", i.node}, {"interrupt_id", i.id}, {"value", i.value}}});
+      }
+      out.result["__interrupt__"] = list;
+      if (modes.count("values")) publish("values", Json{{"__interrupt__", list}});
+      if (modes.count("updates")) publish("updates", Json{{"__interrupt__", list}});
+    }
+    if (command.is_object() && command.contains("resume"))
+      out.decisions.push_back({"run.resumed", {{"run_id", run_id}, {"resume", command["resume"]}}});
+  } else if (out.kind == RunOutcome::kCancelled) {
+    out.result = out.values;
+  }
+  return out;
+}
+
+}  // namespace ap::exec

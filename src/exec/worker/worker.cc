@@ -1,0 +1,330 @@
+#include "exec/worker/worker.h"
+
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <atomic>
+#include <future>
+#include <thread>
+#include <unordered_map>
+
+#include "audit/audit_log.h"
+#include "control/blocking.h"
+#include "control/graphs.h"
+#include "control/run_hub.h"
+#include "control/runs.h"
+#include "exec/worker/execute.h"
+#include "graph/checkpoint.h"
+#include "store/conn.h"
+#include "store/pool.h"
+#include "store/tx.h"
+#include "telemetry/log.h"
+#include "telemetry/metrics.h"
+
+namespace ap::exec {
+
+namespace asio = boost::asio;
+using control::Json;
+
+struct Claim {
+  TenantId tenant;
+  Uuid run;
+  Uuid thread;
+  int attempt = 1;
+};
+
+struct Worker::Impl {
+  WorkerOptions o;
+  control::Graphs& graphs;
+  control::RunHub& hub;
+  control::SaverFor savers;
+  audit::AuditLog* audit;
+  asio::io_context ioc{1};
+  std::unique_ptr<store::Pool> pool;
+  std::unique_ptr<asio::thread_pool> runners;
+  std::thread thread;
+  asio::steady_timer wake{ioc};
+  std::unique_ptr<store::Conn> listen_conn;
+  std::atomic<bool> stopping{false};
+  int active = 0;
+  // Runs in progress here -> their cancel flags (set by lease renewal from other replicas).
+  std::unordered_map<Uuid, std::shared_ptr<std::atomic<int>>, UuidHash> running;
+
+  Impl(WorkerOptions opts, control::Graphs& g, control::RunHub& h, control::SaverFor s, audit::AuditLog* a)
+      : o(std::move(opts)), graphs(g), hub(h), savers(std::move(s)), audit(a) {}
+
+  control::Scope scope(const TenantId& tenant) { return {tenant, "system:worker", "", pool.get()}; }
+
+  asio::awaitable<void> listen_loop();
+  asio::awaitable<void> claim_loop();
+  asio::awaitable<void> renew_loop();
+  asio::awaitable<void> execute(Claim c);
+  asio::awaitable<Status> finish(const Claim& c, const RunOutcome& out, const Json& kwargs);
+};
+
+asio::awaitable<void> Worker::Impl::listen_loop() {
+  asio::steady_timer backoff(ioc);
+  while (!stopping) {
+    std::vector<std::pair<std::string, std::string>> opts = {
+        {"keepalives", "1"}, {"keepalives_idle", "2"}, {"connect_timeout", "3"}};  // (g++ 12: not in co_await)
+    auto conn = co_await store::Conn::connect(ioc.get_executor(), o.conninfo, opts);
+    if (conn) {
+      store::Statement listen{"LISTEN agentplane_runs", {}};
+      if (auto r = co_await (*conn)->pipeline({&listen, 1}); r) {
+        listen_conn = std::move(*conn);
+        wake.cancel();  // anything queued while we were not listening
+        (void)co_await listen_conn->listen_loop([this](std::string_view, std::string_view) { wake.cancel(); });
+        listen_conn.reset();
+      }
+    }
+    if (stopping) break;
+    backoff.expires_after(std::chrono::seconds(1));
+    boost::system::error_code ec;
+    co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+asio::awaitable<void> Worker::Impl::claim_loop() {
+  static auto& claimed = telemetry::metrics().counter("agentplane_runs_claimed_total", "Runs claimed by this worker.").with({});
+  while (!stopping) {
+    int free = o.concurrency - active;
+    if (free > 0) {
+      auto rows = co_await store::platform_query(
+          *pool, "SELECT tenant_id, run_id, thread_id, attempt FROM claim_runs($1, $2::int, $3::int, $4::int)",
+          store::params(o.id, std::to_string(o.lease.count()), std::to_string(free), std::to_string(o.max_attempts)));
+      if (!rows) {
+        telemetry::log_warn("claim_failed", {{"error", rows.error().message}});
+      } else {
+        for (int i = 0; i < rows->size(); ++i) {
+          Claim c{*TenantId::parse(rows->get(i, 0)), *Uuid::parse(rows->get(i, 1)), *Uuid::parse(rows->get(i, 2)),
+                  std::stoi(std::string(rows->get(i, 3)))};
+          claimed.inc();
+          ++active;
+          asio::co_spawn(ioc, execute(c), asio::detached);
+        }
+        if (rows->size() == free) continue;  // there may be more
+      }
+    }
+    wake.expires_after(std::chrono::seconds(1));
+    boost::system::error_code ec;
+    co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+asio::awaitable<void> Worker::Impl::renew_loop() {
+  asio::steady_timer t(ioc);
+  while (!stopping) {
+    t.expires_after(o.renew_every);
+    boost::system::error_code ec;
+    co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (running.empty()) continue;
+    std::string ids = "{";
+    for (const auto& [id, _] : running) ids += (ids.size() > 1 ? "," : "") + id.to_string();
+    ids += "}";
+    auto rows = co_await store::platform_query(*pool, "SELECT run_id, cancel FROM renew_leases($1, $2::uuid[], $3::int)",
+                                               store::params(o.id, ids, std::to_string(o.lease.count())));
+    if (!rows) continue;
+    std::unordered_map<Uuid, std::string, UuidHash> held;
+    for (int i = 0; i < rows->size(); ++i) held[*Uuid::parse(rows->get(i, 0))] = rows->is_null(i, 1) ? "" : std::string(rows->get(i, 1));
+    for (auto& [id, flag] : running) {
+      auto h = held.find(id);
+      if (h == held.end()) flag->store(kLeaseLost);  // another worker has it now, or it is gone
+      else if (h->second == "interrupt") flag->store(kCancelInterrupt);
+      else if (h->second == "rollback") flag->store(kCancelRollback);
+    }
+  }
+}
+
+asio::awaitable<void> Worker::Impl::execute(Claim c) {
+  auto flag = std::make_shared<std::atomic<int>>(0);
+  running[c.run] = flag;
+  const std::string tenant = c.tenant.to_string(), run_id = c.run.to_string();
+  auto s = scope(c.tenant);
+  auto done = [&] {
+    running.erase(c.run);
+    --active;
+    wake.cancel();
+  };
+  auto row = co_await store::tenant_query(*pool, c.tenant,
+                                          "SELECT kwargs::text, metadata::text, assistant_id FROM runs "
+                                          "WHERE tenant_id = $1 AND run_id = $2",
+                                          store::params(tenant, run_id));
+  if (!row || row->empty()) {
+    done();
+    co_return;
+  }
+  Json kwargs = Json::parse(row->get(0, 0));
+  Json metadata = Json::parse(row->get(0, 1));
+  std::string graph_id = kwargs["config"]["configurable"].value("graph_id", "");
+  RunOutcome out;
+  auto loaded = co_await graphs.load(s, graph_id);
+  // Resumable runs keep numbering after the events already logged by earlier attempts.
+  int64_t next_id = 0;
+  if (kwargs.value("resumable", false)) {
+    auto last = co_await store::tenant_query(*pool, c.tenant,
+                                             "SELECT coalesce(max(seq) + 1, 0) FROM run_events WHERE tenant_id = $1 AND run_id = $2",
+                                             store::params(tenant, run_id));
+    if (last) next_id = std::stoll(std::string(last->get(0, 0)));
+  }
+  hub.begin(c.run, next_id);
+  RunContext rc{c.tenant, c.run, c.thread, c.attempt, kwargs, metadata, &hub, flag, &stopping};
+  if (audit)
+    audit->record(s, audit::Event{"run.started", audit::Level::kReplay,
+                                  Json{{"run_id", run_id}, {"thread_id", c.thread.to_string()}, {"graph_id", graph_id},
+                                       {"attempt", c.attempt}}});
+  if (!loaded) {
+    out = RunOutcome::failed("GraphError", loaded.error().message);
+    publish_error(rc, out);
+  } else {
+    auto saver_for = savers;
+    auto graph = *loaded;
+    out = co_await control::run_blocking(*runners, [rc, graph, saver_for]() { return execute_run(rc, graph, saver_for); });
+  }
+  auto st = co_await finish(c, out, kwargs);
+  if (!st) telemetry::log_error("run_finish_failed", {{"run_id", run_id}, {"error", st.error().message}});
+  hub.end(c.run);
+  done();
+}
+
+asio::awaitable<Status> Worker::Impl::finish(const Claim& c, const RunOutcome& out, const Json& kwargs) {
+  const std::string tenant = c.tenant.to_string(), run_id = c.run.to_string(), thread = c.thread.to_string();
+  if (out.kind == RunOutcome::kReleased) {
+    // This worker is stopping or lost its lease: leave the run to the queue.
+    AP_CO_RETURN_IF_ERROR(co_await store::tenant_query(
+        *pool, c.tenant,
+        "UPDATE runs SET status = 'pending', lease_owner = NULL, lease_expires = NULL, updated_at = now() "
+        "WHERE tenant_id = $1 AND run_id = $2 AND lease_owner = $3 AND status = 'running'",
+        store::params(tenant, run_id, o.id)));
+    co_return ok_status();
+  }
+  std::string run_status, thread_status;
+  switch (out.kind) {
+    case RunOutcome::kSuccess: run_status = "success"; thread_status = out.interrupted ? "interrupted" : "idle"; break;
+    case RunOutcome::kError: run_status = "error"; thread_status = "error"; break;
+    case RunOutcome::kCancelled: run_status = "interrupted"; thread_status = "idle"; break;
+    default: run_status = "error"; thread_status = "error";
+  }
+  store::Param values, interrupts, error;
+  if (out.has_state) {
+    values = out.values.dump();
+    interrupts = out.interrupts.dump();
+  }
+  if (out.kind == RunOutcome::kError) error = out.error.dump();
+  const bool temporary = kwargs.value("temporary", false);
+  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, c.tenant));
+  AP_CO_RETURN_IF_ERROR(co_await tx.exec(
+      "UPDATE runs SET status = $3, result = $4::jsonb, cancel = NULL, lease_owner = NULL, lease_expires = NULL, "
+      "updated_at = now() WHERE tenant_id = $1 AND run_id = $2",
+      store::params(tenant, run_id, run_status, out.result.dump())));
+  if (temporary) {
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant, thread)));
+  } else {
+    // Another run waiting on the thread keeps it busy.
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec(
+        "UPDATE threads t SET status = CASE WHEN $3 <> 'error' AND EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = "
+        "t.tenant_id AND r.thread_id = t.thread_id AND r.status = 'pending') THEN 'busy' ELSE $3 END, "
+        "\"values\" = coalesce($4::jsonb, t.\"values\"), interrupts = coalesce($5::jsonb, t.interrupts), "
+        "error = $6::jsonb, updated_at = now() WHERE t.tenant_id = $1 AND t.thread_id = $2",
+        store::params(tenant, thread, thread_status, values, interrupts, error)));
+  }
+  if (out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback")
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)));
+  if (!out.log.empty()) {
+    std::string seqs = "{", events = "{", datas = "{";
+    auto quote = [](const std::string& v) {
+      std::string q = "\"";
+      for (char ch : v) {
+        if (ch == '"' || ch == '\\') q += '\\';
+        q += ch;
+      }
+      return q + "\"";
+    };
+    for (const auto& e : out.log) {
+      if (seqs.size() > 1) { seqs += ','; events += ','; datas += ','; }
+      seqs += std::to_string(e.id);
+      events += quote(e.event);
+      datas += quote(e.data);
+    }
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec(
+        "INSERT INTO run_events (tenant_id, run_id, seq, event, data) SELECT $1, $2, s, e, d FROM "
+        "unnest($3::bigint[], $4::text[], $5::text[]) AS x(s, e, d) ON CONFLICT DO NOTHING",
+        store::params(tenant, run_id, seqs + "}", events + "}", datas + "}")));
+  }
+  AP_CO_RETURN_IF_ERROR(co_await tx.commit());
+  if (temporary) {
+    auto saver_for = savers;
+    TenantId t = c.tenant;
+    (void)co_await control::run_blocking(*runners, [saver_for, t, thread]() { return saver_for(t)->delete_thread(thread); });
+  }
+  if (audit) {
+    Json payload{{"run_id", run_id}, {"thread_id", thread}, {"status", run_status}, {"attempt", c.attempt}};
+    if (out.interrupted) payload["interrupted"] = true;
+    if (out.kind == RunOutcome::kError) payload["error"] = out.error;
+    audit->record(scope(c.tenant), audit::Event{"run.finished", audit::Level::kReplay, payload});
+    for (const auto& d : out.decisions) audit->record(scope(c.tenant), audit::Event{d.first, audit::Level::kDecision, d.second});
+  }
+  co_return ok_status();
+}
+
+Worker::Worker(WorkerOptions options, control::Graphs& graphs, control::RunHub& hub, control::SaverFor savers,
+               audit::AuditLog* audit)
+    : impl_(std::make_unique<Impl>(std::move(options), graphs, hub, std::move(savers), audit)) {
+  auto& o = impl_->o;
+  if (o.concurrency <= 0) o.concurrency = 2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (o.id.empty()) {
+    char host[128] = {0};
+    gethostname(host, sizeof(host) - 1);
+    o.id = std::string(host) + ":" + std::to_string(getpid()) + ":" + Uuid::random_v4().to_string().substr(0, 8);
+  }
+}
+
+Worker::~Worker() { stop(); }
+
+const std::string& Worker::id() const { return impl_->o.id; }
+
+Status Worker::start() {
+  auto& i = *impl_;
+  store::PoolOptions po;
+  po.conninfo = i.o.conninfo;
+  po.max_size = 4;
+  i.pool = std::make_unique<store::Pool>(i.ioc.get_executor(), po);
+  i.runners = std::make_unique<asio::thread_pool>(i.o.concurrency);
+  asio::co_spawn(i.ioc, i.listen_loop(), asio::detached);
+  asio::co_spawn(i.ioc, i.claim_loop(), asio::detached);
+  asio::co_spawn(i.ioc, i.renew_loop(), asio::detached);
+  i.thread = std::thread([&i] {
+    auto guard = asio::make_work_guard(i.ioc);
+    i.ioc.run();
+  });
+  return ok_status();
+}
+
+void Worker::stop() {
+  auto& i = *impl_;
+  if (!i.thread.joinable()) return;
+  i.stopping = true;
+  asio::post(i.ioc, [&i] {
+    i.wake.cancel();
+    if (i.listen_conn) i.listen_conn->cancel();
+  });
+  // Runs in progress see `stopping` at their next superstep and are handed back to the queue.
+  for (int n = 0; n < 500; ++n) {
+    std::promise<int> p;
+    auto f = p.get_future();
+    asio::post(i.ioc, [&i, &p] { p.set_value(i.active); });
+    if (f.wait_for(std::chrono::seconds(1)) != std::future_status::ready || f.get() == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  i.ioc.stop();
+  i.thread.join();
+  i.runners->join();
+  i.pool->close();
+}
+
+}  // namespace ap::exec

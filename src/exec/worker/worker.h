@@ -1,0 +1,51 @@
+// A worker: claims runs from the PostgreSQL queue (claim_runs: FOR UPDATE SKIP LOCKED, a lease
+// it renews, per-tenant concurrency caps), woken at once by LISTEN agentplane_runs (and a 1 s
+// poll for delayed runs and expired leases), and executes each on a thread pool with the
+// graph engine and the PostgreSQL checkpointer. A run whose worker died is claimed again once
+// its lease expires and resumes from its last checkpoint. Events go to the RunHub (in process)
+// and, for resumable runs, to the run_events log. Owns one thread for its I/O.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "common/result.h"
+#include "control/threads.h"
+
+namespace ap::audit {
+class AuditLog;
+}
+namespace ap::control {
+class Graphs;
+class RunHub;
+}  // namespace ap::control
+
+namespace ap::exec {
+
+struct WorkerOptions {
+  std::string id;                      // empty: host:pid:random
+  std::string conninfo;                // the app role
+  int concurrency = 0;                 // runs at once; 0: 2 per core
+  std::chrono::milliseconds lease{15000};
+  std::chrono::milliseconds renew_every{2000};
+  int max_attempts = 3;
+};
+
+class Worker {
+ public:
+  Worker(WorkerOptions options, control::Graphs& graphs, control::RunHub& hub, control::SaverFor savers,
+         audit::AuditLog* audit);
+  ~Worker();
+  Status start();
+  // Stops claiming; runs in progress are left to their leases (another worker resumes them).
+  void stop();
+  const std::string& id() const;
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ap::exec

@@ -1,0 +1,207 @@
+// LangGraph agent API: runs (/threads/{id}/runs..., /runs...): create, stream (SSE), wait, join,
+// cancel, list, get, delete. docs/agent_api.md has the SSE format.
+#include <boost/asio/this_coro.hpp>
+
+#include "gateway/handlers/agent_context.h"
+#include "gateway/routes.h"
+
+namespace ap::gateway {
+namespace {
+
+using Task = boost::asio::awaitable<Result<Response>>;
+constexpr auto kHeartbeat = std::chrono::seconds(5);
+
+std::string run_path(const control::CreatedRun& c) {
+  return c.stateless ? "/runs/" + c.run_id.to_string()
+                     : "/threads/" + c.thread_id.to_string() + "/runs/" + c.run_id.to_string();
+}
+
+// Writes a run's events as SSE until it ends: `event`, `data`, `id` (not for stateless runs),
+// a heartbeat comment every few seconds. A run finished elsewhere (no events here) is noticed by
+// reading its status at each heartbeat.
+Response sse(control::Plane* p, control::Scope scope, std::shared_ptr<control::Subscription> sub, Uuid run, bool ids,
+             bool cancel_on_disconnect, std::string thread) {
+  Response r;
+  r.content_type = "text/event-stream";
+  r.stream = [p, scope, sub, run, ids, cancel_on_disconnect, thread](BodyWriter& w) -> boost::asio::awaitable<void> {
+    bool gone = false;
+    for (;;) {
+      auto e = co_await sub->next(kHeartbeat);
+      if (!e) {
+        if (!sub->timed_out()) break;
+        if (!co_await w.write(": heartbeat\n\n")) {
+          gone = true;
+          break;
+        }
+        auto st = co_await p->runs.status(scope, run);
+        if (st && *st != "pending" && *st != "running") break;
+        continue;
+      }
+      std::string chunk = "event: " + e->event + "\ndata: " + e->data + "\n";
+      if (ids) chunk += "id: " + std::to_string(e->id) + "\n";
+      chunk += "\n";
+      if (!co_await w.write(std::move(chunk))) {
+        gone = true;
+        break;
+      }
+    }
+    p->hub.unsubscribe(run, sub);
+    if (gone && cancel_on_disconnect) (void)co_await p->runs.cancel(scope, thread, run.to_string(), "interrupt", false);
+  };
+  return r;
+}
+
+Task create_run(RequestContext& ctx, std::string thread, int mode /* 0 create, 1 stream, 2 wait */) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  AP_CO_ASSIGN_OR_RETURN(json body, any_body(ctx.request));
+  Uuid run_id = Uuid::v7(Clock::system().unix_ms());
+  std::shared_ptr<control::Subscription> sub;
+  if (mode == 1) sub = p->hub.subscribe(run_id, co_await boost::asio::this_coro::executor, -1);
+  auto scope = audit_context(ctx);
+  auto created = co_await p->runs.create(scope, thread, body, run_id);
+  if (!created) {
+    if (sub) p->hub.unsubscribe(run_id, sub);
+    co_return created.error();
+  }
+  ctx.services.audit->record(scope, audit::Event{"run.created", audit::Level::kReplay,
+                                                 json{{"run_id", run_id.to_string()},
+                                                      {"thread_id", created->thread_id.to_string()},
+                                                      {"assistant_id", created->run["assistant_id"]}}});
+  Response r;
+  if (mode == 0) {
+    r = Response::json(200, dump(created->run));
+  } else if (mode == 1) {
+    r = sse(p, scope, sub, run_id, !created->stateless, created->cancel_on_disconnect, created->thread_id.to_string());
+    if (!created->stateless) r.headers.push_back({"location", run_path(*created) + "/stream"});
+  } else {
+    AP_CO_ASSIGN_OR_RETURN(json result, co_await p->runs.result(scope, run_id));
+    r = Response::json(200, dump(result));
+  }
+  r.headers.push_back({"content-location", run_path(*created)});
+  co_return r;
+}
+
+std::string tid(const RequestContext& ctx) { return std::string(ctx.param("thread_id")); }
+std::string rid(const RequestContext& ctx) { return std::string(ctx.param("run_id")); }
+
+Task thread_create(RequestContext& ctx) { co_return co_await create_run(ctx, tid(ctx), 0); }
+Task thread_stream(RequestContext& ctx) { co_return co_await create_run(ctx, tid(ctx), 1); }
+Task thread_wait(RequestContext& ctx) { co_return co_await create_run(ctx, tid(ctx), 2); }
+Task stateless_create(RequestContext& ctx) { co_return co_await create_run(ctx, "", 0); }
+Task stateless_stream(RequestContext& ctx) { co_return co_await create_run(ctx, "", 1); }
+Task stateless_wait(RequestContext& ctx) { co_return co_await create_run(ctx, "", 2); }
+
+Task batch(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  AP_CO_ASSIGN_OR_RETURN(json body, any_body(ctx.request));
+  if (!body.is_array() || body.empty() || body.size() > 100) co_return Error::invalid_argument("the body must be a list of 1..100 runs");
+  json out = json::array();
+  for (auto& one : body) {
+    AP_CO_ASSIGN_OR_RETURN(auto c, co_await p->runs.create(audit_context(ctx), "", one, Uuid::v7(Clock::system().unix_ms())));
+    out.push_back(c.run);
+  }
+  co_return Response::json(200, dump(out));
+}
+
+Task list_runs(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  int limit = 10;
+  int64_t offset = 0;
+  try {
+    if (auto l = ctx.request.query_param("limit")) limit = std::stoi(*l);
+    if (auto o = ctx.request.query_param("offset")) offset = std::stoll(*o);
+  } catch (const std::exception&) {
+    co_return Error::invalid_argument("limit and offset must be integers");
+  }
+  if (limit < 1 || limit > 1000 || offset < 0) co_return Error::invalid_argument("limit must be 1..1000 and offset >= 0");
+  AP_CO_ASSIGN_OR_RETURN(json runs, co_await p->runs.list(audit_context(ctx), tid(ctx), limit, offset,
+                                                         ctx.request.query_param("status").value_or("")));
+  co_return Response::json(200, dump(runs));
+}
+
+Task get_run(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  AP_CO_ASSIGN_OR_RETURN(json run, co_await p->runs.get(audit_context(ctx), tid(ctx), rid(ctx)));
+  co_return Response::json(200, dump(run));
+}
+
+Task delete_run(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  AP_CO_RETURN_IF_ERROR(co_await p->runs.remove(audit_context(ctx), tid(ctx), rid(ctx)));
+  co_return no_content();
+}
+
+Task cancel_run(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  auto w = ctx.request.query_param("wait");
+  bool wait = w && (*w == "1" || *w == "true");
+  auto scope = audit_context(ctx);
+  AP_CO_RETURN_IF_ERROR(co_await p->runs.cancel(scope, tid(ctx), rid(ctx),
+                                                ctx.request.query_param("action").value_or("interrupt"), wait));
+  ctx.services.audit->record(scope, audit::Event{"run.cancel_requested", audit::Level::kDecision,
+                                                 json{{"run_id", rid(ctx)}, {"wait", wait}}});
+  co_return Response{wait ? 204 : 202, "application/json", "", {}};
+}
+
+Task join_run(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  AP_CO_ASSIGN_OR_RETURN(json run, co_await p->runs.get(audit_context(ctx), tid(ctx), rid(ctx)));
+  AP_CO_ASSIGN_OR_RETURN(json result, co_await p->runs.result(audit_context(ctx), *Uuid::parse(run["run_id"].get<std::string>())));
+  co_return Response::json(200, dump(result));
+}
+
+// GET .../runs/{run_id}/stream, with Last-Event-ID: replays what is kept (the event log of a
+// resumable run; this replica's memory of an active one) after that id, then goes on live.
+Task join_stream(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  auto scope = audit_context(ctx);
+  AP_CO_ASSIGN_OR_RETURN(json run, co_await p->runs.get(scope, tid(ctx), rid(ctx)));
+  Uuid run_id = *Uuid::parse(run["run_id"].get<std::string>());
+  std::optional<int64_t> after;
+  if (auto last = ctx.request.header("last-event-id"); !last.empty()) {
+    try {
+      after = std::stoll(std::string(last));
+    } catch (const std::exception&) {
+      co_return Error::invalid_argument("Last-Event-ID must be an event id");
+    }
+  }
+  auto c = ctx.request.query_param("cancel_on_disconnect");
+  bool cancel = c && (*c == "1" || *c == "true");
+  auto sub = p->hub.subscribe(run_id, co_await boost::asio::this_coro::executor, after);
+  std::string status = run["status"];
+  if (status != "pending" && status != "running") {
+    // Finished: replay the stored log (resumable runs), then end.
+    p->hub.unsubscribe(run_id, sub);
+    std::string body;
+    if (after) {
+      AP_CO_ASSIGN_OR_RETURN(auto events, co_await p->runs.stored_events(scope, run_id, *after));
+      for (const auto& e : events) body += "event: " + e.event + "\ndata: " + e.data + "\nid: " + std::to_string(e.id) + "\n\n";
+    }
+    Response r;
+    r.content_type = "text/event-stream";
+    r.body = std::move(body);
+    co_return r;
+  }
+  co_return sse(p, scope, sub, run_id, true, cancel, tid(ctx));
+}
+
+}  // namespace
+
+void add_run_routes(Router& r) {
+  const uint32_t s = auth::kScopeAgents;
+  r.add({"POST", "/threads/{thread_id}/runs", AuthMode::kTenant, s, thread_create});
+  r.add({"GET", "/threads/{thread_id}/runs", AuthMode::kTenant, s, list_runs});
+  r.add({"POST", "/threads/{thread_id}/runs/stream", AuthMode::kTenant, s, thread_stream});
+  r.add({"POST", "/threads/{thread_id}/runs/wait", AuthMode::kTenant, s, thread_wait});
+  r.add({"GET", "/threads/{thread_id}/runs/{run_id}", AuthMode::kTenant, s, get_run});
+  r.add({"DELETE", "/threads/{thread_id}/runs/{run_id}", AuthMode::kTenant, s, delete_run});
+  r.add({"POST", "/threads/{thread_id}/runs/{run_id}/cancel", AuthMode::kTenant, s, cancel_run});
+  r.add({"GET", "/threads/{thread_id}/runs/{run_id}/join", AuthMode::kTenant, s, join_run});
+  r.add({"GET", "/threads/{thread_id}/runs/{run_id}/stream", AuthMode::kTenant, s, join_stream});
+  r.add({"POST", "/runs", AuthMode::kTenant, s, stateless_create});
+  r.add({"POST", "/runs/stream", AuthMode::kTenant, s, stateless_stream});
+  r.add({"POST", "/runs/wait", AuthMode::kTenant, s, stateless_wait});
+  r.add({"POST", "/runs/batch", AuthMode::kTenant, s, batch});
+}
+
+}  // namespace ap::gateway
