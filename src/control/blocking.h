@@ -10,16 +10,17 @@
 namespace ap::control {
 
 namespace detail {
-// A coroutine function (not a lambda): `f` lives in the coroutine's own frame.
 template <class F>
-auto call(F f) -> boost::asio::awaitable<std::optional<decltype(f())>> {
-  co_return f();
+auto call(F* f) -> boost::asio::awaitable<std::optional<decltype((*f)())>> {
+  co_return (*f)();
 }
 }  // namespace detail
 
+// `f` is taken by reference, never copied into a coroutine frame (g++ 12 destroys such copies
+// of lambdas twice): a temporary lambda lives until the caller's co_await expression ends.
 template <class F>
-auto run_blocking(boost::asio::thread_pool& pool, F f) -> boost::asio::awaitable<decltype(f())> {
-  auto out = co_await boost::asio::co_spawn(pool, detail::call(std::move(f)), boost::asio::use_awaitable);
+auto run_blocking(boost::asio::thread_pool& pool, F&& f) -> boost::asio::awaitable<decltype(f())> {
+  auto out = co_await boost::asio::co_spawn(pool, detail::call(&f), boost::asio::use_awaitable);
   co_return std::move(*out);
 }
 

@@ -54,7 +54,8 @@ void add_graph(const Json& spec, const std::string& prefix, bool xray, Json& nod
 
 Json state_schema(const std::string& title, const Json& spec) {
   Json props = Json::object();
-  for (const auto& [name, ch] : spec.value("channels", Json::object()).items()) {
+  const Json channels = spec.value("channels", Json::object());  // items() of a temporary would dangle
+  for (const auto& [name, ch] : channels.items()) {
     std::string reducer = ch.is_string() ? ch.get<std::string>() : ch.value("reducer", "last_value");
     if (reducer == "ephemeral") continue;
     Json p = {{"title", name}};
@@ -67,7 +68,8 @@ Json state_schema(const std::string& title, const Json& spec) {
 }
 
 void collect(const Json& spec, const std::string& prefix, bool recurse, Json& out) {
-  for (const auto& [name, n] : spec.value("nodes", Json::object()).items()) {
+  const Json nodes = spec.value("nodes", Json::object());
+  for (const auto& [name, n] : nodes.items()) {
     if (n.value("kind", "") != "subgraph" || !n.contains("spec")) continue;
     std::string ns = prefix.empty() ? name : prefix + "|" + name;
     out[ns] = graph_schemas(name, n["spec"]);

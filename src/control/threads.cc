@@ -180,9 +180,10 @@ Task<void> Threads::remove(Scope s, std::string id) {
   auto saver = savers_;
   TenantId tenant = s.tenant;
   std::string thread = u.to_string();
-  AP_CO_RETURN_IF_ERROR(co_await run_blocking(blocking_, [saver, tenant, thread]() -> Status {
+  auto drop = [saver, tenant, thread]() -> Status {
     return saver(tenant)->delete_thread(thread);
-  }));
+  };  // (g++ 12: no lambda temporaries in co_await)
+  AP_CO_RETURN_IF_ERROR(co_await run_blocking(blocking_, drop));
   co_return ok_status();
 }
 
@@ -231,9 +232,10 @@ Task<Json> Threads::copy(Scope s, std::string id) {
   auto saver = savers_;
   TenantId tenant = s.tenant;
   std::string from = u.to_string(), target = to.to_string();
-  AP_CO_RETURN_IF_ERROR(co_await run_blocking(blocking_, [saver, tenant, from, target]() -> Status {
+  auto copy = [saver, tenant, from, target]() -> Status {
     return saver(tenant)->copy_thread(from, target);
-  }));
+  };  // (g++ 12: no lambda temporaries in co_await)
+  AP_CO_RETURN_IF_ERROR(co_await run_blocking(blocking_, copy));
   co_return Json::parse(rows.get(0, 0));
 }
 
@@ -258,9 +260,10 @@ Task<Json> Threads::prune(Scope s, Json body) {
   } else {
     auto saver = savers_;
     TenantId tenant = s.tenant;
-    AP_CO_RETURN_IF_ERROR(co_await run_blocking(blocking_, [saver, tenant, ids]() -> Status {
+    auto prune_all = [saver, tenant, ids]() -> Status {
       return saver(tenant)->prune(ids, 1);
-    }));
+    };  // (g++ 12: no lambda temporaries in co_await)
+    AP_CO_RETURN_IF_ERROR(co_await run_blocking(blocking_, prune_all));
     pruned = static_cast<int64_t>(ids.size());
   }
   co_return Json{{"pruned_count", pruned}};
@@ -281,7 +284,7 @@ Task<Json> Threads::state(Scope s, std::string id, std::string checkpoint_id, st
   auto saver = savers_;
   TenantId tenant = s.tenant;
   graph::CheckpointConfig cfg{id, checkpoint_ns, checkpoint_id};
-  co_return co_await run_blocking(blocking_, [saver, tenant, g, cfg]() -> Result<Json> {
+  auto read_state = [saver, tenant, g, cfg]() -> Result<Json> {
     auto cp = saver(tenant);
     auto snap = g.graph->get_state(*cp, cfg);
     if (!snap) {
@@ -290,7 +293,8 @@ Task<Json> Threads::state(Scope s, std::string id, std::string checkpoint_id, st
     }
     if (snap->config.checkpoint_id.empty()) return empty_state();
     return state_json(*snap);
-  });
+  };  // (g++ 12: no lambda temporaries in co_await)
+  co_return co_await run_blocking(blocking_, read_state);
 }
 
 Task<Json> Threads::history(Scope s, std::string id, Json body) {
@@ -326,13 +330,14 @@ Task<Json> Threads::history(Scope s, std::string id, Json body) {
   AP_CO_ASSIGN_OR_RETURN(auto g, co_await graphs_.load(s, graph_id));
   auto saver = savers_;
   TenantId tenant = s.tenant;
-  co_return co_await run_blocking(blocking_, [saver, tenant, g, o]() -> Result<Json> {
+  auto read_history = [saver, tenant, g, o]() -> Result<Json> {
     auto cp = saver(tenant);
     AP_ASSIGN_OR_RETURN(auto snaps, g.graph->get_state_history(*cp, o));
     Json out = Json::array();
     for (const auto& snap : snaps) out.push_back(state_json(snap));
     return out;
-  });
+  };  // (g++ 12: no lambda temporaries in co_await)
+  co_return co_await run_blocking(blocking_, read_history);
 }
 
 Task<Json> Threads::update_state(Scope s, std::string id, Json body) {
@@ -358,13 +363,14 @@ Task<Json> Threads::update_state(Scope s, std::string id, Json body) {
   auto saver = savers_;
   TenantId tenant = s.tenant;
   ThreadSummary summary;
-  AP_CO_ASSIGN_OR_RETURN(Json out, co_await run_blocking(blocking_, [&, saver, tenant, g, cfg, values, as_node]() -> Result<Json> {
+  auto write_state = [&, saver, tenant, g, cfg, values, as_node]() -> Result<Json> {
     auto cp = saver(tenant);
     AP_ASSIGN_OR_RETURN(auto next, g.graph->update_state(*cp, cfg, values, as_node));
     AP_ASSIGN_OR_RETURN(auto snap, g.graph->get_state(*cp, graph::CheckpointConfig{id, "", ""}));
     summary = summarize(snap);
     return Json{{"checkpoint", checkpoint_json(next)}};
-  }));
+  };  // (g++ 12: no lambda temporaries in co_await)
+  AP_CO_ASSIGN_OR_RETURN(Json out, co_await run_blocking(blocking_, write_state));
   AP_CO_RETURN_IF_ERROR(co_await store::tenant_query(
       *s.pool, s.tenant,
       "UPDATE threads SET \"values\" = $3::jsonb, interrupts = $4::jsonb, status = $5, updated_at = now() "

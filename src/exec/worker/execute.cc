@@ -33,7 +33,8 @@ std::vector<std::string> nodes_of(const Json& list, const graph::CompiledGraph& 
 
 std::set<std::string> message_channels(const Json& spec) {
   std::set<std::string> out;
-  for (const auto& [name, ch] : spec.value("channels", Json::object()).items()) {
+  const Json channels = spec.value("channels", Json::object());  // items() of a temporary would dangle
+  for (const auto& [name, ch] : channels.items()) {
     std::string reducer = ch.is_string() ? ch.get<std::string>() : ch.value("reducer", "");
     if (reducer == "messages") out.insert(name);
   }

@@ -184,7 +184,16 @@ asio::awaitable<void> Worker::Impl::execute(Claim c) {
   } else {
     auto saver_for = savers;
     auto graph = *loaded;
-    out = co_await control::run_blocking(*runners, [rc, graph, saver_for]() { return execute_run(rc, graph, saver_for); });
+    auto run_graph = [rc, graph, saver_for]() {
+      try {
+        return execute_run(rc, graph, saver_for);
+      } catch (const std::exception& e) {
+        // A bug, not the user's graph: the run fails with a message; the worker goes on.
+        telemetry::log_error("run_exception", {{"run_id", rc.run.to_string()}, {"error", e.what()}});
+        return RunOutcome::failed("InternalError", "the run failed inside the engine");
+      }
+    };  // (g++ 12: no lambda temporaries in co_await)
+    out = co_await control::run_blocking(*runners, run_graph);
   }
   auto st = co_await finish(c, out, kwargs);
   if (!st) telemetry::log_error("run_finish_failed", {{"run_id", run_id}, {"error", st.error().message}});
@@ -260,7 +269,8 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, const RunOutcome& o
   if (temporary) {
     auto saver_for = savers;
     TenantId t = c.tenant;
-    (void)co_await control::run_blocking(*runners, [saver_for, t, thread]() { return saver_for(t)->delete_thread(thread); });
+    auto drop_checkpoints = [saver_for, t, thread]() { return saver_for(t)->delete_thread(thread); };  // (g++ 12: no lambda temporaries in co_await)
+    (void)co_await control::run_blocking(*runners, drop_checkpoints);
   }
   if (audit) {
     Json payload{{"run_id", run_id}, {"thread_id", thread}, {"status", run_status}, {"attempt", c.attempt}};
