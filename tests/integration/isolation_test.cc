@@ -37,6 +37,19 @@ const std::vector<std::pair<std::string, std::string>> kTenantTables = {
      "'\\x7b7d', '\\x00')"},
     {"audit_heads", "INSERT INTO audit_heads (tenant_id, seq, hash) VALUES ($1, 0, '\\x00')"},
     {"audit_seals", "INSERT INTO audit_seals (tenant_id, seq, hash, checkpoint) VALUES ($1, 0, '\\x00', '{}')"},
+    {"graphs", "INSERT INTO graphs (tenant_id, graph_id, spec, created_by) VALUES ($1, 'g', '{}', 'test')"},
+    {"assistants",
+     "INSERT INTO assistants (tenant_id, assistant_id, graph_id, version, name) VALUES ($1, gen_random_uuid(), 'g', 1, 'a')"},
+    {"assistant_versions",
+     "INSERT INTO assistant_versions (tenant_id, assistant_id, version, graph_id, name) VALUES ($1, "
+     "(SELECT assistant_id FROM assistants LIMIT 1), 1, 'g', 'a')"},
+    {"threads", "INSERT INTO threads (tenant_id, thread_id) VALUES ($1, gen_random_uuid())"},
+    {"runs",
+     "INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, status) VALUES ($1, "
+     "gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '{}', 'test', 'success')"},
+    {"run_events",
+     "INSERT INTO run_events (tenant_id, run_id, seq, event, data) VALUES ($1, gen_random_uuid(), 0, 'metadata', '{}')"},
+    {"store_items", "INSERT INTO store_items (tenant_id, namespace, key, value) VALUES ($1, '{a}', 'k', '{}')"},
     {"credentials",
      "INSERT INTO credentials (tenant_id, name, version, kind, key_version, token, created_by) "
      "VALUES ($1, 'c', 1, 'secret', 1, 'gAAAA', 'test')"},
