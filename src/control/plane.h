@@ -9,6 +9,7 @@
 #include "control/graphs.h"
 #include "control/run_hub.h"
 #include "control/runs.h"
+#include "control/store_items.h"
 #include "control/threads.h"
 
 namespace ap::control {
@@ -24,6 +25,7 @@ struct Plane {
   Threads threads;
   RunHub hub;
   Runs runs;
+  StoreItems store;
   SaverFor savers;
 };
 
