@@ -1,6 +1,8 @@
 #include "store/pool.h"
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include "telemetry/metrics.h"
@@ -55,6 +57,15 @@ asio::awaitable<bool> Pool::ready(Conn& conn) {
   co_return true;
 }
 
+asio::awaitable<void> Pool::rollback_then_release(std::unique_ptr<Conn> conn) {
+  if (co_await ready(*conn)) {
+    release(std::move(conn));
+  } else {
+    --open_;
+    wake_one_for_slot();
+  }
+}
+
 void Pool::release(std::unique_ptr<Conn> conn) {
   if (closed_) {  // shutting down: close it now, while its io_context still exists
     --open_;
@@ -63,6 +74,12 @@ void Pool::release(std::unique_ptr<Conn> conn) {
   if (conn->broken()) {
     --open_;
     wake_one_for_slot();
+    return;
+  }
+  if (conn->in_transaction()) {
+    // A unit of work that ended early (an error return) must not hold its row locks until the
+    // connection happens to be used again: roll it back now.
+    asio::co_spawn(ex_, rollback_then_release(std::move(conn)), asio::detached);
     return;
   }
   if (!waiters_.empty()) {

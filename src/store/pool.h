@@ -56,6 +56,7 @@ class Pool {
 
  private:
   void release(std::unique_ptr<Conn> conn);
+  asio::awaitable<void> rollback_then_release(std::unique_ptr<Conn> conn);
   // Makes a connection fit for a new unit of work: rolls back a transaction left open.
   // False if it had to be dropped.
   asio::awaitable<bool> ready(Conn& conn);
