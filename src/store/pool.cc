@@ -58,12 +58,14 @@ asio::awaitable<bool> Pool::ready(Conn& conn) {
 }
 
 asio::awaitable<void> Pool::rollback_then_release(std::unique_ptr<Conn> conn) {
-  if (co_await ready(*conn)) {
+  bool ok = co_await ready(*conn);
+  if (ok) {
     release(std::move(conn));
   } else {
     --open_;
     wake_one_for_slot();
   }
+  co_return;
 }
 
 void Pool::release(std::unique_ptr<Conn> conn) {

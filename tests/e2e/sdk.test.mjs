@@ -995,15 +995,35 @@ describe("runs: joinStream and resumable streams", { skip: SKIP }, () => {
 // ------------------------------------------------------------------------------------------------
 
 describe("runs: multitask strategies", { skip: SKIP }, () => {
-  test("reject (default): a second run on a busy thread is a 409", async () => {
+  test("reject (default): every further run on a busy thread (pending run) is a prompt 409", async () => {
+    const th = await A.threads.create({ metadata: { suite: RUN } });
+    // a run that stays pending for a minute keeps the thread busy whatever the timing
+    const run = await A.runs.create(th.thread_id, G.lin, { input: { count: 0 }, afterSeconds: 60 });
+    started.push([th.thread_id, run.run_id]);
+    const timed = async (what, p) => {
+      const t0 = Date.now();
+      await rejectsWith(409, p, what);
+      const ms = Date.now() - t0;
+      assert.ok(ms < 5000, `${what}: the 409 took ${ms} ms`);
+    };
+    try {
+      await timed("runs.create on a busy thread", A.runs.create(th.thread_id, G.lin, { input: { count: 0 } }));
+      await timed("runs.create (explicit reject) right after a 409", A.runs.create(th.thread_id, G.lin, { input: { count: 0 }, multitaskStrategy: "reject" }));
+      await timed("runs.stream on a busy thread", collect(A.runs.stream(th.thread_id, G.lin, { input: { count: 0 } })));
+      await timed("runs.wait on a busy thread", A.runs.wait(th.thread_id, G.lin, { input: { count: 0 } }));
+      await timed("threads.updateState on a busy thread", A.threads.updateState(th.thread_id, { values: { count: 1 } }));
+      assert.equal((await A.runs.get(th.thread_id, run.run_id)).status, "pending");
+    } finally {
+      await A.runs.cancel(th.thread_id, run.run_id).catch(() => {});
+    }
+  });
+
+  test("reject: a run on a thread with a running run is a 409", async () => {
     const th = await A.threads.create({ metadata: { suite: RUN } });
     const run = await startSlow(th.thread_id);
-    await rejectsWith(409, A.runs.create(th.thread_id, G.lin, { input: { count: 0 } }), "runs.create on a busy thread");
-    await rejectsWith(409, A.runs.create(th.thread_id, G.lin, { input: { count: 0 }, multitaskStrategy: "reject" }), "explicit reject");
-    await rejectsWith(409, collect(A.runs.stream(th.thread_id, G.lin, { input: { count: 0 } })), "runs.stream on a busy thread");
-    await rejectsWith(409, A.runs.wait(th.thread_id, G.lin, { input: { count: 0 } }), "runs.wait on a busy thread");
-    await rejectsWith(409, A.threads.updateState(th.thread_id, { values: { count: 1 } }), "updateState on a busy thread");
-    await A.runs.cancel(th.thread_id, run.run_id, true);
+    await waitForRun(A, th.thread_id, run.run_id, (r) => r.status === "running", "slow run to start");
+    await rejectsWith(409, A.runs.create(th.thread_id, G.lin, { input: { count: 0 } }), "runs.create on a running thread");
+    await A.runs.cancel(th.thread_id, run.run_id).catch(() => {});
   });
 
   test("enqueue: the second run waits and then runs on the first one's result", async () => {
@@ -1036,7 +1056,8 @@ describe("runs: multitask strategies", { skip: SKIP }, () => {
     await rejectsWith(404, A.runs.get(th.thread_id, r1.run_id), "rolled-back run");
     assert.deepEqual((await A.runs.list(th.thread_id)).map((r) => r.run_id), [r2.run_id]);
     const h = await A.threads.getHistory(th.thread_id, { limit: 50 });
-    assert.ok(h.every((c) => c.metadata.run_id === r2.run_id), "only r2's checkpoints are left");
+    const owners = [...new Set(h.map((c) => c.metadata.run_id))];
+    assert.deepEqual(owners, [r2.run_id], `checkpoints by run (r1=${r1.run_id}, r2=${r2.run_id})`);
   });
 });
 
