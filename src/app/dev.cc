@@ -96,6 +96,24 @@ Status create_demo_tenant(const std::string& url, const std::string& admin, json
   return ok_status();
 }
 
+// The demo tenant's graph "demo" (also its assistant id): a model-free chat graph, registered
+// (again) on every start so that it follows the binary.
+constexpr const char* kDemoGraph = R"({
+  "channels": {"messages": "messages", "notes": "append", "turns": "last_value"},
+  "nodes": {
+    "read": {"kind": "set", "values": {"notes": {"template": "read: {{messages[-1].content}}"}}},
+    "count": {"kind": "set", "values": {"turns": {"increment": "turns"}}},
+    "reply": {"kind": "set", "values": {"messages": {"object": {"type": "ai", "content": {"template":
+      "You said \"{{messages[-1].content}}\". I am agentplane's demo graph, run by a worker with every step checkpointed in PostgreSQL (turn {{turns}}). The ReAct model agent arrives with the model gateway."}}}}}},
+  "edges": [["__start__", "read"], ["read", "count"], ["count", "reply"], ["reply", "__end__"]]})";
+
+Status register_demo_graph(const std::string& url, const json& dev) {
+  std::vector<std::pair<std::string, std::string>> h = {{"x-api-key", dev.value("demo_api_key", "")}};
+  AP_ASSIGN_OR_RETURN(auto r, net::http_request(url, "PUT", "/v1/graphs/demo", h, kDemoGraph));
+  if (r.status != 200 && r.status != 201) return Error::internal("registering the demo graph failed: " + r.body);
+  return ok_status();
+}
+
 void print_banner(const json& dev, const std::string& data_dir, const Layout& l,
                   const std::string& log_file) {
   std::string key = dev.value("demo_api_key", "");
@@ -108,7 +126,8 @@ void print_banner(const json& dev, const std::string& data_dir, const Layout& l,
             << "  PostgreSQL     " << l.cluster_dir << "  (socket in " << l.socket_dir << ")\n"
             << "  logs           " << (log_file.empty() ? "stderr" : log_file) << "\n\n"
             << "  try:  curl -H 'x-api-key: " << key << "' " << dev.value("url", "")
-            << "/v1/keys\n\n"
+            << "/v1/keys\n"
+            << "        agentplane run --assistant demo --stream \"hello\"   (an agent run, streamed)\n\n"
             << "  Ctrl-C stops the server and PostgreSQL.\n"
             << std::endl;
 }
@@ -182,6 +201,10 @@ int run_dev(const DevConfig& config) {
       (*server)->stop();
       return fail(st.error());
     }
+  }
+  if (auto st = register_demo_graph(url, dev); !st) {
+    (*server)->stop();
+    return fail(st.error());
   }
   if (auto st = write_dev_json(dev_json, dev); !st) {
     (*server)->stop();

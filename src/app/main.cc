@@ -149,6 +149,15 @@ int main(int argc, char** argv) {
   cred_delete->add_option("name", cred_name, "Credential name")->required();
   add_client_opts(cred_delete);
 
+  std::string run_assistant = "demo", run_thread, run_message;
+  bool run_stream = false;
+  auto* run_cmd = cli.add_subcommand("run", "Run an agent once on a thread (the tenant's AGENTPLANE_API_KEY)");
+  run_cmd->add_option("message", run_message, "The human message")->required();
+  run_cmd->add_option("--assistant", run_assistant, "Assistant id or graph id")->capture_default_str();
+  run_cmd->add_option("--thread", run_thread, "Continue this thread (default: a new one)");
+  run_cmd->add_flag("--stream", run_stream, "Show each step and message as it happens");
+  add_client_opts(run_cmd);
+
   std::string key_file = env_or("AGENTPLANE_MASTER_KEY_FILE", "");
   std::string ops_db = env_or("AGENTPLANE_DATABASE_URL", "");
   int retire_version = 0;
@@ -237,6 +246,7 @@ int main(int argc, char** argv) {
                : 2;
   if (*audit_verify)
     return need(ops_db, "--database-url") ? app::cli::audit_verify(ops_db, audit_tenant, audit_checkpoint, key_file) : 2;
+  if (*run_cmd) return app::cli::run_agent(client, run_assistant, run_thread, run_message, run_stream);
   if (*cred_put) return app::cli::credential_put(client, cred_name, cred_kind, cred_metadata);
   if (*cred_list) return app::cli::credential_list(client);
   if (*cred_delete) return app::cli::credential_delete(client, cred_name);

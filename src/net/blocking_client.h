@@ -4,6 +4,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,5 +28,12 @@ Result<HttpResponse> http_request(const std::string& base_url, const std::string
                                   const std::vector<std::pair<std::string, std::string>>& headers = {},
                                   const std::string& body = "",
                                   std::chrono::milliseconds timeout = std::chrono::seconds(30));
+
+// As http_request, but the body is handed to `on_data` piece by piece as it arrives (server-sent
+// events); `idle` bounds the wait for each piece. The returned body is empty.
+Result<HttpResponse> http_stream(const std::string& base_url, const std::string& method, const std::string& target,
+                                 const std::vector<std::pair<std::string, std::string>>& headers, const std::string& body,
+                                 const std::function<void(std::string_view)>& on_data,
+                                 std::chrono::milliseconds idle = std::chrono::seconds(60));
 
 }  // namespace ap::net

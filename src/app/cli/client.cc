@@ -42,6 +42,13 @@ Result<std::string> credential(const ClientConfig& c, bool admin) {
   return Error::unauthenticated(std::string("set ") + var + " (or run `agentplane dev` first)");
 }
 
+}  // namespace
+
+std::string api_url(const ClientConfig& c) { return base_url(c); }
+Result<std::string> api_credential(const ClientConfig& c) { return credential(c, false); }
+
+namespace {
+
 int call(const ClientConfig& c, bool admin, const std::string& method, const std::string& target,
          const std::string& body = "") {
   auto cred = credential(c, admin);

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <string>
+
+#include "common/result.h"
 #include <vector>
 
 namespace ap::app::cli {
@@ -12,6 +14,15 @@ struct ClientConfig {
   std::string url;       // default: AGENTPLANE_URL, then dev.json, then http://127.0.0.1:8123
   std::string data_dir;  // where dev.json is looked for
 };
+
+// The server URL and the tenant API key a client command uses (as described above).
+std::string api_url(const ClientConfig& c);
+Result<std::string> api_credential(const ClientConfig& c);
+
+// `agentplane run`: one run of `assistant` (an assistant id or a graph id) on a new thread or
+// `thread`, with `message` as a human message; streamed (--stream) or waited for (cli/run.cc).
+int run_agent(const ClientConfig& c, const std::string& assistant, std::string thread, const std::string& message,
+              bool stream);
 
 int tenant_create(const ClientConfig& c, const std::string& name);
 int tenant_list(const ClientConfig& c);
