@@ -183,7 +183,7 @@ Task<Json> Assistants::search(Scope s, Json body) {
   AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(*s.pool, s.tenant, sql, std::move(params)));
   Json out = Json::array();
   for (int i = 0; i < rows.size(); ++i) out.push_back(Json::parse(rows.get(i, 0)));
-  co_return out;
+  co_return project(std::move(out), body.value("select", Json()));
 }
 
 Task<int64_t> Assistants::count(Scope s, Json body) {
@@ -240,6 +240,7 @@ Task<AssistantRef> Assistants::resolve(Scope s, std::string id) {
   r.version = a["version"];
   r.config = a["config"];
   r.context = a["context"];
+  r.metadata = a["metadata"];
   co_return r;
 }
 

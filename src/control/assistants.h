@@ -16,6 +16,7 @@ struct AssistantRef {
   int version = 0;
   Json config = Json::object();
   Json context = Json::object();
+  Json metadata = Json::object();
 };
 
 class Assistants {

@@ -1,5 +1,7 @@
 #include "control/common.h"
 
+#include <algorithm>
+
 namespace ap::control {
 
 Result<Uuid> parse_id(std::string_view text, const char* what) {
@@ -30,6 +32,20 @@ Result<Paging> paging(const Json& body, int def) {
     p.offset = off->get<int64_t>();
   }
   return p;
+}
+
+Result<Json> project(Json items, const Json& select) {
+  if (select.is_null() || (select.is_array() && select.empty())) return items;
+  if (!select.is_array() || !std::all_of(select.begin(), select.end(), [](const Json& f) { return f.is_string(); }))
+    return Error::invalid_argument("'select' must be a list of field names");
+  Json out = Json::array();
+  for (const auto& item : items) {
+    Json kept = Json::object();
+    for (const auto& f : select)
+      if (auto it = item.find(f.get<std::string>()); it != item.end()) kept[f.get<std::string>()] = *it;
+    out.push_back(std::move(kept));
+  }
+  return out;
 }
 
 }  // namespace ap::control

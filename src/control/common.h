@@ -27,5 +27,8 @@ struct Paging {
   int64_t offset = 0;
 };
 Result<Paging> paging(const Json& body, int def = 10);
+// `select`: the fields to keep of each object in `items` (absent or empty: all). InvalidArgument
+// when it is not a list of strings.
+Result<Json> project(Json items, const Json& select);
 
 }  // namespace ap::control

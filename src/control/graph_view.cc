@@ -1,34 +1,38 @@
 #include "control/graph_view.h"
 
+#include <set>
+
 namespace ap::control {
 namespace {
 
 using Json = nlohmann::json;
 
+// Adds a graph's nodes and edges under `prefix` ("" for the root). With `xray`, a subgraph node
+// is replaced by its own graph under "<name>:", whose __start__ and __end__ take the node's
+// place in the parent's edges.
 void add_graph(const Json& spec, const std::string& prefix, bool xray, Json& nodes, Json& edges) {
   auto id = [&](const std::string& n) { return prefix.empty() ? n : prefix + ":" + n; };
-  const bool root = prefix.empty();
-  if (root) nodes.push_back({{"id", "__start__"}, {"type", "schema"}, {"data", "__start__"}});
   const Json node_specs = spec.value("nodes", Json::object());
+  std::set<std::string> expanded;
+  nodes.push_back({{"id", id("__start__")}, {"type", "schema"}, {"data", id("__start__")}});
   for (const auto& [name, n] : node_specs.items()) {
     if (xray && n.value("kind", "") == "subgraph" && n.contains("spec")) {
       add_graph(n["spec"], id(name), xray, nodes, edges);
+      expanded.insert(name);
       continue;
     }
     nodes.push_back({{"id", id(name)}, {"type", "runnable"},
                      {"data", {{"id", Json::array({"agentplane", n.value("kind", "node")})}, {"name", name}}},
                      {"metadata", {{"kind", n.value("kind", "node")}}}});
   }
-  if (root) nodes.push_back({{"id", "__end__"}, {"type", "schema"}, {"data", "__end__"}});
-  auto endpoint = [&](const std::string& n) {
-    if (n == "__start__" || n == "__end__") return root ? n : id(n);
-    return id(n);
-  };
+  nodes.push_back({{"id", id("__end__")}, {"type", "schema"}, {"data", id("__end__")}});
+  auto source = [&](const std::string& n) { return expanded.count(n) ? id(n) + ":__end__" : id(n); };
+  auto target = [&](const std::string& n) { return expanded.count(n) ? id(n) + ":__start__" : id(n); };
   for (const auto& e : spec.value("edges", Json::array()))
-    if (e.is_array() && e.size() == 2) edges.push_back({{"source", endpoint(e[0])}, {"target", endpoint(e[1])}});
+    if (e.is_array() && e.size() == 2) edges.push_back({{"source", source(e[0])}, {"target", target(e[1])}});
   for (const auto& j : spec.value("joins", Json::array()))
     for (const auto& from : j.value("from", Json::array()))
-      edges.push_back({{"source", endpoint(from)}, {"target", endpoint(j.value("to", ""))}});
+      edges.push_back({{"source", source(from)}, {"target", target(j.value("to", ""))}});
   for (const auto& [name, n] : node_specs.items()) {
     const std::string kind = n.value("kind", "");
     std::vector<std::string> targets;
@@ -48,7 +52,7 @@ void add_graph(const Json& spec, const std::string& prefix, bool xray, Json& nod
     std::sort(targets.begin(), targets.end());
     targets.erase(std::unique(targets.begin(), targets.end()), targets.end());
     for (const auto& t : targets)
-      edges.push_back({{"source", endpoint(name)}, {"target", endpoint(t)}, {"conditional", true}});
+      edges.push_back({{"source", source(name)}, {"target", target(t)}, {"conditional", true}});
   }
 }
 

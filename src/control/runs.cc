@@ -175,8 +175,12 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
                                              store::params(tenant, tid, strategy)));
     }
   }
-  run_md.merge_patch(metadata);
-  run_md.merge_patch(thread_md);
+  // As LangGraph: the assistant's metadata, then the thread's, then the request's.
+  Json merged_md = assistant->metadata.is_object() ? assistant->metadata : Json::object();
+  merged_md.merge_patch(run_md);
+  merged_md.merge_patch(metadata);
+  merged_md.merge_patch(thread_md);
+  run_md = std::move(merged_md);
   AP_CO_ASSIGN_OR_RETURN(auto rows, co_await tx.exec(
                                         std::string("INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, metadata, kwargs, "
                                                     "multitask_strategy, stateless, created_by, run_after) VALUES ($1, $2, $3, $4, "
@@ -266,7 +270,11 @@ Task<void> Runs::cancel(Scope s, std::string thread_id, std::string run_id, std:
       "UPDATE runs SET cancel = $3 WHERE tenant_id = $1 AND run_id = $2 AND status = 'running'",
       store::params(tenant, id.to_string(), action)));
   hub_.request_cancel(id, action);
-  if (wait) AP_CO_RETURN_IF_ERROR(co_await result(s, id));
+  if (wait) {
+    auto done = co_await result(s, id);
+    // A rolled-back run is deleted once it has stopped.
+    if (!done && !(action == "rollback" && done.error().code == Code::kNotFound)) co_return done.error();
+  }
   co_return ok_status();
 }
 

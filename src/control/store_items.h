@@ -1,6 +1,7 @@
 // The LangGraph store: JSON items under a namespace (a list of labels) and a key, per tenant
 // under row-level security, with an optional TTL (minutes). Search by namespace prefix and an
-// exact-match filter on value keys; semantic `query` needs an index (not built: InvalidArgument).
+// exact-match filter on value keys; semantic `query` needs an index, which is not built yet (a
+// query then matches every item under the prefix, as LangGraph's servers without an index do).
 #pragma once
 
 #include "control/common.h"

@@ -75,7 +75,7 @@ ThreadSummary summarize(const graph::StateSnapshot& snap) {
   ThreadSummary t;
   t.values = snap.values();
   for (const auto& i : snap.interrupts) {
-    t.interrupts[i.node].push_back({{"value", i.value}, {"id", i.id}});
+    t.interrupts[i.task_id.empty() ? i.node : i.task_id].push_back({{"value", i.value}, {"id", i.id}});
     t.interrupted = true;
   }
   return t;
@@ -83,11 +83,13 @@ ThreadSummary summarize(const graph::StateSnapshot& snap) {
 
 Json state_json(const graph::StateSnapshot& snap) {
   Json tasks = Json::array();
-  for (const auto& n : snap.next) {
+  for (size_t k = 0; k < snap.next.size(); ++k) {
+    const std::string& n = snap.next[k];
+    const std::string task_id = k < snap.next_task_ids.size() ? snap.next_task_ids[k] : n;
     Json interrupts = Json::array();
     for (const auto& i : snap.interrupts)
-      if (i.node == n) interrupts.push_back({{"value", i.value}, {"id", i.id}});
-    tasks.push_back({{"id", Uuid::v5(Uuid::parse(snap.config.checkpoint_id).value_or(Uuid()), n).to_string()},
+      if (i.task_id == task_id || (i.task_id.empty() && i.node == n)) interrupts.push_back({{"value", i.value}, {"id", i.id}});
+    tasks.push_back({{"id", task_id},
                      {"name", n},
                      {"path", Json::array({"__pregel_pull", n})},
                      {"error", nullptr},
@@ -205,7 +207,7 @@ Task<Json> Threads::search(Scope s, Json body) {
   AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(*s.pool, s.tenant, sql, std::move(params)));
   Json out = Json::array();
   for (int i = 0; i < rows.size(); ++i) out.push_back(Json::parse(rows.get(i, 0)));
-  co_return out;
+  co_return project(std::move(out), body.value("select", Json()));
 }
 
 Task<int64_t> Threads::count(Scope s, Json body) {

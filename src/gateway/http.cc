@@ -40,7 +40,8 @@ std::string percent_decode(std::string_view s) {
   return out;
 }
 
-std::optional<std::string> Request::query_param(std::string_view name) const {
+std::vector<std::string> Request::query_params(std::string_view name) const {
+  std::vector<std::string> out;
   std::string_view q = query();
   while (!q.empty()) {
     auto amp = q.find('&');
@@ -48,11 +49,17 @@ std::optional<std::string> Request::query_param(std::string_view name) const {
     auto eq = pair.find('=');
     std::string_view k = pair.substr(0, eq);
     if (percent_decode(k) == name)
-      return eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1));
+      out.push_back(eq == std::string_view::npos ? std::string() : percent_decode(pair.substr(eq + 1)));
     if (amp == std::string_view::npos) break;
     q.remove_prefix(amp + 1);
   }
-  return std::nullopt;
+  return out;
+}
+
+std::optional<std::string> Request::query_param(std::string_view name) const {
+  auto all = query_params(name);
+  if (all.empty()) return std::nullopt;
+  return all.front();
 }
 
 }  // namespace ap::gateway

@@ -28,6 +28,8 @@ struct Request {
   std::string_view header(std::string_view lname) const;
   // A query parameter, percent-decoded; nullopt when absent.
   std::optional<std::string> query_param(std::string_view name) const;
+  // Every value of a repeated query parameter (?a=1&a=2), in order.
+  std::vector<std::string> query_params(std::string_view name) const;
 };
 
 // Where a streamed body goes: each write is sent at once as one chunk. false: the client is gone

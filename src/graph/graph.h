@@ -101,6 +101,7 @@ struct Interrupt {
   std::string id;  // stable across re-runs: resume maps are keyed by it
   Json value;
   std::string node;
+  std::string task_id;  // the interrupted task (set in state snapshots)
 };
 
 struct RunResult {
@@ -123,6 +124,7 @@ struct StateSnapshot {
   // {"channel": value} for the non-empty channels (materialises: O(state)).
   Json values() const;
   std::vector<std::string> next;  // nodes that would run next
+  std::vector<std::string> next_task_ids;  // their task ids, in the same order
   CheckpointConfig config;
   std::optional<CheckpointConfig> parent_config;
   Json metadata;

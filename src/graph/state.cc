@@ -1,4 +1,6 @@
 // Reading and writing a thread's state outside a run: get_state, history, update_state.
+#include <unordered_map>
+
 #include "graph/internal/loop.h"
 
 namespace ap::graph {
@@ -12,15 +14,23 @@ StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t) {
   Checkpoint cp = adapt(g, t.checkpoint);
   s.channel_names = g.state_names;
   s.channel_values.assign(cp.values.begin(), cp.values.begin() + g.user_channels);
+  std::unordered_map<std::string, std::string> task_node;
   for (const auto& task : plan(g, cp, t.metadata.step + 1, t.config.checkpoint_ns)) {
     bool done = false;
     for (const auto& w : t.pending_writes)
       done = done || (w.task_id == task.id && !is_special_write(w.channel));
-    if (!done) s.next.push_back(g.nodes[task.node].name);
+    task_node[task.id] = g.nodes[task.node].name;
+    if (!done) {
+      s.next.push_back(g.nodes[task.node].name);
+      s.next_task_ids.push_back(task.id);
+    }
   }
   for (const auto& w : t.pending_writes)
     if (w.channel == kInterruptChannel && w.value && w.value->is_array())
-      for (const auto& i : *w.value) s.interrupts.push_back({i.value("id", ""), i.value("value", Json()), ""});
+      for (const auto& i : *w.value) {
+        auto n = task_node.find(w.task_id);
+        s.interrupts.push_back({i.value("id", ""), i.value("value", Json()), n == task_node.end() ? "" : n->second, w.task_id});
+      }
   s.config = t.config;
   s.parent_config = t.parent;
   s.metadata = t.metadata.to_json();

@@ -1,5 +1,7 @@
 #include "tests/integration/fixture.h"
 
+#include <atomic>
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <spawn.h>
@@ -170,11 +172,13 @@ std::string slurp(const std::string& path) {
 }
 
 // Runs the agentplane binary with `args` and extra environment `env` ("K=V").
-Run agentplane(std::vector<std::string> args, std::vector<std::string> env, const std::string& stdin_text) {
-  const char* bin = std::getenv("AP_BINARY");
-  std::string exe = bin ? bin : "./agentplane";
+namespace {
+
+// Runs `exe` (looked up on PATH when `search_path`) and waits; output is captured in files.
+Run run_program(std::string exe, bool search_path, std::vector<std::string> args, std::vector<std::string> env,
+                const std::string& stdin_text) {
   std::string dir = Database::get().temp_dir();
-  static int n = 0;
+  static std::atomic<int> n{0};
   std::string out = dir + "/cli" + std::to_string(++n) + ".out", err = out + ".err";
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
@@ -200,15 +204,29 @@ Run agentplane(std::vector<std::string> args, std::vector<std::string> env, cons
   envp.push_back(nullptr);
   pid_t pid;
   Run r;
-  if (posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data()) != 0) return r;
+  int spawned = search_path ? posix_spawnp(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data())
+                            : posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
+  if (spawned != 0) return r;
   int status = 0;
   waitpid(pid, &status, 0);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   r.out = slurp(out);
   r.err = slurp(err);
+  return r;
+}
+
+}  // namespace
+
+Run agentplane(std::vector<std::string> args, std::vector<std::string> env, const std::string& stdin_text) {
+  const char* bin = std::getenv("AP_BINARY");
+  Run r = run_program(bin ? bin : "./agentplane", false, std::move(args), std::move(env), stdin_text);
   add_evidence("stderr", r.err);
   return r;
+}
+
+Run node(std::vector<std::string> args, std::vector<std::string> env) {
+  return run_program("node", true, std::move(args), std::move(env), "");
 }
 
 }  // namespace ap::testing

@@ -78,6 +78,8 @@ struct Run {
   std::string out, err;
 };
 Run agentplane(std::vector<std::string> args, std::vector<std::string> env = {}, const std::string& stdin_text = "");
+// `node` from PATH with `args` and extra environment, as agentplane() runs the binary.
+Run node(std::vector<std::string> args, std::vector<std::string> env = {});
 std::string slurp(const std::string& path);
 
 // Polls `pred` until true or `timeout`; returns its last value. No sleeps to wait for state.

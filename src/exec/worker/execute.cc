@@ -1,5 +1,6 @@
 #include "exec/worker/execute.h"
 
+#include <map>
 #include <set>
 
 #include "control/runs.h"
@@ -91,23 +92,39 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   auto stopping = rc.worker_stopping;
   o.should_stop = [stop, stopping] { return stop->load() != 0 || (stopping && stopping->load()); };
   int step = 0;
+  // messages mode: the messages a step added, taken from the state after the step (so they carry
+  // the ids the reducer gave them), attributed to the node that wrote the channel.
+  std::map<std::string, size_t> seen;        // message channel -> messages already in the state
+  std::map<std::string, std::string> writer;  // message channel -> the node that last wrote it
+  bool first_values = true;
   o.on_event = [&](const graph::StreamEvent& e) {
     const std::string suffix = e.ns.empty() ? "" : "|" + e.ns;
     if (e.mode == "values") {
       ++step;
+      if (messages && e.ns.empty() && e.data.is_object()) {
+        for (const auto& ch : msg_channels) {
+          auto it = e.data.find(ch);
+          if (it == e.data.end() || !it->is_array()) continue;
+          size_t& n = seen[ch];
+          if (!first_values)
+            for (size_t k = n; k < it->size(); ++k) {
+              Json meta{{"run_id", run_id}, {"thread_id", thread}, {"graph_id", g.graph_id},
+                        {"langgraph_node", writer[ch]}, {"langgraph_step", step - 1},
+                        {"langgraph_checkpoint_ns", e.ns}, {"run_attempt", rc.attempt}};
+              publish("messages", Json::array({(*it)[k], meta}));
+            }
+          n = it->size();
+        }
+        first_values = false;
+      }
       if (modes.count("values")) publish("values" + suffix, e.data);
     } else if (e.mode == "updates") {
       if (modes.count("updates")) publish("updates" + suffix, e.data);
-      if (messages && e.data.is_object())
-        for (const auto& [node, writes] : e.data.items()) {
-          if (!writes.is_object()) continue;
-          for (const auto& [ch, v] : writes.items()) {
-            if (!msg_channels.count(ch)) continue;
-            Json meta{{"run_id", run_id}, {"thread_id", thread}, {"graph_id", g.graph_id}, {"langgraph_node", node},
-                      {"langgraph_step", step}, {"langgraph_checkpoint_ns", e.ns}, {"run_attempt", rc.attempt}};
-            for (const auto& m : v.is_array() ? v : Json::array({v})) publish("messages" + suffix, Json::array({m, meta}));
-          }
-        }
+      if (e.ns.empty() && e.data.is_object())
+        for (const auto& [node, writes] : e.data.items())
+          if (writes.is_object())
+            for (const auto& [ch, v] : writes.items())
+              if (msg_channels.count(ch)) writer[ch] = node;
     } else if (e.mode == "custom" && modes.count("custom")) {
       publish("custom" + suffix, e.data);
     }

@@ -8,6 +8,10 @@ namespace {
 using Task = boost::asio::awaitable<Result<Response>>;
 
 Response ok_json(const json& j, int status = 200) { return Response::json(status, dump(j)); }
+bool flag(const Request& req, const char* name) {
+  auto v = req.query_param(name);
+  return v && (*v == "true" || *v == "1");
+}
 
 Task put_graph(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
@@ -49,9 +53,20 @@ Task patch_assistant(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(json a, co_await p->assistants.update(audit_context(ctx), std::string(ctx.param("assistant_id")), body));
   co_return ok_json(a);
 }
+// ?delete_threads=true also deletes the threads the assistant ran on.
 Task delete_assistant(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
-  AP_CO_RETURN_IF_ERROR(co_await p->assistants.remove(audit_context(ctx), std::string(ctx.param("assistant_id"))));
+  auto scope = audit_context(ctx);
+  AP_CO_ASSIGN_OR_RETURN(json a, co_await p->assistants.get(scope, std::string(ctx.param("assistant_id"))));
+  AP_CO_RETURN_IF_ERROR(co_await p->assistants.remove(scope, a["assistant_id"].get<std::string>()));
+  if (flag(ctx.request, "delete_threads")) {
+    json filter = {{"metadata", {{"assistant_id", a["assistant_id"]}}}, {"limit", 1000}};
+    for (;;) {
+      AP_CO_ASSIGN_OR_RETURN(json threads, co_await p->threads.search(scope, filter));
+      for (const auto& t : threads) AP_CO_RETURN_IF_ERROR(co_await p->threads.remove(scope, t["thread_id"].get<std::string>()));
+      if (threads.size() < 1000) break;
+    }
+  }
   co_return no_content();
 }
 Task search_assistants(RequestContext& ctx) {
@@ -83,10 +98,6 @@ Task assistant_latest(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(json body, any_body(ctx.request));
   AP_CO_ASSIGN_OR_RETURN(json a, co_await p->assistants.set_latest(audit_context(ctx), std::string(ctx.param("assistant_id")), body));
   co_return ok_json(a);
-}
-bool flag(const Request& req, const char* name) {
-  auto v = req.query_param(name);
-  return v && (*v == "true" || *v == "1");
 }
 Task assistant_graph(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));

@@ -116,6 +116,7 @@ Task list_runs(RequestContext& ctx) {
   if (limit < 1 || limit > 1000 || offset < 0) co_return Error::invalid_argument("limit must be 1..1000 and offset >= 0");
   AP_CO_ASSIGN_OR_RETURN(json runs, co_await p->runs.list(audit_context(ctx), tid(ctx), limit, offset,
                                                          ctx.request.query_param("status").value_or("")));
+  AP_CO_ASSIGN_OR_RETURN(runs, control::project(std::move(runs), json(ctx.request.query_params("select"))));
   co_return Response::json(200, dump(runs));
 }
 

@@ -25,6 +25,7 @@ Task patch_thread(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
   AP_CO_ASSIGN_OR_RETURN(json body, any_body(ctx.request));
   AP_CO_ASSIGN_OR_RETURN(json t, co_await p->threads.update(audit_context(ctx), tid(ctx), body));
+  if (ctx.request.header("prefer").find("return=minimal") != std::string_view::npos) co_return no_content();
   co_return ok_json(t);
 }
 Task delete_thread(RequestContext& ctx) {
