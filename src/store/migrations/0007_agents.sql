@@ -145,7 +145,7 @@ CREATE TRIGGER runs_pending_notify AFTER INSERT ON runs FOR EACH ROW WHEN (NEW.s
 
 GRANT SELECT (id, max_concurrent_runs) ON tenants TO agentplane_system;
 GRANT SELECT, UPDATE ON runs TO agentplane_system;
-GRANT SELECT ON threads TO agentplane_system;
+GRANT SELECT, UPDATE (status, error, updated_at) ON threads TO agentplane_system;
 
 -- Crosses tenants because: a worker serves every tenant's queue. Claims up to p_limit runs:
 -- first runs whose worker's lease has expired (a dead worker: the run resumes from its last
@@ -171,6 +171,12 @@ BEGIN
                         'error', 'RunAttemptsExceeded',
                         'message', format('the run was attempted %s times and its worker was lost each time', r.attempt)))
         WHERE runs.tenant_id = r.tenant_id AND runs.run_id = r.run_id;
+      UPDATE threads SET status = CASE WHEN EXISTS (SELECT 1 FROM runs y WHERE y.tenant_id = r.tenant_id
+                                                    AND y.thread_id = r.thread_id AND y.status = 'pending')
+                                       THEN 'busy' ELSE 'error' END,
+                         error = jsonb_build_object('error', 'RunAttemptsExceeded', 'message', 'the run''s worker was lost'),
+                         updated_at = now()
+        WHERE threads.tenant_id = r.tenant_id AND threads.thread_id = r.thread_id;
       CONTINUE;
     END IF;
     UPDATE runs SET lease_owner = p_worker, lease_expires = now() + p_lease_ms * interval '1 millisecond',
