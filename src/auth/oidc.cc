@@ -20,7 +20,7 @@ std::pair<std::string, std::string> split_url(const std::string& url) {
 
 Result<std::string> get(const std::string& url) {
   auto [base, path] = split_url(url);
-  auto r = net::http_request(base, "GET", path);
+  auto r = net::http_request(base, "GET", path, {}, "", std::chrono::seconds(5));
   if (!r) return Error::unavailable("cannot fetch " + url + ": " + r.error().message);
   if (r->status != 200) return Error::unavailable("fetching " + url + " gave HTTP " + std::to_string(r->status));
   return r->body;

@@ -1,5 +1,7 @@
-// A small blocking HTTP/1.1 client (Beast), for the command-line client and for tests.
-// One request per call, new connection each time; http:// only. Blocks. Thread-safe (no state).
+// A small blocking HTTP/1.1 client (Beast), for the command-line client, OpenID key fetching and
+// tests. One request per call, new connection each time; http:// and https:// (the server's
+// certificate verified against the system CA store, or SSL_CERT_FILE, and its host name).
+// Blocks. Thread-safe (no state).
 // The asynchronous, pooled, TLS client that the model gateway needs is a separate class.
 #pragma once
 
@@ -21,7 +23,7 @@ struct HttpResponse {
   std::string header(const std::string& lname) const;
 };
 
-// `base_url` is "http://host:port"; `target` is "/path?query". Unavailable if the server cannot
+// `base_url` is "http[s]://host[:port]"; `target` is "/path?query". Unavailable if the server cannot
 // be reached; InvalidArgument for a malformed URL.
 Result<HttpResponse> http_request(const std::string& base_url, const std::string& method,
                                   const std::string& target,

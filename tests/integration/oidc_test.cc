@@ -155,5 +155,43 @@ TEST(Oidc, RealProviderTokensSignInAndAttacksAreRefused) {
       << "every refused sign-in is audited";
 }
 
+// A self-signed certificate for "localhost" (its own CA) in `dir`; returns {cert, key}.
+std::pair<std::string, std::string> make_certificate(const std::string& dir, const std::string& name) {
+  std::string cert = dir + "/" + name + ".crt", key = dir + "/" + name + ".key";
+  std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=localhost "
+                    "-addext subjectAltName=DNS:localhost -keyout " + key + " -out " + cert + " >/dev/null 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << "openssl req failed";
+  return {cert, key};
+}
+
+// An HTTPS issuer: its certificate is verified (here trusted through SSL_CERT_FILE, as a
+// private CA would be); a provider whose certificate nobody trusts cannot sign anyone in.
+TEST(Oidc, HttpsIssuersAreVerified) {
+  auto dir = Database::get().temp_dir();
+  auto [cert, key] = make_certificate(dir, "idp");
+  auto [rogue_cert, rogue_key] = make_certificate(dir, "rogue");
+  setenv("SSL_CERT_FILE", cert.c_str(), 1);
+  Provider idp({"OIDC_TLS_CERT=" + cert, "OIDC_TLS_KEY=" + key});
+  Provider rogue({"OIDC_TLS_CERT=" + rogue_cert, "OIDC_TLS_KEY=" + rogue_key});
+  ASSERT_EQ(idp.issuer().rfind("https://localhost:", 0), 0u) << idp.issuer();
+  TestServer server(2, std::chrono::seconds(30),
+                    {{idp.issuer(), {"urn:agentplane:test"}, {"RS256", "ES256"}, "tenant_id"},
+                     {rogue.issuer(), {"urn:agentplane:test"}, {"RS256", "ES256"}, "tenant_id"}});
+  auto tenant = server.make_tenant("oidc-tls");
+  // Tokens are fetched from the test over plain curl-less HTTPS: the test's own client verifies too.
+  std::string good = idp.token(tenant.id);
+  ASSERT_FALSE(good.empty());
+  register_secret(good);
+  EXPECT_EQ(server.call("GET", "/v1/credentials", good).status, 200);
+  setenv("SSL_CERT_FILE", rogue_cert.c_str(), 1);  // only for fetching the rogue's token
+  std::string rogue_token = rogue.token(tenant.id);
+  setenv("SSL_CERT_FILE", cert.c_str(), 1);
+  ASSERT_FALSE(rogue_token.empty());
+  register_secret(rogue_token);
+  auto refused = server.call("GET", "/v1/credentials", rogue_token);
+  EXPECT_EQ(refused.status, 401) << refused.body;
+  unsetenv("SSL_CERT_FILE");
+}
+
 }  // namespace
 }  // namespace ap::testing

@@ -13,7 +13,9 @@
 // Runs until SIGTERM/SIGINT, then exits 0.
 
 import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 
 // oidc-provider prints its NOTICEs with console.info (stdout). Keep stdout
 // reserved for the single JSON line by sending all console output to stderr.
@@ -84,13 +86,18 @@ function tenantIdFor(ctx) {
 
 // ---- provider -----------------------------------------------------------------
 
-const server = http.createServer();
+// With OIDC_TLS_CERT and OIDC_TLS_KEY (PEM files) it serves HTTPS, as "localhost" (the
+// certificate's name), still listening on 127.0.0.1.
+const TLS = process.env.OIDC_TLS_CERT && process.env.OIDC_TLS_KEY;
+const server = TLS
+  ? https.createServer({ cert: fs.readFileSync(process.env.OIDC_TLS_CERT), key: fs.readFileSync(process.env.OIDC_TLS_KEY) })
+  : http.createServer();
 await new Promise((resolve, reject) => {
   server.once('error', reject);
   server.listen(PORT, HOST, resolve);
 }).catch((err) => fail(`cannot listen on ${HOST}:${PORT}: ${err.message}`));
 const { port } = server.address();
-const issuer = `http://${HOST}:${port}`;
+const issuer = TLS ? `https://localhost:${port}` : `http://${HOST}:${port}`;
 
 const provider = new Provider(issuer, {
   clients: [{

@@ -24,4 +24,14 @@ inline Result<json> any_body(const Request& req) {
 
 inline Response no_content() { return Response{204, "application/json", "", {}}; }
 
+// A page of search results with LangGraph's pagination headers (`body` has the offset).
+inline Response paginated(const json& items, int64_t total, const json& body) {
+  Response r = Response::json(200, dump(items));
+  int64_t offset = body.is_object() ? body.value("offset", 0) : 0;
+  int64_t next = offset + static_cast<int64_t>(items.size());
+  r.headers.push_back({"x-pagination-total", std::to_string(total)});
+  if (next < total) r.headers.push_back({"x-pagination-next", std::to_string(next)});
+  return r;
+}
+
 }  // namespace ap::gateway

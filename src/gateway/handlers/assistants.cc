@@ -74,12 +74,7 @@ Task search_assistants(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(json body, any_body(ctx.request));
   AP_CO_ASSIGN_OR_RETURN(json items, co_await p->assistants.search(audit_context(ctx), body));
   AP_CO_ASSIGN_OR_RETURN(int64_t total, co_await p->assistants.count(audit_context(ctx), body));
-  Response r = ok_json(items);
-  int64_t offset = body.is_object() ? body.value("offset", 0) : 0;
-  r.headers.push_back({"x-pagination-total", std::to_string(total)});
-  if (offset + static_cast<int64_t>(items.size()) < total)
-    r.headers.push_back({"x-pagination-next", std::to_string(offset + static_cast<int64_t>(items.size()))});
-  co_return r;
+  co_return paginated(items, total, body);
 }
 Task count_assistants(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
