@@ -65,6 +65,7 @@ struct Worker::Impl {
   asio::awaitable<void> claim_loop();
   asio::awaitable<void> renew_loop();
   asio::awaitable<void> execute(Claim c);
+  asio::awaitable<void> execute_claimed(Claim c);
   asio::awaitable<Status> finish(const Claim& c, const RunOutcome& out, const Json& kwargs);
 };
 
@@ -106,7 +107,7 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
                   std::stoi(std::string(rows->get(i, 3)))};
           claimed.inc();
           ++active;
-          asio::co_spawn(ioc, execute(c), asio::detached);
+          asio::co_spawn(ioc, execute_claimed(c), asio::detached);
         }
         if (rows->size() == free) continue;  // there may be more
       }
@@ -141,24 +142,30 @@ asio::awaitable<void> Worker::Impl::renew_loop() {
   }
 }
 
+// Whatever happens to the run, its slot is freed and its lease no longer renewed (an unfinished
+// run is then claimed again when the lease expires).
+asio::awaitable<void> Worker::Impl::execute_claimed(Claim c) {
+  running[c.run] = std::make_shared<std::atomic<int>>(0);
+  try {
+    co_await execute(c);
+  } catch (const std::exception& e) {
+    telemetry::log_error("run_worker_exception", {{"run_id", c.run.to_string()}, {"error", e.what()}});
+    hub.end(c.run);
+  }
+  running.erase(c.run);
+  --active;
+  wake.cancel();
+}
+
 asio::awaitable<void> Worker::Impl::execute(Claim c) {
-  auto flag = std::make_shared<std::atomic<int>>(0);
-  running[c.run] = flag;
+  auto flag = running[c.run];
   const std::string tenant = c.tenant.to_string(), run_id = c.run.to_string();
   auto s = scope(c.tenant);
-  auto done = [&] {
-    running.erase(c.run);
-    --active;
-    wake.cancel();
-  };
   auto row = co_await store::tenant_query(*pool, c.tenant,
                                           "SELECT kwargs::text, metadata::text, assistant_id FROM runs "
                                           "WHERE tenant_id = $1 AND run_id = $2",
                                           store::params(tenant, run_id));
-  if (!row || row->empty()) {
-    done();
-    co_return;
-  }
+  if (!row || row->empty()) co_return;
   Json kwargs = Json::parse(row->get(0, 0));
   Json metadata = Json::parse(row->get(0, 1));
   std::string graph_id = kwargs["config"]["configurable"].value("graph_id", "");
@@ -198,7 +205,6 @@ asio::awaitable<void> Worker::Impl::execute(Claim c) {
   auto st = co_await finish(c, out, kwargs);
   if (!st) telemetry::log_error("run_finish_failed", {{"run_id", run_id}, {"error", st.error().message}});
   hub.end(c.run);
-  done();
 }
 
 asio::awaitable<Status> Worker::Impl::finish(const Claim& c, const RunOutcome& out, const Json& kwargs) {
