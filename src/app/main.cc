@@ -80,6 +80,13 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"api", "worker", "all"}))->capture_default_str();
   serve_cmd->add_option("--worker-concurrency", serve.worker_concurrency, "Runs at once per worker (0: 2 per core)")
       ->check(CLI::NonNegativeNumber);
+  serve_cmd->add_option("--worker-lease-ms", serve.worker_lease_ms,
+                        "A run's lease (renewed every fifth of it): how long a dead worker's runs wait before "
+                        "another worker resumes them")
+      ->check(CLI::Range(500, 600000))->capture_default_str();
+  serve_cmd->add_option("--worker-max-attempts", serve.worker_max_attempts,
+                        "Attempts of a run whose workers keep dying before it fails (RunAttemptsExceeded)")
+      ->check(CLI::Range(1, 1000))->capture_default_str();
   serve_cmd->add_option("--master-key-file", serve_key_file,
                         "Master key file (env AGENTPLANE_MASTER_KEY_FILE; or AGENTPLANE_MASTER_KEY = "
                         "base64 of 32 bytes). Without one the credential vault is off");

@@ -2,12 +2,14 @@
 
 #include <signal.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "audit/audit_log.h"
 #include "audit/chain.h"
 #include "auth/authenticator.h"
 #include "control/plane.h"
+#include "control/run_relay.h"
 #include "exec/worker/worker.h"
 #include "graph/postgres/postgres_saver.h"
 #include "graph/spec.h"
@@ -61,10 +63,14 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
   auto cps = w->checkpoints;
   control::SaverFor savers = [cps](const TenantId& t) { return cps->for_tenant(t); };
   w->agents = std::make_unique<control::Plane>(*w->kinds, savers, 4);
+  if (c.role == "api" || c.role == "all") w->relay = std::make_unique<control::RunRelay>(w->agents->hub, c.database_url);
   if (c.role == "worker" || c.role == "all") {
     exec::WorkerOptions wo;
     wo.conninfo = c.database_url;
     wo.concurrency = c.worker_concurrency;
+    wo.lease = std::chrono::milliseconds(c.worker_lease_ms);
+    wo.renew_every = std::chrono::milliseconds(std::max(100, c.worker_lease_ms / 5));
+    wo.max_attempts = c.worker_max_attempts;
     w->worker = std::make_unique<exec::Worker>(wo, w->agents->graphs, w->agents->hub, savers, w->audit.get());
   }
   return w;
@@ -76,6 +82,7 @@ gateway::Services Wiring::services() const {
 
 Wiring::~Wiring() {
   if (worker) worker->stop();
+  if (relay) relay->stop();
 }
 
 void block_stop_signals() {
@@ -135,6 +142,7 @@ Result<std::unique_ptr<gateway::Server>> start_server(const ServeConfig& config,
   auto server = std::make_unique<gateway::Server>(options, gateway::build_router(), *wiring->authn,
                                                   std::move(info), wiring->services());
   AP_RETURN_IF_ERROR(server->start());
+  if (wiring->relay) wiring->relay->start();
   if (wiring->worker) AP_RETURN_IF_ERROR(wiring->worker->start());
   return server;
 }

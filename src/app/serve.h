@@ -25,6 +25,7 @@ class PostgresCheckpoints;
 }
 namespace ap::control {
 struct Plane;
+class RunRelay;
 }
 namespace ap::exec {
 class Worker;
@@ -50,6 +51,8 @@ struct ServeConfig {
   std::vector<auth::OidcIssuerConfig> oidc;    // OpenID providers whose JWT access tokens sign in
   std::string role = "all";                    // api | worker | all
   int worker_concurrency = 0;                  // runs at once per worker; 0: 2 per core
+  int worker_lease_ms = 15000;                 // a dead worker's runs are resumed after this
+  int worker_max_attempts = 3;                 // then a run whose workers keep dying fails
 };
 
 // Everything the server uses, owned in one place and destroyed after the server stops.
@@ -66,7 +69,8 @@ class Wiring {
   std::unique_ptr<graph::NodeKinds> kinds;
   std::shared_ptr<graph::PostgresCheckpoints> checkpoints;
   std::unique_ptr<control::Plane> agents;
-  std::unique_ptr<exec::Worker> worker;  // role worker or all
+  std::unique_ptr<control::RunRelay> relay;  // role api or all: events of runs on other replicas
+  std::unique_ptr<exec::Worker> worker;      // role worker or all
   gateway::Services services() const;
   int audit_retention_days = 365;
 

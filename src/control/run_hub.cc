@@ -13,6 +13,7 @@ namespace asio = boost::asio;
 void Subscription::push(const RunEvent& e) {
   {
     std::lock_guard lock(mu_);
+    if (e.id <= after_) return;
     queue_.push_back(e);
   }
   asio::post(timer_.get_executor(), [w = weak_from_this()] {
@@ -58,62 +59,141 @@ asio::awaitable<std::optional<RunEvent>> Subscription::next(std::chrono::millise
   }
 }
 
-std::shared_ptr<Subscription> RunHub::subscribe(const Uuid& run, asio::any_io_executor ex, std::optional<int64_t> after) {
-  auto s = std::make_shared<Subscription>(ex);
-  std::lock_guard lock(mu_);
-  auto& st = streams_[run];
-  if (after)
-    for (const auto& e : st.log)
-      if (e.id > *after) s->queue_.push_back(e);
-  st.subs.push_back(s);
+RunHub::RunHub(std::string replica) : replica_(std::move(replica)) {
+  if (replica_.empty()) replica_ = Uuid::random_v4().to_string();
+}
+
+void RunHub::notify(const Uuid& run, const TenantId& tenant, bool watch, bool catch_up) const {
+  if (watcher_) watcher_(run, tenant, watch, catch_up);
+}
+
+std::shared_ptr<Subscription> RunHub::subscribe(const Uuid& run, const TenantId& tenant, asio::any_io_executor ex,
+                                                std::optional<int64_t> after, bool catch_up) {
+  bool watch = false;
+  std::shared_ptr<Subscription> s;
+  {
+    std::lock_guard lock(mu_);
+    auto& st = streams_[run];
+    st.tenant = tenant;
+    const int64_t seen = st.active ? st.next_id - 1 : st.delivered;
+    s = std::make_shared<Subscription>(ex, after.value_or(seen));
+    if (after)
+      for (const auto& e : st.log)
+        if (e.id > *after) s->queue_.push_back(e);
+    st.subs.push_back(s);
+    if (!st.active && !st.watched) watch = st.watched = true;
+  }
+  if (watch) notify(run, tenant, true, catch_up);
   return s;
 }
 
 void RunHub::unsubscribe(const Uuid& run, const std::shared_ptr<Subscription>& s) {
-  std::lock_guard lock(mu_);
-  auto it = streams_.find(run);
-  if (it == streams_.end()) return;
-  auto& subs = it->second.subs;
-  subs.erase(std::remove(subs.begin(), subs.end(), s), subs.end());
-  if (subs.empty() && !it->second.active) streams_.erase(it);
+  bool unwatch = false;
+  TenantId tenant;
+  {
+    std::lock_guard lock(mu_);
+    auto it = streams_.find(run);
+    if (it == streams_.end()) return;
+    auto& st = it->second;
+    st.subs.erase(std::remove(st.subs.begin(), st.subs.end(), s), st.subs.end());
+    if (!st.subs.empty() || st.active) return;
+    unwatch = st.watched;
+    tenant = st.tenant;
+    streams_.erase(it);
+  }
+  if (unwatch) notify(run, tenant, false, false);
 }
 
-void RunHub::begin(const Uuid& run, int64_t next_id) {
+bool RunHub::local(const Uuid& run) const {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(run);
+  return it != streams_.end() && it->second.active;
+}
+
+int64_t RunHub::last_event(const Uuid& run) const {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(run);
+  return it == streams_.end() ? -1 : it->second.delivered;
+}
+
+void RunHub::begin(const Uuid& run, const TenantId& tenant, int64_t next_id) {
   std::lock_guard lock(mu_);
   auto& st = streams_[run];
+  st.tenant = tenant;
   st.active = true;
   st.next_id = next_id;
   st.log.clear();
+}
+
+void RunHub::push_locked(Stream& st, RunEvent e) {
+  st.delivered = std::max(st.delivered, e.id);
+  for (auto& s : st.subs) s->push(e);
+  if (st.log.size() < kMaxLog) st.log.push_back(std::move(e));
 }
 
 int64_t RunHub::publish(const Uuid& run, std::string event, std::string data) {
   std::lock_guard lock(mu_);
   auto& st = streams_[run];
   RunEvent e{st.next_id++, std::move(event), std::move(data)};
-  if (st.log.size() < kMaxLog) st.log.push_back(e);
-  for (auto& s : st.subs) s->push(e);
-  return e.id;
+  const int64_t id = e.id;
+  push_locked(st, std::move(e));
+  return id;
 }
 
 void RunHub::end(const Uuid& run) {
-  std::lock_guard lock(mu_);
-  auto it = streams_.find(run);
-  if (it == streams_.end()) return;
-  for (auto& s : it->second.subs) s->end();
-  streams_.erase(it);
+  bool unwatch = false;
+  TenantId tenant;
+  {
+    std::lock_guard lock(mu_);
+    auto it = streams_.find(run);
+    if (it == streams_.end()) return;
+    for (auto& s : it->second.subs) s->end();
+    unwatch = it->second.watched;
+    tenant = it->second.tenant;
+    streams_.erase(it);
+  }
+  if (unwatch) notify(run, tenant, false, false);
 }
 
-void RunHub::request_cancel(const Uuid& run, std::string action) {
-  std::lock_guard lock(mu_);
-  auto it = streams_.find(run);
-  if (it != streams_.end() && it->second.active) it->second.cancel = std::move(action);
+void RunHub::release(const Uuid& run) {
+  bool watch = false;
+  TenantId tenant;
+  {
+    std::lock_guard lock(mu_);
+    auto it = streams_.find(run);
+    if (it == streams_.end()) return;
+    auto& st = it->second;
+    st.active = false;
+    if (st.subs.empty() && !st.watched) {
+      streams_.erase(it);
+      return;
+    }
+    // Subscribers stay: the next attempt's events come through the relay.
+    tenant = st.tenant;
+    if (!st.watched) watch = st.watched = true;
+  }
+  if (watch) notify(run, tenant, true, true);
 }
 
-std::optional<std::string> RunHub::cancel_requested(const Uuid& run) const {
+std::vector<RunEvent> RunHub::events_after(const Uuid& run, int64_t after, size_t max) const {
+  std::vector<RunEvent> out;
   std::lock_guard lock(mu_);
   auto it = streams_.find(run);
-  if (it == streams_.end() || it->second.cancel.empty()) return std::nullopt;
-  return it->second.cancel;
+  if (it == streams_.end()) return out;
+  const auto& log = it->second.log;
+  // Ids ascend within a run's log.
+  auto from = std::lower_bound(log.begin(), log.end(), after + 1,
+                               [](const RunEvent& e, int64_t id) { return e.id < id; });
+  for (; from != log.end() && out.size() < max; ++from) out.push_back(*from);
+  return out;
+}
+
+void RunHub::deliver(const Uuid& run, const std::vector<RunEvent>& events) {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(run);
+  if (it == streams_.end() || it->second.active) return;
+  for (const auto& e : events)
+    if (e.id > it->second.delivered) push_locked(it->second, e);
 }
 
 }  // namespace ap::control

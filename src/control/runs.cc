@@ -109,13 +109,29 @@ Result<Json> kwargs_of(const Json& body, const std::string& run_id, const std::s
 
 }  // namespace
 
+std::optional<std::string> Runs::watchers_entry(Watch w) const {
+  if (w == Watch::kNone) return std::nullopt;
+  return hub_.replica() + (w == Watch::kEvents ? ":e" : ":x");
+}
+
+std::string Runs::watchers_of(Watch w) const {
+  auto e = watchers_entry(w);
+  return e ? "{\"" + *e + "\"}" : "{}";
+}
+
+Status check_run_body(const Json& body) {
+  AP_RETURN_IF_ERROR(one_of(body, "multitask_strategy", {"reject", "interrupt", "rollback", "enqueue"}, "reject"));
+  AP_RETURN_IF_ERROR(kwargs_of(body, "", "", AssistantRef{}, false));
+  return ok_status();
+}
+
 std::vector<std::string> stream_modes(const Json& kwargs) {
   std::vector<std::string> out;
   for (const auto& m : kwargs.value("stream_mode", Json::array({"values"}))) out.push_back(m);
   return out;
 }
 
-Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid run_id) {
+Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid run_id, Watch watch) {
   if (!body.is_object()) co_return Error::invalid_argument("the body must be a JSON object");
   if (!body.contains("assistant_id") || !body["assistant_id"].is_string())
     co_return Error::invalid_argument("'assistant_id' is required");
@@ -156,22 +172,23 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
                                           "SELECT run_id, status FROM runs WHERE tenant_id = $1 AND thread_id = $2 "
                                           "AND status IN ('pending', 'running')",
                                           store::params(tenant, tid)));
-  std::vector<Uuid> to_cancel;
   if (!active.empty()) {
     if (strategy == "reject")
       co_return Error::failed_precondition(
           "Thread is already running a task. Wait for it to finish or choose a different multitask strategy.");
     if (strategy != "enqueue") {
-      for (int i = 0; i < active.size(); ++i) to_cancel.push_back(*Uuid::parse(active.get(i, 0)));
-      // Pending runs stop now; the running one is asked to (the new run waits for it).
+      // Pending runs stop now (their watchers are told); the running one is asked to, wherever
+      // it runs (the new run waits for it).
       AP_CO_RETURN_IF_ERROR(co_await tx.exec(
           strategy == "rollback"
-              ? "DELETE FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND status = 'pending'"
+              ? "DELETE FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND status = 'pending' RETURNING "
+                "pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end')"
               : "UPDATE runs SET status = 'interrupted', updated_at = now() WHERE tenant_id = $1 AND thread_id = $2 "
-                "AND status = 'pending'",
+                "AND status = 'pending' RETURNING pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end')",
           store::params(tenant, tid)));
       AP_CO_RETURN_IF_ERROR(co_await tx.exec("UPDATE runs SET cancel = $3 WHERE tenant_id = $1 AND thread_id = $2 "
-                                             "AND status = 'running'",
+                                             "AND status = 'running' RETURNING pg_notify('agentplane_run_ctl', "
+                                             "run_id || ' cancel ' || $3)",
                                              store::params(tenant, tid, strategy)));
     }
   }
@@ -183,17 +200,16 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
   run_md = std::move(merged_md);
   AP_CO_ASSIGN_OR_RETURN(auto rows, co_await tx.exec(
                                         std::string("INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, metadata, kwargs, "
-                                                    "multitask_strategy, stateless, created_by, run_after) VALUES ($1, $2, $3, $4, "
-                                                    "$5::jsonb, $6::jsonb, $7, $8, $9, now() + $10::float8 * interval '1 second') "
-                                                    "RETURNING ") + kRunJson,
+                                                    "multitask_strategy, stateless, created_by, run_after, watchers) VALUES ($1, $2, "
+                                                    "$3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, now() + $10::float8 * interval "
+                                                    "'1 second', $11::text[]) RETURNING ") + kRunJson,
                                         store::params(tenant, run_id.to_string(), tid, assistant->assistant_id.to_string(),
                                                       run_md.dump(), kwargs.dump(), strategy, stateless ? "true" : "false",
-                                                      s.actor, std::to_string(after.get<double>()))));
+                                                      s.actor, std::to_string(after.get<double>()), watchers_of(watch))));
   AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(
       "UPDATE threads SET status = 'busy', metadata = metadata || $3::jsonb, updated_at = now() "
       "WHERE tenant_id = $1 AND thread_id = $2",
       store::params(tenant, tid, thread_md.dump())));
-  for (const auto& r : to_cancel) hub_.request_cancel(r, strategy);
   CreatedRun out;
   out.run = Json::parse(rows.get(0, 0));
   out.run_id = run_id;
@@ -252,12 +268,12 @@ Task<void> Runs::cancel(Scope s, std::string thread_id, std::string run_id, std:
   AP_CO_ASSIGN_OR_RETURN(Json run, co_await get(s, thread_id, run_id));
   Uuid id = *Uuid::parse(run["run_id"].get<std::string>());
   const std::string tenant = s.tenant.to_string();
-  // A pending run stops here; a running one is told (this replica at once, others through
-  // their lease renewal).
+  // A pending run stops here (its watchers are told); a running one is told wherever it runs.
   AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*s.pool, s.tenant));
   AP_CO_ASSIGN_OR_RETURN(auto pending, co_await tx.exec(
                                            "UPDATE runs SET status = 'interrupted', updated_at = now() WHERE tenant_id = $1 "
-                                           "AND run_id = $2 AND status = 'pending' RETURNING thread_id",
+                                           "AND run_id = $2 AND status = 'pending' RETURNING thread_id, "
+                                           "pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end')",
                                            store::params(tenant, id.to_string())));
   if (!pending.empty()) {
     AP_CO_RETURN_IF_ERROR(co_await tx.exec(
@@ -267,9 +283,9 @@ Task<void> Runs::cancel(Scope s, std::string thread_id, std::string run_id, std:
         store::params(tenant, std::string(pending.get(0, 0)))));
   }
   AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(
-      "UPDATE runs SET cancel = $3 WHERE tenant_id = $1 AND run_id = $2 AND status = 'running'",
+      "UPDATE runs SET cancel = $3 WHERE tenant_id = $1 AND run_id = $2 AND status = 'running' "
+      "RETURNING pg_notify('agentplane_run_ctl', run_id || ' cancel ' || $3)",
       store::params(tenant, id.to_string(), action)));
-  hub_.request_cancel(id, action);
   if (wait) {
     auto done = co_await result(s, id);
     // A rolled-back run is deleted once it has stopped.
@@ -282,7 +298,7 @@ Task<Json> Runs::result(Scope s, Uuid run_id) {
   auto ex = co_await boost::asio::this_coro::executor;
   for (;;) {
     // Subscribed before the status is read, so the end cannot slip between the two.
-    auto sub = hub_.subscribe(run_id, ex, std::nullopt);
+    auto sub = hub_.subscribe(run_id, s.tenant, ex, std::nullopt);
     auto rows = co_await store::tenant_query(*s.pool, s.tenant,
                                              "SELECT status, result::text FROM runs WHERE tenant_id = $1 AND run_id = $2",
                                              store::params(s.tenant.to_string(), run_id.to_string()));
@@ -292,11 +308,25 @@ Task<Json> Runs::result(Scope s, Uuid run_id) {
       if (rows->empty()) co_return Error::not_found("run not found");
       co_return rows->is_null(0, 1) ? Json(nullptr) : Json::parse(rows->get(0, 1));
     }
-    // Woken by the run's end on this replica; otherwise the status is read again each second.
+    // Woken by the run's end (here, or through the relay); the status is read again each second
+    // in case a notification was lost.
     while (co_await sub->next(std::chrono::milliseconds(1000))) {
     }
     hub_.unsubscribe(run_id, sub);
   }
+}
+
+Task<void> Runs::watch(Scope s, Uuid run_id, Watch watch) {
+  if (watch == Watch::kNone || hub_.local(run_id)) co_return ok_status();
+  // The worker that runs it learns of the new watcher at once; one that claims it later reads it.
+  AP_CO_RETURN_IF_ERROR(co_await store::tenant_query(
+      *s.pool, s.tenant,
+      "UPDATE runs SET watchers = array_append(watchers, $3) WHERE tenant_id = $1 AND run_id = $2 "
+      "AND status IN ('pending', 'running') AND NOT ($3 = ANY (watchers)) "
+      "RETURNING pg_notify('agentplane_run_ctl', run_id || ' watch ' || $4)",
+      store::params(s.tenant.to_string(), run_id.to_string(), *watchers_entry(watch),
+                    hub_.replica() + (watch == Watch::kEvents ? " e" : " x"))));
+  co_return ok_status();
 }
 
 Task<std::string> Runs::status(Scope s, Uuid run_id) {
@@ -304,6 +334,11 @@ Task<std::string> Runs::status(Scope s, Uuid run_id) {
                                                                  "SELECT status FROM runs WHERE tenant_id = $1 AND run_id = $2",
                                                                  store::params(s.tenant.to_string(), run_id.to_string())));
   co_return rows.empty() ? std::string() : std::string(rows.get(0, 0));
+}
+
+Task<int64_t> sweep_run_data(store::Pool& pool) {
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::platform_query(pool, "SELECT sweep_run_data(interval '10 minutes', interval '1 day')"));
+  co_return std::stoll(std::string(rows.get(0, 0)));
 }
 
 Task<std::vector<RunEvent>> Runs::stored_events(Scope s, Uuid run_id, int64_t after) {

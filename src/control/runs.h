@@ -1,7 +1,8 @@
 // Runs: one execution of an assistant on a thread, queued in PostgreSQL (the `runs` table) and
 // executed by a worker (src/exec/worker). Creating a run applies the double-texting strategy
 // under the thread row's lock: reject (409), interrupt or rollback (the active run is asked to
-// stop; the new one waits for it), enqueue. A stateless run gets a temporary thread.
+// stop; the new one waits for it), enqueue. A stateless run gets a temporary thread. Cancel
+// requests reach the worker by NOTIFY (agentplane_run_ctl), whichever replica runs the run.
 #pragma once
 
 #include "control/common.h"
@@ -21,6 +22,8 @@ struct CreatedRun {
   bool cancel_on_disconnect = false;
 };
 
+// InvalidArgument when `body` is not a valid run body (crons check their payload with it).
+Status check_run_body(const Json& body);
 // The run's stream modes, from its kwargs (["values"] by default).
 std::vector<std::string> stream_modes(const Json& kwargs);
 
@@ -28,9 +31,13 @@ class Runs {
  public:
   Runs(Assistants& assistants, RunHub& hub) : assistants_(assistants), hub_(hub) {}
 
+  // What a client on this replica waits for: nothing, the run's events (a stream) or its end.
+  enum class Watch { kNone, kEvents, kEnd };
+
   // POST /threads/{thread_id}/runs[/stream|/wait], or /runs[...] when `thread_id` is empty.
-  // `run_id`: the id to use (a stream subscribes to it before the run exists).
-  Task<CreatedRun> create(Scope s, std::string thread_id, Json body, Uuid run_id);
+  // `run_id`: the id to use (a stream subscribes to it before the run exists). `watch`: what
+  // the caller will wait for (the worker sends it through the relay when it runs elsewhere).
+  Task<CreatedRun> create(Scope s, std::string thread_id, Json body, Uuid run_id, Watch watch = Watch::kNone);
   Task<Json> get(Scope s, std::string thread_id, std::string run_id);
   Task<Json> list(Scope s, std::string thread_id, int limit, int64_t offset, std::string status);
   // 409 while it is pending or running.
@@ -41,14 +48,23 @@ class Runs {
   // Waits for the run to end and returns what /wait answers: the final values (with
   // `__interrupt__` when paused, `__error__` on failure).
   Task<Json> result(Scope s, Uuid run_id);
+  // Tells the worker of an active run that a client on this replica waits for its events or its
+  // end (nothing to do when it runs here). Call after subscribing to the hub.
+  Task<void> watch(Scope s, Uuid run_id, Watch watch);
   // The run's status ("" when it does not exist).
   Task<std::string> status(Scope s, Uuid run_id);
   // The stored events of a resumable run after event id `after`.
   Task<std::vector<RunEvent>> stored_events(Scope s, Uuid run_id, int64_t after);
 
  private:
+  std::optional<std::string> watchers_entry(Watch w) const;
+  std::string watchers_of(Watch w) const;  // as a text[] literal
   Assistants& assistants_;
   RunHub& hub_;
 };
+
+// Deletes the event logs of runs that ended (10 minutes on; a day for resumable streams) and
+// expired store items, for every tenant. Returns the rows deleted.
+Task<int64_t> sweep_run_data(store::Pool& pool);
 
 }  // namespace ap::control

@@ -4,6 +4,7 @@
 #include <boost/asio/detached.hpp>
 
 #include "auth/records.h"
+#include "control/plane.h"
 #include "telemetry/log.h"
 #include "vault/credentials.h"
 
@@ -11,6 +12,14 @@ namespace ap::gateway {
 namespace {
 
 constexpr std::chrono::seconds kFlushEvery{10};
+constexpr std::chrono::seconds kSweepEvery{300};
+
+boost::asio::awaitable<void> sweep(store::Pool& pool, Upkeep& state) {
+  auto r = co_await control::sweep_run_data(pool);
+  state.sweeping = false;
+  if (!r) telemetry::log_error("run_data_sweep_failed", {{"error", r.error().message}});
+  else if (*r > 0) telemetry::log_info("run_data_sweep", {{"deleted_rows", *r}});
+}
 
 boost::asio::awaitable<void> purge(store::Pool& pool, Upkeep& state) {
   auto r = co_await auth::purge_tenants(pool);
@@ -24,6 +33,12 @@ boost::asio::awaitable<void> purge(store::Pool& pool, Upkeep& state) {
   }
 }
 
+boost::asio::awaitable<void> fire_crons(store::Pool& pool, control::Crons& crons, Upkeep& state) {
+  auto r = co_await crons.fire_due(pool);
+  state.firing = false;
+  if (!r) telemetry::log_warn("cron_scan_failed", {{"error", r.error().message}});
+}
+
 }  // namespace
 
 void run_upkeep(store::Pool& pool, const Services& services, bool first_shard, Upkeep& state) {
@@ -31,6 +46,16 @@ void run_upkeep(store::Pool& pool, const Services& services, bool first_shard, U
   if (services.credentials && now >= state.next_flush) {
     state.next_flush = now + kFlushEvery;
     services.credentials->flush_uses(pool, kFlushEvery);
+  }
+  if (first_shard && services.agents && !state.firing && now >= state.next_crons) {
+    state.next_crons = now + std::chrono::seconds(1);
+    state.firing = true;
+    boost::asio::co_spawn(pool.executor(), fire_crons(pool, services.agents->crons, state), boost::asio::detached);
+  }
+  if (first_shard && services.agents && !state.sweeping && now >= state.next_sweep) {
+    state.next_sweep = now + kSweepEvery;
+    state.sweeping = true;
+    boost::asio::co_spawn(pool.executor(), sweep(pool, state), boost::asio::detached);
   }
   if (first_shard && state.purge_interval.count() > 0 && !state.purging) {
     if (state.next_purge == std::chrono::steady_clock::time_point{}) {

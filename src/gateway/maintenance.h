@@ -1,6 +1,8 @@
 // Background upkeep, driven by each shard's sweeper on its own executor: writes the credential
 // cache's use counts to the audit log every few seconds (every shard), and on the first shard
-// runs the deleted-tenant sweep (auth::purge_tenants) every `purge_interval`.
+// runs the deleted-tenant sweep (auth::purge_tenants) every `purge_interval` and the run data
+// sweep (control::sweep_run_data: old run event logs, expired store items) every few minutes,
+// and fires due crons every second (control::Crons::fire_due; replicas share them safely).
 #pragma once
 
 #include <chrono>
@@ -13,7 +15,11 @@ struct Upkeep {
   std::chrono::seconds purge_interval{3600};  // 0: never (another replica or cron does it)
   std::chrono::steady_clock::time_point next_flush{};
   std::chrono::steady_clock::time_point next_purge{};
+  std::chrono::steady_clock::time_point next_sweep{};
+  std::chrono::steady_clock::time_point next_crons{};
   bool purging = false;
+  bool sweeping = false;
+  bool firing = false;
 };
 
 // Cheap when nothing is due; starts the purge as its own coroutine on `pool`'s executor.

@@ -11,6 +11,7 @@ std::shared_ptr<Router> build_router() {
   add_assistant_routes(*router);
   add_thread_routes(*router);
   add_run_routes(*router);
+  add_cron_routes(*router);
   add_store_routes(*router);
   return router;
 }

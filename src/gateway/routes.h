@@ -17,6 +17,7 @@ void add_audit_routes(Router& router);
 void add_assistant_routes(Router& router);
 void add_thread_routes(Router& router);
 void add_run_routes(Router& router);
+void add_cron_routes(Router& router);
 void add_store_routes(Router& router);
 
 }  // namespace ap::gateway

@@ -71,10 +71,11 @@ struct Input {
 };
 
 struct StreamEvent {
-  std::string mode;  // values | updates | custom
-  std::string node;  // for updates/custom
+  std::string mode;  // values | updates | custom | checkpoints | tasks
+  std::string node;  // for updates/custom/tasks
   Json data;
   std::string ns;  // the subgraph's checkpoint namespace ("" for the root graph)
+  int step = 0;    // checkpoints: the checkpoint's step; tasks: the step the task runs in
 };
 
 struct RunOptions {
@@ -87,6 +88,9 @@ struct RunOptions {
   Json config = Json::object();
   std::function<void(const StreamEvent&)> on_event;  // called on the running thread
   bool stream_subgraphs = false;  // also pass on subgraphs' events (with their namespace)
+  // Also emit `checkpoints` (at each step: the checkpoint, its next tasks) and `tasks` (each
+  // task's start and result) events, in LangGraph's shapes (docs/agent_api.md, "SSE").
+  bool stream_debug = false;
   // Runs a step's tasks concurrently when set (a step with one task always runs inline).
   std::function<void(std::vector<std::function<void()>>&)> run_parallel;
   // Extra fields for every checkpoint's metadata (run_id, graph_id, ...), a JSON object text.

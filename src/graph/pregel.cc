@@ -30,6 +30,7 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
       loop.cp = adapt(g, tuple->checkpoint);
       loop.config = tuple->config;
       loop.parent_id = tuple->parent ? tuple->parent->checkpoint_id : "";
+      loop.prev_id = loop.parent_id;
       loop.md = tuple->metadata;
       loop.pending = tuple->pending_writes;
       loop.step = tuple->metadata.step;
@@ -143,6 +144,7 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
   for (;;) {
     if (!have_tasks) tasks = plan(g, loop.cp, loop.step + 1, o.checkpoint_ns);
     have_tasks = false;
+    loop.emit_checkpoint(tasks);
     if (tasks.empty()) break;
     if (o.should_stop && o.should_stop()) {
       AP_RETURN_IF_ERROR(loop.finish());
@@ -163,6 +165,7 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
     std::vector<Task*> todo;
     for (auto& t : tasks)
       if (!t.done) todo.push_back(&t);
+    for (auto* t : todo) loop.emit_task_start(*t);
     std::vector<Status> statuses(todo.size());
     if (todo.size() > 1 && o.run_parallel) {
       std::vector<std::function<void()>> jobs;
@@ -179,8 +182,12 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
       if (!statuses[i] && !t.error) t.error = statuses[i].error();
       for (auto& c : t.custom) loop.emit("custom", g.nodes[t.node].name, std::move(c));
       // Each finished task's writes are durable at once (a crash keeps finished siblings); a
-      // lone task's writes go with the step's checkpoint instead.
-      if (!single || !t.interrupts.empty() || t.error) AP_RETURN_IF_ERROR(loop.put_task_writes(t));
+      // lone task's writes go with the step's checkpoint instead. Its result is streamed once
+      // they are saved, so a logged result means the task will not run again.
+      if (!single || !t.interrupts.empty() || t.error) {
+        AP_RETURN_IF_ERROR(loop.put_task_writes(t));
+        loop.emit_task_result(t);
+      }
       if (t.error && !failure) failure = t.error;
       for (const auto& i : t.interrupts) result.interrupts.push_back(i);
     }
@@ -209,6 +216,7 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
     ++result.steps;
     loop.new_checkpoint();
     AP_RETURN_IF_ERROR(loop.save("loop"));
+    if (single && !tasks.front().done) loop.emit_task_result(tasks.front());
     if (o.on_event) {
       for (const auto& t : tasks) {
         Json upd = Json::object();

@@ -48,6 +48,41 @@ std::vector<std::string> parse_text_array(std::string_view s) {
   return out;
 }
 
+namespace {
+
+void append_quoted(std::string& out, std::string_view item) {
+  out += '"';
+  for (char c : item) {
+    if (c == '"' || c == '\\') out += '\\';
+    out += c;
+  }
+  out += '"';
+}
+
+}  // namespace
+
+std::string text_array(const std::vector<std::string>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    append_quoted(out, items[i]);
+  }
+  return out + '}';
+}
+
+std::string text_array(const std::vector<Param>& items) {
+  std::string out = "{";
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (i) out += ',';
+    if (items[i]) {
+      append_quoted(out, *items[i]);
+    } else {
+      out += "NULL";
+    }
+  }
+  return out + '}';
+}
+
 Error error_from_result(const pg_result* r) {
   const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
   const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
@@ -55,7 +90,7 @@ Error error_from_result(const pg_result* r) {
   std::string_view s = state ? state : "";
   if (s == "23505") return Error::already_exists(msg);
   if (s == "42501") return Error::permission_denied(msg);
-  if (s == "22P02" || s == "22001" || s == "22023" || s == "23514" || s == "23502")
+  if (s == "22P02" || s == "22007" || s == "22008" || s == "22001" || s == "22023" || s == "23514" || s == "23502")
     return Error::invalid_argument(msg);
   if (s == "23503") return Error::failed_precondition(msg);
   if (s == "40001" || s == "40P01") return Error::aborted(msg);

@@ -63,6 +63,9 @@ class Rows {
 
 // Parses PostgreSQL's text form of a simple text[] ("{a,b}") whose elements need no quoting.
 std::vector<std::string> parse_text_array(std::string_view text);
+// PostgreSQL's text form of a text[] with every element quoted (elements may be NULL).
+std::string text_array(const std::vector<std::string>& items);
+std::string text_array(const std::vector<Param>& items);
 
 // Maps a failed libpq result to an Error: unique violation -> AlreadyExists, row-level security
 // and privilege violations -> PermissionDenied, bad text for a type -> InvalidArgument, ...

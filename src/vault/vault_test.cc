@@ -126,7 +126,7 @@ TEST(MultiFernet, DecryptsWithAnyKeyAndRotateKeepsTheTimestamp) {
 std::string python(const std::string& script) {
   std::string path = ::testing::TempDir() + "/fernet_check.py";
   std::ofstream(path) << script;
-  FILE* p = popen(("/usr/bin/python3 " + path).c_str(), "r");
+  FILE* p = popen(("/usr/bin/python3 -I " + path).c_str(), "r");
   EXPECT_NE(p, nullptr);
   std::string out;
   char buf[512];

@@ -735,14 +735,84 @@ describe("runs: streaming", { skip: SKIP }, () => {
     assert.deepEqual(ev.at(-1).data, { count: 3, log: ["a0", "b1", "c2"] });
   });
 
-  test("stream with several modes incl. ones not emitted yet (debug, tasks, checkpoints) does not fail", async () => {
+  test("stream checkpoints + tasks: LangGraph's order and shapes", async () => {
+    const th = await A.threads.create({ metadata: { suite: RUN } });
+    const ev = await collect(A.runs.stream(th.thread_id, G.lin, { input: { count: 0 }, streamMode: ["checkpoints", "tasks"] }));
+    assertIdSequence(ev);
+    // checkpoint -1 (next __start__), checkpoint 0 (next a), a starts, a's result, checkpoint 1, ...
+    assert.deepEqual(ev.map((e) => e.event), ["metadata", "checkpoints", "checkpoints", "tasks", "tasks",
+      "checkpoints", "tasks", "tasks", "checkpoints", "tasks", "tasks", "checkpoints"]);
+    const cps = ev.filter((e) => e.event === "checkpoints").map((e) => e.data);
+    assert.deepEqual(cps.map((c) => c.metadata.step), [-1, 0, 1, 2, 3]);
+    assert.deepEqual(cps.map((c) => c.next), [["__start__"], ["a"], ["b"], ["c"], []]);
+    assert.deepEqual(cps.map((c) => c.metadata.source), ["input", "loop", "loop", "loop", "loop"]);
+    assert.equal(cps[0].parent_config, null);
+    for (let i = 1; i < cps.length; i++)
+      assert.equal(cps[i].parent_config.configurable.checkpoint_id, cps[i - 1].config.configurable.checkpoint_id);
+    assert.deepEqual(cps.at(-1).values, { count: 3, log: ["a0", "b1", "c2"] });
+    assert.equal(cps[1].tasks[0].name, "a");
+    // The streamed checkpoints are the thread's history.
+    const hist = await A.threads.getHistory(th.thread_id, { limit: 10 });
+    assert.deepEqual(cps.map((c) => c.config.configurable.checkpoint_id).reverse(), hist.map((h) => h.checkpoint.checkpoint_id));
+    const tasks = ev.filter((e) => e.event === "tasks").map((e) => e.data);
+    assert.deepEqual(tasks[0], { id: cps[1].tasks[0].id, name: "a", input: { count: 0 }, triggers: tasks[0].triggers, interrupts: [] });
+    assert.ok(tasks[0].triggers.length > 0);
+    assert.deepEqual(tasks[1], { id: tasks[0].id, name: "a", error: null, result: { count: 1, log: "a0" }, interrupts: [] });
+  });
+
+  test("stream debug: checkpoint / task / task_result wrappers with steps and timestamps", async () => {
+    const th = await A.threads.create({ metadata: { suite: RUN } });
+    const ev = await collect(A.runs.stream(th.thread_id, G.lin, { input: { count: 0 }, streamMode: "debug" }));
+    const dbg = ev.filter((e) => e.event === "debug").map((e) => e.data);
+    assert.deepEqual(dbg.map((d) => [d.type, d.step]), [["checkpoint", -1], ["checkpoint", 0], ["task", 1], ["task_result", 1],
+      ["checkpoint", 1], ["task", 2], ["task_result", 2], ["checkpoint", 2], ["task", 3], ["task_result", 3], ["checkpoint", 3]]);
+    for (const d of dbg) assert.ok(!Number.isNaN(Date.parse(d.timestamp)), d.timestamp);
+    const last = dbg.at(-1).payload;
+    assert.equal(last.checkpoint.thread_id, th.thread_id);
+    assert.equal(last.checkpoint.checkpoint_id, last.config.configurable.checkpoint_id);
+    assert.equal(last.parent_checkpoint.checkpoint_id, dbg[7].payload.checkpoint.checkpoint_id);
+    assert.equal(dbg[0].payload.parent_checkpoint, null);
+  });
+
+  test("stream events: on_chain_start/stream/end for the graph and each node", async () => {
+    const th = await A.threads.create({ metadata: { suite: RUN } });
+    const ev = await collect(A.runs.stream(th.thread_id, G.lin, { input: { count: 0 }, streamMode: "events" }));
+    const runId = ev[0].data.run_id;
+    const chain = ev.filter((e) => e.event === "events").map((e) => e.data);
+    assert.deepEqual(chain.map((c) => `${c.event}:${c.name}`), ["on_chain_start:LangGraph",
+      "on_chain_start:a", "on_chain_stream:a", "on_chain_end:a", "on_chain_start:b", "on_chain_stream:b", "on_chain_end:b",
+      "on_chain_start:c", "on_chain_stream:c", "on_chain_end:c", "on_chain_end:LangGraph"]);
+    assert.equal(chain[0].run_id, runId);
+    assert.deepEqual(chain[0].data, { input: { count: 0 } });
+    assert.deepEqual(chain[1].parent_ids, [runId]);
+    assert.equal(chain[1].metadata.langgraph_node, "a");
+    assert.deepEqual(chain[1].tags, ["graph:step:1"]);
+    assert.deepEqual(chain[2].data, { chunk: { count: 1, log: "a0" } });
+    assert.deepEqual(chain.at(-1).data.output, { count: 3, log: ["a0", "b1", "c2"] });
+  });
+
+  test("stream with every mode at once", async () => {
     const th = await A.threads.create({ metadata: { suite: RUN } });
     const ev = await collect(
-      A.runs.stream(th.thread_id, G.lin, { input: { count: 0 }, streamMode: ["values", "updates", "messages-tuple", "custom", "debug", "tasks", "checkpoints"] }),
+      A.runs.stream(th.thread_id, G.lin, { input: { count: 0 }, streamMode: ["values", "updates", "messages-tuple", "custom", "debug", "tasks", "checkpoints", "events"] }),
     );
     assert.equal(ev[0].event, "metadata");
+    assertIdSequence(ev);
     assert.ok(!ev.some((e) => e.event === "error"), JSON.stringify(ev.find((e) => e.event === "error")));
+    for (const mode of ["values", "updates", "debug", "tasks", "checkpoints", "events"])
+      assert.ok(ev.some((e) => e.event === mode), `no ${mode} event`);
     assert.deepEqual(ev.filter((e) => e.event === "values").at(-1).data, { count: 3, log: ["a0", "b1", "c2"] });
+  });
+
+  test("stream subgraph checkpoints carry the subgraph's namespace", async () => {
+    const th = await A.threads.create({ metadata: { suite: RUN } });
+    const ev = await collect(
+      A.runs.stream(th.thread_id, G.par, { input: { count: 0 }, streamMode: ["checkpoints"], streamSubgraphs: true }),
+    );
+    const sub = ev.filter((e) => e.event.startsWith("checkpoints|child:"));
+    assert.ok(sub.length > 0, `${ev.map((e) => e.event)}`);
+    assert.equal(sub[0].data.config.configurable.checkpoint_ns, sub[0].event.slice("checkpoints|".length));
+    assert.ok(Object.keys(sub[0].data.metadata.parents).includes(""), JSON.stringify(sub[0].data.metadata));
   });
 
   test("stream subgraphs: namespaced events", async () => {

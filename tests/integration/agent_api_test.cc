@@ -4,6 +4,7 @@
 // the same API in tests/e2e.
 #include <gtest/gtest.h>
 
+#include "store/sync_conn.h"
 #include "tests/integration/fixture.h"
 
 namespace ap::testing {
@@ -181,6 +182,71 @@ TEST_F(AgentApi, StoreIsPerTenant) {
   EXPECT_EQ(server->call("PUT", "/store/items", a->key, R"({"namespace": ["a.b"], "key": "k", "value": {}})").status, 400);
   EXPECT_EQ(server->call("DELETE", "/store/items", a->key, R"({"namespace": ["users", "u1"], "key": "prefs"})").status, 204);
   EXPECT_TRUE(server->call_json("GET", "/store/items?namespace=users.u1&key=prefs", a->key).is_null());
+}
+
+TEST_F(AgentApi, CronsAreValidatedAndFire) {
+  // Bad input: a clear 400 or 404, and nothing stored.
+  for (const auto& [body, status] : std::vector<std::pair<json, int>>{
+           {{{"assistant_id", "linear"}}, 400},
+           {{{"assistant_id", "linear"}, {"schedule", "61 * * * *"}}, 400},
+           {{{"assistant_id", "linear"}, {"schedule", "* * *"}}, 400},
+           {{{"assistant_id", "linear"}, {"schedule", "* * * * *"}, {"timezone", "Mars/Base"}}, 400},
+           {{{"assistant_id", "linear"}, {"schedule", "0 0 30 2 *"}}, 400},
+           {{{"assistant_id", "linear"}, {"schedule", "* * * * *"}, {"stream_mode", "nope"}}, 400},
+           {{{"assistant_id", "linear"}, {"schedule", "* * * * *"}, {"end_time", "not a time"}}, 400},
+           {{{"assistant_id", "nope"}, {"schedule", "* * * * *"}}, 404}}) {
+    auto r = server->call("POST", "/runs/crons", a->key, body.dump());
+    EXPECT_EQ(r.status, status) << body.dump() << " -> " << r.body;
+    EXPECT_NE(r.body.find("detail"), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(post("/runs/crons/count", a->key, json::object()), 0);
+  EXPECT_EQ(server->call("POST", "/threads/" + new_thread(b->key) + "/runs/crons", a->key,
+                         R"({"assistant_id": "linear", "schedule": "* * * * *"})").status, 404) << "B's thread";
+
+  std::string t = new_thread(a->key);
+  json cron = post("/threads/" + t + "/runs/crons", a->key,
+                   {{"assistant_id", "linear"}, {"schedule", "0 9 * * mon-fri"}, {"timezone", "Europe/Paris"},
+                    {"input", {{"count", 0}}}, {"metadata", {{"origin", "cron"}}}});
+  EXPECT_EQ(cron["thread_id"], t);
+  EXPECT_EQ(cron["enabled"], true);
+  EXPECT_EQ(cron["timezone"], "Europe/Paris");
+  EXPECT_TRUE(cron["on_run_completed"].is_null());
+  const std::string id = cron["cron_id"];
+  EXPECT_EQ(server->call("PATCH", "/runs/crons/" + id, a->key, "{}").status, 400);
+  EXPECT_EQ(server->call("PATCH", "/runs/crons/" + id, a->key, R"({"schedule": "bad"})").status, 400);
+  EXPECT_EQ(server->call("PATCH", "/runs/crons/" + id, b->key, R"({"enabled": false})").status, 404);
+  EXPECT_EQ(server->call("DELETE", "/runs/crons/" + id, b->key).status, 404);
+  EXPECT_EQ(post("/runs/crons/search", b->key, json::object()).size(), 0u);
+
+  // Due now (as if the schedule came round): a replica fires it once, on the cron's thread.
+  auto su = store::SyncConn::connect(Database::get().superuser_url());
+  ASSERT_TRUE(su);
+  ASSERT_TRUE((*su)->exec("UPDATE agentplane.crons SET next_run_date = now() WHERE cron_id = $1", {id}));
+  json runs;
+  ASSERT_TRUE(eventually([&] {
+    runs = server->call_json("GET", "/threads/" + t + "/runs", a->key);
+    return runs.size() == 1 && runs[0]["status"] == "success";
+  }, std::chrono::seconds(10))) << runs.dump();
+  EXPECT_EQ(runs[0]["metadata"]["origin"], "cron");
+  EXPECT_EQ(server->call_json("GET", "/threads/" + t + "/state", a->key)["values"]["count"], 3);
+  json after = post("/runs/crons/search", a->key, {{"thread_id", t}})[0];
+  EXPECT_GT(after["next_run_date"].get<std::string>(), runs[0]["created_at"].get<std::string>()) << after.dump();
+
+  // A disabled cron does not fire; a stateless one runs on a new thread that is deleted after.
+  json off = server->call_json("PATCH", "/runs/crons/" + id, a->key, R"({"enabled": false})");
+  EXPECT_EQ(off["enabled"], false);
+  json stateless = post("/runs/crons", a->key, {{"assistant_id", "linear"}, {"schedule", "@daily"}, {"input", {{"count", 5}}}});
+  EXPECT_EQ(stateless["on_run_completed"], "delete");
+  ASSERT_TRUE((*su)->exec("UPDATE agentplane.crons SET next_run_date = now() WHERE tenant_id = $1", {a->id}));
+  ASSERT_TRUE(eventually([&] {
+    auto r = (*su)->exec("SELECT count(*) FROM agentplane.crons WHERE tenant_id = $1 AND next_run_date <= now() AND enabled",
+                         {a->id});
+    return r && r->get(0, 0) == "0";
+  }, std::chrono::seconds(10)));
+  EXPECT_EQ(server->call_json("GET", "/threads/" + t + "/runs", a->key).size(), 1u) << "the disabled cron stayed quiet";
+  EXPECT_EQ(server->call("DELETE", "/runs/crons/" + id, a->key).status, 204);
+  EXPECT_EQ(server->call("DELETE", "/runs/crons/" + id, a->key).status, 404);
+  EXPECT_EQ(server->call("DELETE", "/runs/crons/" + stateless["cron_id"].get<std::string>(), a->key).status, 204);
 }
 
 }  // namespace

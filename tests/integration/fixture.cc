@@ -93,7 +93,8 @@ Database::Database() {
 std::string Database::superuser_url() const { return pg_->conninfo("postgres", "agentplane"); }
 std::string Database::app_url() const { return pg_->conninfo("agentplane_app", "agentplane"); }
 
-TestServer::TestServer(int threads, std::chrono::seconds touch_interval, std::vector<auth::OidcIssuerConfig> oidc) {
+TestServer::TestServer(int threads, std::chrono::seconds touch_interval, std::vector<auth::OidcIssuerConfig> oidc,
+                       std::string role) {
   admin_ = std::string(auth::generate_admin_token().reveal());
   app::ServeConfig c;
   c.database_url = Database::get().app_url();
@@ -103,6 +104,7 @@ TestServer::TestServer(int threads, std::chrono::seconds touch_interval, std::ve
   c.server.body_limit = 64 * 1024;
   c.touch_interval = touch_interval;
   c.oidc = std::move(oidc);
+  c.role = std::move(role);
   std::string raw(32, '\0');
   random_bytes(reinterpret_cast<uint8_t*>(raw.data()), raw.size());
   master_key_ = base64_encode(raw);
@@ -175,17 +177,12 @@ std::string slurp(const std::string& path) {
 namespace {
 
 // Runs `exe` (looked up on PATH when `search_path`) and waits; output is captured in files.
-Run run_program(std::string exe, bool search_path, std::vector<std::string> args, std::vector<std::string> env,
-                const std::string& stdin_text) {
-  std::string dir = Database::get().temp_dir();
-  static std::atomic<int> n{0};
-  std::string out = dir + "/cli" + std::to_string(++n) + ".out", err = out + ".err";
+// Starts `exe` with `args`; stdin from `in`, stdout and stderr to `out` and `err`. The caller's
+// AGENTPLANE_* variables and HOME are dropped; `env` is added.
+pid_t spawn_program(std::string exe, bool search_path, std::vector<std::string> args, std::vector<std::string> env,
+                    const std::string& in, const std::string& out, const std::string& err) {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
-  std::string in = out + ".in";
-  {
-    std::ofstream(in) << stdin_text;
-  }
   posix_spawn_file_actions_addopen(&fa, 0, in.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -197,17 +194,30 @@ Run run_program(std::string exe, bool search_path, std::vector<std::string> args
     std::string s(*e);
     if (s.rfind("AGENTPLANE_", 0) != 0 && s.rfind("HOME=", 0) != 0) envs.push_back(s);
   }
-  envs.push_back("HOME=" + dir);  // no dev.json to fall back on
+  envs.push_back("HOME=" + Database::get().temp_dir());  // no dev.json to fall back on
   for (auto& e : env) envs.push_back(e);
   std::vector<char*> envp;
   for (auto& e : envs) envp.push_back(e.data());
   envp.push_back(nullptr);
   pid_t pid;
-  Run r;
   int spawned = search_path ? posix_spawnp(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data())
                             : posix_spawn(&pid, exe.c_str(), &fa, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&fa);
-  if (spawned != 0) return r;
+  return spawned == 0 ? pid : -1;
+}
+
+Run run_program(std::string exe, bool search_path, std::vector<std::string> args, std::vector<std::string> env,
+                const std::string& stdin_text) {
+  std::string dir = Database::get().temp_dir();
+  static std::atomic<int> n{0};
+  std::string out = dir + "/cli" + std::to_string(++n) + ".out", err = out + ".err";
+  std::string in = out + ".in";
+  {
+    std::ofstream(in) << stdin_text;
+  }
+  Run r;
+  pid_t pid = spawn_program(std::move(exe), search_path, std::move(args), std::move(env), in, out, err);
+  if (pid < 0) return r;
   int status = 0;
   waitpid(pid, &status, 0);
   r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -223,6 +233,11 @@ Run agentplane(std::vector<std::string> args, std::vector<std::string> env, cons
   Run r = run_program(bin ? bin : "./agentplane", false, std::move(args), std::move(env), stdin_text);
   add_evidence("stderr", r.err);
   return r;
+}
+
+pid_t spawn_agentplane(std::vector<std::string> args, const std::string& log) {
+  const char* bin = std::getenv("AP_BINARY");
+  return spawn_program(bin ? bin : "./agentplane", false, std::move(args), {}, "/dev/null", log, log + ".err");
 }
 
 Run node(std::vector<std::string> args, std::vector<std::string> env) {

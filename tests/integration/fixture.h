@@ -2,6 +2,8 @@
 // postgres user when root), migrated; and an in-process server on 127.0.0.1:0 against it.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <thread>
 #include <string>
@@ -36,8 +38,9 @@ class Database {
 // A running server with a known admin token.
 class TestServer {
  public:
+  // `role`: all (API and worker), api or worker (`serve --role`).
   explicit TestServer(int threads = 2, std::chrono::seconds touch_interval = std::chrono::seconds(30),
-                      std::vector<auth::OidcIssuerConfig> oidc = {});
+                      std::vector<auth::OidcIssuerConfig> oidc = {}, std::string role = "all");
   ~TestServer();
   std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
   const std::string& admin_token() const { return admin_; }
@@ -78,6 +81,9 @@ struct Run {
   std::string out, err;
 };
 Run agentplane(std::vector<std::string> args, std::vector<std::string> env = {}, const std::string& stdin_text = "");
+// Starts the agentplane binary with `args` in the background, its stdout in `log` and stderr in
+// `log`.err; returns its pid (-1 if it could not start). The caller reaps it.
+pid_t spawn_agentplane(std::vector<std::string> args, const std::string& log);
 // `node` from PATH with `args` and extra environment, as agentplane() runs the binary.
 Run node(std::vector<std::string> args, std::vector<std::string> env = {});
 std::string slurp(const std::string& path);

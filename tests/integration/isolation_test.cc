@@ -50,6 +50,9 @@ const std::vector<std::pair<std::string, std::string>> kTenantTables = {
     {"run_events",
      "INSERT INTO run_events (tenant_id, run_id, seq, event, data) VALUES ($1, gen_random_uuid(), 0, 'metadata', '{}')"},
     {"store_items", "INSERT INTO store_items (tenant_id, namespace, key, value) VALUES ($1, '{a}', 'k', '{}')"},
+    {"crons",
+     "INSERT INTO crons (tenant_id, cron_id, assistant_id, schedule, payload, next_run_date) VALUES ($1, "
+     "gen_random_uuid(), gen_random_uuid(), '* * * * *', '{}', now() + interval '1 day')"},
     {"credentials",
      "INSERT INTO credentials (tenant_id, name, version, kind, key_version, token, created_by) "
      "VALUES ($1, 'c', 1, 'secret', 1, 'gAAAA', 'test')"},

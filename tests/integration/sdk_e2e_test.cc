@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <iostream>
+#include <sstream>
 
 #include "tests/integration/fixture.h"
 
@@ -21,6 +23,11 @@ TEST(LangGraphSdk, SuitePassesAgainstTheServer) {
   auto r = node({"--test", "--test-reporter=tap", dir + "/sdk.test.mjs"},
                 {"AGENTPLANE_URL=" + server.url(), "AGENTPLANE_KEY_A=" + a.key, "AGENTPLANE_KEY_B=" + b.key});
   add_evidence("stderr", r.err);
+  // The summary, and what was skipped or left to do, in the test's log.
+  std::istringstream lines(r.out);
+  for (std::string l; std::getline(lines, l);)
+    if (l.rfind("# ", 0) == 0 || l.find("# SKIP") != std::string::npos || l.find("# TODO") != std::string::npos)
+      std::cout << l << "\n";
   EXPECT_EQ(r.code, 0) << r.out.substr(r.out.size() > 20000 ? r.out.size() - 20000 : 0) << r.err;
   EXPECT_NE(r.out.find("# fail 0"), std::string::npos);
   EXPECT_EQ(r.out.find("# pass 0\n"), std::string::npos) << "nothing ran";

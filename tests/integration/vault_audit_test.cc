@@ -111,7 +111,7 @@ TEST_F(VaultAudit, CredentialsAreWriteOnlyVersionedAndPerTenant) {
                            "master = base64.b64decode(sys.argv[1])\n"
                            "key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=sys.argv[2].encode()).derive(master)\n"
                            "print(Fernet(base64.urlsafe_b64encode(key)).decrypt(sys.argv[3].encode()).decode())\n";
-  std::string cmd = "/usr/bin/python3 " + script + " " + server->master_key() + " " + t.id + " " + std::string(row->get(0, 0));
+  std::string cmd = "/usr/bin/python3 -I " + script + " " + server->master_key() + " " + t.id + " " + std::string(row->get(0, 0));
   FILE* p = popen(cmd.c_str(), "r");
   char buf[256] = {};
   ASSERT_TRUE(p && fgets(buf, sizeof buf, p));

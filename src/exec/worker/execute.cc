@@ -4,6 +4,7 @@
 #include <set>
 
 #include "control/runs.h"
+#include "exec/worker/debug_streams.h"
 #include "graph/checkpoint.h"
 #include "graph/graph.h"
 
@@ -12,17 +13,14 @@ namespace {
 
 class Publisher {
  public:
-  Publisher(const RunContext& rc, RunOutcome& out) : rc_(rc), out_(out), resumable_(rc.kwargs.value("resumable", false)) {}
+  explicit Publisher(const RunContext& rc) : rc_(rc) {}
   void operator()(const std::string& event, const Json& data) {
-    std::string text = data.dump(-1, ' ', false, Json::error_handler_t::replace);
-    int64_t id = rc_.hub->publish(rc_.run, event, text);
-    if (resumable_) out_.log.push_back({id, event, std::move(text)});
+    rc_.hub->publish(rc_.run, event, data.dump(-1, ' ', false, Json::error_handler_t::replace));
+    if (rc_.on_publish) rc_.on_publish();
   }
 
  private:
   const RunContext& rc_;
-  RunOutcome& out_;
-  bool resumable_;
 };
 
 std::vector<std::string> nodes_of(const Json& list, const graph::CompiledGraph& g) {
@@ -52,15 +50,15 @@ RunOutcome RunOutcome::failed(std::string error, std::string message) {
   return o;
 }
 
-void publish_error(const RunContext& rc, RunOutcome& out) {
-  Publisher publish(rc, out);
+void publish_error(const RunContext& rc, const RunOutcome& out) {
+  Publisher publish(rc);
   publish("metadata", Json{{"run_id", rc.run.to_string()}, {"attempt", rc.attempt}});
   publish("error", out.error);
 }
 
 RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, const control::SaverFor& savers) {
   RunOutcome out;
-  Publisher publish(rc, out);
+  Publisher publish(rc);
   const Json& k = rc.kwargs;
   const auto modes_list = control::stream_modes(k);
   const std::set<std::string> modes(modes_list.begin(), modes_list.end());
@@ -97,9 +95,13 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   std::map<std::string, size_t> seen;        // message channel -> messages already in the state
   std::map<std::string, std::string> writer;  // message channel -> the node that last wrote it
   bool first_values = true;
+  DebugStreams debug(modes, run_id, cp_md, [&](const std::string& event, const Json& data) { publish(event, data); });
+  o.stream_debug = debug.wanted();
   o.on_event = [&](const graph::StreamEvent& e) {
     const std::string suffix = e.ns.empty() ? "" : "|" + e.ns;
-    if (e.mode == "values") {
+    if (e.mode == "checkpoints" || e.mode == "tasks") {
+      debug.on_event(e);
+    } else if (e.mode == "values") {
       ++step;
       if (messages && e.ns.empty() && e.data.is_object()) {
         for (const auto& ch : msg_channels) {
@@ -159,6 +161,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     }
   }
 
+  debug.begin(input.values ? *input.values : command);
   auto r = g.graph->invoke(input, o, saver.get());
   if (!r && r.error().code == Code::kCancelled) {
     int why = stop->load();
@@ -171,9 +174,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     }
   } else if (!r) {
     std::string name = r.error().code == Code::kResourceExhausted ? "GraphRecursionError" : std::string(code_name(r.error().code));
-    RunOutcome failed = RunOutcome::failed(name, r.error().message);
-    failed.log = std::move(out.log);
-    out = std::move(failed);
+    out = RunOutcome::failed(name, r.error().message);
     publish("error", out.error);
   }
   // The thread's state after the run, as its cached values and interrupts.
@@ -202,6 +203,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   } else if (out.kind == RunOutcome::kCancelled) {
     out.result = out.values;
   }
+  debug.end(out.result);
   return out;
 }
 

@@ -1,9 +1,10 @@
 // One attempt of one run, on a runner thread: the graph engine with the tenant's checkpointer,
-// its events published to the RunHub in the run's stream modes (and kept for the event log when
-// the run is resumable), its outcome for the worker to record.
+// its events published to the RunHub in the run's stream modes (the worker copies them to the
+// run_events log when needed), its outcome for the worker to record.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -28,6 +29,7 @@ struct RunContext {
   control::RunHub* hub = nullptr;
   std::shared_ptr<std::atomic<int>> stop;  // set by cancel requests and lease loss
   const std::atomic<bool>* worker_stopping = nullptr;
+  std::function<void()> on_publish;  // after each event (the worker's event log writer)
 };
 
 struct RunOutcome {
@@ -39,13 +41,12 @@ struct RunOutcome {
   Json result;  // what /wait answers
   Json error;   // {error, message}
   std::string cancel_action;
-  std::vector<control::RunEvent> log;                  // to store (resumable runs)
   std::vector<std::pair<std::string, Json>> decisions;  // decision-log events (kind, payload)
   static RunOutcome failed(std::string error, std::string message);
 };
 
 RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, const control::SaverFor& savers);
 // Publishes the `error` event of a failed outcome (for failures before the engine ran).
-void publish_error(const RunContext& rc, RunOutcome& out);
+void publish_error(const RunContext& rc, const RunOutcome& out);
 
 }  // namespace ap::exec

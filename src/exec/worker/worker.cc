@@ -22,6 +22,7 @@
 #include "exec/worker/execute.h"
 #include "graph/checkpoint.h"
 #include "store/conn.h"
+#include "store/listener.h"
 #include "store/pool.h"
 #include "store/tx.h"
 #include "telemetry/log.h"
@@ -39,6 +40,17 @@ struct Claim {
   int attempt = 1;
 };
 
+// A run in progress here.
+struct Slot {
+  TenantId tenant;
+  std::shared_ptr<std::atomic<int>> stop = std::make_shared<std::atomic<int>>(0);  // cancel / lease lost
+  // Its events go to the run_events log (resumable, or a client on another replica streams
+  // them); then `written` is the last id in the log.
+  std::atomic<bool> log_events{false};
+  bool notify_end = false;  // a client on another replica waits for its end
+  int64_t written = -1;
+};
+
 struct Worker::Impl {
   WorkerOptions o;
   control::Graphs& graphs;
@@ -50,54 +62,127 @@ struct Worker::Impl {
   std::unique_ptr<asio::thread_pool> runners;
   std::thread thread;
   asio::steady_timer wake{ioc};
-  std::unique_ptr<store::Conn> listen_conn;
+  asio::steady_timer flush_wake{ioc, asio::steady_timer::time_point::max()};
+  std::atomic<bool> flush_wanted{false};
+  std::unique_ptr<store::Listener> listener;
   std::atomic<bool> stopping{false};
   int active = 0;
-  // Runs in progress here -> their cancel flags (set by lease renewal from other replicas).
-  std::unordered_map<Uuid, std::shared_ptr<std::atomic<int>>, UuidHash> running;
+  std::unordered_map<Uuid, std::shared_ptr<Slot>, UuidHash> running;
 
   Impl(WorkerOptions opts, control::Graphs& g, control::RunHub& h, control::SaverFor s, audit::AuditLog* a)
       : o(std::move(opts)), graphs(g), hub(h), savers(std::move(s)), audit(a) {}
 
   control::Scope scope(const TenantId& tenant) { return {tenant, "system:worker", "", pool.get()}; }
 
-  asio::awaitable<void> listen_loop();
+  void on_notify(std::string_view channel, std::string_view payload);
+  void request_flush();
   asio::awaitable<void> claim_loop();
   asio::awaitable<void> renew_loop();
-  asio::awaitable<void> execute(Claim c);
-  asio::awaitable<void> execute_claimed(Claim c);
-  asio::awaitable<Status> finish(const Claim& c, const RunOutcome& out, const Json& kwargs);
+  asio::awaitable<void> flush_loop();
+  asio::awaitable<void> flush_events();
+  asio::awaitable<void> execute(Claim c, std::shared_ptr<Slot> slot);
+  asio::awaitable<void> execute_claimed(Claim c, std::shared_ptr<Slot> slot);
+  asio::awaitable<Status> finish(const Claim& c, Slot& slot, const RunOutcome& out, const Json& kwargs);
+  // Appends events to the run's log (and tells the replicas); `end` with the run's end.
+  asio::awaitable<Status> append_events(store::Tx& tx, const Claim& c, Slot& slot, bool end);
 };
 
-asio::awaitable<void> Worker::Impl::listen_loop() {
-  asio::steady_timer backoff(ioc);
-  while (!stopping) {
-    std::vector<std::pair<std::string, std::string>> opts = {
-        {"keepalives", "1"}, {"keepalives_idle", "2"}, {"connect_timeout", "3"}};  // (g++ 12: not in co_await)
-    auto conn = co_await store::Conn::connect(ioc.get_executor(), o.conninfo, opts);
-    if (conn) {
-      store::Statement listen{"LISTEN agentplane_runs", {}};
-      if (auto r = co_await (*conn)->pipeline({&listen, 1}); r) {
-        listen_conn = std::move(*conn);
-        wake.cancel();  // anything queued while we were not listening
-        (void)co_await listen_conn->listen_loop([this](std::string_view, std::string_view) { wake.cancel(); });
-        listen_conn.reset();
-      }
-    }
-    if (stopping) break;
-    backoff.expires_after(std::chrono::seconds(1));
-    boost::system::error_code ec;
-    co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+// agentplane_runs: a run is pending. agentplane_run_ctl: "<run> cancel interrupt|rollback" or
+// "<run> watch <replica> e|x" (a client on that replica waits for the run's events or its end).
+void Worker::Impl::on_notify(std::string_view channel, std::string_view payload) {
+  if (channel == "agentplane_runs") {
+    wake.cancel();
+    return;
   }
+  if (payload.size() < 38) return;
+  auto run = Uuid::parse(payload.substr(0, 36));
+  if (!run) return;
+  auto it = running.find(*run);
+  if (it == running.end()) return;
+  Slot& slot = *it->second;
+  std::string_view rest = payload.substr(37);
+  if (rest == "cancel interrupt") {
+    slot.stop->store(kCancelInterrupt);
+  } else if (rest == "cancel rollback") {
+    slot.stop->store(kCancelRollback);
+  } else if (rest.starts_with("watch ") && rest.size() > 8) {
+    std::string_view who = rest.substr(6, rest.size() - 8);
+    if (who == hub.replica()) return;  // this process's hub has the events already
+    slot.notify_end = true;
+    if (rest.back() == 'e' && !slot.log_events.exchange(true)) request_flush();  // from event 0
+  }
+}
+
+void Worker::Impl::request_flush() {
+  if (!flush_wanted.exchange(true)) asio::post(ioc, [this] { flush_wake.cancel(); });
+}
+
+asio::awaitable<void> Worker::Impl::flush_loop() {
+  while (!stopping) {
+    if (!flush_wanted.exchange(false)) {
+      boost::system::error_code ec;
+      flush_wake.expires_at(asio::steady_timer::time_point::max());
+      co_await flush_wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    co_await flush_events();
+  }
+}
+
+// One transaction per run with news: its new events and one NOTIFY. Events published meanwhile
+// wait for the next round, so a busy run's events go out in batches.
+asio::awaitable<void> Worker::Impl::flush_events() {
+  std::vector<std::pair<Uuid, std::shared_ptr<Slot>>> slots;
+  for (const auto& [id, slot] : running)
+    if (slot->log_events) slots.emplace_back(id, slot);
+  for (auto& [id, slot] : slots) {
+    auto tx = co_await store::Tx::begin(*pool, slot->tenant);
+    if (!tx) continue;
+    Claim c{slot->tenant, id, {}, 0};
+    auto st = co_await append_events(*tx, c, *slot, false);
+    if (st) st = co_await tx->commit();
+    if (!st) telemetry::log_warn("run_events_write_failed", {{"run_id", id.to_string()}, {"error", st.error().message}});
+  }
+}
+
+asio::awaitable<Status> Worker::Impl::append_events(store::Tx& tx, const Claim& c, Slot& slot, bool end) {
+  std::vector<control::RunEvent> events;
+  if (slot.log_events) events = hub.events_after(c.run, slot.written, end ? SIZE_MAX : 2000);
+  if (events.empty() && !end) co_return ok_status();
+  std::vector<std::string> seqs, names, datas;
+  for (auto& e : events) {
+    seqs.push_back(std::to_string(e.id));
+    names.push_back(std::move(e.event));
+    datas.push_back(std::move(e.data));
+  }
+  const std::string payload = c.tenant.to_string() + " " + c.run.to_string() + (end ? " end" : " more");
+  if (!events.empty()) {
+    const int64_t last = std::stoll(seqs.back());
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec(
+        "INSERT INTO run_events (tenant_id, run_id, seq, event, data) SELECT $1, $2, s, e, d FROM "
+        "unnest($3::bigint[], $4::text[], $5::text[]) AS x(s, e, d) ON CONFLICT DO NOTHING",
+        store::params(c.tenant.to_string(), c.run.to_string(), store::text_array(seqs), store::text_array(names),
+                      store::text_array(datas))));
+    slot.written = std::max(slot.written, last);
+    if (events.size() == 2000) request_flush();
+  }
+  if (!events.empty() || slot.notify_end)
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec("SELECT pg_notify('agentplane_run_events', $1)", store::params(payload)));
+  co_return ok_status();
 }
 
 asio::awaitable<void> Worker::Impl::claim_loop() {
   static auto& claimed = telemetry::metrics().counter("agentplane_runs_claimed_total", "Runs claimed by this worker.").with({});
+  static auto& pickup = telemetry::metrics()
+                            .histogram("agentplane_run_pickup_seconds",
+                                       "From a pending run's enqueue (or run_after) to its claim by a worker.", {},
+                                       {0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5})
+                            .with({});
   while (!stopping) {
     int free = o.concurrency - active;
     if (free > 0) {
       auto rows = co_await store::platform_query(
-          *pool, "SELECT tenant_id, run_id, thread_id, attempt FROM claim_runs($1, $2::int, $3::int, $4::int)",
+          *pool, "SELECT tenant_id, run_id, thread_id, attempt, waited_ms FROM claim_runs($1, $2::int, $3::int, $4::int)",
           store::params(o.id, std::to_string(o.lease.count()), std::to_string(free), std::to_string(o.max_attempts)));
       if (!rows) {
         telemetry::log_warn("claim_failed", {{"error", rows.error().message}});
@@ -106,8 +191,13 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
           Claim c{*TenantId::parse(rows->get(i, 0)), *Uuid::parse(rows->get(i, 1)), *Uuid::parse(rows->get(i, 2)),
                   std::stoi(std::string(rows->get(i, 3)))};
           claimed.inc();
+          if (!rows->is_null(i, 4)) pickup.observe(std::stod(std::string(rows->get(i, 4))) / 1000.0);
           ++active;
-          asio::co_spawn(ioc, execute_claimed(c), asio::detached);
+          // In the map before any notification about it can be handled.
+          auto slot = std::make_shared<Slot>();
+          slot->tenant = c.tenant;
+          running[c.run] = slot;
+          asio::co_spawn(ioc, execute_claimed(c, slot), asio::detached);
         }
         if (rows->size() == free) continue;  // there may be more
       }
@@ -133,21 +223,21 @@ asio::awaitable<void> Worker::Impl::renew_loop() {
     if (!rows) continue;
     std::unordered_map<Uuid, std::string, UuidHash> held;
     for (int i = 0; i < rows->size(); ++i) held[*Uuid::parse(rows->get(i, 0))] = rows->is_null(i, 1) ? "" : std::string(rows->get(i, 1));
-    for (auto& [id, flag] : running) {
+    // Cancel requests come by NOTIFY at once; this catches any sent while not listening.
+    for (auto& [id, slot] : running) {
       auto h = held.find(id);
-      if (h == held.end()) flag->store(kLeaseLost);  // another worker has it now, or it is gone
-      else if (h->second == "interrupt") flag->store(kCancelInterrupt);
-      else if (h->second == "rollback") flag->store(kCancelRollback);
+      if (h == held.end()) slot->stop->store(kLeaseLost);  // another worker has it now, or it is gone
+      else if (h->second == "interrupt") slot->stop->store(kCancelInterrupt);
+      else if (h->second == "rollback") slot->stop->store(kCancelRollback);
     }
   }
 }
 
 // Whatever happens to the run, its slot is freed and its lease no longer renewed (an unfinished
 // run is then claimed again when the lease expires).
-asio::awaitable<void> Worker::Impl::execute_claimed(Claim c) {
-  running[c.run] = std::make_shared<std::atomic<int>>(0);
+asio::awaitable<void> Worker::Impl::execute_claimed(Claim c, std::shared_ptr<Slot> slot) {
   try {
-    co_await execute(c);
+    co_await execute(c, slot);
   } catch (const std::exception& e) {
     telemetry::log_error("run_worker_exception", {{"run_id", c.run.to_string()}, {"error", e.what()}});
     hub.end(c.run);
@@ -157,12 +247,11 @@ asio::awaitable<void> Worker::Impl::execute_claimed(Claim c) {
   wake.cancel();
 }
 
-asio::awaitable<void> Worker::Impl::execute(Claim c) {
-  auto flag = running[c.run];
+asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot) {
   const std::string tenant = c.tenant.to_string(), run_id = c.run.to_string();
   auto s = scope(c.tenant);
   auto row = co_await store::tenant_query(*pool, c.tenant,
-                                          "SELECT kwargs::text, metadata::text, assistant_id FROM runs "
+                                          "SELECT kwargs::text, metadata::text, watchers::text FROM runs "
                                           "WHERE tenant_id = $1 AND run_id = $2",
                                           store::params(tenant, run_id));
   if (!row || row->empty()) co_return;
@@ -171,16 +260,28 @@ asio::awaitable<void> Worker::Impl::execute(Claim c) {
   std::string graph_id = kwargs["config"]["configurable"].value("graph_id", "");
   RunOutcome out;
   auto loaded = co_await graphs.load(s, graph_id);
-  // Resumable runs keep numbering after the events already logged by earlier attempts.
+  // Clients on other replicas (runs.watchers: "<replica>:e" wants events, ":x" the end).
+  bool log_events = kwargs.value("resumable", false);
+  for (const auto& w : store::parse_text_array(row->get(0, 2))) {
+    if (w.size() < 3 || std::string_view(w).substr(0, w.size() - 2) == hub.replica()) continue;
+    slot->notify_end = true;
+    if (w.back() == 'e') log_events = true;
+  }
+  // A later attempt keeps numbering after the events an earlier one logged.
   int64_t next_id = 0;
-  if (kwargs.value("resumable", false)) {
+  if (c.attempt > 1 || log_events) {
     auto last = co_await store::tenant_query(*pool, c.tenant,
                                              "SELECT coalesce(max(seq) + 1, 0) FROM run_events WHERE tenant_id = $1 AND run_id = $2",
                                              store::params(tenant, run_id));
     if (last) next_id = std::stoll(std::string(last->get(0, 0)));
   }
-  hub.begin(c.run, next_id);
-  RunContext rc{c.tenant, c.run, c.thread, c.attempt, kwargs, metadata, &hub, flag, &stopping};
+  slot->written = next_id - 1;
+  hub.begin(c.run, c.tenant, next_id);
+  slot->log_events = log_events;
+  auto on_publish = [this, slot] {
+    if (slot->log_events) request_flush();
+  };
+  RunContext rc{c.tenant, c.run, c.thread, c.attempt, kwargs, metadata, &hub, slot->stop, &stopping, on_publish};
   if (audit)
     audit->record(s, audit::Event{"run.started", audit::Level::kReplay,
                                   Json{{"run_id", run_id}, {"thread_id", c.thread.to_string()}, {"graph_id", graph_id},
@@ -202,12 +303,13 @@ asio::awaitable<void> Worker::Impl::execute(Claim c) {
     };  // (g++ 12: no lambda temporaries in co_await)
     out = co_await control::run_blocking(*runners, run_graph);
   }
-  auto st = co_await finish(c, out, kwargs);
+  auto st = co_await finish(c, *slot, out, kwargs);
   if (!st) telemetry::log_error("run_finish_failed", {{"run_id", run_id}, {"error", st.error().message}});
-  hub.end(c.run);
+  if (out.kind == RunOutcome::kReleased) hub.release(c.run);
+  else hub.end(c.run);
 }
 
-asio::awaitable<Status> Worker::Impl::finish(const Claim& c, const RunOutcome& out, const Json& kwargs) {
+asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const RunOutcome& out, const Json& kwargs) {
   const std::string tenant = c.tenant.to_string(), run_id = c.run.to_string(), thread = c.thread.to_string();
   if (out.kind == RunOutcome::kReleased) {
     // This worker is stopping or lost its lease: leave the run to the queue.
@@ -250,27 +352,14 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, const RunOutcome& o
   }
   if (out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback")
     AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)));
-  if (!out.log.empty()) {
-    std::string seqs = "{", events = "{", datas = "{";
-    auto quote = [](const std::string& v) {
-      std::string q = "\"";
-      for (char ch : v) {
-        if (ch == '"' || ch == '\\') q += '\\';
-        q += ch;
-      }
-      return q + "\"";
-    };
-    for (const auto& e : out.log) {
-      if (seqs.size() > 1) { seqs += ','; events += ','; datas += ','; }
-      seqs += std::to_string(e.id);
-      events += quote(e.event);
-      datas += quote(e.data);
-    }
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec(
-        "INSERT INTO run_events (tenant_id, run_id, seq, event, data) SELECT $1, $2, s, e, d FROM "
-        "unnest($3::bigint[], $4::text[], $5::text[]) AS x(s, e, d) ON CONFLICT DO NOTHING",
-        store::params(tenant, run_id, seqs + "}", events + "}", datas + "}")));
+  // The last events and the end in the same transaction as the status, so a replica that
+  // reads the status after the NOTIFY has every event.
+  if (out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback") {
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2",
+                                           store::params(tenant, run_id)));
+    slot.log_events = false;
   }
+  if (slot.log_events || slot.notify_end) AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true));
   AP_CO_RETURN_IF_ERROR(co_await tx.commit());
   if (temporary) {
     auto saver_for = savers;
@@ -311,7 +400,13 @@ Status Worker::start() {
   po.max_size = 4;
   i.pool = std::make_unique<store::Pool>(i.ioc.get_executor(), po);
   i.runners = std::make_unique<asio::thread_pool>(i.o.concurrency);
-  asio::co_spawn(i.ioc, i.listen_loop(), asio::detached);
+  i.listener = std::make_unique<store::Listener>(i.ioc.get_executor(), i.o.conninfo,
+                                                 std::vector<std::string>{"agentplane_runs", "agentplane_run_ctl"});
+  auto on_notify = [&i](std::string_view channel, std::string_view payload) { i.on_notify(channel, payload); };
+  // Anything queued while we were not listening.
+  auto on_ready = [&i] { i.wake.cancel(); };
+  asio::co_spawn(i.ioc, i.listener->run(on_notify, on_ready), asio::detached);
+  asio::co_spawn(i.ioc, i.flush_loop(), asio::detached);
   asio::co_spawn(i.ioc, i.claim_loop(), asio::detached);
   asio::co_spawn(i.ioc, i.renew_loop(), asio::detached);
   i.thread = std::thread([&i] {
@@ -325,9 +420,10 @@ void Worker::stop() {
   auto& i = *impl_;
   if (!i.thread.joinable()) return;
   i.stopping = true;
+  i.listener->stop();
   asio::post(i.ioc, [&i] {
     i.wake.cancel();
-    if (i.listen_conn) i.listen_conn->cancel();
+    i.flush_wake.cancel();
   });
   // Runs in progress see `stopping` at their next superstep and are handed back to the queue.
   for (int n = 0; n < 500; ++n) {

@@ -56,9 +56,10 @@ Task create_run(RequestContext& ctx, std::string thread, int mode /* 0 create, 1
   AP_CO_ASSIGN_OR_RETURN(json body, any_body(ctx.request));
   Uuid run_id = Uuid::v7(Clock::system().unix_ms());
   std::shared_ptr<control::Subscription> sub;
-  if (mode == 1) sub = p->hub.subscribe(run_id, co_await boost::asio::this_coro::executor, -1);
   auto scope = audit_context(ctx);
-  auto created = co_await p->runs.create(scope, thread, body, run_id);
+  if (mode == 1) sub = p->hub.subscribe(run_id, scope.tenant, co_await boost::asio::this_coro::executor, -1);
+  using W = control::Runs::Watch;
+  auto created = co_await p->runs.create(scope, thread, body, run_id, mode == 1 ? W::kEvents : mode == 2 ? W::kEnd : W::kNone);
   if (!created) {
     if (sub) p->hub.unsubscribe(run_id, sub);
     co_return created.error();
@@ -146,13 +147,17 @@ Task cancel_run(RequestContext& ctx) {
 
 Task join_run(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
-  AP_CO_ASSIGN_OR_RETURN(json run, co_await p->runs.get(audit_context(ctx), tid(ctx), rid(ctx)));
-  AP_CO_ASSIGN_OR_RETURN(json result, co_await p->runs.result(audit_context(ctx), *Uuid::parse(run["run_id"].get<std::string>())));
+  auto scope = audit_context(ctx);
+  AP_CO_ASSIGN_OR_RETURN(json run, co_await p->runs.get(scope, tid(ctx), rid(ctx)));
+  Uuid run_id = *Uuid::parse(run["run_id"].get<std::string>());
+  AP_CO_RETURN_IF_ERROR(co_await p->runs.watch(scope, run_id, control::Runs::Watch::kEnd));
+  AP_CO_ASSIGN_OR_RETURN(json result, co_await p->runs.result(scope, run_id));
   co_return Response::json(200, dump(result));
 }
 
 // GET .../runs/{run_id}/stream, with Last-Event-ID: replays what is kept (the event log of a
-// resumable run; this replica's memory of an active one) after that id, then goes on live.
+// finished resumable run; the live log of an active one, here or through the relay) after that
+// id, then goes on live.
 Task join_stream(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
   auto scope = audit_context(ctx);
@@ -168,7 +173,7 @@ Task join_stream(RequestContext& ctx) {
   }
   auto c = ctx.request.query_param("cancel_on_disconnect");
   bool cancel = c && (*c == "1" || *c == "true");
-  auto sub = p->hub.subscribe(run_id, co_await boost::asio::this_coro::executor, after);
+  auto sub = p->hub.subscribe(run_id, scope.tenant, co_await boost::asio::this_coro::executor, after, true);
   std::string status = run["status"];
   if (status != "pending" && status != "running") {
     // Finished: replay the stored log (resumable runs), then end.
@@ -182,6 +187,10 @@ Task join_stream(RequestContext& ctx) {
     r.content_type = "text/event-stream";
     r.body = std::move(body);
     co_return r;
+  }
+  if (auto st = co_await p->runs.watch(scope, run_id, control::Runs::Watch::kEvents); !st) {
+    p->hub.unsubscribe(run_id, sub);
+    co_return st.error();
   }
   co_return sse(p, scope, sub, run_id, true, cancel, tid(ctx));
 }

@@ -126,7 +126,10 @@ struct Loop {
 
   std::vector<PendingWrite> deferred;  // durability exit: this step's task writes
 
+  std::string prev_id;  // the checkpoint before `cp` (for the checkpoints stream)
+
   void new_checkpoint() {
+    prev_id = cp.id;
     cp.id = next_checkpoint_id();
     cp.ts = format_rfc3339(std::chrono::system_clock::now());
     pending.clear();
@@ -171,9 +174,14 @@ struct Loop {
     return saver->put_writes(config, w, durability());
   }
 
-  void emit(const std::string& mode, const std::string& node, Json data) {
-    if (o.on_event) o.on_event(StreamEvent{mode, node, std::move(data)});
+  void emit(const std::string& mode, const std::string& node, Json data, int at_step = 0) {
+    if (o.on_event) o.on_event(StreamEvent{mode, node, std::move(data), "", at_step});
   }
+  // stream_debug: the current checkpoint with the tasks planned from it; a task's start; its
+  // result.
+  void emit_checkpoint(const std::vector<Task>& tasks);
+  void emit_task_start(const Task& t);
+  void emit_task_result(const Task& t);
 
   Status run_task(Task& t);
   Status control_writes(Task& t, const NodeOutput& out);

@@ -155,39 +155,6 @@ bool parse_header(std::string_view text, Header& h, InlineValues& seen_inline) {
 }
 
 // An element of PostgreSQL's text form of an array, quoted.
-static void append_quoted(std::string& out, std::string_view item) {
-  out += '"';
-  for (char c : item) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  out += '"';
-}
-
-// PostgreSQL's text form of a text[] (every element quoted).
-std::string text_array(const std::vector<std::string>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i) out += ',';
-    append_quoted(out, items[i]);
-  }
-  return out + '}';
-}
-
-// The same for elements that may be NULL.
-std::string text_array(const std::vector<Param>& items) {
-  std::string out = "{";
-  for (size_t i = 0; i < items.size(); ++i) {
-    if (i) out += ',';
-    if (items[i]) {
-      append_quoted(out, *items[i]);
-    } else {
-      out += "NULL";
-    }
-  }
-  return out + '}';
-}
-
 std::string layout_id(const std::vector<std::string>& channels, const std::vector<std::string>& nodes) {
   std::string all;
   for (const auto& c : channels) all += c + '\0';

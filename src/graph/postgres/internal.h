@@ -22,6 +22,7 @@ namespace ap::graph::pg {
 using store::Param;
 using store::Rows;
 using store::Statement;
+using store::text_array;
 
 // A least-recently-used map with a fixed capacity. Not thread-safe.
 template <class V>
@@ -88,9 +89,6 @@ struct Layout {
   std::shared_ptr<const std::vector<std::string>> channels, nodes;
 };
 
-// PostgreSQL's text form of a text[] (every element quoted), and of one whose elements may be NULL.
-std::string text_array(const std::vector<std::string>& items);
-std::string text_array(const std::vector<Param>& items);
 // The id of a graph's names (first 8 bytes of SHA-256, hex).
 std::string layout_id(const std::vector<std::string>& channels, const std::vector<std::string>& nodes);
 // The items a list value gained over `parent` (in order), if it extends it by sharing.

@@ -1,0 +1,88 @@
+#include "exec/worker/debug_streams.h"
+
+#include "common/clock.h"
+
+namespace ap::exec {
+
+DebugStreams::DebugStreams(const std::set<std::string>& modes, std::string run_id, Json metadata, Publish publish)
+    : checkpoints_(modes.count("checkpoints") > 0),
+      tasks_(modes.count("tasks") > 0),
+      debug_(modes.count("debug") > 0),
+      events_(modes.count("events") > 0),
+      run_id_(std::move(run_id)),
+      metadata_(metadata.is_object() ? std::move(metadata) : Json::object()),
+      publish_(std::move(publish)) {}
+
+void DebugStreams::chain(const std::string& suffix, const std::string& kind, const std::string& name,
+                         const std::string& id, Json tags, Json metadata, Json data, bool root) {
+  publish_("events" + suffix, Json{{"event", kind},
+                                   {"name", name},
+                                   {"run_id", id},
+                                   {"tags", std::move(tags)},
+                                   {"metadata", std::move(metadata)},
+                                   {"data", std::move(data)},
+                                   {"parent_ids", root ? Json::array() : Json::array({run_id_})}});
+}
+
+void DebugStreams::begin(const Json& input) {
+  if (!events_) return;
+  root_input_ = input;
+  chain("", "on_chain_start", "LangGraph", run_id_, Json::array(), metadata_, Json{{"input", input}}, true);
+}
+
+void DebugStreams::end(const Json& output) {
+  if (!events_) return;
+  chain("", "on_chain_end", "LangGraph", run_id_, Json::array(), metadata_,
+        Json{{"output", output}, {"input", root_input_}}, true);
+}
+
+void DebugStreams::on_event(const graph::StreamEvent& e) {
+  const std::string suffix = e.ns.empty() ? "" : "|" + e.ns;
+  if (e.mode == "checkpoints") {
+    if (checkpoints_) publish_("checkpoints" + suffix, e.data);
+    if (debug_) {
+      // LangGraph's debug checkpoints also name the checkpoint and its parent directly.
+      Json payload = e.data;
+      auto as_checkpoint = [](const Json& config) {
+        return config.is_object() ? config.value("configurable", Json()) : Json();
+      };
+      payload["checkpoint"] = as_checkpoint(e.data.value("config", Json()));
+      payload["parent_checkpoint"] = as_checkpoint(e.data.value("parent_config", Json()));
+      publish_("debug" + suffix, Json{{"step", e.step},
+                                      {"timestamp", format_rfc3339(std::chrono::system_clock::now())},
+                                      {"type", "checkpoint"},
+                                      {"payload", std::move(payload)}});
+    }
+    return;
+  }
+  if (e.mode != "tasks") return;
+  const bool result = e.data.contains("result");
+  if (tasks_) publish_("tasks" + suffix, e.data);
+  if (debug_)
+    publish_("debug" + suffix, Json{{"step", e.step},
+                                    {"timestamp", format_rfc3339(std::chrono::system_clock::now())},
+                                    {"type", result ? "task_result" : "task"},
+                                    {"payload", e.data}});
+  if (!events_) return;
+  const std::string id = e.data.value("id", ""), node = e.data.value("name", "");
+  Json md = metadata_;
+  md["langgraph_step"] = e.step;
+  md["langgraph_node"] = node;
+  md["langgraph_path"] = Json::array({"__pregel_pull", node});
+  md["langgraph_checkpoint_ns"] = (e.ns.empty() ? "" : e.ns + "|") + node + ":" + id;
+  Json tags = Json::array({"graph:step:" + std::to_string(e.step)});
+  if (!result) {
+    md["langgraph_triggers"] = e.data.value("triggers", Json::array());
+    inputs_[id] = e.data.value("input", Json());
+    chain(suffix, "on_chain_start", node, id, tags, md, Json{{"input", inputs_[id]}}, false);
+    return;
+  }
+  const Json output = e.data.value("result", Json::object());
+  chain(suffix, "on_chain_stream", node, id, tags, md, Json{{"chunk", output}}, false);
+  Json data{{"output", output}, {"input", inputs_[id]}};
+  if (e.data.contains("error") && !e.data["error"].is_null()) data["error"] = e.data["error"];
+  chain(suffix, "on_chain_end", node, id, tags, md, std::move(data), false);
+  inputs_.erase(id);
+}
+
+}  // namespace ap::exec

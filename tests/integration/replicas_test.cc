@@ -1,0 +1,136 @@
+// Runs across replicas: an API replica (serve --role api) and a worker replica (--role worker)
+// on one PostgreSQL. The run executes on the worker; its events, its end and cancel requests
+// cross through the run_events log and LISTEN/NOTIFY (docs/agent_api.md, "Across replicas").
+#include <gtest/gtest.h>
+
+#include "control/plane.h"
+#include "tests/integration/fixture.h"
+
+namespace ap::testing {
+namespace {
+
+const json kLinear = json::parse(R"({
+  "channels": {"count": "last_value", "log": "append"},
+  "nodes": {
+    "a": {"kind": "set", "values": {"count": {"increment": "count"}, "log": {"template": "a{{count}}"}}},
+    "b": {"kind": "set", "values": {"count": {"increment": "count"}, "log": {"template": "b{{count}}"}}},
+    "c": {"kind": "set", "values": {"count": {"increment": "count"}, "log": {"template": "c{{count}}"}}}},
+  "edges": [["__start__", "a"], ["a", "b"], ["b", "c"], ["c", "__end__"]]})");
+// Endless until the recursion limit: fan out one task per item, again and again.
+const json kSlow = json::parse(R"({
+  "channels": {"items": "last_value", "hits": "add"},
+  "nodes": {"fan": {"kind": "send", "items": "items", "node": "work", "arg": {"from": "$item"}},
+            "work": {"kind": "set", "values": {"hits": 1}}},
+  "edges": [["__start__", "fan"], ["work", "fan"]]})");
+const json kSlowRun = json::parse(R"({"assistant_id": "slow", "input": {"items": [1, 2, 3, 4, 5, 6, 7, 8], "hits": 0},
+  "config": {"recursion_limit": 5000}, "durability": "sync"})");
+
+// SSE events of a body: (event, data) pairs.
+std::vector<std::pair<std::string, json>> events_of(const std::string& body) {
+  std::vector<std::pair<std::string, json>> out;
+  size_t pos = 0;
+  while ((pos = body.find("event: ", pos)) != std::string::npos) {
+    size_t eol = body.find('\n', pos);
+    std::string name = body.substr(pos + 7, eol - pos - 7);
+    size_t d = body.find("data: ", eol);
+    size_t deol = body.find('\n', d);
+    out.emplace_back(name, json::parse(body.substr(d + 6, deol - d - 6), nullptr, false));
+    pos = deol;
+  }
+  return out;
+}
+
+class Replicas : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    api = new TestServer(2, std::chrono::seconds(30), {}, "api");
+    worker = new TestServer(1, std::chrono::seconds(30), {}, "worker");
+    t = new TestServer::Tenant(api->make_tenant("replicas"));
+    for (const auto& [id, spec] : {std::pair{"linear", kLinear}, std::pair{"slow", kSlow}})
+      ASSERT_EQ(api->call("PUT", std::string("/v1/graphs/") + id, t->key, spec.dump()).status, 201);
+  }
+  static void TearDownTestSuite() {
+    delete t;
+    delete worker;
+    delete api;
+  }
+  static json post(const std::string& path, const json& body, int status = 200) {
+    return api->call_json("POST", path, t->key, body.dump(), status);
+  }
+  static std::string new_thread() { return post("/threads", json::object())["thread_id"]; }
+  static json run_of(const std::string& thread, const std::string& run) {
+    return api->call_json("GET", "/threads/" + thread + "/runs/" + run, t->key);
+  }
+  static TestServer *api, *worker;
+  static TestServer::Tenant* t;
+};
+TestServer* Replicas::api = nullptr;
+TestServer* Replicas::worker = nullptr;
+TestServer::Tenant* Replicas::t = nullptr;
+
+TEST_F(Replicas, WaitAnswersWhenTheRunEndsOnAnotherReplica) {
+  auto out = post("/threads/" + new_thread() + "/runs/wait", {{"assistant_id", "linear"}, {"input", {{"count", 0}}}});
+  EXPECT_EQ(out["count"], 3) << out.dump();
+  EXPECT_EQ(out["log"], json::array({"a0", "b1", "c2"}));
+  auto stateless = post("/runs/wait", {{"assistant_id", "linear"}, {"input", {{"count", 10}}}});
+  EXPECT_EQ(stateless["count"], 13);
+}
+
+TEST_F(Replicas, StreamCarriesEveryEventFromTheWorkerReplica) {
+  std::string th = new_thread();
+  auto r = api->call("POST", "/threads/" + th + "/runs/stream", t->key,
+                     json{{"assistant_id", "linear"}, {"input", {{"count", 0}}}, {"stream_mode", {"values", "updates"}}}.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto ev = events_of(r.body);
+  ASSERT_FALSE(ev.empty()) << r.body;
+  EXPECT_EQ(ev.front().first, "metadata");
+  std::vector<std::string> updates;
+  for (const auto& [name, data] : ev)
+    if (name == "updates") updates.push_back(data.begin().key());
+  EXPECT_EQ(updates, (std::vector<std::string>{"a", "b", "c"})) << r.body;
+  EXPECT_EQ(ev.back().first, "values");
+  EXPECT_EQ(ev.back().second["log"], json::array({"a0", "b1", "c2"}));
+  // Ids run from 0 without gaps.
+  size_t ids = 0;
+  for (size_t pos = 0; (pos = r.body.find("\nid: ", pos)) != std::string::npos; ++pos, ++ids)
+    EXPECT_EQ(std::stoul(r.body.substr(pos + 5)), ids);
+  EXPECT_EQ(ids, ev.size());
+}
+
+TEST_F(Replicas, JoinStreamOfARunningRunReplaysFromLastEventId) {
+  std::string th = new_thread();
+  json run = post("/threads/" + th + "/runs", kSlowRun);
+  const std::string rid = run["run_id"];
+  ASSERT_TRUE(eventually([&] { return run_of(th, rid)["status"] == "running"; }));
+  // Cancelled from the API replica once the relay has brought it a few events.
+  net::HttpResponse r;
+  std::thread join([&] {
+    r = api->call("GET", "/threads/" + th + "/runs/" + rid + "/stream", t->key, "", {{"last-event-id", "-1"}});
+  });
+  const Uuid id = *Uuid::parse(rid);
+  EXPECT_TRUE(eventually([&] { return api->wiring().agents->hub.last_event(id) >= 3; }, std::chrono::seconds(10)));
+  api->call("POST", "/threads/" + th + "/runs/" + rid + "/cancel", t->key);
+  join.join();
+  ASSERT_EQ(r.status, 200);
+  auto ev = events_of(r.body);
+  ASSERT_GE(ev.size(), 2u) << r.body;
+  EXPECT_EQ(ev.front().first, "metadata") << "replayed from event 0";
+  EXPECT_EQ(run_of(th, rid)["status"], "interrupted");
+}
+
+TEST_F(Replicas, CancelReachesTheWorkerAtOnce) {
+  std::string th = new_thread();
+  json run = post("/threads/" + th + "/runs", kSlowRun);
+  const std::string rid = run["run_id"];
+  ASSERT_TRUE(eventually([&] { return run_of(th, rid)["status"] == "running"; }));
+  auto c = api->call("POST", "/threads/" + th + "/runs/" + rid + "/cancel?wait=true", t->key);
+  EXPECT_EQ(c.status, 204) << c.body;
+  EXPECT_EQ(run_of(th, rid)["status"], "interrupted");
+  auto thread = api->call_json("GET", "/threads/" + th, t->key);
+  EXPECT_EQ(thread["status"], "idle") << thread.dump();
+  auto state = api->call_json("GET", "/threads/" + th + "/state", t->key);
+  EXPECT_TRUE(state["checkpoint"]["checkpoint_id"].is_string()) << "the state up to the cancel is kept: " << state.dump();
+}
+
+}  // namespace
+}  // namespace ap::testing
