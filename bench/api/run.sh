@@ -6,7 +6,7 @@
 # Usage: bench/api/run.sh [BUILD_DIR]
 # Env: DURATION (s per scenario, 10), CONNS ("1 10 100"), KINDS ("stateless thread"),
 #      GRAPHS ("linear10 linear3"), DURABILITY ("sync async exit"), ONLY (comma list of
-#      scenario-name globs, e.g. "stateless_linear10_sync_c10,thread_*_c1"), AP_THREADS, POOL,
+#      scenario-name globs, e.g. "stateless_linear10_sync_c10,thread_*_c1"), AP_THREADS, POOL, WORKERS (runs at once),
 #      LOG_LEVEL (agentplane dev options), PEER (a copy of ../shared/peers/langgraph, or
 #      "auto": copied to PEER_CACHE, default /var/tmp/agentplane-bench-peer, npm ci the first time).
 # stdout: JSON lines: api_env, one per scenario (server agentplane), then with PEER the peer's,
@@ -74,7 +74,7 @@ trap 'exit 130' INT TERM
 # ---- agentplane ----
 port=$(free_port)
 "$bin" dev --data-dir "$data" --listen "127.0.0.1:$port" ${AP_THREADS:+--threads $AP_THREADS} \
-  ${POOL:+--pool-size $POOL} ${LOG_LEVEL:+--log-level $LOG_LEVEL} >"$work/dev.out" 2>&1 &
+  ${POOL:+--pool-size $POOL} ${WORKERS:+--worker-concurrency $WORKERS} ${LOG_LEVEL:+--log-level $LOG_LEVEL} >"$work/dev.out" 2>&1 &
 dev=$!
 for _ in $(seq 1 600); do
   [ -s "$data/dev.json" ] && break

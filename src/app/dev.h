@@ -11,6 +11,7 @@ struct DevConfig {
   std::string listen = "127.0.0.1:8123";
   int threads = 0;
   size_t pool_size = 0;  // PostgreSQL connections per thread; 0: the server's default
+  int worker_concurrency = 0;  // runs at once; 0: the worker's default
   std::string log_level = "info";
   std::string log_file;  // default: <data_dir>/agentplane.log; "-" for stderr
 };

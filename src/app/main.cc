@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   dev_cmd->add_option("--listen", dev.listen, "HTTP address")->capture_default_str();
   dev_cmd->add_option("--threads", dev.threads, "Server threads (default: one per core)");
   dev_cmd->add_option("--pool-size", dev.pool_size, "PostgreSQL connections per thread");
+  dev_cmd->add_option("--worker-concurrency", dev.worker_concurrency, "Runs at once (0: the worker's default)")
+      ->check(CLI::NonNegativeNumber);
   dev_cmd->add_option("--log-level", dev.log_level, "debug, info, warn or error")->capture_default_str();
   dev_cmd->add_option("--log-file", dev.log_file, "Log file ('-' for stderr; default: <data-dir>/agentplane.log)");
 

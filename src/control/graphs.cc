@@ -66,15 +66,19 @@ Graphs::~Graphs() = default;
 Uuid Graphs::default_assistant_id(std::string_view graph_id) { return Uuid::v5(kGraphNamespace, graph_id); }
 
 Result<std::shared_ptr<const graph::CompiledGraph>> Graphs::compile(const std::string& key, const Json& spec) {
-  {
-    std::lock_guard lock(mu_);
-    if (auto it = cache_.find(key); it != cache_.end()) return it->second;
-  }
+  if (auto hit = cached(key)) return hit->graph;
   AP_ASSIGN_OR_RETURN(auto g, graph::compile_spec(spec, kinds_));
   std::lock_guard lock(mu_);
   if (cache_.size() > 4096) cache_.clear();
-  cache_[key] = g;
+  cache_[key] = LoadedGraph{"", spec, g};
   return g;
+}
+
+std::optional<LoadedGraph> Graphs::cached(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto it = cache_.find(key);
+  if (it == cache_.end()) return std::nullopt;
+  return it->second;
 }
 
 Task<Json> Graphs::put(Scope s, std::string graph_id, Json spec, bool* created) {
@@ -146,10 +150,16 @@ Task<bool> Graphs::exists(Scope s, std::string graph_id) {
   co_return !rows.empty();
 }
 
-Task<LoadedGraph> Graphs::load(Scope s, std::string graph_id) {
+Task<LoadedGraph> Graphs::load(Scope s, std::string graph_id, std::string version) {
   LoadedGraph out;
   out.graph_id = graph_id;
   std::string key;
+  if (!version.empty() && !reserved(graph_id)) {
+    if (auto hit = cached(s.tenant.to_string() + '|' + graph_id + '|' + version)) {
+      hit->graph_id = graph_id;
+      co_return *hit;
+    }
+  }
   if (auto it = builtins().find(graph_id); it != builtins().end()) {
     out.spec = it->second;
     key = "builtin|" + graph_id;

@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "control/common.h"
@@ -36,8 +37,10 @@ class Graphs {
   Task<Json> list(Scope s);
   // Deletes the spec and its default assistant; FailedPrecondition while other assistants use it.
   Task<void> remove(Scope s, std::string graph_id);
-  // The compiled graph (from the cache when the spec did not change).
-  Task<LoadedGraph> load(Scope s, std::string graph_id);
+  // The compiled graph (from the cache when the spec did not change). `version`: the spec's
+  // `updated_at` as the caller read it (e.g. joined to the run's row); when given and cached,
+  // nothing is read from the database.
+  Task<LoadedGraph> load(Scope s, std::string graph_id, std::string version = "");
   // Whether the tenant has this graph (built-ins included).
   Task<bool> exists(Scope s, std::string graph_id);
 
@@ -48,9 +51,10 @@ class Graphs {
 
  private:
   Result<std::shared_ptr<const graph::CompiledGraph>> compile(const std::string& key, const Json& spec);
+  std::optional<LoadedGraph> cached(const std::string& key);
   const graph::NodeKinds& kinds_;
   std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<const graph::CompiledGraph>> cache_;  // tenant|id|updated
+  std::unordered_map<std::string, LoadedGraph> cache_;  // tenant|id|updated
 };
 
 // Creates the default assistant of `graph_id` if missing (in the caller's unit of work).

@@ -21,14 +21,20 @@ void Subscription::push(const RunEvent& e) {
   });
 }
 
-void Subscription::end() {
+void Subscription::end(const std::string& result) {
   {
     std::lock_guard lock(mu_);
     ended_ = true;
+    result_ = result;
   }
   asio::post(timer_.get_executor(), [w = weak_from_this()] {
     if (auto s = w.lock()) s->timer_.cancel();
   });
+}
+
+std::string Subscription::result() const {
+  std::lock_guard lock(mu_);
+  return result_;
 }
 
 bool Subscription::ended() const {
@@ -140,14 +146,14 @@ int64_t RunHub::publish(const Uuid& run, std::string event, std::string data) {
   return id;
 }
 
-void RunHub::end(const Uuid& run) {
+void RunHub::end(const Uuid& run, const std::string& result) {
   bool unwatch = false;
   TenantId tenant;
   {
     std::lock_guard lock(mu_);
     auto it = streams_.find(run);
     if (it == streams_.end()) return;
-    for (auto& s : it->second.subs) s->end();
+    for (auto& s : it->second.subs) s->end(result);
     unwatch = it->second.watched;
     tenant = it->second.tenant;
     streams_.erase(it);

@@ -40,17 +40,20 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   boost::asio::awaitable<std::optional<RunEvent>> next(std::chrono::milliseconds idle);
   bool timed_out() const { return timed_out_; }
   bool ended() const;
+  // What /wait answers, when the run ended on this replica and its worker passed it on ("" otherwise).
+  std::string result() const;
 
  private:
   friend class RunHub;
   void push(const RunEvent& e);  // ignores events at or before `after_`
-  void end();
+  void end(const std::string& result);
   boost::asio::steady_timer timer_;
   mutable std::mutex mu_;
   std::deque<RunEvent> queue_;
   int64_t after_;
   bool ended_ = false;
   bool timed_out_ = false;
+  std::string result_;
 };
 
 class RunHub {
@@ -79,11 +82,12 @@ class RunHub {
   int64_t last_event(const Uuid& run) const;
 
   // The worker's side. begin() starts a run's log (its next id is `next_id`), publish() numbers
-  // and delivers an event, end() tells subscribers and drops the log. release() hands a run that
+  // and delivers an event, end() tells subscribers (with the run's /wait answer when known) and
+  // drops the log. release() hands a run that
   // goes on elsewhere (this worker stopped or lost its lease) over to the relay.
   void begin(const Uuid& run, const TenantId& tenant, int64_t next_id);
   int64_t publish(const Uuid& run, std::string event, std::string data);
-  void end(const Uuid& run);
+  void end(const Uuid& run, const std::string& result = "");
   void release(const Uuid& run);
   // The kept events of a run after id `after`, at most `max` (for the event log writer).
   std::vector<RunEvent> events_after(const Uuid& run, int64_t after, size_t max) const;

@@ -62,6 +62,8 @@ struct Worker::Impl {
   std::unique_ptr<asio::thread_pool> runners;
   std::thread thread;
   asio::steady_timer wake{ioc};
+  bool claim_wanted = false;
+  bool backlog = false;  // runs may be waiting for a free slot (a round found none, or filled up)
   asio::steady_timer flush_wake{ioc, asio::steady_timer::time_point::max()};
   std::atomic<bool> flush_wanted{false};
   std::unique_ptr<store::Listener> listener;
@@ -76,6 +78,12 @@ struct Worker::Impl {
 
   void on_notify(std::string_view channel, std::string_view payload);
   void request_flush();
+  // Asks claim_loop for another round now (a run is pending, or a slot came free). A poke
+  // during a round is kept for the next one, not lost.
+  void poke() {
+    claim_wanted = true;
+    wake.cancel();
+  }
   asio::awaitable<void> claim_loop();
   asio::awaitable<void> renew_loop();
   asio::awaitable<void> flush_loop();
@@ -91,7 +99,7 @@ struct Worker::Impl {
 // "<run> watch <replica> e|x" (a client on that replica waits for the run's events or its end).
 void Worker::Impl::on_notify(std::string_view channel, std::string_view payload) {
   if (channel == "agentplane_runs") {
-    wake.cancel();
+    poke();
     return;
   }
   if (payload.size() < 38) return;
@@ -176,10 +184,13 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
   static auto& pickup = telemetry::metrics()
                             .histogram("agentplane_run_pickup_seconds",
                                        "From a pending run's enqueue (or run_after) to its claim by a worker.", {},
-                                       {0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5})
+                                       {0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                        1, 2, 3, 5})
                             .with({});
   while (!stopping) {
+    claim_wanted = false;
     int free = o.concurrency - active;
+    backlog = free <= 0;
     if (free > 0) {
       auto rows = co_await store::platform_query(
           *pool, "SELECT tenant_id, run_id, thread_id, attempt, waited_ms FROM claim_runs($1, $2::int, $3::int, $4::int)",
@@ -199,9 +210,13 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
           running[c.run] = slot;
           asio::co_spawn(ioc, execute_claimed(c, slot), asio::detached);
         }
-        if (rows->size() == free) continue;  // there may be more
+        if (rows->size() == free) {  // there may be more
+          backlog = true;
+          continue;
+        }
       }
     }
+    if (claim_wanted) continue;
     wake.expires_after(std::chrono::seconds(1));
     boost::system::error_code ec;
     co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -244,22 +259,27 @@ asio::awaitable<void> Worker::Impl::execute_claimed(Claim c, std::shared_ptr<Slo
   }
   running.erase(c.run);
   --active;
-  wake.cancel();
+  // A free slot matters only if runs may be waiting; new ones announce themselves by NOTIFY.
+  if (backlog) poke();
 }
 
 asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot) {
   const std::string tenant = c.tenant.to_string(), run_id = c.run.to_string();
   auto s = scope(c.tenant);
   auto row = co_await store::tenant_query(*pool, c.tenant,
-                                          "SELECT kwargs::text, metadata::text, watchers::text FROM runs "
-                                          "WHERE tenant_id = $1 AND run_id = $2",
+                                          "SELECT r.kwargs::text, r.metadata::text, r.watchers::text, g.updated_at::text FROM runs r "
+                                          "LEFT JOIN graphs g ON g.tenant_id = r.tenant_id AND g.graph_id = "
+                                          "r.kwargs->'config'->'configurable'->>'graph_id' "
+                                          "WHERE r.tenant_id = $1 AND r.run_id = $2",
                                           store::params(tenant, run_id));
   if (!row || row->empty()) co_return;
   Json kwargs = Json::parse(row->get(0, 0));
   Json metadata = Json::parse(row->get(0, 1));
   std::string graph_id = kwargs["config"]["configurable"].value("graph_id", "");
   RunOutcome out;
-  auto loaded = co_await graphs.load(s, graph_id);
+  // The spec's version came with the run: a cached graph costs no read.
+  const std::string version = row->is_null(0, 3) ? "" : std::string(row->get(0, 3));
+  auto loaded = co_await graphs.load(s, graph_id, version);
   // Clients on other replicas (runs.watchers: "<replica>:e" wants events, ":x" the end).
   bool log_events = kwargs.value("resumable", false);
   for (const auto& w : store::parse_text_array(row->get(0, 2))) {
@@ -305,8 +325,9 @@ asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot)
   }
   auto st = co_await finish(c, *slot, out, kwargs);
   if (!st) telemetry::log_error("run_finish_failed", {{"run_id", run_id}, {"error", st.error().message}});
+  const bool rolled_back = out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback";
   if (out.kind == RunOutcome::kReleased) hub.release(c.run);
-  else hub.end(c.run);
+  else hub.end(c.run, st && !rolled_back ? out.result.dump() : "");
 }
 
 asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const RunOutcome& out, const Json& kwargs) {
@@ -404,7 +425,7 @@ Status Worker::start() {
                                                  std::vector<std::string>{"agentplane_runs", "agentplane_run_ctl"});
   auto on_notify = [&i](std::string_view channel, std::string_view payload) { i.on_notify(channel, payload); };
   // Anything queued while we were not listening.
-  auto on_ready = [&i] { i.wake.cancel(); };
+  auto on_ready = [&i] { i.poke(); };
   asio::co_spawn(i.ioc, i.listener->run(on_notify, on_ready), asio::detached);
   asio::co_spawn(i.ioc, i.flush_loop(), asio::detached);
   asio::co_spawn(i.ioc, i.claim_loop(), asio::detached);
