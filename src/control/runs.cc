@@ -294,6 +294,44 @@ Task<void> Runs::cancel(Scope s, std::string thread_id, std::string run_id, std:
   co_return ok_status();
 }
 
+Task<int64_t> Runs::cancel_many(Scope s, Json body, std::string action) {
+  if (!body.is_object()) co_return Error::invalid_argument("the body must be a JSON object");
+  store::Param thread, ids;
+  if (auto t = body.find("thread_id"); t != body.end() && !t->is_null()) {
+    if (!t->is_string()) co_return Error::invalid_argument("'thread_id' must be a string");
+    AP_CO_ASSIGN_OR_RETURN(Uuid u, parse_id(t->get<std::string>(), "thread"));
+    thread = u.to_string();
+  }
+  if (auto r = body.find("run_ids"); r != body.end() && !r->is_null()) {
+    if (!r->is_array() || r->empty() || r->size() > 1000)
+      co_return Error::invalid_argument("'run_ids' must be a list of 1..1000 run ids");
+    std::vector<std::string> list;
+    for (const auto& id : *r) {
+      if (!id.is_string() || !Uuid::parse(id.get<std::string>()))
+        co_return Error::invalid_argument("'run_ids' must be a list of run ids (UUIDs)");
+      list.push_back(id);
+    }
+    ids = store::text_array(list);
+  }
+  AP_CO_ASSIGN_OR_RETURN(auto st, one_of(body, "status", {"pending", "running", "all"}, ""));
+  if (ids.has_value() == !st.empty()) co_return Error::invalid_argument("give either 'run_ids' or 'status'");
+  if (action != "interrupt" && action != "rollback") co_return Error::invalid_argument("'action' must be interrupt or rollback");
+  const std::string statuses = st == "pending" ? "{pending}" : st == "running" ? "{running}" : "{pending,running}";
+  std::vector<store::Param> params = store::params(s.tenant.to_string(), thread, ids, statuses);
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(
+                                        *s.pool, s.tenant,
+                                        "SELECT thread_id, run_id FROM runs WHERE tenant_id = $1 AND ($2::uuid IS NULL OR "
+                                        "thread_id = $2::uuid) AND ($3::uuid[] IS NULL OR run_id = ANY ($3::uuid[])) AND "
+                                        "status = ANY ($4::text[]) LIMIT 10000",
+                                        std::move(params)));
+  int64_t n = 0;
+  for (int i = 0; i < rows.size(); ++i) {
+    auto r = co_await cancel(s, std::string(rows.get(i, 0)), std::string(rows.get(i, 1)), action, false);
+    if (r) ++n;
+  }
+  co_return n;
+}
+
 Task<Json> Runs::result(Scope s, Uuid run_id) {
   auto ex = co_await boost::asio::this_coro::executor;
   for (;;) {

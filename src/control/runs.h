@@ -45,6 +45,10 @@ class Runs {
   // Asks the run to stop (action interrupt|rollback); a pending run stops at once. With `wait`,
   // returns once it has stopped.
   Task<void> cancel(Scope s, std::string thread_id, std::string run_id, std::string action, bool wait);
+  // POST /runs/cancel: cancels the tenant's runs named by `run_ids` (optionally within
+  // `thread_id`), or those with `status` pending|running|all (optionally within `thread_id`).
+  // Returns how many were asked to stop.
+  Task<int64_t> cancel_many(Scope s, Json body, std::string action);
   // Waits for the run to end and returns what /wait answers: the final values (with
   // `__interrupt__` when paused, `__error__` on failure).
   Task<Json> result(Scope s, Uuid run_id);

@@ -103,6 +103,27 @@ TEST_P(Conformance, DeleteThreadRemovesOnlyThatThread) {
   EXPECT_EQ(saver_->list({.thread_id = "t2"})->size(), 2u);
 }
 
+TEST_P(Conformance, DeleteRunRemovesThatRunsCheckpointsOfThatThread) {
+  CheckpointConfig at{"t1", "", ""};
+  for (int i = 0; i < 2; ++i) at = *saver_->put(at, make_checkpoint({"a"}, i + 1), meta("loop", i, R"({"run_id":"A"})"));
+  const std::string last_of_a = at.checkpoint_id;
+  for (int i = 0; i < 2; ++i) at = *saver_->put(at, make_checkpoint({"b"}, i + 3), meta("loop", i + 2, R"({"run_id":"B"})"));
+  ASSERT_TRUE(saver_->put_writes(at, std::vector<PendingWrite>{{"task", "count", std::make_shared<const Json>(9), 0, ""}}));
+  ASSERT_TRUE(saver_->put({"t1", "inner", ""}, make_checkpoint({"b"}, 1), meta("loop", 0, R"({"run_id":"B"})")));
+  ASSERT_TRUE(saver_->put({"t2", "", ""}, make_checkpoint({"b"}, 1), meta("loop", 0, R"({"run_id":"B"})")));
+  ASSERT_TRUE(saver_->delete_run("t1", "B"));
+  auto left = saver_->list({.thread_id = "t1"});
+  ASSERT_TRUE(left);
+  EXPECT_EQ(left->size(), 2u);
+  for (const auto& c : *left) EXPECT_EQ(Json::parse(c.metadata.extra_json)["run_id"], "A");
+  auto latest = saver_->get_tuple({"t1", "", ""});
+  ASSERT_TRUE(latest && *latest);
+  EXPECT_EQ((*latest)->config.checkpoint_id, last_of_a);
+  EXPECT_TRUE((*latest)->pending_writes.empty());
+  EXPECT_EQ(saver_->list({.thread_id = "t2"})->size(), 1u) << "another thread's checkpoints of that run stay";
+  ASSERT_TRUE(saver_->delete_run("nowhere", "B"));
+}
+
 TEST_P(Conformance, CopyThreadFromNowhereChangesNothing) {
   ASSERT_TRUE(saver_->put({"kept", "", ""}, make_checkpoint({"x"}, 1), meta("input", -1)));
   auto r = saver_->copy_thread("missing", "kept");

@@ -114,6 +114,18 @@ Status MemorySaver::delete_thread(const std::string& thread_id) {
   return ok_status();
 }
 
+Status MemorySaver::delete_run(const std::string& thread_id, const std::string& run_id) {
+  std::lock_guard lock(mu_);
+  auto t = threads_.find(thread_id);
+  if (t == threads_.end()) return ok_status();
+  for (auto& [ns, entries] : t->second)
+    std::erase_if(entries, [&](const auto& kv) {
+      auto extra = Json::parse(kv.second.metadata.extra_json, nullptr, false);
+      return extra.is_object() && extra.value("run_id", "") == run_id;
+    });
+  return ok_status();
+}
+
 Status MemorySaver::copy_thread(const std::string& from, const std::string& to) {
   std::lock_guard lock(mu_);
   auto t = threads_.find(from);

@@ -1085,7 +1085,7 @@ describe("runs: create / wait / join / list / get / cancel / delete", { skip: SK
     await rejectsWith(404, A.runs.cancel(th.thread_id, randomUUID()), "cancel(unknown run)");
   });
 
-  test("cancel with action rollback (wait=true) deletes the run and its checkpoints", { todo: "not built yet: rollback deletes the run but not yet its checkpoints" }, async () => {
+  test("cancel with action rollback (wait=true) deletes the run and its checkpoints", async () => {
     const th = await A.threads.create({ metadata: { suite: RUN } });
     const run = await startSlow(th.thread_id);
     await waitForRun(A, th.thread_id, run.run_id, (r) => r.status === "running", "slow run to start");
@@ -1202,7 +1202,7 @@ describe("runs: multitask strategies", { skip: SKIP }, () => {
     assert.equal((await A.runs.get(th.thread_id, r1.run_id)).status, "interrupted");
   });
 
-  test("rollback: the running run is deleted, the new one runs", { todo: "not built yet: rollback deletes the run but not yet its checkpoints" }, async () => {
+  test("rollback: the running run is deleted, the new one runs", async () => {
     const th = await A.threads.create({ metadata: { suite: RUN } });
     const r1 = await startSlow(th.thread_id);
     await waitForRun(A, th.thread_id, r1.run_id, (r) => r.status === "running", "slow run to start");

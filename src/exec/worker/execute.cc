@@ -177,9 +177,20 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     out = RunOutcome::failed(name, r.error().message);
     publish("error", out.error);
   }
+  // Rolled back: the run's checkpoints go too (while the run still holds the thread, so the run
+  // waiting for it starts from what was there before).
+  const bool rolled_back = out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback";
+  if (rolled_back) {
+    if (auto st = saver->delete_run(thread, run_id); !st) {
+      out = RunOutcome::failed("InternalError", "rollback could not delete the run's checkpoints: " + st.error().message);
+      return out;
+    }
+  }
   // The thread's state after the run, as its cached values and interrupts.
   auto snap = g.graph->get_state(*saver, graph::CheckpointConfig{thread, "", ""});
-  if (snap && !snap->config.checkpoint_id.empty()) {
+  if (rolled_back && (!snap || snap->config.checkpoint_id.empty())) {
+    out.has_state = true;  // nothing before the run: an empty state
+  } else if (snap && !snap->config.checkpoint_id.empty()) {
     auto summary = control::summarize(*snap);
     out.has_state = true;
     out.values = summary.values;

@@ -145,6 +145,16 @@ Task cancel_run(RequestContext& ctx) {
   co_return Response{wait ? 204 : 202, "application/json", "", {}};
 }
 
+Task cancel_many(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  AP_CO_ASSIGN_OR_RETURN(json body, any_body(ctx.request));
+  auto scope = audit_context(ctx);
+  AP_CO_ASSIGN_OR_RETURN(int64_t n, co_await p->runs.cancel_many(scope, body, ctx.request.query_param("action").value_or("interrupt")));
+  ctx.services.audit->record(scope, audit::Event{"run.cancel_requested", audit::Level::kDecision,
+                                                 json{{"filter", body}, {"runs", n}}});
+  co_return no_content();
+}
+
 Task join_run(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
   auto scope = audit_context(ctx);
@@ -212,6 +222,7 @@ void add_run_routes(Router& r) {
   r.add({"POST", "/runs/stream", AuthMode::kTenant, s, stateless_stream});
   r.add({"POST", "/runs/wait", AuthMode::kTenant, s, stateless_wait});
   r.add({"POST", "/runs/batch", AuthMode::kTenant, s, batch});
+  r.add({"POST", "/runs/cancel", AuthMode::kTenant, s, cancel_many});
 }
 
 }  // namespace ap::gateway
