@@ -9,6 +9,8 @@
 #      scenario-name globs, e.g. "stateless_linear10_sync_c10,thread_*_c1"), AP_THREADS, POOL, WORKERS (runs at once),
 #      LOG_LEVEL (agentplane dev options), PEER (a copy of ../shared/peers/langgraph, or
 #      "auto": copied to PEER_CACHE, default /var/tmp/agentplane-bench-peer, npm ci the first time).
+# STREAMS=N (HOLD=s, 60): instead, hold N concurrent SSE streams open and report the server's
+# memory per stream (streams.mjs).
 # stdout: JSON lines: api_env, one per scenario (server agentplane), then with PEER the peer's,
 # and last one line of agentplane/peer throughput ratios. stderr: progress. KEEP_WORK=1 keeps
 # the temp folder with the server logs (the PostgreSQL cluster is always removed).
@@ -96,6 +98,10 @@ mcode=$(curl -s -o /dev/null -w '%{http_code}' "$url/metrics")
 if [ "$mcode" = 401 ] || [ "$mcode" = 403 ]; then metrics_token=$admin; fi
 postmaster=$(head -1 "$cluster_home/pg/postmaster.pid" 2>/dev/null || true)
 
+if [ -n "${STREAMS:-}" ]; then   # held SSE streams instead of the load scenarios
+  API_URL=$url API_KEY=$key SERVER_PID=$dev STREAMS=$STREAMS node "$here/streams.mjs"
+  exit 0
+fi
 TARGET=agentplane API_URL=$url API_KEY=$key METRICS_URL=$url/metrics METRICS_TOKEN=$metrics_token \
   SERVER_PIDS="$dev${postmaster:+,$postmaster}" node "$here/bench.mjs" | tee "$work/ours.jsonl"
 stop_agentplane
