@@ -382,4 +382,25 @@ Task<Json> Threads::update_state(Scope s, std::string id, Json body) {
   co_return out;
 }
 
+Task<void> Threads::patch_state(Scope s, std::string id, Json body) {
+  if (!body.is_object()) co_return Error::invalid_argument("the body must be a JSON object");
+  AP_CO_ASSIGN_OR_RETURN(Json patch, object_field(body, "metadata"));
+  if (patch.empty()) co_return Error::invalid_argument("'metadata' must be a non-empty object");
+  if (patch.contains("source") || patch.contains("step"))
+    co_return Error::invalid_argument("'metadata' cannot change a checkpoint's source or step");
+  std::string graph_id;
+  AP_CO_RETURN_IF_ERROR(co_await thread_graph(s, id, &graph_id));  // NotFound for another tenant's
+  graph::CheckpointConfig cfg{id, "", ""};
+  if (auto cp = body.find("checkpoint"); cp != body.end() && cp->is_object()) {
+    cfg.checkpoint_id = cp->value("checkpoint_id", "");
+    cfg.checkpoint_ns = cp->value("checkpoint_ns", "");
+  }
+  if (auto c = body.find("checkpoint_id"); c != body.end() && c->is_string()) cfg.checkpoint_id = c->get<std::string>();
+  auto saver = savers_;
+  TenantId tenant = s.tenant;
+  auto write = [saver, tenant, cfg, patch]() { return saver(tenant)->patch_metadata(cfg, patch); };  // (g++ 12)
+  AP_CO_RETURN_IF_ERROR(co_await run_blocking(blocking_, write));
+  co_return ok_status();
+}
+
 }  // namespace ap::control

@@ -43,6 +43,9 @@ class Threads {
   // POST /threads/{id}/state: {values, as_node?, checkpoint?|checkpoint_id?}. FailedPrecondition
   // (409) while a run is active on the thread.
   Task<Json> update_state(Scope s, std::string id, Json body);
+  // PATCH /threads/{id}/state: merges `metadata` into the latest checkpoint's metadata (or the
+  // one named by `checkpoint_id` / `checkpoint`). NotFound when the thread has none.
+  Task<void> patch_state(Scope s, std::string id, Json body);
 
  private:
   Task<Json> thread_graph(Scope s, const std::string& id, std::string* graph_id);

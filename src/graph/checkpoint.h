@@ -108,6 +108,9 @@ class Checkpointer {
   // Deletes the checkpoints of one thread whose metadata names `run_id` (every namespace), with
   // their writes: a run rolled back. The thread's latest checkpoint is then the one before it.
   virtual Status delete_run(const std::string& thread_id, const std::string& run_id) = 0;
+  // Merges `patch` (an object; not `source` or `step`) into the metadata of the checkpoint in
+  // `config` (empty id: the namespace's latest). NotFound if there is none.
+  virtual Status patch_metadata(const CheckpointConfig& config, const Json& patch) = 0;
   virtual Status copy_thread(const std::string& from, const std::string& to) = 0;
   // Keeps the newest `keep_last` checkpoints per namespace of each thread; never drops a
   // checkpoint that a kept one still needs (its pending writes for a resume).

@@ -124,6 +124,24 @@ TEST_P(Conformance, DeleteRunRemovesThatRunsCheckpointsOfThatThread) {
   ASSERT_TRUE(saver_->delete_run("nowhere", "B"));
 }
 
+TEST_P(Conformance, PatchMetadataMergesIntoTheLatestOrTheNamedCheckpoint) {
+  CheckpointConfig first = *saver_->put({"t1", "", ""}, make_checkpoint({"a"}, 1), meta("loop", 0, R"({"run_id":"A"})"));
+  CheckpointConfig last = *saver_->put(first, make_checkpoint({"a"}, 2), meta("loop", 1, R"({"run_id":"A"})"));
+  ASSERT_TRUE(saver_->patch_metadata({"t1", "", ""}, Json{{"tag", "x"}}));
+  ASSERT_TRUE(saver_->patch_metadata(first, Json{{"run_id", "B"}, {"old", true}}));
+  auto latest = *saver_->get_tuple({"t1", "", ""});
+  ASSERT_TRUE(latest);
+  EXPECT_EQ(latest->config.checkpoint_id, last.checkpoint_id);
+  EXPECT_EQ(Json::parse(latest->metadata.extra_json), (Json{{"run_id", "A"}, {"tag", "x"}}));
+  EXPECT_EQ(latest->metadata.source, "loop");
+  auto older = *saver_->get_tuple(first);
+  ASSERT_TRUE(older);
+  EXPECT_EQ(Json::parse(older->metadata.extra_json), (Json{{"run_id", "B"}, {"old", true}}));
+  EXPECT_EQ(saver_->patch_metadata({"t9", "", ""}, Json{{"a", 1}}).error().code, Code::kNotFound);
+  EXPECT_EQ(saver_->patch_metadata({"t1", "", next_checkpoint_id()}, Json{{"a", 1}}).error().code, Code::kNotFound);
+  EXPECT_EQ(saver_->patch_metadata({"t1", "", ""}, Json{{"step", 3}}).error().code, Code::kInvalidArgument);
+}
+
 TEST_P(Conformance, CopyThreadFromNowhereChangesNothing) {
   ASSERT_TRUE(saver_->put({"kept", "", ""}, make_checkpoint({"x"}, 1), meta("input", -1)));
   auto r = saver_->copy_thread("missing", "kept");

@@ -126,6 +126,23 @@ Status MemorySaver::delete_run(const std::string& thread_id, const std::string& 
   return ok_status();
 }
 
+Status MemorySaver::patch_metadata(const CheckpointConfig& config, const Json& patch) {
+  if (!patch.is_object() || patch.contains("source") || patch.contains("step"))
+    return Error::invalid_argument("metadata patch must be an object without source or step");
+  std::lock_guard lock(mu_);
+  auto t = threads_.find(config.thread_id);
+  if (t == threads_.end()) return Error::not_found("checkpoint not found");
+  auto ns = t->second.find(config.checkpoint_ns);
+  if (ns == t->second.end() || ns->second.empty()) return Error::not_found("checkpoint not found");
+  auto e = config.checkpoint_id.empty() ? std::prev(ns->second.end()) : ns->second.find(config.checkpoint_id);
+  if (e == ns->second.end()) return Error::not_found("checkpoint not found");
+  Json extra = Json::parse(e->second.metadata.extra_json, nullptr, false);
+  if (!extra.is_object()) extra = Json::object();
+  extra.merge_patch(patch);
+  e->second.metadata.extra_json = extra.dump();
+  return ok_status();
+}
+
 Status MemorySaver::copy_thread(const std::string& from, const std::string& to) {
   std::lock_guard lock(mu_);
   auto t = threads_.find(from);

@@ -21,6 +21,7 @@ class MemorySaver final : public Checkpointer {
                     Durability durability = Durability::kSync) override;
   Status delete_thread(const std::string& thread_id) override;
   Status delete_run(const std::string& thread_id, const std::string& run_id) override;
+  Status patch_metadata(const CheckpointConfig& config, const Json& patch) override;
   Status copy_thread(const std::string& from, const std::string& to) override;
   Status prune(std::span<const std::string> thread_ids, size_t keep_last) override;
 

@@ -80,6 +80,12 @@ Task post_state_checkpoint(RequestContext& ctx) {
                                                             cp.value("checkpoint_ns", ""), body.value("subgraphs", false)));
   co_return ok_json(st);
 }
+Task patch_state(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  AP_CO_ASSIGN_OR_RETURN(json body, any_body(ctx.request));
+  AP_CO_RETURN_IF_ERROR(co_await p->threads.patch_state(audit_context(ctx), tid(ctx), body));
+  co_return no_content();
+}
 Task post_state(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
   AP_CO_ASSIGN_OR_RETURN(json body, any_body(ctx.request));
@@ -121,6 +127,7 @@ void add_thread_routes(Router& r) {
   r.add({"POST", "/threads/{thread_id}/copy", AuthMode::kTenant, s, copy_thread});
   r.add({"GET", "/threads/{thread_id}/state", AuthMode::kTenant, s, get_state});
   r.add({"POST", "/threads/{thread_id}/state", AuthMode::kTenant, s, post_state});
+  r.add({"PATCH", "/threads/{thread_id}/state", AuthMode::kTenant, s, patch_state});
   r.add({"POST", "/threads/{thread_id}/state/checkpoint", AuthMode::kTenant, s, post_state_checkpoint});
   r.add({"GET", "/threads/{thread_id}/state/{checkpoint_id}", AuthMode::kTenant, s, get_state_at});
   r.add({"POST", "/threads/{thread_id}/history", AuthMode::kTenant, s, post_history});

@@ -135,6 +135,7 @@ class TenantSaver final : public Checkpointer {
                     Durability durability) override;
   Status delete_thread(const std::string& thread_id) override;
   Status delete_run(const std::string& thread_id, const std::string& run_id) override;
+  Status patch_metadata(const CheckpointConfig& config, const Json& patch) override;
   Status copy_thread(const std::string& from, const std::string& to) override;
   Status prune(std::span<const std::string> thread_ids, size_t keep_last) override;
 

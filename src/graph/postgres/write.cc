@@ -243,6 +243,25 @@ Status TenantSaver::delete_run(const std::string& thread_id, const std::string& 
   return ok_status();
 }
 
+Status TenantSaver::patch_metadata(const CheckpointConfig& config, const Json& patch) {
+  if (!patch.is_object() || patch.contains("source") || patch.contains("step"))
+    return Error::invalid_argument("metadata patch must be an object without source or step");
+  // An id that is not a checkpoint id finds nothing (NotFound), like any unknown id.
+  std::string id = config.checkpoint_id;
+  if (!id.empty() && !Uuid::parse(id)) return Error::not_found("checkpoint not found");
+  std::vector<Statement> body{
+      {"UPDATE checkpoints SET metadata = coalesce(metadata, '{}'::jsonb) || $4::jsonb WHERE tenant_id = $1 AND "
+       "thread_id = $2 AND checkpoint_ns = $3 AND checkpoint_id = coalesce($5::uuid, (SELECT checkpoint_id FROM "
+       "checkpoints WHERE tenant_id = $1 AND thread_id = $2 AND checkpoint_ns = $3 ORDER BY checkpoint_id DESC "
+       "LIMIT 1)) RETURNING 1",
+       store::params(tenant_, config.thread_id, config.checkpoint_ns, patch.dump(), id.empty() ? Param() : Param(id))}};
+  forget_thread(config.thread_id);
+  AP_ASSIGN_OR_RETURN(auto rows, transact(std::move(body), Mode::kWrite));
+  forget_thread(config.thread_id);
+  if (rows.empty() || rows.back().empty()) return Error::not_found("checkpoint not found");
+  return ok_status();
+}
+
 Status TenantSaver::copy_thread(const std::string& from, const std::string& to) {
   if (from == to) return ok_status();
   // Everything is guarded by `from` existing, so a missing source changes nothing.
