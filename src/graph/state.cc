@@ -69,7 +69,16 @@ Result<CheckpointConfig> CompiledGraph::update_state(Checkpointer& saver, const 
   if (!values.is_object() && !values.is_null())
     return Error::invalid_argument("values must be an object of channel values");
   AP_ASSIGN_OR_RETURN(auto tuple, saver.get_tuple(config));
-  if (!tuple) return Error::not_found("no checkpoint for this thread");
+  if (!tuple && !config.checkpoint_id.empty()) return Error::not_found("checkpoint not found");
+  if (!tuple) {
+    // A thread's first checkpoint, as LangGraph writes it: the update applied to the empty
+    // state as if `as_node` had run, at step 0.
+    CheckpointTuple first;
+    first.checkpoint = empty_checkpoint(g);
+    first.config = {config.thread_id, config.checkpoint_ns, ""};
+    first.metadata.step = -1;
+    tuple = std::move(first);
+  }
   Checkpoint cp = adapt(g, tuple->checkpoint);
   std::string node_name = as_node;
   if (node_name.empty()) {
