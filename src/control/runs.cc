@@ -369,6 +369,16 @@ Task<void> Runs::watch(Scope s, Uuid run_id, Watch watch) {
   co_return ok_status();
 }
 
+Task<std::optional<Uuid>> Runs::active_run(Scope s, Uuid thread_id) {
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(
+                                        *s.pool, s.tenant,
+                                        "SELECT run_id FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND status IN "
+                                        "('pending', 'running') ORDER BY status = 'running' DESC, created_at LIMIT 1",
+                                        store::params(s.tenant.to_string(), thread_id.to_string())));
+  if (rows.empty()) co_return std::optional<Uuid>();
+  co_return Uuid::parse(rows.get(0, 0));
+}
+
 Task<std::string> Runs::status(Scope s, Uuid run_id) {
   AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(*s.pool, s.tenant,
                                                                  "SELECT status FROM runs WHERE tenant_id = $1 AND run_id = $2",

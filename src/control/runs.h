@@ -55,6 +55,8 @@ class Runs {
   // Tells the worker of an active run that a client on this replica waits for its events or its
   // end (nothing to do when it runs here). Call after subscribing to the hub.
   Task<void> watch(Scope s, Uuid run_id, Watch watch);
+  // The thread's active run (the running one, else the oldest pending one), if any.
+  Task<std::optional<Uuid>> active_run(Scope s, Uuid thread_id);
   // The run's status ("" when it does not exist).
   Task<std::string> status(Scope s, Uuid run_id);
   // The stored events of a resumable run after event id `after`.

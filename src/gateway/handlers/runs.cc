@@ -1,6 +1,10 @@
 // LangGraph agent API: runs (/threads/{id}/runs..., /runs...): create, stream (SSE), wait, join,
 // cancel, list, get, delete. docs/agent_api.md has the SSE format.
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <set>
 
 #include "gateway/handlers/agent_context.h"
 #include "gateway/routes.h"
@@ -205,6 +209,69 @@ Task join_stream(RequestContext& ctx) {
   co_return sse(p, scope, sub, run_id, true, cancel, tid(ctx));
 }
 
+// GET /threads/{thread_id}/stream: the events of the thread's runs, one run after another, in
+// the modes asked for (`stream_mode`, repeatable; default all the runs publish), until the
+// thread is idle again (or, joined while idle, until a run comes and goes), or the client goes
+// away. Events carry no ids (they are numbered per run); `: heartbeat` every 5 s.
+Task join_thread_stream(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  auto scope = audit_context(ctx);
+  AP_CO_RETURN_IF_ERROR(co_await p->threads.get(scope, tid(ctx)));  // NotFound for another tenant's
+  const Uuid thread = *Uuid::parse(tid(ctx));
+  std::set<std::string> modes;
+  for (auto& m : ctx.request.query_params("stream_mode")) modes.insert(m);
+  if (modes.count("messages-tuple")) modes.insert("messages");
+  Response r;
+  r.content_type = "text/event-stream";
+  r.stream = [p, scope, thread, modes](BodyWriter& w) -> boost::asio::awaitable<void> {
+    auto ex = co_await boost::asio::this_coro::executor;
+    boost::asio::steady_timer idle(ex);
+    auto wanted = [&modes](const std::string& event) {
+      std::string mode = event.substr(0, event.find('|'));
+      return modes.empty() || mode == "metadata" || mode == "error" || modes.count(mode) > 0;
+    };
+    bool streamed = false;
+    for (;;) {
+      auto run = co_await p->runs.active_run(scope, thread);
+      if (run && !*run && streamed) co_return;  // idle again
+      if (!run || !*run) {
+        // No run now: look again in a second; a heartbeat tells whether the client is still there.
+        if (!co_await w.write(": heartbeat\n\n")) co_return;
+        idle.expires_after(std::chrono::seconds(1));
+        boost::system::error_code ec;
+        co_await idle.async_wait(boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+        continue;
+      }
+      const Uuid id = **run;
+      auto sub = p->hub.subscribe(id, scope.tenant, ex, -1, true);
+      (void)co_await p->runs.watch(scope, id, control::Runs::Watch::kEvents);
+      bool gone = false;
+      for (;;) {
+        auto e = co_await sub->next(kHeartbeat);
+        if (!e) {
+          if (!sub->timed_out()) break;
+          if (!co_await w.write(": heartbeat\n\n")) {
+            gone = true;
+            break;
+          }
+          auto st = co_await p->runs.status(scope, id);
+          if (st && *st != "pending" && *st != "running") break;
+          continue;
+        }
+        if (!wanted(e->event)) continue;
+        if (!co_await w.write("event: " + e->event + "\ndata: " + e->data + "\n\n")) {
+          gone = true;
+          break;
+        }
+      }
+      p->hub.unsubscribe(id, sub);
+      if (gone) co_return;
+      streamed = true;
+    }
+  };
+  co_return r;
+}
+
 }  // namespace
 
 void add_run_routes(Router& r) {
@@ -223,6 +290,7 @@ void add_run_routes(Router& r) {
   r.add({"POST", "/runs/wait", AuthMode::kTenant, s, stateless_wait});
   r.add({"POST", "/runs/batch", AuthMode::kTenant, s, batch});
   r.add({"POST", "/runs/cancel", AuthMode::kTenant, s, cancel_many});
+  r.add({"GET", "/threads/{thread_id}/stream", AuthMode::kTenant, s, join_thread_stream});
 }
 
 }  // namespace ap::gateway
