@@ -38,8 +38,8 @@ struct RunRelay::Impl : std::enable_shared_from_this<RunRelay::Impl> {
     bool ended = false;   // an "end" notification came
   };
   RunHub& hub;
+  std::unique_ptr<store::Pool> pool;  // outlives the io_context (see Worker::Impl)
   asio::io_context ioc{1};
-  std::unique_ptr<store::Pool> pool;
   store::Listener listener;
   std::thread thread;
   std::unordered_map<Uuid, Watch, UuidHash> watched;

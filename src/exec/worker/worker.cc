@@ -57,8 +57,10 @@ struct Worker::Impl {
   control::RunHub& hub;
   control::SaverFor savers;
   audit::AuditLog* audit;
-  asio::io_context ioc{1};
+  // The pool outlives the io_context: destroying the io_context destroys suspended coroutines
+  // (a claim in flight when the worker stopped), whose leases then go back to the closed pool.
   std::unique_ptr<store::Pool> pool;
+  asio::io_context ioc{1};
   std::unique_ptr<asio::thread_pool> runners;
   std::thread thread;
   asio::steady_timer wake{ioc};
@@ -91,8 +93,10 @@ struct Worker::Impl {
   asio::awaitable<void> execute(Claim c, std::shared_ptr<Slot> slot);
   asio::awaitable<void> execute_claimed(Claim c, std::shared_ptr<Slot> slot);
   asio::awaitable<Status> finish(const Claim& c, Slot& slot, const RunOutcome& out, const Json& kwargs);
-  // Appends events to the run's log (and tells the replicas); `end` with the run's end.
-  asio::awaitable<Status> append_events(store::Tx& tx, const Claim& c, Slot& slot, bool end);
+  // Appends the events after `slot.written` to the run's log (and tells the replicas); `end`
+  // with the run's end. Returns the last id appended (`slot.written` when none); the caller
+  // moves `slot.written` once its transaction committed.
+  asio::awaitable<Result<int64_t>> append_events(store::Tx& tx, const Claim& c, const Slot& slot, bool end);
 };
 
 // agentplane_runs: a run is pending. agentplane_run_ctl: "<run> cancel interrupt|rollback" or
@@ -147,16 +151,25 @@ asio::awaitable<void> Worker::Impl::flush_events() {
     auto tx = co_await store::Tx::begin(*pool, slot->tenant);
     if (!tx) continue;
     Claim c{slot->tenant, id, {}, 0};
-    auto st = co_await append_events(*tx, c, *slot, false);
-    if (st) st = co_await tx->commit();
-    if (!st) telemetry::log_warn("run_events_write_failed", {{"run_id", id.to_string()}, {"error", st.error().message}});
+    auto last = co_await append_events(*tx, c, *slot, false);
+    Status st = last ? co_await tx->commit() : Status(last.error());
+    if (!st) {
+      telemetry::log_warn("run_events_write_failed", {{"run_id", id.to_string()}, {"error", st.error().message}});
+      continue;
+    }
+    // Only now: the finishing transaction of the run re-appends anything not yet committed (a
+    // duplicate waits for this one and is skipped), so the log is whole when the run ends.
+    slot->written = std::max(slot->written, *last);
+    if (!hub.events_after(id, slot->written, 1).empty()) request_flush();  // more than one batch
   }
 }
 
-asio::awaitable<Status> Worker::Impl::append_events(store::Tx& tx, const Claim& c, Slot& slot, bool end) {
+asio::awaitable<Result<int64_t>> Worker::Impl::append_events(store::Tx& tx, const Claim& c, const Slot& slot,
+                                                              bool end) {
   std::vector<control::RunEvent> events;
   if (slot.log_events) events = hub.events_after(c.run, slot.written, end ? SIZE_MAX : 2000);
-  if (events.empty() && !end) co_return ok_status();
+  int64_t last = slot.written;
+  if (events.empty() && !end) co_return last;
   std::vector<std::string> seqs, names, datas;
   for (auto& e : events) {
     seqs.push_back(std::to_string(e.id));
@@ -165,18 +178,16 @@ asio::awaitable<Status> Worker::Impl::append_events(store::Tx& tx, const Claim& 
   }
   const std::string payload = c.tenant.to_string() + " " + c.run.to_string() + (end ? " end" : " more");
   if (!events.empty()) {
-    const int64_t last = std::stoll(seqs.back());
+    last = std::stoll(seqs.back());
     AP_CO_RETURN_IF_ERROR(co_await tx.exec(
         "INSERT INTO run_events (tenant_id, run_id, seq, event, data) SELECT $1, $2, s, e, d FROM "
         "unnest($3::bigint[], $4::text[], $5::text[]) AS x(s, e, d) ON CONFLICT DO NOTHING",
         store::params(c.tenant.to_string(), c.run.to_string(), store::text_array(seqs), store::text_array(names),
                       store::text_array(datas))));
-    slot.written = std::max(slot.written, last);
-    if (events.size() == 2000) request_flush();
   }
   if (!events.empty() || slot.notify_end)
     AP_CO_RETURN_IF_ERROR(co_await tx.exec("SELECT pg_notify('agentplane_run_events', $1)", store::params(payload)));
-  co_return ok_status();
+  co_return last;
 }
 
 asio::awaitable<void> Worker::Impl::claim_loop() {
