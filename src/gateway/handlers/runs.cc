@@ -4,6 +4,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <functional>
 #include <set>
 
 #include "gateway/handlers/agent_context.h"
@@ -20,37 +21,47 @@ std::string run_path(const control::CreatedRun& c) {
                      : "/threads/" + c.thread_id.to_string() + "/runs/" + c.run_id.to_string();
 }
 
-// Writes a run's events as SSE until it ends: `event`, `data`, `id` (not for stateless runs),
-// a heartbeat comment every few seconds. A run finished elsewhere (no events here) is noticed by
-// reading its status at each heartbeat.
+// Writes a run's events as SSE until it ends (`event`, `data`, and `id` when `ids`) that pass
+// `wanted` (all when empty), a heartbeat comment every few seconds. A run finished elsewhere (no
+// events here) is noticed by reading its status at each heartbeat. Unsubscribes at the end.
+// False when the client went away.
+boost::asio::awaitable<bool> forward_events(control::Plane* p, const control::Scope& scope,
+                                            std::shared_ptr<control::Subscription> sub, Uuid run, bool ids,
+                                            const std::function<bool(const std::string&)>& wanted, BodyWriter& w) {
+  bool gone = false;
+  for (;;) {
+    auto e = co_await sub->next(kHeartbeat);
+    if (!e) {
+      if (!sub->timed_out()) break;
+      if (!co_await w.write(": heartbeat\n\n")) {
+        gone = true;
+        break;
+      }
+      auto st = co_await p->runs.status(scope, run);
+      if (st && *st != "pending" && *st != "running") break;
+      continue;
+    }
+    if (wanted && !wanted(e->event)) continue;
+    std::string chunk = "event: " + e->event + "\ndata: " + e->data + "\n";
+    if (ids) chunk += "id: " + std::to_string(e->id) + "\n";
+    chunk += "\n";
+    if (!co_await w.write(std::move(chunk))) {
+      gone = true;
+      break;
+    }
+  }
+  p->hub.unsubscribe(run, sub);
+  co_return !gone;
+}
+
+// One run's events as the SSE response (ids except for stateless runs).
 Response sse(control::Plane* p, control::Scope scope, std::shared_ptr<control::Subscription> sub, Uuid run, bool ids,
              bool cancel_on_disconnect, std::string thread) {
   Response r;
   r.content_type = "text/event-stream";
   r.stream = [p, scope, sub, run, ids, cancel_on_disconnect, thread](BodyWriter& w) -> boost::asio::awaitable<void> {
-    bool gone = false;
-    for (;;) {
-      auto e = co_await sub->next(kHeartbeat);
-      if (!e) {
-        if (!sub->timed_out()) break;
-        if (!co_await w.write(": heartbeat\n\n")) {
-          gone = true;
-          break;
-        }
-        auto st = co_await p->runs.status(scope, run);
-        if (st && *st != "pending" && *st != "running") break;
-        continue;
-      }
-      std::string chunk = "event: " + e->event + "\ndata: " + e->data + "\n";
-      if (ids) chunk += "id: " + std::to_string(e->id) + "\n";
-      chunk += "\n";
-      if (!co_await w.write(std::move(chunk))) {
-        gone = true;
-        break;
-      }
-    }
-    p->hub.unsubscribe(run, sub);
-    if (gone && cancel_on_disconnect) (void)co_await p->runs.cancel(scope, thread, run.to_string(), "interrupt", false);
+    const bool stayed = co_await forward_events(p, scope, sub, run, ids, nullptr, w);
+    if (!stayed && cancel_on_disconnect) (void)co_await p->runs.cancel(scope, thread, run.to_string(), "interrupt", false);
   };
   return r;
 }
@@ -226,7 +237,7 @@ Task join_thread_stream(RequestContext& ctx) {
   r.stream = [p, scope, thread, modes](BodyWriter& w) -> boost::asio::awaitable<void> {
     auto ex = co_await boost::asio::this_coro::executor;
     boost::asio::steady_timer idle(ex);
-    auto wanted = [&modes](const std::string& event) {
+    std::function<bool(const std::string&)> wanted = [&modes](const std::string& event) {
       std::string mode = event.substr(0, event.find('|'));
       return modes.empty() || mode == "metadata" || mode == "error" || modes.count(mode) > 0;
     };
@@ -245,27 +256,7 @@ Task join_thread_stream(RequestContext& ctx) {
       const Uuid id = **run;
       auto sub = p->hub.subscribe(id, scope.tenant, ex, -1, true);
       (void)co_await p->runs.watch(scope, id, control::Runs::Watch::kEvents);
-      bool gone = false;
-      for (;;) {
-        auto e = co_await sub->next(kHeartbeat);
-        if (!e) {
-          if (!sub->timed_out()) break;
-          if (!co_await w.write(": heartbeat\n\n")) {
-            gone = true;
-            break;
-          }
-          auto st = co_await p->runs.status(scope, id);
-          if (st && *st != "pending" && *st != "running") break;
-          continue;
-        }
-        if (!wanted(e->event)) continue;
-        if (!co_await w.write("event: " + e->event + "\ndata: " + e->data + "\n\n")) {
-          gone = true;
-          break;
-        }
-      }
-      p->hub.unsubscribe(id, sub);
-      if (gone) co_return;
+      if (!co_await forward_events(p, scope, sub, id, false, wanted, w)) co_return;
       streamed = true;
     }
   };
