@@ -118,8 +118,24 @@ Task<Json> Threads::create(Scope s, Json body) {
   std::string if_exists = body.value("if_exists", "raise");
   if (if_exists != "raise" && if_exists != "do_nothing")
     co_return Error::invalid_argument("'if_exists' must be raise or do_nothing");
-  if (body.contains("supersteps") && !body["supersteps"].is_null())
-    co_return Error::unimplemented("creating a thread from supersteps is not supported yet");
+  // supersteps: [{updates: [{values, as_node}, ...]}, ...], applied in order as state updates
+  // (each update its own checkpoint) to the graph named by metadata.graph_id.
+  std::vector<Json> updates;
+  if (auto steps = body.find("supersteps"); steps != body.end() && !steps->is_null()) {
+    const char* shape = "'supersteps' must be a list of {\"updates\": [{\"values\": {...}, \"as_node\": \"node\"}]}";
+    if (!steps->is_array()) co_return Error::invalid_argument(shape);
+    for (const auto& step : *steps) {
+      if (!step.is_object() || !step.contains("updates") || !step["updates"].is_array()) co_return Error::invalid_argument(shape);
+      for (const auto& u : step["updates"]) {
+        if (!u.is_object() || !u.value("as_node", Json()).is_string() ||
+            !(u.value("values", Json()).is_object() || u.value("values", Json()).is_null()))
+          co_return Error::invalid_argument(shape);
+        updates.push_back({{"values", u.value("values", Json())}, {"as_node", u["as_node"]}});
+      }
+    }
+    if (!metadata.value("graph_id", Json()).is_string())
+      co_return Error::invalid_argument("'supersteps' need the thread's graph: give graph_id");
+  }
   Uuid id = Uuid::v7(Clock::system().unix_ms());
   if (auto t = body.find("thread_id"); t != body.end() && !t->is_null()) {
     auto u = t->is_string() ? Uuid::parse(t->get<std::string>()) : std::nullopt;
@@ -134,7 +150,17 @@ Task<Json> Threads::create(Scope s, Json body) {
                                                     "VALUES ($1, $2, $3::jsonb, now() + $4::float8 * interval '1 minute') "
                                                     "ON CONFLICT DO NOTHING RETURNING ") + kThreadJson,
                                         store::params(s.tenant.to_string(), id.to_string(), metadata.dump(), expires)));
-  if (!rows.empty()) co_return Json::parse(rows.get(0, 0));
+  if (!rows.empty() && updates.empty()) co_return Json::parse(rows.get(0, 0));
+  if (!rows.empty()) {
+    for (const auto& u : updates) {
+      auto applied = co_await update_state(s, id.to_string(), u);
+      if (!applied) {
+        (void)co_await remove(s, id.to_string());  // bad input changes nothing
+        co_return applied.error();
+      }
+    }
+    co_return co_await get(s, id.to_string());
+  }
   if (if_exists == "raise") co_return Error::already_exists("thread already exists");
   co_return co_await get(s, id.to_string());
 }

@@ -541,7 +541,7 @@ describe("threads", { skip: SKIP }, () => {
     assert.deepEqual(out, { count: 12, log: ["b10", "c11"] });
   });
 
-  test("create with supersteps seeds the state", { todo: "not built yet: threads.create with supersteps (the server answers 501)" }, async () => {
+  test("create with supersteps seeds the state", async () => {
     const t = await A.threads.create({
       graphId: G.lin,
       metadata: { suite: RUN },

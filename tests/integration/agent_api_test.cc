@@ -184,6 +184,25 @@ TEST_F(AgentApi, StoreIsPerTenant) {
   EXPECT_TRUE(server->call_json("GET", "/store/items?namespace=users.u1&key=prefs", a->key).is_null());
 }
 
+TEST_F(AgentApi, ThreadsFromSuperstepsAndBadSuperstepsChangeNothing) {
+  const std::string id = Uuid::random_v4().to_string();
+  json body = {{"thread_id", id}, {"metadata", {{"graph_id", "linear"}}},
+               {"supersteps", {{{"updates", {{{"values", {{"count", 1}}}, {"as_node", "nope"}}}}}}}};
+  EXPECT_EQ(server->call("POST", "/threads", a->key, body.dump()).status, 400);
+  EXPECT_EQ(server->call("GET", "/threads/" + id, a->key).status, 404) << "the failed create left nothing";
+  EXPECT_EQ(server->call("POST", "/threads", a->key, R"({"supersteps": [{"updates": 3}]})").status, 400);
+  EXPECT_EQ(server->call("POST", "/threads", a->key,
+                         R"({"supersteps": [{"updates": [{"values": {"count": 1}, "as_node": "a"}]}]})").status, 400)
+      << "no graph_id";
+  body["supersteps"] = {{{"updates", {{{"values", {{"count", 5}}}, {"as_node", "a"}}}}},
+                        {{"updates", {{{"values", {{"count", 7}}}, {"as_node", "b"}}}}}};
+  json t = post("/threads", a->key, body);
+  auto state = server->call_json("GET", "/threads/" + id + "/state", a->key);
+  EXPECT_EQ(state["values"]["count"], 7);
+  EXPECT_EQ(state["next"], json::array({"c"}));
+  EXPECT_EQ(post("/threads/" + id + "/runs/wait", a->key, {{"assistant_id", "linear"}})["count"], 8);
+}
+
 TEST_F(AgentApi, CronsAreValidatedAndFire) {
   // Bad input: a clear 400 or 404, and nothing stored.
   for (const auto& [body, status] : std::vector<std::pair<json, int>>{
