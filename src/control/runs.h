@@ -69,8 +69,9 @@ class Runs {
   RunHub& hub_;
 };
 
-// Deletes the event logs of runs that ended (10 minutes on; a day for resumable streams) and
-// expired store items, for every tenant. Returns the rows deleted.
+// Deletes threads past their TTL with no active run (their checkpoints and runs too), the event
+// logs of runs that ended (10 minutes on; a day for resumable streams) and expired store
+// items, for every tenant. Returns the rows deleted.
 Task<int64_t> sweep_run_data(store::Pool& pool);
 
 }  // namespace ap::control

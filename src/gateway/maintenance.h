@@ -1,7 +1,8 @@
 // Background upkeep, driven by each shard's sweeper on its own executor: writes the credential
 // cache's use counts to the audit log every few seconds (every shard), and on the first shard
 // runs the deleted-tenant sweep (auth::purge_tenants) every `purge_interval` and the run data
-// sweep (control::sweep_run_data: old run event logs, expired store items) every few minutes,
+// sweep (control::sweep_run_data: expired threads, old run event logs, expired store items)
+// every few minutes,
 // and fires due crons every second (control::Crons::fire_due; replicas share them safely).
 #pragma once
 

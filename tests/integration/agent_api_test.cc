@@ -203,6 +203,25 @@ TEST_F(AgentApi, ThreadsFromSuperstepsAndBadSuperstepsChangeNothing) {
   EXPECT_EQ(post("/threads/" + id + "/runs/wait", a->key, {{"assistant_id", "linear"}})["count"], 8);
 }
 
+TEST_F(AgentApi, ExpiredThreadsAreSwept) {
+  json t = post("/threads", a->key, {{"ttl", {{"strategy", "delete"}, {"ttl", 0.001}}}});
+  const std::string id = t["thread_id"];
+  post("/threads/" + id + "/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 0}}}});
+  const std::string kept = new_thread(a->key);
+  auto su = store::SyncConn::connect(Database::get().superuser_url());
+  ASSERT_TRUE(su);
+  // The TTL counts from the last update; the run just touched the thread: expire it now.
+  ASSERT_TRUE((*su)->exec("UPDATE agentplane.threads SET expires_at = now() - interval '1 second' WHERE thread_id = $1", {id}));
+  auto swept = (*su)->exec("SELECT agentplane.sweep_run_data(interval '10 minutes', interval '1 day')");
+  ASSERT_TRUE(swept) << swept.error().message;
+  EXPECT_EQ(server->call("GET", "/threads/" + id, a->key).status, 404);
+  auto left = (*su)->exec("SELECT (SELECT count(*) FROM agentplane.checkpoints WHERE thread_id = $1) + "
+                          "(SELECT count(*) FROM agentplane.runs WHERE thread_id = $1::uuid)", {id});
+  ASSERT_TRUE(left);
+  EXPECT_EQ(left->get(0, 0), "0") << "its checkpoints and runs went with it";
+  EXPECT_EQ(server->call("GET", "/threads/" + kept, a->key).status, 200) << "threads without a TTL stay";
+}
+
 TEST_F(AgentApi, CronsAreValidatedAndFire) {
   // Bad input: a clear 400 or 404, and nothing stored.
   for (const auto& [body, status] : std::vector<std::pair<json, int>>{

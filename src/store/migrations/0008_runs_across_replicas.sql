@@ -75,9 +75,10 @@ ALTER FUNCTION claim_runs(text, int, int, int) OWNER TO agentplane_system;
 REVOKE ALL ON FUNCTION claim_runs(text, int, int, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION claim_runs(text, int, int, int) TO agentplane_app;
 
--- Crosses tenants because: one sweep for every tenant. Deletes the event logs of runs that ended
--- more than p_keep ago (p_keep_resumable for resumable streams, which clients may rejoin), and
--- expired store items. Returns the rows deleted.
+-- Crosses tenants because: one sweep for every tenant. Deletes threads past their TTL that have
+-- no active run (with their checkpoints and runs), the event logs of runs that ended more than
+-- p_keep ago (p_keep_resumable for resumable streams, which clients may rejoin), and expired
+-- store items. Returns the rows deleted.
 CREATE FUNCTION sweep_run_data(p_keep interval, p_keep_resumable interval) RETURNS bigint
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = agentplane, pg_temp
 AS $$
@@ -85,6 +86,20 @@ DECLARE
   n bigint;
   total bigint := 0;
 BEGIN
+  WITH gone AS (
+    DELETE FROM threads t WHERE t.expires_at < now()
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = t.tenant_id AND r.thread_id = t.thread_id
+                      AND r.status IN ('pending', 'running'))
+    RETURNING t.tenant_id, t.thread_id),
+  cps AS (DELETE FROM checkpoints c USING gone g WHERE c.tenant_id = g.tenant_id AND c.thread_id = g.thread_id::text
+          RETURNING 1),
+  blobs AS (DELETE FROM checkpoint_blobs b USING gone g WHERE b.tenant_id = g.tenant_id
+            AND b.thread_id = g.thread_id::text RETURNING 1),
+  old_runs AS (DELETE FROM runs r USING gone g WHERE r.tenant_id = g.tenant_id AND r.thread_id = g.thread_id
+               RETURNING 1)
+  SELECT (SELECT count(*) FROM gone) + (SELECT count(*) FROM cps) + (SELECT count(*) FROM blobs)
+         + (SELECT count(*) FROM old_runs) INTO n;
+  total := total + n;
   DELETE FROM run_events e USING runs r
     WHERE r.tenant_id = e.tenant_id AND r.run_id = e.run_id AND r.status NOT IN ('pending', 'running')
       AND r.updated_at < now() - CASE WHEN coalesce((r.kwargs->>'resumable')::boolean, false)
@@ -100,7 +115,8 @@ BEGIN
   GET DIAGNOSTICS n = ROW_COUNT;
   RETURN total + n;
 END $$;
-GRANT SELECT, DELETE ON run_events, store_items TO agentplane_system;
+GRANT SELECT, DELETE ON run_events, store_items, threads, checkpoints, checkpoint_blobs TO agentplane_system;
+GRANT DELETE ON runs TO agentplane_system;
 ALTER FUNCTION sweep_run_data(interval, interval) OWNER TO agentplane_system;
 REVOKE ALL ON FUNCTION sweep_run_data(interval, interval) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION sweep_run_data(interval, interval) TO agentplane_app;
