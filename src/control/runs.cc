@@ -332,8 +332,15 @@ Task<int64_t> Runs::cancel_many(Scope s, Json body, std::string action) {
   co_return n;
 }
 
-Task<Json> Runs::result(Scope s, Uuid run_id) {
+Task<Json> Runs::result(Scope s, Uuid run_id, std::shared_ptr<Subscription> early) {
   auto ex = co_await boost::asio::this_coro::executor;
+  if (early) {
+    // Subscribed before the run existed: its end cannot have slipped by, so no read first.
+    while (co_await early->next(std::chrono::milliseconds(1000))) {
+    }
+    hub_.unsubscribe(run_id, early);
+    if (std::string r = early->result(); !r.empty()) co_return Json::parse(r);
+  }
   for (;;) {
     // Subscribed before the status is read, so the end cannot slip between the two.
     auto sub = hub_.subscribe(run_id, s.tenant, ex, std::nullopt);

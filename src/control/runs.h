@@ -11,6 +11,7 @@ namespace ap::control {
 
 class Assistants;
 class RunHub;
+class Subscription;
 struct RunEvent;
 
 struct CreatedRun {
@@ -50,8 +51,9 @@ class Runs {
   // Returns how many were asked to stop.
   Task<int64_t> cancel_many(Scope s, Json body, std::string action);
   // Waits for the run to end and returns what /wait answers: the final values (with
-  // `__interrupt__` when paused, `__error__` on failure).
-  Task<Json> result(Scope s, Uuid run_id);
+  // `__interrupt__` when paused, `__error__` on failure). `early`: a subscription to the run made
+  // before it was created (it saves a read); it is unsubscribed.
+  Task<Json> result(Scope s, Uuid run_id, std::shared_ptr<Subscription> early = nullptr);
   // Tells the worker of an active run that a client on this replica waits for its events or its
   // end (nothing to do when it runs here). Call after subscribing to the hub.
   Task<void> watch(Scope s, Uuid run_id, Watch watch);

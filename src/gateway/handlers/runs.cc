@@ -72,7 +72,7 @@ Task create_run(RequestContext& ctx, std::string thread, int mode /* 0 create, 1
   Uuid run_id = Uuid::v7(Clock::system().unix_ms());
   std::shared_ptr<control::Subscription> sub;
   auto scope = audit_context(ctx);
-  if (mode == 1) sub = p->hub.subscribe(run_id, scope.tenant, co_await boost::asio::this_coro::executor, -1);
+  if (mode != 0) sub = p->hub.subscribe(run_id, scope.tenant, co_await boost::asio::this_coro::executor, -1);
   using W = control::Runs::Watch;
   auto created = co_await p->runs.create(scope, thread, body, run_id, mode == 1 ? W::kEvents : mode == 2 ? W::kEnd : W::kNone);
   if (!created) {
@@ -90,7 +90,7 @@ Task create_run(RequestContext& ctx, std::string thread, int mode /* 0 create, 1
     r = sse(p, scope, sub, run_id, !created->stateless, created->cancel_on_disconnect, created->thread_id.to_string());
     if (!created->stateless) r.headers.push_back({"location", run_path(*created) + "/stream"});
   } else {
-    AP_CO_ASSIGN_OR_RETURN(json result, co_await p->runs.result(scope, run_id));
+    AP_CO_ASSIGN_OR_RETURN(json result, co_await p->runs.result(scope, run_id, sub));
     r = Response::json(200, dump(result));
   }
   r.headers.push_back({"content-location", run_path(*created)});
