@@ -7,9 +7,9 @@ src=${1:-$(dirname "$0")/../src}
 declare -A allow=(
   [common]=""
   [telemetry]=""
-  [net]="" [store]="" [ratelimit]="" [exec/sandbox]="" [graph]=""
+  [net]="" [store]="" [ratelimit]="store" [exec/sandbox]="" [graph]=""
   [audit]="store" [vault]="store audit"
-  [llm]="net"
+  [llm]="net store"
   [auth]="store net audit"
   [graph/postgres]="graph store"
   [graph/nodes]="graph llm exec/sandbox vault net"

@@ -89,6 +89,24 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--worker-max-attempts", serve.worker_max_attempts,
                         "Attempts of a run whose workers keep dying before it fails (RunAttemptsExceeded)")
       ->check(CLI::Range(1, 1000))->capture_default_str();
+  serve_cmd->add_option("--egress-allow", serve.egress_allow,
+                        "Hosts (api.example.com, *.example.com) or networks (10.0.0.0/8, 127.0.0.1) that outbound "
+                        "model and tool calls may reach besides public addresses; private, loopback and link-local "
+                        "ones are refused unless listed")
+      ->delimiter(',');
+  serve_cmd->add_flag("!--no-egress-public", serve.egress_public, "Allow only the --egress-allow list, no public address");
+  serve_cmd->add_option("--price-table", serve.price_table,
+                        "A model price file in LiteLLM's format that replaces and extends the shipped prices");
+  serve_cmd->add_option("--ratelimit-backend", serve.ratelimit_backend, "local (one replica) or redis (any number)")
+      ->check(CLI::IsMember({"local", "redis"}))->capture_default_str();
+  serve_cmd->add_option("--redis-url", serve.redis_url, "redis://[:password@]host[:port][/db] (env AGENTPLANE_REDIS_URL)")
+      ->envname("AGENTPLANE_REDIS_URL");
+  serve_cmd->add_flag("!--ratelimit-fail-closed", serve.ratelimit_fail_open,
+                      "Refuse requests while Redis is unreachable (default: allow them, logged and counted)");
+  serve_cmd->add_option("--upstream-key-rpm", serve.upstream_key_rpm,
+                        "Requests per minute on each upstream provider credential, across the deployment");
+  serve_cmd->add_option("--default-limits", serve.default_limits,
+                        "Limits (JSON, as PUT /v1/tenants/{id}/limits) for tenants the operator has not set");
   serve_cmd->add_option("--master-key-file", serve_key_file,
                         "Master key file (env AGENTPLANE_MASTER_KEY_FILE; or AGENTPLANE_MASTER_KEY = "
                         "base64 of 32 bytes). Without one the credential vault is off");

@@ -13,6 +13,8 @@
 #include "exec/worker/worker.h"
 #include "graph/postgres/postgres_saver.h"
 #include "graph/spec.h"
+#include "llm/models.h"
+#include "ratelimit/limits.h"
 #include "gateway/routes.h"
 #include "store/sync_conn.h"
 #include "telemetry/log.h"
@@ -63,6 +65,34 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
   auto cps = w->checkpoints;
   control::SaverFor savers = [cps](const TenantId& t) { return cps->for_tenant(t); };
   w->agents = std::make_unique<control::Plane>(*w->kinds, savers, 4);
+  w->models = std::make_unique<llm::ModelServices>();
+  AP_ASSIGN_OR_RETURN(w->models->egress, net::Egress::parse(c.egress_allow, c.egress_public));
+  if (!c.price_table.empty()) {
+    AP_ASSIGN_OR_RETURN(auto table, llm::PriceTable::load_file(c.price_table));
+    w->models->prices = w->models->prices.merged(table);
+  }
+  w->usage = std::make_unique<llm::UsageRecorder>(llm::UsageRecorder::Options{c.database_url});
+  w->models->usage = w->usage.get();
+  {
+    ratelimit::Limits::Options lo;
+    lo.fail_open = c.ratelimit_fail_open;
+    lo.upstream_key_requests_per_min = c.upstream_key_rpm;
+    if (!c.default_limits.empty()) {
+      AP_ASSIGN_OR_RETURN(lo.defaults, ratelimit::TenantLimits::parse(c.default_limits));
+    }
+    std::unique_ptr<ratelimit::Backend> backend;
+    if (c.ratelimit_backend == "redis") {
+      if (c.redis_url.empty()) return Error::invalid_argument("--ratelimit-backend redis needs --redis-url");
+      AP_ASSIGN_OR_RETURN(auto ro, ratelimit::parse_redis_url(c.redis_url));
+      backend = ratelimit::make_redis_backend(ro);
+    } else if (c.ratelimit_backend == "local") {
+      backend = ratelimit::make_local_backend();
+    } else {
+      return Error::invalid_argument("--ratelimit-backend must be local or redis");
+    }
+    w->limits = std::make_unique<ratelimit::Limits>(std::move(backend), lo);
+    w->models->limits = w->limits.get();
+  }
   if (c.role == "api" || c.role == "all") w->relay = std::make_unique<control::RunRelay>(w->agents->hub, c.database_url);
   if (c.role == "worker" || c.role == "all") {
     exec::WorkerOptions wo;
@@ -77,12 +107,14 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
 }
 
 gateway::Services Wiring::services() const {
-  return {audit.get(), credentials.get(), signers.empty() ? nullptr : &signers, audit_retention_days, agents.get()};
+  return {audit.get(), credentials.get(), signers.empty() ? nullptr : &signers, audit_retention_days, agents.get(),
+          models.get()};
 }
 
 Wiring::~Wiring() {
   if (worker) worker->stop();
   if (relay) relay->stop();
+  usage.reset();  // writes the usage records still queued
 }
 
 void block_stop_signals() {

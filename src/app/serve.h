@@ -35,6 +35,14 @@ class Keyring;
 class CredentialStore;
 }
 
+namespace ap::llm {
+struct ModelServices;
+class UsageRecorder;
+}
+namespace ap::ratelimit {
+class Limits;
+}
+
 namespace ap::app {
 
 struct ServeConfig {
@@ -53,6 +61,15 @@ struct ServeConfig {
   int worker_concurrency = 0;                  // runs at once per worker; 0: 2 per core
   int worker_lease_ms = 15000;                 // a dead worker's runs are resumed after this
   int worker_max_attempts = 3;                 // then a run whose workers keep dying fails
+  // Model gateway and limits (docs/models.md, docs/limits.md).
+  std::vector<std::string> egress_allow;       // hosts / networks outbound calls may reach besides public ones
+  bool egress_public = true;                   // false: only egress_allow
+  std::string price_table;                     // a LiteLLM-format file replacing/extending the shipped prices
+  std::string ratelimit_backend = "local";     // local | redis
+  std::string redis_url;                       // redis://host:port (backend redis)
+  bool ratelimit_fail_open = true;             // Redis down: allow (true) or refuse
+  std::optional<int64_t> upstream_key_rpm;     // per upstream provider credential
+  std::string default_limits;                  // JSON TenantLimits for tenants without their own
 };
 
 // Everything the server uses, owned in one place and destroyed after the server stops.
@@ -71,6 +88,9 @@ class Wiring {
   std::unique_ptr<control::Plane> agents;
   std::unique_ptr<control::RunRelay> relay;  // role api or all: events of runs on other replicas
   std::unique_ptr<exec::Worker> worker;      // role worker or all
+  std::unique_ptr<llm::UsageRecorder> usage;
+  std::unique_ptr<ratelimit::Limits> limits;
+  std::unique_ptr<llm::ModelServices> models;
   gateway::Services services() const;
   int audit_retention_days = 365;
 

@@ -30,6 +30,15 @@ struct Plane;
 namespace ap::vault {
 class CredentialStore;
 }
+namespace ap::llm {
+struct ModelServices;
+}
+namespace ap::net {
+class HttpClient;
+}
+namespace ap::llm {
+using UpstreamClient = net::HttpClient;
+}
 namespace ap::telemetry {
 class Histogram;
 }
@@ -50,6 +59,7 @@ struct Services {
   const std::vector<audit::Signer>* signers = nullptr;  // audit checkpoint keys, newest last
   int audit_retention_days = 365;  // a deleted tenant's audit chain is kept this long
   control::Plane* agents = nullptr;  // the LangGraph agent API (null: not served)
+  llm::ModelServices* models = nullptr;  // the model gateway (null: not served)
 };
 
 // What a handler gets: the request, its path parameters, the caller, and the shard's services.
@@ -62,6 +72,7 @@ struct RequestContext {
   auth::Authenticator& authn;
   const ServerInfo& info;
   const Services& services;
+  llm::UpstreamClient* http = nullptr;  // the shard's outbound client (model gateway)
 
   // The path parameter `name` ("key_id"), or empty.
   std::string_view param(std::string_view name) const;

@@ -13,6 +13,8 @@ std::shared_ptr<Router> build_router() {
   add_run_routes(*router);
   add_cron_routes(*router);
   add_store_routes(*router);
+  add_model_routes(*router);
+  add_limit_routes(*router);
   return router;
 }
 

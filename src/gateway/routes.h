@@ -19,5 +19,7 @@ void add_thread_routes(Router& router);
 void add_run_routes(Router& router);
 void add_cron_routes(Router& router);
 void add_store_routes(Router& router);
+void add_model_routes(Router& router);
+void add_limit_routes(Router& router);
 
 }  // namespace ap::gateway

@@ -17,6 +17,9 @@
 #include "common/crypto.h"
 #include "gateway/errors.h"
 #include "gateway/maintenance.h"
+#include "llm/models.h"
+#include "llm/upstream.h"
+#include "ratelimit/limits.h"
 #include "telemetry/log.h"
 #include "telemetry/metrics.h"
 
@@ -113,6 +116,7 @@ struct Shard {
   // whose leases then return their connections to the (closed) pool.
   std::unique_ptr<store::Pool> pool;
   asio::io_context ioc{1};
+  std::unique_ptr<llm::UpstreamClient> http;  // outbound (model gateway); before ioc in destruction
   std::thread thread;
   size_t sessions = 0;
   bool stopping = false;
@@ -450,7 +454,7 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
   route = m.route;
   if (route->pattern == "/metrics" && !options.metrics_listen.empty() && !metrics_only)
     co_return error_response(Error::not_found("metrics are served on the metrics listener"));
-  RequestContext ctx{req, std::move(m.params), {}, request_id, *shard.pool, authn, info, services};
+  RequestContext ctx{req, std::move(m.params), {}, request_id, *shard.pool, authn, info, services, shard.http.get()};
   if (route->auth != AuthMode::kNone) {
     auto p = co_await authn.authenticate(*shard.pool, credential_of(req));
     if (!p) {
@@ -469,6 +473,19 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
           "this key lacks the '" +
           std::string(auth::scope_name(static_cast<auth::Scope>(route->scope))) + "' scope"));
   }
+  std::vector<Header> limit_headers;
+  if (route->auth == AuthMode::kTenant && services.models && services.models->limits && !route->health) {
+    const std::string key_id = ctx.principal.key.is_nil() ? std::string() : ctx.principal.key.to_string();
+    auto a = co_await services.models->limits->admit_request(*shard.pool, ctx.tenant(), key_id);
+    if (a) {
+      for (auto& [k, v] : a->headers) limit_headers.push_back({k, v});
+      if (!a->allowed) {
+        auto r = error_response(Error::resource_exhausted(a->message));
+        r.headers.insert(r.headers.end(), limit_headers.begin(), limit_headers.end());
+        co_return r;
+      }
+    }
+  }
   Result<Response> r = Error::internal("handler did not run");
   try {
     r = co_await route->handler(ctx);
@@ -480,7 +497,14 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
       telemetry::log_error("request_failed", {{"request_id", request_id},
                                               {"route", route->pattern},
                                               {"error", r.error().to_string()}});
-    co_return error_response(r.error());
+    auto e = error_response(r.error());
+    e.headers.insert(e.headers.end(), limit_headers.begin(), limit_headers.end());
+    co_return e;
+  }
+  for (auto& h : limit_headers) {
+    bool present = false;
+    for (const auto& have : r->headers) present = present || have.name == h.name;
+    if (!present) r->headers.push_back(std::move(h));
   }
   co_return std::move(*r);
 }
@@ -568,6 +592,11 @@ Status Server::start() {
   for (int i = 0; i < n; ++i) {
     auto shard = std::make_unique<Shard>();
     shard->pool = std::make_unique<store::Pool>(shard->ioc.get_executor(), o.pool);
+    if (impl_->services.models) {
+      llm::UpstreamOptions co;
+      co.egress = &impl_->services.models->egress;
+      shard->http = std::make_unique<llm::UpstreamClient>(shard->ioc.get_executor(), co);
+    }
     impl_->shards.push_back(std::move(shard));
   }
   auto& first = impl_->shards[0]->ioc;

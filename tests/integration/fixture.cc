@@ -105,6 +105,7 @@ TestServer::TestServer(int threads, std::chrono::seconds touch_interval, std::ve
   c.touch_interval = touch_interval;
   c.oidc = std::move(oidc);
   c.role = std::move(role);
+  c.egress_allow = {"127.0.0.1"};  // the tests' mock providers listen on loopback
   std::string raw(32, '\0');
   random_bytes(reinterpret_cast<uint8_t*>(raw.data()), raw.size());
   master_key_ = base64_encode(raw);

@@ -1,0 +1,70 @@
+// Limit decisions: token buckets (rates: requests or tokens per minute) and period counters
+// (quotas and budgets per day or month), checked and reserved all together or not at all.
+// Two backends behind one interface: Local (in-process, one replica) and Redis (one atomic Lua
+// script per decision, keys hash-tagged by tenant so that a decision's keys share one Redis
+// Cluster slot; exact across any number of replicas).
+// Backends are thread-safe; decisions are asynchronous and never block the caller's thread.
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace ap::ratelimit {
+
+// One limit to check and take from.
+struct Ask {
+  enum class Kind { kBucket, kCounter };
+  Kind kind = Kind::kBucket;
+  std::string key;     // "{t:<tenant>}:model_rpm" (the braces: Redis Cluster's hash tag)
+  int64_t limit = 0;   // bucket capacity, or the counter's maximum in its period
+  double per_second = 0;  // bucket refill
+  int64_t ttl_s = 0;      // counter: expiry (the period's end plus slack); its key names the period
+  int64_t cost = 1;
+};
+
+struct Verdict {
+  int64_t limit = 0;
+  int64_t remaining = 0;
+  double reset_s = 0;  // bucket: until full again; counter: until the period ends
+};
+
+struct Decision {
+  bool allowed = true;
+  double retry_after_s = 0;       // when denied: the earliest time all limits could pass
+  int denied_index = -1;          // the first Ask that refused
+  std::vector<Verdict> verdicts;  // per Ask, after this decision
+  bool degraded = false;          // the backend was unreachable: decided by the fail-open setting
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // Checks every ask; takes all their costs if all pass, none otherwise. `ex`: the caller's
+  // executor (the Redis backend keeps a connection per executor).
+  virtual boost::asio::awaitable<Result<Decision>> acquire(boost::asio::any_io_executor ex, std::vector<Ask> asks) = 0;
+  // Corrects earlier takes: positive deltas take more (may go below zero), negative give back.
+  virtual boost::asio::awaitable<Status> adjust(boost::asio::any_io_executor ex, std::vector<Ask> deltas) = 0;
+  virtual std::string name() const = 0;
+};
+
+// In-process buckets and counters (one replica). Expired entries are swept as they are met.
+std::unique_ptr<Backend> make_local_backend();
+
+struct RedisOptions {
+  std::string host = "127.0.0.1";
+  std::string port = "6379";
+  std::string password;  // AUTH when set
+  int db = 0;
+  std::chrono::milliseconds timeout{200};  // a decision slower than this counts as the backend down
+};
+// Parses redis://[:password@]host[:port][/db].
+Result<RedisOptions> parse_redis_url(std::string_view url);
+std::unique_ptr<Backend> make_redis_backend(RedisOptions options);
+
+}  // namespace ap::ratelimit

@@ -1,0 +1,399 @@
+#include "ratelimit/limits.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <cmath>
+#include <date/tz.h>
+#include <nlohmann/json.hpp>
+
+#include "store/tx.h"
+#include "telemetry/log.h"
+#include "telemetry/metrics.h"
+
+namespace ap::ratelimit {
+namespace asio = boost::asio;
+using Json = nlohmann::json;
+
+namespace {
+
+Result<std::optional<int64_t>> opt_count(const Json& j, const char* field) {
+  auto it = j.find(field);
+  if (it == j.end() || it->is_null()) return std::optional<int64_t>();
+  if (!it->is_number_integer() || it->get<int64_t>() < 0)
+    return Error::invalid_argument(std::string(field) + " must be a non-negative integer");
+  return std::optional<int64_t>(it->get<int64_t>());
+}
+
+Result<Rate> parse_rate(const Json& j, const std::string& where) {
+  if (!j.is_object()) return Error::invalid_argument(where + " must be an object");
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (it.key() != "requests_per_min" && it.key() != "tokens_per_min")
+      return Error::invalid_argument(where + ": unknown field '" + it.key() + "' (known: requests_per_min, tokens_per_min)");
+  Rate r;
+  AP_ASSIGN_OR_RETURN(r.requests_per_min, opt_count(j, "requests_per_min"));
+  AP_ASSIGN_OR_RETURN(r.tokens_per_min, opt_count(j, "tokens_per_min"));
+  return r;
+}
+
+Json rate_json(const Rate& r) {
+  Json j = Json::object();
+  if (r.requests_per_min) j["requests_per_min"] = *r.requests_per_min;
+  if (r.tokens_per_min) j["tokens_per_min"] = *r.tokens_per_min;
+  return j;
+}
+
+Ask bucket(std::string key, int64_t per_min, int64_t cost) {
+  return Ask{Ask::Kind::kBucket, std::move(key), per_min, static_cast<double>(per_min) / 60.0, 0, cost};
+}
+
+// The current day and month in the tenant's zone, and the seconds until each ends.
+struct Periods {
+  std::string day, month;
+  int64_t day_left_s = 86400, month_left_s = 86400 * 31;
+};
+
+Periods periods(const std::string& tz_name) {
+  Periods p;
+  const date::time_zone* tz = nullptr;
+  try {
+    tz = date::locate_zone(tz_name.empty() ? "UTC" : tz_name);
+  } catch (...) {
+    tz = date::locate_zone("UTC");
+  }
+  const auto now = std::chrono::system_clock::now();
+  auto local = tz->to_local(now);
+  auto day = date::floor<date::days>(local);
+  date::year_month_day ymd{day};
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04d-%02u-%02u", static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                static_cast<unsigned>(ymd.day()));
+  p.day = buf;
+  p.month = p.day.substr(0, 7);
+  auto next_day = date::local_days{day + date::days{1}};
+  auto ym_next = date::year_month{ymd.year(), ymd.month()} + date::months{1};
+  auto next_month = date::local_days{ym_next / 1};
+  auto end_of = [&](date::local_days ld) {
+    auto sys = tz->to_sys(ld, date::choose::earliest);
+    return std::max<int64_t>(std::chrono::duration_cast<std::chrono::seconds>(sys - now).count(), 1);
+  };
+  p.day_left_s = end_of(next_day);
+  p.month_left_s = end_of(next_month);
+  return p;
+}
+
+std::string tag(const TenantId& t) { return "{t:" + t.to_string() + "}:"; }
+
+std::string reset_text(double s) {  // OpenAI's x-ratelimit-reset-* style: "1s", "6m0s", "20ms"
+  if (s < 1) return std::to_string(static_cast<int64_t>(std::ceil(s * 1000))) + "ms";
+  int64_t secs = static_cast<int64_t>(std::ceil(s));
+  if (secs < 60) return std::to_string(secs) + "s";
+  return std::to_string(secs / 60) + "m" + std::to_string(secs % 60) + "s";
+}
+
+telemetry::Counter& decisions(const std::string& outcome) {
+  return telemetry::metrics()
+      .counter("agentplane_ratelimit_decisions_total", "Limit decisions by outcome (allowed, denied, degraded).", {"outcome"})
+      .with({outcome});
+}
+
+}  // namespace
+
+Result<TenantLimits> TenantLimits::parse(const std::string& text) {
+  auto j = Json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return Error::invalid_argument("limits must be a JSON object");
+  static const std::vector<std::string> known = {"api_requests_per_min", "model_requests_per_min", "model_tokens_per_min",
+                                                 "budget_micro_usd_per_day", "budget_micro_usd_per_month", "per_key",
+                                                 "per_model", "time_zone"};
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (std::find(known.begin(), known.end(), it.key()) == known.end())
+      return Error::invalid_argument("unknown field '" + it.key() +
+                                     "' (known: api_requests_per_min, model_requests_per_min, model_tokens_per_min, "
+                                     "budget_micro_usd_per_day, budget_micro_usd_per_month, per_key, per_model, time_zone)");
+  TenantLimits l;
+  AP_ASSIGN_OR_RETURN(l.api_requests_per_min, opt_count(j, "api_requests_per_min"));
+  AP_ASSIGN_OR_RETURN(l.model_requests_per_min, opt_count(j, "model_requests_per_min"));
+  AP_ASSIGN_OR_RETURN(l.model_tokens_per_min, opt_count(j, "model_tokens_per_min"));
+  AP_ASSIGN_OR_RETURN(l.budget_micro_usd_per_day, opt_count(j, "budget_micro_usd_per_day"));
+  AP_ASSIGN_OR_RETURN(l.budget_micro_usd_per_month, opt_count(j, "budget_micro_usd_per_month"));
+  if (j.contains("per_key") && !j["per_key"].is_null()) {
+    AP_ASSIGN_OR_RETURN(l.per_key, parse_rate(j["per_key"], "per_key"));
+  }
+  if (j.contains("per_model") && !j["per_model"].is_null()) {
+    if (!j["per_model"].is_object()) return Error::invalid_argument("per_model must be an object of model -> rate");
+    for (auto it = j["per_model"].begin(); it != j["per_model"].end(); ++it) {
+      AP_ASSIGN_OR_RETURN(auto r, parse_rate(*it, "per_model." + it.key()));
+      l.per_model[it.key()] = r;
+    }
+  }
+  if (j.contains("time_zone") && !j["time_zone"].is_null()) {
+    if (!j["time_zone"].is_string()) return Error::invalid_argument("time_zone must be an IANA zone name");
+    l.time_zone = j["time_zone"].get<std::string>();
+    try {
+      date::locate_zone(l.time_zone);
+    } catch (...) {
+      return Error::invalid_argument("time_zone '" + l.time_zone + "' is not a known IANA zone");
+    }
+  }
+  return l;
+}
+
+std::string TenantLimits::to_json() const {
+  Json j = Json::object();
+  auto put = [&](const char* k, const std::optional<int64_t>& v) {
+    if (v) j[k] = *v;
+  };
+  put("api_requests_per_min", api_requests_per_min);
+  put("model_requests_per_min", model_requests_per_min);
+  put("model_tokens_per_min", model_tokens_per_min);
+  put("budget_micro_usd_per_day", budget_micro_usd_per_day);
+  put("budget_micro_usd_per_month", budget_micro_usd_per_month);
+  if (per_key.requests_per_min || per_key.tokens_per_min) j["per_key"] = rate_json(per_key);
+  if (!per_model.empty()) {
+    Json pm = Json::object();
+    for (const auto& [m, r] : per_model) pm[m] = rate_json(r);
+    j["per_model"] = pm;
+  }
+  j["time_zone"] = time_zone;
+  return j.dump();
+}
+
+Limits::Limits(std::unique_ptr<Backend> backend, Options options) : backend_(std::move(backend)), options_(std::move(options)) {}
+Limits::~Limits() = default;
+
+store::Task<std::shared_ptr<const TenantLimits>> Limits::of(store::Pool& pool, const TenantId& tenant) {
+  const std::string key = tenant.to_string();
+  {
+    std::lock_guard lock(mu_);
+    auto it = cache_.find(key);
+    if (it != cache_.end() && std::chrono::steady_clock::now() - it->second.at < options_.cache_ttl) co_return it->second.limits;
+  }
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(pool, tenant, "SELECT limits::text, time_zone FROM tenant_limits"));
+  std::shared_ptr<const TenantLimits> limits;
+  if (rows.empty()) {
+    limits = std::make_shared<const TenantLimits>(options_.defaults);
+  } else {
+    auto parsed = TenantLimits::parse(std::string(rows.get(0, 0)));
+    limits = std::make_shared<const TenantLimits>(parsed ? *parsed : options_.defaults);
+  }
+  std::lock_guard lock(mu_);
+  if (cache_.size() > 100000) cache_.clear();
+  cache_[key] = Cached{limits, std::chrono::steady_clock::now()};
+  co_return limits;
+}
+
+store::Task<void> Limits::set(store::Pool& pool, const TenantId& tenant, const TenantLimits& limits) {
+  auto p = store::params(tenant.to_string(), limits.to_json(), limits.time_zone);
+  AP_CO_RETURN_IF_ERROR(co_await store::tenant_query(
+      pool, tenant,
+      "INSERT INTO tenant_limits (tenant_id, limits, time_zone) VALUES ($1, $2::jsonb, $3) ON CONFLICT (tenant_id) "
+      "DO UPDATE SET limits = excluded.limits, time_zone = excluded.time_zone, updated_at = now()",
+      std::move(p)));
+  std::lock_guard lock(mu_);
+  cache_.erase(tenant.to_string());
+  co_return Status{};
+}
+
+store::Task<std::string> Limits::get_json(store::Pool& pool, const TenantId& tenant) {
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(pool, tenant, "SELECT limits::text FROM tenant_limits"));
+  co_return rows.empty() ? std::string("null") : std::string(rows.get(0, 0));
+}
+
+store::Task<Admission> Limits::decide(std::vector<Ask> asks, std::vector<std::string> names, bool model, size_t n_token,
+                                      size_t n_spend) {
+  Admission a;
+  if (asks.empty()) co_return a;
+  auto ex = co_await asio::this_coro::executor;
+  const std::vector<Ask> kept = asks;
+  auto d = co_await backend_->acquire(ex, std::move(asks));
+  if (!d) {
+    decisions("degraded").inc();
+    static std::atomic<int64_t> last_log{0};
+    const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    if (last_log.exchange(now_s) != now_s)  // at most one line a second
+      telemetry::log_warn("ratelimit_backend_down", {{"backend", backend_->name()}, {"error", d.error().message},
+                                                     {"policy", options_.fail_open ? "fail-open" : "fail-closed"}});
+    if (options_.fail_open) co_return a;
+    a.allowed = false;
+    a.message = "limits cannot be checked right now (the limit store is unreachable); try again shortly";
+    a.retry_after_s = 1;
+    a.headers.emplace_back("retry-after", "1");
+    co_return a;
+  }
+  a.allowed = d->allowed;
+  decisions(a.allowed ? "allowed" : "denied").inc();
+  // The tightest limit for the standard headers.
+  size_t tight = 0;
+  double best = 2;
+  for (size_t i = 0; i < d->verdicts.size(); ++i) {
+    const auto& v = d->verdicts[i];
+    double ratio = v.limit > 0 ? static_cast<double>(v.remaining) / static_cast<double>(v.limit) : 0;
+    if (ratio < best) {
+      best = ratio;
+      tight = i;
+    }
+  }
+  const auto& tv = d->verdicts[tight];
+  a.headers.emplace_back("ratelimit-limit", std::to_string(tv.limit));
+  a.headers.emplace_back("ratelimit-remaining", std::to_string(tv.remaining));
+  a.headers.emplace_back("ratelimit-reset", std::to_string(static_cast<int64_t>(std::ceil(tv.reset_s))));
+  if (model) {
+    for (size_t i = 0; i < names.size(); ++i) {
+      const std::string kind = names[i] == "model requests per minute" ? "requests"
+                               : names[i] == "model tokens per minute"  ? "tokens"
+                                                                        : "";
+      if (kind.empty()) continue;
+      a.headers.emplace_back("x-ratelimit-limit-" + kind, std::to_string(d->verdicts[i].limit));
+      a.headers.emplace_back("x-ratelimit-remaining-" + kind, std::to_string(d->verdicts[i].remaining));
+      a.headers.emplace_back("x-ratelimit-reset-" + kind, reset_text(d->verdicts[i].reset_s));
+    }
+  }
+  if (!a.allowed) {
+    const int i = std::max(d->denied_index, 0);
+    const Ask& ask = kept[static_cast<size_t>(i)];
+    a.budget = ask.kind == Ask::Kind::kCounter;
+    if (d->retry_after_s < 0) {
+      a.message = "the request needs more than the whole " + names[static_cast<size_t>(i)] + " limit (" +
+                  std::to_string(ask.limit) + "); lower max_tokens or the prompt";
+      a.retry_after_s = 0;
+    } else {
+      a.retry_after_s = d->retry_after_s;
+      a.message = (a.budget ? "budget exhausted: " : "rate limit reached: ") + names[static_cast<size_t>(i)] + " (limit " +
+                  std::to_string(ask.limit) + "); retry after " +
+                  std::to_string(static_cast<int64_t>(std::ceil(a.retry_after_s))) + " s";
+      a.headers.emplace_back("retry-after", std::to_string(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(a.retry_after_s)))));
+    }
+    co_return a;
+  }
+  a.token_asks.assign(kept.begin(), kept.begin() + static_cast<long>(n_token));
+  a.spend_asks.assign(kept.begin() + static_cast<long>(n_token), kept.begin() + static_cast<long>(n_token + n_spend));
+  co_return a;
+}
+
+store::Task<Admission> Limits::admit_request(store::Pool& pool, const TenantId& tenant, const std::string& key_id) {
+  AP_CO_ASSIGN_OR_RETURN(auto l, co_await of(pool, tenant));
+  std::vector<Ask> asks;
+  std::vector<std::string> names;
+  if (l->api_requests_per_min) {
+    asks.push_back(bucket(tag(tenant) + "api", *l->api_requests_per_min, 1));
+    names.push_back("API requests per minute");
+  }
+  co_return co_await decide(std::move(asks), std::move(names), false, 0, 0);
+}
+
+store::Task<Admission> Limits::admit_model(store::Pool& pool, const TenantId& tenant, const std::string& key_id,
+                                           const std::string& model, int64_t tokens, int64_t worst_cost,
+                                           const std::string& upstream) {
+  AP_CO_ASSIGN_OR_RETURN(auto l, co_await of(pool, tenant));
+  const std::string t = tag(tenant);
+  // Token asks first (settle corrects them), then spend asks, then plain request counts.
+  std::vector<Ask> asks;
+  std::vector<std::string> names;
+  if (l->model_tokens_per_min) {
+    asks.push_back(bucket(t + "mtpm", *l->model_tokens_per_min, tokens));
+    names.push_back("model tokens per minute");
+  }
+  if (l->per_key.tokens_per_min && !key_id.empty()) {
+    asks.push_back(bucket(t + "k:" + key_id + ":tpm", *l->per_key.tokens_per_min, tokens));
+    names.push_back("model tokens per minute for this key");
+  }
+  auto pm = l->per_model.find(model);
+  if (pm != l->per_model.end() && pm->second.tokens_per_min) {
+    asks.push_back(bucket(t + "m:" + model + ":tpm", *pm->second.tokens_per_min, tokens));
+    names.push_back("tokens per minute for model " + model);
+  }
+  const size_t n_token = asks.size();
+  if (l->budget_micro_usd_per_day || l->budget_micro_usd_per_month) {
+    const Periods p = periods(l->time_zone);
+    if (l->budget_micro_usd_per_day) {
+      asks.push_back(Ask{Ask::Kind::kCounter, t + "spend:d:" + p.day, *l->budget_micro_usd_per_day, 0, p.day_left_s, worst_cost});
+      names.push_back("daily spend in micro-USD");
+    }
+    if (l->budget_micro_usd_per_month) {
+      asks.push_back(Ask{Ask::Kind::kCounter, t + "spend:m:" + p.month, *l->budget_micro_usd_per_month, 0, p.month_left_s, worst_cost});
+      names.push_back("monthly spend in micro-USD");
+    }
+  }
+  const size_t n_spend = asks.size() - n_token;
+  if (l->model_requests_per_min) {
+    asks.push_back(bucket(t + "mrpm", *l->model_requests_per_min, 1));
+    names.push_back("model requests per minute");
+  }
+  if (l->per_key.requests_per_min && !key_id.empty()) {
+    asks.push_back(bucket(t + "k:" + key_id + ":rpm", *l->per_key.requests_per_min, 1));
+    names.push_back("model requests per minute for this key");
+  }
+  if (pm != l->per_model.end() && pm->second.requests_per_min) {
+    asks.push_back(bucket(t + "m:" + model + ":rpm", *pm->second.requests_per_min, 1));
+    names.push_back("requests per minute for model " + model);
+  }
+  if (options_.upstream_key_requests_per_min && !upstream.empty()) {
+    asks.push_back(bucket(t + "u:" + upstream + ":rpm", *options_.upstream_key_requests_per_min, 1));
+    names.push_back("requests per minute on the upstream provider key");
+  }
+  auto a = co_await decide(std::move(asks), std::move(names), true, n_token, n_spend);
+  if (a) {
+    a->reserved_tokens = tokens;
+    a->reserved_cost = worst_cost;
+  }
+  co_return a;
+}
+
+void Limits::settle(asio::any_io_executor ex, const Admission& a, int64_t tokens, int64_t cost) {
+  std::vector<Ask> deltas;
+  for (Ask ask : a.token_asks) {
+    ask.cost = tokens - a.reserved_tokens;
+    if (ask.cost != 0) deltas.push_back(std::move(ask));
+  }
+  for (Ask ask : a.spend_asks) {
+    ask.cost = cost - a.reserved_cost;
+    if (ask.cost != 0) deltas.push_back(std::move(ask));
+  }
+  if (deltas.empty()) return;
+  asio::co_spawn(
+      ex,
+      [this, ex, deltas = std::move(deltas)]() mutable -> asio::awaitable<void> {
+        auto st = co_await backend_->adjust(ex, std::move(deltas));
+        if (!st) decisions("settle_failed").inc();
+      },
+      asio::detached);
+}
+
+store::Task<std::string> Limits::status_json(store::Pool& pool, const TenantId& tenant) {
+  AP_CO_ASSIGN_OR_RETURN(auto l, co_await of(pool, tenant));
+  const std::string t = tag(tenant);
+  std::vector<Ask> asks;
+  std::vector<std::string> names;
+  auto add = [&](const std::optional<int64_t>& v, Ask ask, const char* name) {
+    if (!v) return;
+    ask.cost = 0;  // read only: a zero-cost take passes and reports what is left
+    asks.push_back(std::move(ask));
+    names.push_back(name);
+  };
+  const Periods p = periods(l->time_zone);
+  add(l->api_requests_per_min, bucket(t + "api", l->api_requests_per_min.value_or(0), 0), "api_requests_per_min");
+  add(l->model_requests_per_min, bucket(t + "mrpm", l->model_requests_per_min.value_or(0), 0), "model_requests_per_min");
+  add(l->model_tokens_per_min, bucket(t + "mtpm", l->model_tokens_per_min.value_or(0), 0), "model_tokens_per_min");
+  add(l->budget_micro_usd_per_day,
+      Ask{Ask::Kind::kCounter, t + "spend:d:" + p.day, l->budget_micro_usd_per_day.value_or(0), 0, p.day_left_s, 0},
+      "budget_micro_usd_per_day");
+  add(l->budget_micro_usd_per_month,
+      Ask{Ask::Kind::kCounter, t + "spend:m:" + p.month, l->budget_micro_usd_per_month.value_or(0), 0, p.month_left_s, 0},
+      "budget_micro_usd_per_month");
+  Json usage = Json::object();
+  if (!asks.empty()) {
+    auto ex = co_await asio::this_coro::executor;
+    auto d = co_await backend_->acquire(ex, asks);
+    if (d) {
+      for (size_t i = 0; i < names.size(); ++i) {
+        const auto& v = d->verdicts[i];
+        usage[names[i]] = {{"limit", v.limit}, {"remaining", v.remaining}, {"used", v.limit - v.remaining},
+                           {"reset_seconds", std::ceil(v.reset_s)}};
+      }
+    }
+  }
+  Json out = {{"limits", Json::parse(l->to_json())}, {"usage", usage}, {"backend", backend_->name()}};
+  co_return out.dump();
+}
+
+}  // namespace ap::ratelimit

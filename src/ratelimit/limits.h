@@ -1,0 +1,105 @@
+// Tenants' limits: what the operator set (PUT /v1/tenants/{id}/limits, table tenant_limits), the
+// deployment's defaults, and the decisions made with them on a Backend.
+// Limits (all optional; absent = unlimited):
+//   api_requests_per_min, model_requests_per_min, model_tokens_per_min,
+//   budget_micro_usd_per_day, budget_micro_usd_per_month,
+//   per_key: {requests_per_min, tokens_per_min}            (each API key of the tenant)
+//   per_model: {"<model>": {requests_per_min, tokens_per_min}}
+//   time_zone: IANA name for "day" and "month" (default UTC)
+// plus, set by the deployment for every tenant's upstream calls, per upstream provider key.
+// Model calls reserve the worst case at admission (an upper bound of the prompt's tokens plus
+// max_tokens; for budgets that many tokens at the model's price) and settle the real counts after.
+// If the backend is down the configured fail-open / fail-closed choice decides, logged and counted
+// (agentplane_ratelimit_degraded_total). Thread-safe.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/ids.h"
+#include "ratelimit/limiter.h"
+#include "store/pool.h"
+
+namespace ap::ratelimit {
+
+struct Rate {
+  std::optional<int64_t> requests_per_min, tokens_per_min;
+};
+
+struct TenantLimits {
+  std::optional<int64_t> api_requests_per_min, model_requests_per_min, model_tokens_per_min;
+  std::optional<int64_t> budget_micro_usd_per_day, budget_micro_usd_per_month;
+  Rate per_key;
+  std::map<std::string, Rate> per_model;
+  std::string time_zone = "UTC";
+
+  // Validates an operator's JSON (unknown fields, negative numbers, unknown zone: InvalidArgument).
+  static Result<TenantLimits> parse(const std::string& json);
+  std::string to_json() const;
+};
+
+// The outcome of an admission, and what settle() needs to correct it.
+struct Admission {
+  bool allowed = true;
+  bool budget = false;        // refused by a budget (else by a rate)
+  std::string message;        // why not, naming the limit
+  double retry_after_s = 0;
+  // RateLimit-Limit/Remaining/Reset of the tightest limit; OpenAI's x-ratelimit-* for models.
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<Ask> token_asks;  // reserved tokens (to correct)
+  std::vector<Ask> spend_asks;  // reserved micro-USD
+  int64_t reserved_tokens = 0, reserved_cost = 0;
+};
+
+class Limits {
+ public:
+  struct Options {
+    TenantLimits defaults;          // for tenants without their own row
+    bool fail_open = true;          // backend down: allow (true) or refuse (false)
+    std::chrono::milliseconds cache_ttl{5000};
+    std::optional<int64_t> upstream_key_requests_per_min;  // per upstream credential, all tenants
+  };
+  Limits(std::unique_ptr<Backend> backend, Options options);
+  ~Limits();
+
+  // The tenant's effective limits (cached for cache_ttl).
+  store::Task<std::shared_ptr<const TenantLimits>> of(store::Pool& pool, const TenantId& tenant);
+  store::Task<void> set(store::Pool& pool, const TenantId& tenant, const TenantLimits& limits);
+  // The operator's row, or null when the defaults apply.
+  store::Task<std::string> get_json(store::Pool& pool, const TenantId& tenant);
+  // Limits with current usage per limit (GET /v1/limits).
+  store::Task<std::string> status_json(store::Pool& pool, const TenantId& tenant);
+
+  // One API request of the tenant (and key).
+  store::Task<Admission> admit_request(store::Pool& pool, const TenantId& tenant, const std::string& key_id);
+  // A model call: `tokens` an upper bound of prompt + completion tokens, `worst_cost` its price.
+  // `upstream` names the upstream credential (tenant/credential) for the per-upstream-key limit.
+  store::Task<Admission> admit_model(store::Pool& pool, const TenantId& tenant, const std::string& key_id,
+                                     const std::string& model, int64_t tokens, int64_t worst_cost,
+                                     const std::string& upstream);
+  // Corrects a model admission with the real counts (runs detached on `ex`).
+  void settle(boost::asio::any_io_executor ex, const Admission& a, int64_t tokens, int64_t cost);
+
+  Backend& backend() { return *backend_; }
+  const Options& options() const { return options_; }
+
+ private:
+  store::Task<Admission> decide(std::vector<Ask> asks, std::vector<std::string> names, bool model, size_t n_token,
+                                size_t n_spend);
+  std::unique_ptr<Backend> backend_;
+  Options options_;
+  std::mutex mu_;
+  struct Cached {
+    std::shared_ptr<const TenantLimits> limits;
+    std::chrono::steady_clock::time_point at;
+  };
+  std::unordered_map<std::string, Cached> cache_;
+};
+
+}  // namespace ap::ratelimit

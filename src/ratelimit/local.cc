@@ -1,0 +1,116 @@
+// The in-process backend: one mutex-guarded map of buckets and counters.
+#include <chrono>
+#include <cmath>
+#include <mutex>
+#include <unordered_map>
+
+#include "ratelimit/limiter.h"
+
+namespace ap::ratelimit {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+class LocalBackend final : public Backend {
+ public:
+  boost::asio::awaitable<Result<Decision>> acquire(boost::asio::any_io_executor, std::vector<Ask> asks) override {
+    co_return decide(asks);
+  }
+
+  boost::asio::awaitable<Status> adjust(boost::asio::any_io_executor, std::vector<Ask> deltas) override {
+    std::lock_guard lock(mu_);
+    const auto now = steady::now();
+    for (const auto& a : deltas) {
+      auto& e = entry(a, now);
+      if (a.kind == Ask::Kind::kBucket) e.value = std::min<double>(static_cast<double>(a.limit), e.value - static_cast<double>(a.cost));
+      else e.value += static_cast<double>(a.cost);
+    }
+    co_return Status{};
+  }
+
+  std::string name() const override { return "local"; }
+
+ private:
+  struct Entry {
+    double value = 0;  // bucket: tokens left; counter: used
+    steady::time_point at{};       // bucket: last refill
+    steady::time_point expires{};  // counter: period end (+ slack)
+  };
+
+  // The entry brought up to `now` (refilled, or a new period).
+  Entry& entry(const Ask& a, steady::time_point now) {
+    auto [it, fresh] = m_.try_emplace(a.key);
+    Entry& e = it->second;
+    if (a.kind == Ask::Kind::kBucket) {
+      if (fresh) {
+        e.value = static_cast<double>(a.limit);
+      } else {
+        double dt = std::chrono::duration<double>(now - e.at).count();
+        e.value = std::min(static_cast<double>(a.limit), e.value + dt * a.per_second);
+      }
+      e.at = now;
+    } else if (fresh || now >= e.expires) {
+      e.value = 0;
+      e.expires = now + std::chrono::seconds(a.ttl_s + 3600);
+    }
+    return e;
+  }
+
+  Decision decide(const std::vector<Ask>& asks) {
+    std::lock_guard lock(mu_);
+    const auto now = steady::now();
+    if (++ops_ % 65536 == 0) sweep(now);
+    Decision d;
+    std::vector<Entry*> entries;
+    for (size_t i = 0; i < asks.size(); ++i) {
+      const Ask& a = asks[i];
+      Entry& e = entry(a, now);
+      entries.push_back(&e);
+      const double cost = static_cast<double>(a.cost);
+      if (a.kind == Ask::Kind::kBucket ? e.value < cost : e.value + cost > static_cast<double>(a.limit)) {
+        if (d.allowed) d.denied_index = static_cast<int>(i);
+        d.allowed = false;
+        double wait = a.kind == Ask::Kind::kBucket
+                          ? (a.cost > a.limit || a.per_second <= 0 ? -1 : (cost - e.value) / a.per_second)
+                          : static_cast<double>(a.ttl_s);
+        if (wait < 0 || d.retry_after_s < 0) d.retry_after_s = -1;
+        else d.retry_after_s = std::max(d.retry_after_s, wait);
+      }
+    }
+    for (size_t i = 0; i < asks.size(); ++i) {
+      const Ask& a = asks[i];
+      Entry& e = *entries[i];
+      if (d.allowed) e.value += a.kind == Ask::Kind::kBucket ? -static_cast<double>(a.cost) : static_cast<double>(a.cost);
+      Verdict v;
+      v.limit = a.limit;
+      if (a.kind == Ask::Kind::kBucket) {
+        v.remaining = static_cast<int64_t>(std::floor(std::max(e.value, 0.0)));
+        v.reset_s = a.per_second > 0 ? (static_cast<double>(a.limit) - e.value) / a.per_second : 0;
+      } else {
+        v.remaining = std::max<int64_t>(a.limit - static_cast<int64_t>(e.value), 0);
+        v.reset_s = static_cast<double>(a.ttl_s);
+      }
+      d.verdicts.push_back(v);
+    }
+    return d;
+  }
+
+  // Forgets full buckets and ended periods (they read the same as absent ones).
+  void sweep(steady::time_point now) {
+    for (auto it = m_.begin(); it != m_.end();) {
+      const Entry& e = it->second;
+      bool idle = e.expires != steady::time_point{} ? now >= e.expires : now - e.at > std::chrono::hours(1);
+      it = idle ? m_.erase(it) : std::next(it);
+    }
+  }
+
+  std::mutex mu_;
+  std::unordered_map<std::string, Entry> m_;
+  uint64_t ops_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_local_backend() { return std::make_unique<LocalBackend>(); }
+
+}  // namespace ap::ratelimit

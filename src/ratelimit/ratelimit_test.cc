@@ -1,0 +1,218 @@
+// The same decisions on both backends: the local one, and Redis (a real redis-server that this test
+// starts on a free loopback port and stops).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_future.hpp>
+#include <filesystem>
+#include <thread>
+
+#include "ratelimit/limiter.h"
+#include "ratelimit/limits.h"
+
+namespace ap::ratelimit {
+namespace {
+namespace asio = boost::asio;
+
+class RedisServer {
+ public:
+  RedisServer() {
+    if (access("/usr/bin/redis-server", X_OK) != 0) return;
+    asio::io_context ioc;
+    asio::ip::tcp::acceptor a(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+    port_ = a.local_endpoint().port();
+    a.close();
+    dir_ = std::filesystem::temp_directory_path() / ("ap-redis-" + std::to_string(getpid()));
+    std::filesystem::create_directories(dir_);
+    pid_ = fork();
+    if (pid_ == 0) {
+      std::string port = std::to_string(port_);
+      execl("/usr/bin/redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port.c_str(), "--save", "",
+            "--appendonly", "no", "--dir", dir_.c_str(), "--logfile", "", "--daemonize", "no", nullptr);
+      _exit(127);
+    }
+    for (int i = 0; i < 200; ++i) {  // until it accepts connections
+      asio::ip::tcp::socket s(ioc);
+      boost::system::error_code ec;
+      s.connect({asio::ip::make_address("127.0.0.1"), port_}, ec);
+      if (!ec) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  ~RedisServer() { stop(); }
+  void stop() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+      pid_ = -1;
+      std::error_code ec;
+      std::filesystem::remove_all(dir_, ec);
+    }
+  }
+  bool up() const { return pid_ > 0; }
+  uint16_t port() const { return port_; }
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::filesystem::path dir_;
+};
+
+RedisServer& redis() {
+  static RedisServer r;
+  return r;
+}
+
+template <class T>
+T run(asio::io_context& ioc, asio::awaitable<T> a) {
+  // Runs until the result is in (a Redis connection's reader keeps the context busy for good).
+  auto f = asio::co_spawn(ioc, std::move(a), asio::use_future);
+  ioc.restart();
+  while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) ioc.run_one();
+  return f.get();
+}
+
+class Backends : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "local") {
+      backend_ = make_local_backend();
+    } else {
+      ASSERT_TRUE(redis().up()) << "redis-server is required (scripts/install-deps.sh installs it)";
+      RedisOptions o;
+      o.port = std::to_string(redis().port());
+      o.timeout = std::chrono::milliseconds(2000);
+      backend_ = make_redis_backend(o);
+    }
+    prefix_ = "{t:" + std::to_string(getpid()) + "-" + std::to_string(counter_++) + "}:";
+  }
+  Result<Decision> acquire(std::vector<Ask> asks) { return run(ioc_, backend_->acquire(ioc_.get_executor(), std::move(asks))); }
+  Status adjust(std::vector<Ask> asks) { return run(ioc_, backend_->adjust(ioc_.get_executor(), std::move(asks))); }
+  Ask bucket(const std::string& k, int64_t limit, double per_s, int64_t cost) {
+    return Ask{Ask::Kind::kBucket, prefix_ + k, limit, per_s, 0, cost};
+  }
+  Ask counter(const std::string& k, int64_t limit, int64_t cost) { return Ask{Ask::Kind::kCounter, prefix_ + k, limit, 0, 3600, cost}; }
+
+  asio::io_context ioc_;
+  std::unique_ptr<Backend> backend_;
+  std::string prefix_;
+  static inline int counter_ = 0;
+};
+
+TEST_P(Backends, BucketAllowsItsCapacityThenRefusesWithRetryAfter) {
+  for (int i = 0; i < 5; ++i) {
+    auto d = acquire({bucket("b", 5, 0.5, 1)});
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_TRUE(d->allowed) << i;
+    EXPECT_EQ(d->verdicts[0].remaining, 4 - i);
+  }
+  auto d = acquire({bucket("b", 5, 0.5, 1)});
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->allowed);
+  EXPECT_EQ(d->denied_index, 0);
+  EXPECT_GT(d->retry_after_s, 1.0);  // one token at 0.5/s: about 2 s
+  EXPECT_LE(d->retry_after_s, 2.01);
+  auto never = acquire({bucket("b", 5, 0.5, 6)});  // more than the capacity: never
+  ASSERT_TRUE(never);
+  EXPECT_FALSE(never->allowed);
+  EXPECT_LT(never->retry_after_s, 0);
+}
+
+TEST_P(Backends, AllOrNothingAcrossAsks) {
+  ASSERT_TRUE(acquire({counter("spend", 100, 90)})->allowed);
+  // The bucket has room but the counter does not: neither is taken.
+  auto d = acquire({bucket("rpm", 10, 1, 1), counter("spend", 100, 20)});
+  ASSERT_TRUE(d);
+  EXPECT_FALSE(d->allowed);
+  EXPECT_EQ(d->denied_index, 1);
+  auto peek = acquire({bucket("rpm", 10, 1, 0), counter("spend", 100, 0)});
+  ASSERT_TRUE(peek);
+  EXPECT_EQ(peek->verdicts[0].remaining, 10);
+  EXPECT_EQ(peek->verdicts[1].remaining, 10);
+  EXPECT_TRUE(acquire({bucket("rpm", 10, 1, 1), counter("spend", 100, 10)})->allowed);
+}
+
+TEST_P(Backends, AdjustSettlesReservations) {
+  ASSERT_TRUE(acquire({bucket("tpm", 1000, 1, 800), counter("spend", 1000, 700)})->allowed);
+  ASSERT_TRUE(adjust({bucket("tpm", 1000, 1, -600), counter("spend", 1000, -650)}));  // used 200 tokens, 50 micro-USD
+  auto d = acquire({bucket("tpm", 1000, 1, 0), counter("spend", 1000, 0)});
+  ASSERT_TRUE(d);
+  EXPECT_GE(d->verdicts[0].remaining, 800);
+  EXPECT_LE(d->verdicts[0].remaining, 802);
+  EXPECT_EQ(d->verdicts[1].remaining, 950);
+}
+
+TEST_P(Backends, ExactUnderConcurrency) {
+  // 4 threads, each its own executor (and, for Redis, its own connection), 100 tries each against
+  // a limit of 150 that does not refill during the test: exactly 150 pass.
+  std::atomic<int> allowed{0};
+  std::vector<std::thread> threads;
+  const Ask ask = bucket("shared", 150, 1e-6, 1);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      asio::io_context ioc;
+      auto f = asio::co_spawn(
+          ioc,
+          [&]() -> asio::awaitable<void> {
+            for (int i = 0; i < 100; ++i) {
+              std::vector<Ask> asks{ask};
+              auto d = co_await backend_->acquire(ioc.get_executor(), std::move(asks));
+              if (d && d->allowed) ++allowed;
+            }
+          },
+          asio::use_future);
+      while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) ioc.run_one();
+      f.get();
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(allowed.load(), 150);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ratelimit, Backends, ::testing::Values("local", "redis"));
+
+TEST(Redis, UnreachableIsAnErrorNotAHang) {
+  RedisOptions o;
+  o.port = "1";
+  o.timeout = std::chrono::milliseconds(200);
+  auto b = make_redis_backend(o);
+  asio::io_context ioc;
+  std::vector<Ask> asks{Ask{Ask::Kind::kBucket, "{t:x}:a", 1, 1, 0, 1}};
+  auto d = run(ioc, b->acquire(ioc.get_executor(), std::move(asks)));
+  EXPECT_FALSE(d);
+  EXPECT_EQ(d.error().code, Code::kUnavailable);
+}
+
+TEST(Redis, ParsesUrls) {
+  auto o = parse_redis_url("redis://:secret@10.0.0.5:6380/2");
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->host, "10.0.0.5");
+  EXPECT_EQ(o->port, "6380");
+  EXPECT_EQ(o->password, "secret");
+  EXPECT_EQ(o->db, 2);
+  EXPECT_FALSE(parse_redis_url("http://x"));
+  EXPECT_EQ(parse_redis_url("redis://localhost")->port, "6379");
+}
+
+TEST(TenantLimits, ParsesAndRejects) {
+  auto l = TenantLimits::parse(R"({"model_requests_per_min": 60, "budget_micro_usd_per_day": 5000000,
+      "per_key": {"requests_per_min": 10}, "per_model": {"gpt-4o": {"tokens_per_min": 1000}}, "time_zone": "Europe/Paris"})");
+  ASSERT_TRUE(l) << l.error().message;
+  EXPECT_EQ(*l->model_requests_per_min, 60);
+  EXPECT_EQ(*l->per_model.at("gpt-4o").tokens_per_min, 1000);
+  auto round = TenantLimits::parse(l->to_json());
+  ASSERT_TRUE(round);
+  EXPECT_EQ(round->to_json(), l->to_json());
+  EXPECT_FALSE(TenantLimits::parse(R"({"model_requests_per_min": -1})"));
+  EXPECT_FALSE(TenantLimits::parse(R"({"requests": 5})"));
+  EXPECT_FALSE(TenantLimits::parse(R"({"time_zone": "Mars/Olympus"})"));
+  EXPECT_FALSE(TenantLimits::parse(R"({"per_key": {"rpm": 1}})"));
+}
+
+}  // namespace
+}  // namespace ap::ratelimit
