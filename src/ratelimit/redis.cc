@@ -296,6 +296,16 @@ class Connection {
   std::chrono::steady_clock::time_point failed_at_{};
 };
 
+// Connections live in their executor's context (as an Asio service), so they are closed while
+// that context is still alive, whatever the order in which the server and the backend go.
+class ConnectionService : public asio::detail::execution_context_service_base<ConnectionService> {
+ public:
+  explicit ConnectionService(asio::execution_context& ctx)
+      : asio::detail::execution_context_service_base<ConnectionService>(ctx) {}
+  void shutdown() override { conns.clear(); }
+  std::map<const void*, std::unique_ptr<Connection>> conns;  // per backend
+};
+
 class RedisBackend final : public Backend {
  public:
   explicit RedisBackend(RedisOptions o) : o_(std::move(o)) {}
@@ -358,17 +368,15 @@ class RedisBackend final : public Backend {
     co_return r;
   }
 
+  // Only ever called on `ex`'s own thread (one thread per server shard).
   Connection& conn(asio::any_io_executor ex) {
-    std::lock_guard lock(mu_);
-    void* key = &asio::query(ex, asio::execution::context);
-    auto& c = conns_[key];
+    auto& svc = asio::use_service<ConnectionService>(asio::query(ex, asio::execution::context));
+    auto& c = svc.conns[this];
     if (!c) c = std::make_unique<Connection>(ex, o_);
     return *c;
   }
 
   RedisOptions o_;
-  std::mutex mu_;
-  std::map<void*, std::unique_ptr<Connection>> conns_;  // per execution context
 };
 
 }  // namespace

@@ -15,6 +15,9 @@
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <signal.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 
 #include "auth/api_key.h"
 #include "auth/authenticator.h"
@@ -94,7 +97,7 @@ std::string Database::superuser_url() const { return pg_->conninfo("postgres", "
 std::string Database::app_url() const { return pg_->conninfo("agentplane_app", "agentplane"); }
 
 TestServer::TestServer(int threads, std::chrono::seconds touch_interval, std::vector<auth::OidcIssuerConfig> oidc,
-                       std::string role) {
+                       std::string role, std::string redis_url) {
   admin_ = std::string(auth::generate_admin_token().reveal());
   app::ServeConfig c;
   c.database_url = Database::get().app_url();
@@ -106,6 +109,11 @@ TestServer::TestServer(int threads, std::chrono::seconds touch_interval, std::ve
   c.oidc = std::move(oidc);
   c.role = std::move(role);
   c.egress_allow = {"127.0.0.1"};  // the tests' mock providers listen on loopback
+  if (!redis_url.empty()) {
+    c.ratelimit_backend = "redis";
+    c.redis_url = std::move(redis_url);
+    c.ratelimit_fail_open = false;
+  }
   std::string raw(32, '\0');
   random_bytes(reinterpret_cast<uint8_t*>(raw.data()), raw.size());
   master_key_ = base64_encode(raw);
@@ -243,6 +251,44 @@ pid_t spawn_agentplane(std::vector<std::string> args, const std::string& log) {
 
 Run node(std::vector<std::string> args, std::vector<std::string> env) {
   return run_program("node", true, std::move(args), std::move(env), "");
+}
+
+}  // namespace ap::testing
+
+namespace ap::testing {
+
+RedisServer::RedisServer() {
+  if (access("/usr/bin/redis-server", X_OK) != 0) return;
+  {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    port_ = a.local_endpoint().port();
+  }
+  dir_ = (std::filesystem::temp_directory_path() / ("ap-redis-" + std::to_string(getpid()) + "-" + std::to_string(port_))).string();
+  std::filesystem::create_directories(dir_);
+  pid_ = fork();
+  if (pid_ == 0) {
+    const std::string port = std::to_string(port_);
+    execl("/usr/bin/redis-server", "redis-server", "--bind", "127.0.0.1", "--port", port.c_str(), "--save", "",
+          "--appendonly", "no", "--dir", dir_.c_str(), "--logfile", "", "--daemonize", "no", nullptr);
+    _exit(127);
+  }
+  for (int i = 0; i < 250; ++i) {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::socket s(ioc);
+    boost::system::error_code ec;
+    s.connect({boost::asio::ip::make_address("127.0.0.1"), port_}, ec);
+    if (!ec) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+RedisServer::~RedisServer() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  std::error_code ec;
+  std::filesystem::remove_all(dir_, ec);
 }
 
 }  // namespace ap::testing

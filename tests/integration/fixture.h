@@ -40,7 +40,8 @@ class TestServer {
  public:
   // `role`: all (API and worker), api or worker (`serve --role`).
   explicit TestServer(int threads = 2, std::chrono::seconds touch_interval = std::chrono::seconds(30),
-                      std::vector<auth::OidcIssuerConfig> oidc = {}, std::string role = "all");
+                      std::vector<auth::OidcIssuerConfig> oidc = {}, std::string role = "all",
+                      std::string redis_url = "");  // set: limits on that Redis (else in-process)
   ~TestServer();
   std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
   const std::string& admin_token() const { return admin_; }
@@ -66,6 +67,20 @@ class TestServer {
   std::string admin_, master_key_;
   std::unique_ptr<app::Wiring> wiring_;
   std::unique_ptr<gateway::Server> server_;
+};
+
+// A redis-server of the test's own on a free loopback port (no persistence), killed at destruction.
+class RedisServer {
+ public:
+  RedisServer();
+  ~RedisServer();
+  bool up() const { return pid_ > 0; }
+  std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  int pid_ = -1;
+  uint16_t port_ = 0;
+  std::string dir_;
 };
 
 // Evidence for the suite's final secret-leak check (tools/check_leaks.sh, CTest `secret_leaks`):

@@ -56,6 +56,13 @@ const std::vector<std::pair<std::string, std::string>> kTenantTables = {
     {"credentials",
      "INSERT INTO credentials (tenant_id, name, version, kind, key_version, token, created_by) "
      "VALUES ($1, 'c', 1, 'secret', 1, 'gAAAA', 'test')"},
+    {"model_routes",
+     "INSERT INTO model_routes (tenant_id, name, provider, upstream_model) VALUES ($1, 'm', 'openai', 'gpt')"},
+    {"usage_records",
+     "INSERT INTO usage_records (tenant_id, id, created_at, source, model, provider, status) VALUES ($1, "
+     "gen_random_uuid(), now(), 'gateway', 'm', 'openai', 200)"},
+    {"usage_hourly", "INSERT INTO usage_hourly (tenant_id, hour, model) VALUES ($1, date_trunc('hour', now()), 'm')"},
+    {"tenant_limits", "INSERT INTO tenant_limits (tenant_id, limits) VALUES ($1, '{}')"},
 };
 
 std::unique_ptr<store::SyncConn> connect(const std::string& url) {
