@@ -191,6 +191,7 @@ int run_dev(const DevConfig& config) {
   sc.server.threads = config.threads;
   if (config.pool_size) sc.server.pool.max_size = config.pool_size;
   sc.worker_concurrency = config.worker_concurrency;
+  sc.egress_allow = config.egress_allow;
   std::unique_ptr<Wiring> wiring;
   auto server = start_server(sc, wiring);
   if (!server) return fail(server.error());

@@ -34,6 +34,9 @@ int main(int argc, char** argv) {
   dev_cmd->add_option("--listen", dev.listen, "HTTP address")->capture_default_str();
   dev_cmd->add_option("--threads", dev.threads, "Server threads (default: one per core)");
   dev_cmd->add_option("--pool-size", dev.pool_size, "PostgreSQL connections per thread");
+  dev_cmd->add_option("--egress-allow", dev.egress_allow,
+                      "Hosts or networks model calls may reach besides public ones (e.g. 127.0.0.1 for a local model server)")
+      ->delimiter(',');
   dev_cmd->add_option("--worker-concurrency", dev.worker_concurrency, "Runs at once (0: the worker's default)")
       ->check(CLI::NonNegativeNumber);
   dev_cmd->add_option("--log-level", dev.log_level, "debug, info, warn or error")->capture_default_str();
