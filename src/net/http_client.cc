@@ -8,6 +8,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
+#include <array>
 #include <optional>
 #include <unordered_map>
 
@@ -120,6 +121,8 @@ struct ClientResponse::Conn {
   std::optional<http::response_parser<http::buffer_body>> parser;
   clock::time_point idle_since{};
   std::chrono::milliseconds read_timeout{};
+  // Body pieces land here: a buffer in the coroutine frame would make every read() allocate it.
+  std::array<char, 16384> piece{};
 
   beast::tcp_stream& lowest() { return ssl ? beast::get_lowest_layer(*ssl) : *tcp; }
 
@@ -192,7 +195,6 @@ bool ClientResponse::done() const { return !conn_; }
 
 asio::awaitable<Result<std::string>> ClientResponse::read() {
   if (!conn_) co_return std::string();
-  char buf[16384];
   auto finish = [this] {
     auto pool = std::static_pointer_cast<HttpClient::Pool>(pool_.lock());
     if (keep_alive_ && conn_->parser->get().keep_alive() && pool && conn_->buffer.size() == 0)
@@ -207,8 +209,9 @@ asio::awaitable<Result<std::string>> ClientResponse::read() {
       finish();
       co_return std::string();
     }
+    char* buf = conn_->piece.data();
     p.get().body().data = buf;
-    p.get().body().size = sizeof(buf);
+    p.get().body().size = conn_->piece.size();
     auto ec = co_await conn_->read_some();
     if (ec == http::error::need_buffer) ec = {};
     if (ec) {
@@ -216,7 +219,7 @@ asio::awaitable<Result<std::string>> ClientResponse::read() {
       conn_.reset();
       co_return io_error("reading the response from upstream", ec);
     }
-    size_t got = sizeof(buf) - p.get().body().size;
+    size_t got = conn_->piece.size() - p.get().body().size;
     if (got) {
       std::string out(buf, got);
       if (p.is_done()) finish();
