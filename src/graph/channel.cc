@@ -1,6 +1,7 @@
 #include "graph/channel.h"
 
 #include <algorithm>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
 
@@ -45,6 +46,16 @@ struct Incoming {
 Result<Incoming> as_message(const ChannelSpec& spec, Json m) {
   if (m.is_string()) m = Json{{"type", "human"}, {"content", m.get<std::string>()}};
   if (!m.is_object()) return bad_write(spec, "a message must be an object or a string");
+  // OpenAI-style {"role": ...} becomes LangChain's {"type": ...}, as convert_to_messages does.
+  if (auto role = m.find("role"); role != m.end() && !m.contains("type")) {
+    static const std::map<std::string, std::string> kTypes = {
+        {"user", "human"}, {"human", "human"}, {"assistant", "ai"}, {"ai", "ai"},
+        {"system", "system"}, {"developer", "system"}, {"tool", "tool"}, {"function", "function"}};
+    auto t = role->is_string() ? kTypes.find(role->get<std::string>()) : kTypes.end();
+    if (t == kTypes.end()) return bad_write(spec, "unknown message role " + role->dump());
+    m["type"] = t->second;
+    m.erase("role");
+  }
   auto id = m.find("id");
   if (id == m.end() || id->is_null() || (id->is_string() && id->get<std::string>().empty())) {
     m["id"] = new_message_id();

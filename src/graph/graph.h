@@ -78,6 +78,14 @@ struct StreamEvent {
   int step = 0;    // checkpoints: the checkpoint's step; tasks: the step the task runs in
 };
 
+// What the embedding program hands the nodes of one run (for agentplane: the tenant's model and
+// tool access, see graph/nodes). The engine only carries it, into subgraphs too; node kinds that
+// need it downcast to their own type.
+class RunScope {
+ public:
+  virtual ~RunScope() = default;
+};
+
 struct RunOptions {
   std::string thread_id;  // empty: no checkpoints (stateless)
   std::string checkpoint_ns;
@@ -97,6 +105,11 @@ struct RunOptions {
   std::string checkpoint_metadata = "{}";
   // Asked before each superstep: true stops the run (Cancelled), the last checkpoint kept.
   std::function<bool()> should_stop;
+  std::shared_ptr<RunScope> scope;  // for the nodes (NodeContext::scope)
+  // Pieces of a message as a node produces it (model tokens), for the `messages` stream mode:
+  // (node, checkpoint namespace, chunk). Called on the node's thread, so concurrently when a
+  // step's tasks run in parallel. Subgraphs' chunks only with stream_subgraphs.
+  std::function<void(const std::string& node, const std::string& ns, const Json& chunk)> on_message_chunk;
   // Set by the engine for subgraphs: namespace -> checkpoint id of each enclosing graph.
   std::vector<std::pair<std::string, std::string>> parents;
 };

@@ -39,6 +39,7 @@ struct NodeOutput {
 };
 
 class CompiledGraph;
+class RunScope;
 
 class NodeContext {
  public:
@@ -65,6 +66,13 @@ class NodeContext {
   Result<Json> interrupt(Json value);
   // Sends a value to the `custom` stream mode.
   void emit(Json value);
+  // Streams a piece of a message being produced (a model's tokens) to the `messages` mode; the
+  // message itself still has to be written to the state when the node returns.
+  void stream_message_chunk(const Json& chunk);
+  // What the embedding program gave this run (RunOptions::scope); null if nothing.
+  RunScope* scope() const;
+  // The checkpoint namespace of the graph running this node ("" at the root).
+  const std::string& checkpoint_ns() const;
   // True if the graph running this node has a state channel of that name.
   bool has_channel(std::string_view name) const;
 

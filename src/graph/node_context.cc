@@ -12,6 +12,17 @@ bool NodeContext::is_send() const { return f_.is_send; }
 const Json& NodeContext::config() const { return *f_.config; }
 void NodeContext::emit(Json value) { f_.custom.push_back(std::move(value)); }
 
+void NodeContext::stream_message_chunk(const Json& chunk) {
+  if (f_.opts && f_.opts->on_message_chunk) f_.opts->on_message_chunk(*f_.node, f_.opts->checkpoint_ns, chunk);
+}
+
+RunScope* NodeContext::scope() const { return f_.opts ? f_.opts->scope.get() : nullptr; }
+
+const std::string& NodeContext::checkpoint_ns() const {
+  static const std::string kRoot;
+  return f_.opts ? f_.opts->checkpoint_ns : kRoot;
+}
+
 const ValuePtr& NodeContext::channel(std::string_view name) const {
   static const ValuePtr kNone;
   auto c = f_.g->channel(name);
@@ -47,7 +58,10 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
   o.interrupt_before.clear();
   o.interrupt_after.clear();
   o.checkpoint_id.clear();
-  if (!f_.opts->stream_subgraphs) o.on_event = nullptr;
+  if (!f_.opts->stream_subgraphs) {
+    o.on_event = nullptr;
+    o.on_message_chunk = nullptr;
+  }
   const std::string& parent_ns = f_.opts->checkpoint_ns;
   o.checkpoint_ns = (parent_ns.empty() ? "" : parent_ns + "|") + *f_.node + ":" + f_.task_id;
   if (o.on_event) {

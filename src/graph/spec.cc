@@ -73,6 +73,8 @@ Json eval_path(const NodeContext& ctx, std::string_view path, const Json* item) 
   const Json* cur = nullptr;
   if (head == "$item") {
     cur = item;
+  } else if (head == "$config") {
+    cur = &ctx.config();
   } else {
     const auto& v = ctx.channel(head);
     if (!v) return Json();
@@ -190,6 +192,7 @@ void NodeSpecContext::check_path(const Json& path, bool item_ok) const {
   if (!t) return problem("malformed path '" + path.get<std::string>() + "'");
   const auto& head = std::get<std::string>((*t)[0]);
   if (head == "$item" && item_ok) return;
+  if (head == "$config") return;  // the run's configuration: known only at run time
   if (!channels.count(head)) problem("path '" + path.get<std::string>() + "' names unknown channel '" + head + "'");
 }
 

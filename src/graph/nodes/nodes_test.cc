@@ -1,0 +1,259 @@
+#include <gtest/gtest.h>
+
+#include <mutex>
+
+#include "graph/nodes/kinds.h"
+#include "graph/nodes/messages.h"
+#include "graph/nodes/run_services.h"
+#include "graph/nodes/tools.h"
+
+namespace ap::graph::nodes {
+namespace {
+
+// The platform, for tests: the scripted model (its reply streamed word by word) and canned
+// HTTP answers; records what was asked.
+class FakeServices : public RunServices {
+ public:
+  explicit FakeServices(Json script) : script_(std::move(script)) {}
+  Result<llm::ChatResult> chat(const std::string& model, llm::ChatCall call, const llm::OnDelta& on_delta) override {
+    std::lock_guard lock(mu_);
+    models.push_back(model);
+    calls.push_back(call);
+    if (model != "scripted-1") return Error::not_found("no model route '" + model + "'");
+    AP_ASSIGN_OR_RETURN(auto r, llm::scripted_reply(script_, call));
+    const std::string& text = r.message.content;
+    for (size_t i = 0; i < text.size();) {
+      size_t sp = text.find(' ', i);
+      size_t end = sp == std::string::npos ? text.size() : sp + 1;
+      on_delta(std::string_view(text).substr(i, end - i));
+      i = end;
+    }
+    return r;
+  }
+  Result<HttpReply> http(HttpCall call) override {
+    std::lock_guard lock(mu_);
+    http_calls.push_back(call);
+    if (call.url.find("denied") != std::string::npos) return Error::permission_denied("egress policy refuses 10.0.0.1");
+    return HttpReply{call.url.find("missing") != std::string::npos ? 404 : 200, "application/json", R"({"temp": 21})"};
+  }
+  std::mutex mu_;
+  Json script_;
+  std::vector<std::string> models;
+  std::vector<llm::ChatCall> calls;
+  std::vector<HttpCall> http_calls;
+};
+
+const char* kReact = R"({
+  "channels": {"messages": "messages"},
+  "nodes": {
+    "agent": {"kind": "llm", "model": {"from": "$config.configurable.model"},
+              "system": "You are terse.", "tools": {"from": "$config.configurable.tools"}},
+    "tools": {"kind": "tools", "tools": {"from": "$config.configurable.tools"}},
+    "route": {"kind": "router",
+              "cases": [{"when": {"path": "messages[-1].tool_calls", "op": "empty"}, "goto": "__end__"}],
+              "default": "tools"}},
+  "edges": [["__start__", "agent"], ["agent", "route"], ["tools", "agent"]]})";
+
+std::shared_ptr<const CompiledGraph> compile(const std::string& text) {
+  auto c = compile_spec(Json::parse(text), all_kinds());
+  EXPECT_TRUE(c) << c.error().message;
+  return c ? *c : nullptr;
+}
+
+TEST(AgentNodes, ReactLoopCallsAToolThenAnswersAndStreamsTokens) {
+  auto g = compile(kReact);
+  ASSERT_TRUE(g);
+  auto svc = std::make_shared<FakeServices>(Json::parse(R"([
+    {"content": "", "tool_calls": [{"name": "calculator", "args": {"expression": "(2 + 5) * 2"}, "id": "call_1"}]},
+    "The answer is {{last}}."])"));
+  RunOptions o;
+  o.scope = svc;
+  o.config = {{"configurable", {{"model", "scripted-1"}, {"tools", Json::array({"calculator"})}}}};
+  std::vector<std::pair<std::string, Json>> chunks;
+  o.on_message_chunk = [&](const std::string& node, const std::string& ns, const Json& chunk) {
+    EXPECT_EQ(ns, "");
+    chunks.emplace_back(node, chunk);
+  };
+  auto r = g->invoke(Input::of({{"messages", Json::array({Json{{"role", "user"}, {"content", "what is (2+5)*2?"}}})}}), o);
+  ASSERT_TRUE(r) << r.error().message;
+  const Json& m = r->values["messages"];
+  ASSERT_EQ(m.size(), 4u) << m.dump(2);
+  EXPECT_EQ(m[0]["type"], "human");  // role coerced as LangGraph's add_messages does
+  EXPECT_EQ(m[1]["type"], "ai");
+  EXPECT_EQ(m[1]["tool_calls"][0]["name"], "calculator");
+  EXPECT_EQ(m[1]["tool_calls"][0]["type"], "tool_call");
+  EXPECT_EQ(m[2]["type"], "tool");
+  EXPECT_EQ(m[2]["tool_call_id"], "call_1");
+  EXPECT_EQ(m[2]["content"], "14");
+  EXPECT_EQ(m[2]["status"], "success");
+  EXPECT_EQ(m[3]["content"], "The answer is 14.");
+  EXPECT_GT(m[3]["usage_metadata"]["output_tokens"].get<int>(), 0);
+  EXPECT_EQ(m[3]["response_metadata"]["model_name"], "scripted-1");
+  // The model saw the system prompt, the tools, and the tool's answer the second time.
+  ASSERT_EQ(svc->calls.size(), 2u);
+  EXPECT_EQ(svc->calls[0].messages[0].role, "system");
+  ASSERT_EQ(svc->calls[0].tools.size(), 1u);
+  EXPECT_EQ(svc->calls[0].tools[0].name, "calculator");
+  EXPECT_EQ(svc->calls[1].messages.back().role, "tool");
+  // Tokens were streamed with the id of the message stored afterwards, then the tool call chunk.
+  std::string text;
+  int tool_chunks = 0;
+  for (const auto& [node, c] : chunks) {
+    EXPECT_EQ(node, "agent");
+    EXPECT_EQ(c["type"], "AIMessageChunk");
+    if (c["id"] == m[3]["id"]) text += c["content"].get<std::string>();
+    if (!c["tool_call_chunks"].empty()) {
+      ++tool_chunks;
+      EXPECT_EQ(c["id"], m[1]["id"]);
+      EXPECT_EQ(c["tool_call_chunks"][0]["name"], "calculator");
+    }
+  }
+  EXPECT_EQ(text, "The answer is 14.");
+  EXPECT_EQ(tool_chunks, 1);
+}
+
+TEST(AgentNodes, UnknownToolAndToolErrorsBecomeErrorMessages) {
+  auto g = compile(kReact);
+  auto svc = std::make_shared<FakeServices>(Json::parse(R"([
+    {"content": "", "tool_calls": [{"name": "weather", "args": {}, "id": "a"},
+                                   {"name": "calculator", "args": {"expression": "1/0"}, "id": "b"}]},
+    "sorry"])"));
+  RunOptions o;
+  o.scope = svc;
+  o.config = {{"configurable", {{"model", "scripted-1"}, {"tools", Json::array({"calculator", "current_time"})}}}};
+  auto r = g->invoke(Input::of({{"messages", Json::array({"hi"})}}), o);
+  ASSERT_TRUE(r) << r.error().message;
+  const Json& m = r->values["messages"];
+  ASSERT_EQ(m.size(), 5u);
+  EXPECT_EQ(m[2]["status"], "error");
+  EXPECT_EQ(m[2]["content"], "Error: weather is not a valid tool, try one of [calculator, current_time].");
+  EXPECT_EQ(m[3]["status"], "error");
+  EXPECT_NE(m[3]["content"].get<std::string>().find("division by zero"), std::string::npos);
+  EXPECT_EQ(m[4]["content"], "sorry");
+}
+
+TEST(AgentNodes, ModelErrorsFailTheNodeWithAClearMessage) {
+  auto g = compile(kReact);
+  auto svc = std::make_shared<FakeServices>(Json::array({"x"}));
+  RunOptions o;
+  o.scope = svc;
+  o.config = {{"configurable", {{"model", "gpt-nope"}}}};
+  auto r = g->invoke(Input::of({{"messages", Json::array({"hi"})}}), o);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kNotFound);
+  o.config = Json::object();
+  r = g->invoke(Input::of({{"messages", Json::array({"hi"})}}), o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("config.configurable.model"), std::string::npos) << r.error().message;
+  // Without the platform's services (e.g. compiled by a tool), the node says why it cannot run.
+  RunOptions bare;
+  bare.config = {{"configurable", {{"model", "scripted-1"}}}};
+  r = g->invoke(Input::of({{"messages", Json::array({"hi"})}}), bare);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kFailedPrecondition);
+}
+
+TEST(AgentNodes, PromptTemplatesOverTheState) {
+  auto g = compile(R"({
+    "channels": {"topic": "last_value", "messages": "messages"},
+    "nodes": {"write": {"kind": "llm", "model": "scripted-1", "system": {"template": "Write about {{topic}}."},
+                        "prompt": {"template": "One line on {{topic}}, please."}, "max_tokens": 50}},
+    "edges": [["__start__", "write"], ["write", "__end__"]]})");
+  ASSERT_TRUE(g);
+  auto svc = std::make_shared<FakeServices>(Json::array({"Echo: {{last_user}}"}));
+  RunOptions o;
+  o.scope = svc;
+  auto r = g->invoke(Input::of({{"topic", "otters"}}), o);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(svc->calls.size(), 1u);
+  EXPECT_EQ(svc->calls[0].messages[0].content, "Write about otters.");
+  EXPECT_EQ(svc->calls[0].messages[1].content, "One line on otters, please.");
+  EXPECT_EQ(svc->calls[0].max_tokens, 50);
+  EXPECT_EQ(r->values["messages"][0]["content"], "Echo: One line on otters, please.");
+}
+
+TEST(AgentNodes, SpecProblemsAreListed) {
+  auto c = compile_spec(Json::parse(R"({
+    "channels": {"messages": "messages"},
+    "nodes": {"a": {"kind": "llm", "messages": "msgs", "tools": ["calculator", "teleport", {"name": "w", "http": {"url": "ftp://x"}}],
+                    "max_tokens": 0},
+              "t": {"kind": "tools", "tools": ["code"]}},
+    "edges": [["__start__", "a"], ["a", "t"], ["t", "__end__"]]})"),
+                        all_kinds());
+  ASSERT_FALSE(c);
+  const std::string& m = c.error().message;
+  for (const char* want : {"'model'", "unknown channel 'msgs'", "unknown built-in tool 'teleport'", "http.url",
+                           "max_tokens", "code tool needs the sandbox"})
+    EXPECT_NE(m.find(want), std::string::npos) << want << " in " << m;
+}
+
+TEST(Tools, Calculator) {
+  EXPECT_EQ(*calculate("1 + 2 * 3"), 7);
+  EXPECT_EQ(*calculate("(1 + 2) * 3"), 9);
+  EXPECT_EQ(*calculate("2 ^ 3 ^ 2"), 512);
+  EXPECT_EQ(*calculate("-2 ** 2"), -4);
+  EXPECT_EQ(*calculate("2 ** -1"), 0.5);
+  EXPECT_EQ(*calculate("10 % 4 + sqrt(16) + max(1, 7, 3) + abs(-2)"), 15);
+  EXPECT_NEAR(*calculate("2 * pi"), 6.283185307, 1e-9);
+  EXPECT_EQ(*calculate("1.5e3 / 3"), 500);
+  for (const char* bad : {"", "1 +", "(1", "1 / 0", "foo(1)", "2 $ 3", "sqrt(1, 2)", "1e999"})
+    EXPECT_FALSE(calculate(bad)) << bad;
+  EXPECT_FALSE(calculate(std::string(300, '(') + "1" + std::string(300, ')')));  // depth bound
+}
+
+TEST(Tools, HttpToolsFillTheUrlAndNameTheCredential) {
+  auto tools = parse_tools(Json::parse(R"([{"name": "weather", "description": "weather of a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "units": {"type": "string"}}},
+    "http": {"method": "GET", "url": "https://api.example.test/v1/weather/{city}",
+             "headers": {"accept": "application/json"},
+             "credential": {"name": "weather-key", "header": "x-api-key"}}}])"));
+  ASSERT_TRUE(tools) << tools.error().message;
+  FakeServices svc(Json::array());
+  auto o = run_tool((*tools)[0], {{"city", "São Paulo"}, {"units", "metric"}}, &svc);
+  EXPECT_FALSE(o.error) << o.content;
+  EXPECT_EQ(o.content, R"({"temp": 21})");
+  ASSERT_EQ(svc.http_calls.size(), 1u);
+  EXPECT_EQ(svc.http_calls[0].url, "https://api.example.test/v1/weather/S%C3%A3o%20Paulo?units=metric");
+  EXPECT_EQ(svc.http_calls[0].credential, "weather-key");
+  EXPECT_EQ(svc.http_calls[0].credential_header, "x-api-key");
+  EXPECT_EQ(svc.http_calls[0].credential_prefix, "");
+  // Errors go back to the model as text.
+  auto missing = run_tool((*tools)[0], Json::object(), &svc);
+  EXPECT_TRUE(missing.error);
+  EXPECT_EQ(missing.content, "Error: missing argument 'city'");
+  auto t2 = parse_tools(Json::parse(R"([{"name": "p", "http": {"method": "POST", "url": "http://denied.test/x"}},
+                                        {"name": "q", "http": {"url": "http://h.test/missing"}}])"));
+  ASSERT_TRUE(t2);
+  auto denied = run_tool((*t2)[0], {{"a", 1}}, &svc);
+  EXPECT_TRUE(denied.error);
+  EXPECT_NE(denied.content.find("egress policy"), std::string::npos);
+  EXPECT_EQ(svc.http_calls.back().body, R"({"a":1})");
+  auto notfound = run_tool((*t2)[1], Json::object(), &svc);
+  EXPECT_TRUE(notfound.error);
+  EXPECT_EQ(notfound.content.rfind("Error: HTTP 404", 0), 0u);
+}
+
+TEST(Tools, CurrentTime) {
+  auto tools = parse_tools(Json::array({"current_time"}));
+  ASSERT_TRUE(tools);
+  auto ok = run_tool((*tools)[0], {{"timezone", "Asia/Kolkata"}}, nullptr);
+  EXPECT_FALSE(ok.error);
+  EXPECT_NE(ok.content.find("+05:30"), std::string::npos) << ok.content;
+  auto bad = run_tool((*tools)[0], {{"timezone", "Mars/Olympus"}}, nullptr);
+  EXPECT_TRUE(bad.error);
+}
+
+TEST(Messages, Conversions) {
+  auto m = to_chat_message(Json::parse(R"({"type": "ai", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"x\": 1}"}}]})"));
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->role, "assistant");
+  EXPECT_EQ(m->content, "ab");
+  ASSERT_EQ(m->tool_calls.size(), 1u);
+  EXPECT_EQ(m->tool_calls[0].args["x"], 1);
+  EXPECT_FALSE(to_chat_message(Json{{"type", "tool"}, {"content", "x"}}));  // no tool_call_id
+  EXPECT_FALSE(to_chat_message(Json{{"type", "banana"}}));
+}
+
+}  // namespace
+}  // namespace ap::graph::nodes
