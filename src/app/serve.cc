@@ -11,6 +11,7 @@
 #include "control/plane.h"
 #include "control/run_relay.h"
 #include "exec/worker/worker.h"
+#include "graph/nodes/kinds.h"
 #include "graph/postgres/postgres_saver.h"
 #include "graph/spec.h"
 #include "llm/models.h"
@@ -59,8 +60,8 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
   if (!c.oidc.empty()) ao.oidc = std::make_shared<auth::OidcVerifier>(c.oidc);
   w->authn = std::make_unique<auth::Authenticator>(Clock::system(), std::move(ao));
   w->audit_retention_days = c.audit_retention_days;
-  // The agent API: graphs compile against the built-in node kinds; checkpoints in PostgreSQL.
-  w->kinds = std::make_unique<graph::NodeKinds>(graph::NodeKinds::builtin());
+  // The agent API: graphs compile against the built-in and agent node kinds; checkpoints in PostgreSQL.
+  w->kinds = std::make_unique<graph::NodeKinds>(graph::nodes::all_kinds());
   w->checkpoints = graph::PostgresCheckpoints::open(c.database_url);
   auto cps = w->checkpoints;
   control::SaverFor savers = [cps](const TenantId& t) { return cps->for_tenant(t); };
@@ -101,6 +102,7 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
     wo.lease = std::chrono::milliseconds(c.worker_lease_ms);
     wo.renew_every = std::chrono::milliseconds(std::max(100, c.worker_lease_ms / 5));
     wo.max_attempts = c.worker_max_attempts;
+    wo.models = {w->models.get(), w->credentials.get()};
     w->worker = std::make_unique<exec::Worker>(wo, w->agents->graphs, w->agents->hub, savers, w->audit.get());
   }
   return w;

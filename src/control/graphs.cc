@@ -45,13 +45,17 @@ const std::unordered_map<std::string, Json>& Graphs::builtins() {
            "messages": {"object": {"type": "ai", "content": {"template": "echo: {{messages[-1].content}}"}}},
            "turns": {"increment": "turns"}}}},
          "edges": [["__start__", "reply"], ["reply", "__end__"]]})")},
-      // The ReAct tool-calling agent: a model node and a tools node in a loop.
+      // The ReAct tool-calling agent: a model node and a tools node in a loop. The assistant's
+      // config names the model route, the tools and the system prompt (configurable.model,
+      // configurable.tools, configurable.system_prompt).
       {"builtin.react_agent",
        Json::parse(R"({
          "channels": {"messages": "messages"},
          "nodes": {
-           "agent": {"kind": "llm", "model": {"from": "$config.model"}, "tools": {"from": "$config.tools"}},
-           "tools": {"kind": "tools"},
+           "agent": {"kind": "llm", "model": {"from": "$config.configurable.model"},
+                     "system": {"from": "$config.configurable.system_prompt"},
+                     "tools": {"from": "$config.configurable.tools"}},
+           "tools": {"kind": "tools", "tools": {"from": "$config.configurable.tools"}},
            "route": {"kind": "router",
                      "cases": [{"when": {"path": "messages[-1].tool_calls", "op": "empty"}, "goto": "__end__"}],
                      "default": "tools"}},

@@ -75,6 +75,7 @@ struct ChatResult {
 int64_t estimate_tokens(std::string_view text);
 int64_t upper_bound_tokens(std::string_view text);
 int64_t estimate_prompt_tokens(const ChatCall& call);
+int64_t upper_bound_prompt_tokens(const ChatCall& call);  // for admission: never under
 
 using OnDelta = std::function<void(std::string_view text)>;
 

@@ -11,6 +11,17 @@ int64_t estimate_tokens(std::string_view text) {
 
 int64_t upper_bound_tokens(std::string_view text) { return static_cast<int64_t>(text.size()); }
 
+int64_t upper_bound_prompt_tokens(const ChatCall& call) {
+  int64_t n = 16;
+  for (const auto& m : call.messages) {
+    n += 8 + upper_bound_tokens(m.content);
+    for (const auto& tc : m.tool_calls) n += upper_bound_tokens(tc.name) + upper_bound_tokens(tc.args.dump());
+  }
+  for (const auto& t : call.tools)
+    n += upper_bound_tokens(t.name) + upper_bound_tokens(t.description) + upper_bound_tokens(t.parameters.dump());
+  return n;
+}
+
 int64_t estimate_prompt_tokens(const ChatCall& call) {
   int64_t n = 3;  // reply priming
   for (const auto& m : call.messages) {

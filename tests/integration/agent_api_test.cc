@@ -65,10 +65,10 @@ TEST_F(AgentApi, GraphsAreValidatedAndBuiltInsReserved) {
   // Tenant B sees the built-ins, not A's graphs.
   EXPECT_EQ(server->call("GET", "/v1/graphs/linear", b->key).status, 404);
   EXPECT_EQ(server->call("GET", "/v1/graphs/builtin.echo", b->key).status, 200);
-  // The ReAct template needs the model node kinds of a later issue: it says which are missing.
-  auto react = server->call("POST", "/runs/wait", b->key, R"({"assistant_id": "builtin.react_agent", "input": {}})");
+  // The ReAct template needs a model: without one in the assistant's config, the run says so.
+  auto react = server->call("POST", "/runs/wait", b->key, R"({"assistant_id": "builtin.react_agent", "input": {"messages": ["hi"]}})");
   EXPECT_EQ(react.status, 200);
-  EXPECT_NE(react.body.find("llm"), std::string::npos) << react.body;
+  EXPECT_NE(react.body.find("config.configurable.model"), std::string::npos) << react.body;
 }
 
 TEST_F(AgentApi, AssistantsAreVersioned) {

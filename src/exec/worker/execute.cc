@@ -1,6 +1,7 @@
 #include "exec/worker/execute.h"
 
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "control/runs.h"
@@ -86,15 +87,55 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   cp_md["graph_id"] = g.graph_id;
   o.checkpoint_metadata = cp_md.dump();
   o.stream_subgraphs = k.value("subgraphs", false);
+  o.scope = rc.scope;
   auto stop = rc.stop;
   auto stopping = rc.worker_stopping;
   o.should_stop = [stop, stopping] { return stop->load() != 0 || (stopping && stopping->load()); };
+  // messages modes: a model's tokens as they come (on_message_chunk), and the messages a step
+  // added that were not streamed, taken from the state after the step (so they carry the ids
+  // the reducer gave them), attributed to the node that wrote the channel. `messages-tuple`
+  // sends [message or chunk, metadata] as `messages` events; `messages` sends LangGraph's
+  // messages/metadata, messages/partial (the message so far) and messages/complete.
+  const bool tuples = modes.count("messages-tuple") > 0, partials = modes.count("messages") > 0;
+  std::mutex msg_mu;  // chunks come from node threads, values from the engine's thread
   int step = 0;
-  // messages mode: the messages a step added, taken from the state after the step (so they carry
-  // the ids the reducer gave them), attributed to the node that wrote the channel.
   std::map<std::string, size_t> seen;        // message channel -> messages already in the state
   std::map<std::string, std::string> writer;  // message channel -> the node that last wrote it
+  std::map<std::string, Json> streamed;       // message id -> the message so far (from chunks)
   bool first_values = true;
+  auto meta_for = [&](const std::string& node, int at_step, const std::string& ns) {
+    return Json{{"run_id", run_id}, {"thread_id", thread}, {"graph_id", g.graph_id}, {"langgraph_node", node},
+                {"langgraph_step", at_step}, {"langgraph_checkpoint_ns", ns}, {"run_attempt", rc.attempt}};
+  };
+  auto complete = [&](const Json& msg, const Json& meta, const std::string& suffix) {
+    if (tuples) publish("messages" + suffix, Json::array({msg, meta}));
+    if (partials) {
+      publish("messages/metadata" + suffix, Json{{msg.value("id", ""), {{"metadata", meta}}}});
+      publish("messages/complete" + suffix, Json::array({msg}));
+    }
+  };
+  if (messages)
+    o.on_message_chunk = [&](const std::string& node, const std::string& ns, const Json& chunk) {
+      std::lock_guard lock(msg_mu);
+      const std::string suffix = ns.empty() ? "" : "|" + ns;
+      const Json meta = meta_for(node, step, ns);
+      if (tuples) publish("messages" + suffix, Json::array({chunk, meta}));
+      const std::string id = chunk.value("id", "");
+      auto [it, fresh] = streamed.try_emplace(id, chunk);
+      Json& so_far = it->second;
+      if (!fresh) {
+        so_far["content"] = so_far.value("content", "") + chunk.value("content", "");
+        if (!chunk.value("tool_calls", Json::array()).empty()) so_far["tool_calls"] = chunk["tool_calls"];
+        if (!chunk.value("response_metadata", Json::object()).empty()) so_far["response_metadata"] = chunk["response_metadata"];
+      }
+      if (partials) {
+        if (fresh) publish("messages/metadata" + suffix, Json{{id, {{"metadata", meta}}}});
+        Json whole = so_far;
+        whole["type"] = "ai";
+        whole.erase("tool_call_chunks");
+        publish("messages/partial" + suffix, Json::array({whole}));
+      }
+    };
   DebugStreams debug(modes, run_id, cp_md, [&](const std::string& event, const Json& data) { publish(event, data); });
   o.stream_debug = debug.wanted();
   o.on_event = [&](const graph::StreamEvent& e) {
@@ -102,6 +143,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     if (e.mode == "checkpoints" || e.mode == "tasks") {
       debug.on_event(e);
     } else if (e.mode == "values") {
+      std::lock_guard lock(msg_mu);
       ++step;
       if (messages && e.ns.empty() && e.data.is_object()) {
         for (const auto& ch : msg_channels) {
@@ -110,10 +152,9 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
           size_t& n = seen[ch];
           if (!first_values)
             for (size_t k = n; k < it->size(); ++k) {
-              Json meta{{"run_id", run_id}, {"thread_id", thread}, {"graph_id", g.graph_id},
-                        {"langgraph_node", writer[ch]}, {"langgraph_step", step - 1},
-                        {"langgraph_checkpoint_ns", e.ns}, {"run_attempt", rc.attempt}};
-              publish("messages", Json::array({(*it)[k], meta}));
+              const Json& msg = (*it)[k];
+              if (msg.is_object() && streamed.count(msg.value("id", ""))) continue;  // went out as chunks
+              complete(msg, meta_for(writer[ch], step - 1, e.ns), "");
             }
           n = it->size();
         }
@@ -122,6 +163,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
       if (modes.count("values")) publish("values" + suffix, e.data);
     } else if (e.mode == "updates") {
       if (modes.count("updates")) publish("updates" + suffix, e.data);
+      std::lock_guard lock(msg_mu);
       if (e.ns.empty() && e.data.is_object())
         for (const auto& [node, writes] : e.data.items())
           if (writes.is_object())

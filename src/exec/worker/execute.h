@@ -13,6 +13,7 @@
 #include "control/graphs.h"
 #include "control/run_hub.h"
 #include "control/threads.h"
+#include "graph/graph.h"
 
 namespace ap::exec {
 
@@ -30,6 +31,7 @@ struct RunContext {
   std::shared_ptr<std::atomic<int>> stop;  // set by cancel requests and lease loss
   const std::atomic<bool>* worker_stopping = nullptr;
   std::function<void()> on_publish;  // after each event (the worker's event log writer)
+  std::shared_ptr<graph::RunScope> scope;  // for the nodes: the worker's RunServices
 };
 
 struct RunOutcome {
@@ -42,6 +44,7 @@ struct RunOutcome {
   Json error;   // {error, message}
   std::string cancel_action;
   std::vector<std::pair<std::string, Json>> decisions;  // decision-log events (kind, payload)
+  Json cost;  // the run's model calls and their cost (null: none), set by the worker
   static RunOutcome failed(std::string error, std::string message);
 };
 

@@ -21,6 +21,8 @@
 #include "control/runs.h"
 #include "exec/worker/execute.h"
 #include "graph/checkpoint.h"
+#include "llm/models.h"
+#include "llm/upstream.h"
 #include "store/conn.h"
 #include "store/listener.h"
 #include "store/pool.h"
@@ -62,6 +64,7 @@ struct Worker::Impl {
   std::unique_ptr<store::Pool> pool;
   asio::io_context ioc{1};
   std::unique_ptr<asio::thread_pool> runners;
+  std::unique_ptr<llm::UpstreamClient> http;  // model calls and http tools, on ioc
   std::thread thread;
   asio::steady_timer wake{ioc};
   bool claim_wanted = false;
@@ -312,7 +315,9 @@ asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot)
   auto on_publish = [this, slot] {
     if (slot->log_events) request_flush();
   };
-  RunContext rc{c.tenant, c.run, c.thread, c.attempt, kwargs, metadata, &hub, slot->stop, &stopping, on_publish};
+  auto services = std::make_shared<WorkerRunServices>(o.models, WorkerRunServices::Where{ioc.get_executor(), pool.get(), http.get()},
+                                                      c.tenant, c.thread, c.run, slot->stop, &stopping);
+  RunContext rc{c.tenant, c.run, c.thread, c.attempt, kwargs, metadata, &hub, slot->stop, &stopping, on_publish, services};
   if (audit)
     audit->record(s, audit::Event{"run.started", audit::Level::kReplay,
                                   Json{{"run_id", run_id}, {"thread_id", c.thread.to_string()}, {"graph_id", graph_id},
@@ -333,6 +338,12 @@ asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot)
       }
     };  // (g++ 12: no lambda temporaries in co_await)
     out = co_await control::run_blocking(*runners, run_graph);
+  }
+  if (auto t = services->totals(); t.calls > 0) {
+    // What the run's model calls cost, for the audit log (the usage records have each call).
+    out.cost = Json{{"run_id", run_id}, {"thread_id", c.thread.to_string()}, {"model_calls", t.calls},
+                    {"prompt_tokens", t.prompt_tokens}, {"completion_tokens", t.completion_tokens},
+                    {"cost_micro_usd", t.cost_micro_usd}, {"unpriced_calls", t.unpriced_calls}};
   }
   auto st = co_await finish(c, *slot, out, kwargs);
   if (!st) telemetry::log_error("run_finish_failed", {{"run_id", run_id}, {"error", st.error().message}});
@@ -405,6 +416,7 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
     if (out.kind == RunOutcome::kError) payload["error"] = out.error;
     audit->record(scope(c.tenant), audit::Event{"run.finished", audit::Level::kReplay, payload});
     for (const auto& d : out.decisions) audit->record(scope(c.tenant), audit::Event{d.first, audit::Level::kDecision, d.second});
+    if (!out.cost.is_null()) audit->record(scope(c.tenant), audit::Event{"run.cost", audit::Level::kReplay, out.cost});
   }
   co_return ok_status();
 }
@@ -432,6 +444,11 @@ Status Worker::start() {
   po.max_size = 4;
   i.pool = std::make_unique<store::Pool>(i.ioc.get_executor(), po);
   i.runners = std::make_unique<asio::thread_pool>(i.o.concurrency);
+  if (i.o.models.models) {
+    llm::UpstreamOptions co;
+    co.egress = &i.o.models.models->egress;
+    i.http = std::make_unique<llm::UpstreamClient>(i.ioc.get_executor(), co);
+  }
   i.listener = std::make_unique<store::Listener>(i.ioc.get_executor(), i.o.conninfo,
                                                  std::vector<std::string>{"agentplane_runs", "agentplane_run_ctl"});
   auto on_notify = [&i](std::string_view channel, std::string_view payload) { i.on_notify(channel, payload); };
@@ -467,6 +484,7 @@ void Worker::stop() {
   }
   i.ioc.stop();
   i.thread.join();
+  i.http.reset();
   i.runners->join();
   i.pool->close();
 }

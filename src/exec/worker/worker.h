@@ -12,6 +12,7 @@
 
 #include "common/result.h"
 #include "control/threads.h"
+#include "exec/worker/run_services.h"
 
 namespace ap::audit {
 class AuditLog;
@@ -30,6 +31,7 @@ struct WorkerOptions {
   std::chrono::milliseconds lease{15000};
   std::chrono::milliseconds renew_every{2000};
   int max_attempts = 3;
+  ModelAccess models;  // for llm nodes and tools (null members: not configured)
 };
 
 class Worker {

@@ -1,0 +1,232 @@
+#include "exec/worker/run_services.h"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/post.hpp>
+#include <functional>
+#include <future>
+
+#include "llm/models.h"
+#include "llm/upstream.h"
+#include "ratelimit/limits.h"
+#include "telemetry/log.h"
+#include "vault/credentials.h"
+
+namespace ap::exec {
+namespace {
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+
+// Runs `work` on `ex` and waits for it on this (node) thread. While waiting, a stop of the run
+// (cancel, lease lost, worker stopping) or the deadline cancels the work: its pending I/O ends.
+// If the I/O thread is gone (the worker stopped hard) the wait ends 5 s after the cancel.
+template <class T>
+Result<T> wait_for(asio::any_io_executor ex, asio::awaitable<Result<T>> work, const std::function<bool()>& stop,
+                   steady::time_point deadline = steady::time_point::max()) {
+  auto done = std::make_shared<std::promise<Result<T>>>();
+  auto f = done->get_future();
+  auto signal = std::make_shared<asio::cancellation_signal>();
+  asio::co_spawn(ex, std::move(work),
+                 asio::bind_cancellation_slot(signal->slot(), [done](std::exception_ptr e, Result<T> r) {
+                   if (e) {
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& x) {
+                       done->set_value(Error::internal(std::string("the call failed: ") + x.what()));
+                     }
+                     return;
+                   }
+                   done->set_value(std::move(r));
+                 }));
+  bool stopped = false, late = false;
+  steady::time_point gave_up_at = steady::time_point::max();
+  while (f.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
+    if (stopped || late) {
+      if (steady::now() >= gave_up_at) return Error::cancelled("the run was stopped during a model or tool call");
+      continue;
+    }
+    stopped = stop();
+    late = steady::now() >= deadline;
+    if (stopped || late) {
+      gave_up_at = steady::now() + std::chrono::seconds(5);
+      asio::post(ex, [signal] { signal->emit(asio::cancellation_type::terminal); });
+    }
+  }
+  auto r = f.get();
+  if (stopped && !r) return Error::cancelled("the run was stopped during a model or tool call");
+  if (late && !r) return Error::deadline_exceeded("no answer within the tool's timeout");
+  return r;
+}
+
+}  // namespace
+
+struct WorkerRunServices::Call {
+  const ModelAccess& access;
+  const WorkerRunServices::Where& where;
+  TenantId tenant;
+  Uuid thread, run;
+  std::string request_id;
+  std::string model;
+  llm::ChatCall call;
+  const llm::OnDelta& on_delta;
+  steady::time_point start = steady::now();
+  std::optional<double> ttft_ms;
+
+  asio::awaitable<Result<llm::ChatResult>> run_it(Totals& totals, std::mutex& mu) {
+    auto* models = access.models;
+    if (!models) co_return Error::failed_precondition("model calls are not configured on this worker");
+    auto route = co_await models->routes.find(*where.pool, tenant, model);
+    if (!route) {
+      if (route.error().code == Code::kNotFound)
+        co_return Error::not_found("model '" + model + "' is not one of the tenant's model routes (PUT /v1/model-routes/" + model + ")");
+      co_return route.error();
+    }
+    const auto& r = **route;
+    ratelimit::Admission admission;
+    if (models->limits) {
+      const int64_t max_out = call.max_tokens.value_or(4096);
+      llm::Usage worst;
+      worst.prompt_tokens = llm::upper_bound_prompt_tokens(call);
+      worst.completion_tokens = max_out;
+      const int64_t worst_cost = llm::cost_of(worst, models->price_of(r), "").micro_usd;
+      const std::string upstream = r.credential.empty() ? "" : tenant.to_string() + "/" + r.credential;
+      const int64_t tokens = worst.prompt_tokens + max_out;
+      const std::string no_key;
+      auto a = co_await models->limits->admit_model(*where.pool, tenant, no_key, model, tokens, worst_cost, upstream);
+      if (!a) co_return a.error();
+      if (!a->allowed)
+        co_return Error::resource_exhausted(a->message + (a->budget ? "" : " (retry in " + std::to_string(static_cast<int>(a->retry_after_s + 0.999)) + " s)"));
+      admission = std::move(*a);
+    }
+    llm::Endpoint endpoint;
+    endpoint.provider = r.provider;
+    endpoint.base_url = r.base_url;
+    endpoint.script = r.script;
+    if (!r.credential.empty()) {
+      if (!access.credentials) co_return Error::failed_precondition("the credential vault is not configured");
+      audit::Context ctx{tenant, "run:" + run.to_string(), request_id, where.pool};
+      const std::string purpose = "run " + run.to_string() + ": model " + model;
+      auto key = co_await access.credentials->use(ctx, r.credential, purpose);
+      if (!key) {
+        if (key.error().code == Code::kNotFound)
+          co_return Error::failed_precondition("model '" + model + "' uses credential '" + r.credential +
+                                               "', which is not in the tenant's vault");
+        co_return key.error();
+      }
+      endpoint.key = std::move(*key);
+    }
+    auto provider = llm::make_provider(std::move(endpoint));
+    if (!provider) co_return provider.error();
+    call.model = r.upstream_model;
+    llm::OnDelta timed = [this](std::string_view text) {
+      if (!ttft_ms) ttft_ms = std::chrono::duration<double, std::milli>(steady::now() - start).count();
+      on_delta(text);
+    };
+    auto result = co_await (*provider)->chat(*where.http, call, timed);
+    // One usage record per call, failed ones too (tokens estimated when the provider sent none).
+    llm::Usage usage;
+    int status = 200;
+    if (result) {
+      usage = result->usage;
+    } else {
+      usage.prompt_tokens = llm::estimate_prompt_tokens(call);
+      usage.estimated = true;
+      status = result.error().code == Code::kCancelled ? 499 : result.error().code == Code::kResourceExhausted ? 429 : 502;
+    }
+    auto cost = llm::cost_of(usage, models->price_of(r), models->price_version(r));
+    if (models->limits && admission.allowed)
+      models->limits->settle(where.ex, admission, usage.prompt_tokens + usage.completion_tokens, cost.micro_usd);
+    {
+      std::lock_guard lock(mu);
+      ++totals.calls;
+      totals.prompt_tokens += usage.prompt_tokens;
+      totals.completion_tokens += usage.completion_tokens;
+      totals.cost_micro_usd += cost.micro_usd;
+      if (cost.unpriced) ++totals.unpriced_calls;
+    }
+    if (models->usage) {
+      llm::UsageRecord rec;
+      rec.tenant = tenant;
+      rec.at = std::chrono::system_clock::now();
+      rec.source = "run";
+      rec.request_id = request_id;
+      rec.thread_id = thread;
+      rec.run_id = run;
+      rec.model = model;
+      rec.provider = r.provider;
+      rec.upstream_model = r.upstream_model;
+      rec.usage = usage;
+      rec.cost = std::move(cost);
+      rec.ttft_ms = ttft_ms;
+      rec.duration_ms = std::chrono::duration<double, std::milli>(steady::now() - start).count();
+      rec.status = status;
+      rec.streamed = true;
+      rec.disconnected = status == 499;
+      models->usage->record(std::move(rec));
+    }
+    co_return result;
+  }
+};
+
+WorkerRunServices::WorkerRunServices(ModelAccess access, Where where, TenantId tenant, Uuid thread, Uuid run,
+                                     std::shared_ptr<std::atomic<int>> stop, const std::atomic<bool>* worker_stopping)
+    : access_(access),
+      where_(std::move(where)),
+      tenant_(tenant),
+      thread_(thread),
+      run_(run),
+      stop_(std::move(stop)),
+      worker_stopping_(worker_stopping) {}
+
+bool WorkerRunServices::stopping() const {
+  return stop_->load() != 0 || (worker_stopping_ && worker_stopping_->load());
+}
+
+Result<llm::ChatResult> WorkerRunServices::chat(const std::string& model, llm::ChatCall call, const llm::OnDelta& on_delta) {
+  int64_t n;
+  {
+    std::lock_guard lock(mu_);
+    n = ++seq_;
+  }
+  Call c{access_, where_, tenant_, thread_, run_, run_.to_string() + ":" + std::to_string(n), model, std::move(call), on_delta};
+  return wait_for<llm::ChatResult>(where_.ex, c.run_it(totals_, mu_), [this] { return stopping(); });
+}
+
+Result<graph::nodes::HttpReply> WorkerRunServices::http(graph::nodes::HttpCall call) {
+  auto work = [](const WorkerRunServices* self, graph::nodes::HttpCall call) -> asio::awaitable<Result<graph::nodes::HttpReply>> {
+    llm::UpstreamRequest req;
+    req.method = call.method;
+    req.url = call.url;
+    req.body = call.body;
+    for (auto& h : call.headers) req.headers.push_back(std::move(h));
+    if (!call.credential.empty()) {
+      if (!self->access_.credentials) co_return Error::failed_precondition("the credential vault is not configured");
+      audit::Context ctx{self->tenant_, "run:" + self->run_.to_string(), self->run_.to_string(), self->where_.pool};
+      const std::string purpose = "run " + self->run_.to_string() + ": http tool";
+      auto value = co_await self->access_.credentials->use(ctx, call.credential, purpose);
+      if (!value) {
+        if (value.error().code == Code::kNotFound)
+          co_return Error::failed_precondition("credential '" + call.credential + "' is not in the tenant's vault");
+        co_return value.error();
+      }
+      req.headers.emplace_back(call.credential_header, call.credential_prefix + std::string(value->reveal()));
+    }
+    auto sent = co_await self->where_.http->send(std::move(req));
+    if (!sent) co_return sent.error();
+    auto& resp = *sent;
+    auto body = co_await resp->read_all(call.max_response_bytes);
+    if (!body) co_return body.error();
+    co_return graph::nodes::HttpReply{resp->status(), resp->header("content-type"), std::move(*body)};
+  };
+  const auto deadline = steady::now() + call.timeout;
+  return wait_for<graph::nodes::HttpReply>(where_.ex, work(this, std::move(call)), [this] { return stopping(); }, deadline);
+}
+
+WorkerRunServices::Totals WorkerRunServices::totals() const {
+  std::lock_guard lock(mu_);
+  return totals_;
+}
+
+}  // namespace ap::exec

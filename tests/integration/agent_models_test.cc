@@ -1,0 +1,224 @@
+// Agents calling models on the real server: the ReAct template (llm + tools nodes) on the
+// scripted model, run through the agent API; tokens streamed in both messages modes; an http
+// tool with a vault credential injected (it calls this same server's API with the tenant's key);
+// usage records for the run's calls; limits refusing a model call inside a run; the run's cost
+// in the audit log.
+#include <gtest/gtest.h>
+
+#include "tests/integration/fixture.h"
+
+namespace ap::testing {
+namespace {
+
+struct SseEvent {
+  std::string event;
+  json data;
+};
+
+std::vector<SseEvent> parse_sse(const std::string& body) {
+  std::vector<SseEvent> out;
+  size_t p = 0;
+  while (p < body.size()) {
+    size_t end = body.find("\n\n", p);
+    if (end == std::string::npos) break;
+    std::string block = body.substr(p, end - p);
+    p = end + 2;
+    SseEvent e;
+    size_t q = 0;
+    while (q < block.size()) {
+      size_t nl = block.find('\n', q);
+      std::string line = block.substr(q, nl == std::string::npos ? std::string::npos : nl - q);
+      if (line.rfind("event: ", 0) == 0) e.event = line.substr(7);
+      if (line.rfind("data: ", 0) == 0) e.data = json::parse(line.substr(6));
+      if (nl == std::string::npos) break;
+      q = nl + 1;
+    }
+    if (!e.event.empty()) out.push_back(std::move(e));
+  }
+  return out;
+}
+
+class AgentModels : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    server = new TestServer();
+    t = new TestServer::Tenant(server->make_tenant("agent-models"));
+    // Call 1 of each user turn asks the calculator, call 2 answers with the tool's result.
+    const json route = {{"provider", "scripted"},
+                        {"upstream_model", "scripted-react"},
+                        {"script", {{"replies", json::array({
+                                        {{"content", ""},
+                                         {"tool_calls", {{{"name", "calculator"}, {"args", {{"expression", "6 * 7"}}}}}}},
+                                        "The answer is {{last}}."})},
+                                    {"token_delay_ms", 1}}}};
+    ASSERT_EQ(server->call("PUT", "/v1/model-routes/react-model", t->key, route.dump()).status, 201);
+    const json assistant = {{"graph_id", "builtin.react_agent"},
+                            {"name", "calc"},
+                            {"config", {{"configurable", {{"model", "react-model"}, {"tools", {"calculator"}},
+                                                          {"system_prompt", "Use the calculator."}}}}}};
+    assistant_id = server->call_json("POST", "/assistants", t->key, assistant.dump())["assistant_id"];
+  }
+  static void TearDownTestSuite() {
+    delete t;
+    delete server;
+  }
+  static std::string new_thread() { return server->call_json("POST", "/threads", t->key, "{}")["thread_id"]; }
+  static json user(const std::string& text) { return {{"messages", {{{"role", "user"}, {"content", text}}}}}; }
+
+  static TestServer* server;
+  static TestServer::Tenant* t;
+  static std::string assistant_id;
+};
+TestServer* AgentModels::server = nullptr;
+TestServer::Tenant* AgentModels::t = nullptr;
+std::string AgentModels::assistant_id;
+
+TEST_F(AgentModels, ReactAgentCallsAToolAndAnswers) {
+  const std::string thread = new_thread();
+  auto out = server->call_json("POST", "/threads/" + thread + "/runs/wait", t->key,
+                               json{{"assistant_id", assistant_id}, {"input", user("what is 6 times 7?")}}.dump());
+  ASSERT_TRUE(out.contains("messages")) << out.dump();
+  const json& m = out["messages"];
+  ASSERT_EQ(m.size(), 4u) << m.dump(2);
+  EXPECT_EQ(m[0]["type"], "human");
+  EXPECT_EQ(m[1]["tool_calls"][0]["name"], "calculator");
+  EXPECT_EQ(m[2]["type"], "tool");
+  EXPECT_EQ(m[2]["content"], "42");
+  EXPECT_EQ(m[3]["type"], "ai");
+  EXPECT_EQ(m[3]["content"], "The answer is 42.");
+  // The thread holds the conversation; a second turn goes on from it.
+  auto again = server->call_json("POST", "/threads/" + thread + "/runs/wait", t->key,
+                                 json{{"assistant_id", assistant_id}, {"input", user("and again?")}}.dump());
+  EXPECT_EQ(again["messages"].size(), 8u);
+  // One usage record per model call, with the thread and the run (written off the request path).
+  bool recorded = eventually([&] {
+    auto u = server->call_json("GET", "/v1/usage?group_by=model", t->key);
+    return u["rows"].size() == 1 && u["rows"][0]["group"] == "react-model" && u["rows"][0]["requests"] == 4;
+  });
+  EXPECT_TRUE(recorded) << server->call("GET", "/v1/usage?group_by=model", t->key).body;
+  // The run's cost is in the audit log.
+  bool audited = eventually([&] {
+    auto a = server->call_json("GET", "/v1/audit?kind=run.cost", t->key);
+    return a["items"].size() == 2 && a["items"][0]["entry"]["payload"]["model_calls"] == 2;
+  });
+  EXPECT_TRUE(audited) << server->call("GET", "/v1/audit?kind=run.cost", t->key).body;
+}
+
+TEST_F(AgentModels, TokensStreamInBothMessagesModes) {
+  const std::string thread = new_thread();
+  auto s = server->call("POST", "/threads/" + thread + "/runs/stream", t->key,
+                        json{{"assistant_id", assistant_id}, {"input", user("6*7?")}, {"stream_mode", {"messages-tuple"}}}.dump());
+  ASSERT_EQ(s.status, 200) << s.body;
+  auto events = parse_sse(s.body);
+  std::string text, final_id;
+  int tool_messages = 0, chunks = 0;
+  for (const auto& e : events) {
+    if (e.event != "messages") continue;
+    const json& msg = e.data[0];
+    const json& meta = e.data[1];
+    if (msg["type"] == "AIMessageChunk") {
+      ++chunks;
+      EXPECT_EQ(meta["langgraph_node"], "agent");
+      if (!msg["content"].get<std::string>().empty()) {
+        text += msg["content"].get<std::string>();
+        final_id = msg["id"];
+      }
+    } else if (msg["type"] == "tool") {
+      ++tool_messages;
+      EXPECT_EQ(meta["langgraph_node"], "tools");
+    } else {
+      ADD_FAILURE() << "a streamed AI message came again whole: " << msg.dump();
+    }
+  }
+  EXPECT_EQ(text, "The answer is 42.");
+  EXPECT_GT(chunks, 3);
+  EXPECT_EQ(tool_messages, 1);
+  auto state = server->call_json("GET", "/threads/" + thread + "/state", t->key);
+  EXPECT_EQ(state["values"]["messages"][3]["id"], final_id);
+
+  // messages mode: metadata once per message, partials that grow, complete for the tool message.
+  auto p = server->call("POST", "/threads/" + thread + "/runs/stream", t->key,
+                        json{{"assistant_id", assistant_id}, {"input", user("again")}, {"stream_mode", "messages"}}.dump());
+  ASSERT_EQ(p.status, 200);
+  std::string last_partial;
+  int metadata = 0, complete = 0;
+  for (const auto& e : parse_sse(p.body)) {
+    if (e.event == "messages/metadata") ++metadata;
+    if (e.event == "messages/complete") {
+      ++complete;
+      EXPECT_EQ(e.data[0]["type"], "tool");
+    }
+    if (e.event == "messages/partial") {
+      const std::string now = e.data[0]["content"];
+      if (!now.empty()) {
+        EXPECT_EQ(now.rfind(last_partial, 0), 0u) << "a partial must extend the one before";
+        last_partial = now;
+      }
+      EXPECT_EQ(e.data[0]["type"], "ai");
+    }
+  }
+  EXPECT_EQ(last_partial, "The answer is 42.");
+  EXPECT_EQ(metadata, 3);  // tool-calling AI message, tool message, answer
+  EXPECT_EQ(complete, 1);
+}
+
+TEST_F(AgentModels, HttpToolGetsTheVaultCredential) {
+  // The tool reads this tenant's own limits through the API, authenticated by a key kept in the
+  // vault: without the injected credential the call would be refused.
+  ASSERT_EQ(server->call("PUT", "/v1/credentials/self-api", t->key,
+                         json{{"value", t->key}, {"kind", "http_header"}}.dump()).status / 100, 2);
+  const json tools = {{{"name", "my_limits"},
+                       {"description", "reads my limits"},
+                       {"http", {{"url", server->url() + "/v1/limits"}, {"credential", "self-api"}}}},
+                      {{"name", "anonymous"}, {"http", {{"url", server->url() + "/v1/limits"}}}}};
+  const json route = {{"provider", "scripted"},
+                      {"upstream_model", "s"},
+                      {"script", json::array({{{"content", ""},
+                                               {"tool_calls", {{{"name", "my_limits"}, {"args", json::object()}},
+                                                               {{"name", "anonymous"}, {"args", json::object()}}}}},
+                                              "done"})}};
+  ASSERT_EQ(server->call("PUT", "/v1/model-routes/http-model", t->key, route.dump()).status, 201);
+  const json assistant = {{"graph_id", "builtin.react_agent"},
+                          {"config", {{"configurable", {{"model", "http-model"}, {"tools", tools}}}}}};
+  std::string id = server->call_json("POST", "/assistants", t->key, assistant.dump())["assistant_id"];
+  auto out = server->call_json("POST", "/runs/wait", t->key, json{{"assistant_id", id}, {"input", user("limits?")}}.dump());
+  const json& m = out["messages"];
+  ASSERT_EQ(m.size(), 5u) << out.dump(2);
+  EXPECT_EQ(m[2]["status"], "success") << m[2].dump();
+  EXPECT_NE(m[2]["content"].get<std::string>().find("\"limits\""), std::string::npos) << m[2].dump();
+  EXPECT_EQ(m[3]["status"], "error");
+  EXPECT_EQ(m[3]["content"].get<std::string>().rfind("Error: HTTP 401", 0), 0u) << m[3].dump();
+  EXPECT_EQ(out.dump().find(t->key), std::string::npos) << "the credential must not reach the state";
+  // Each use of the credential is audited.
+  bool audited = eventually([&] {
+    auto a = server->call_json("GET", "/v1/audit?kind=credential.use", t->key);
+    for (const auto& i : a["items"])
+      if (i["entry"]["payload"].dump().find("http tool") != std::string::npos) return true;
+    return false;
+  });
+  EXPECT_TRUE(audited);
+}
+
+TEST_F(AgentModels, LimitsRefuseModelCallsInRuns) {
+  auto other = server->make_tenant("agent-models-limited");
+  const json route = {{"provider", "scripted"}, {"upstream_model", "s"}, {"script", json::array({"hello"})}};
+  ASSERT_EQ(server->call("PUT", "/v1/model-routes/m", other.key, route.dump()).status, 201);
+  ASSERT_EQ(server->call("PUT", "/v1/tenants/" + other.id + "/limits", server->admin_token(),
+                         json{{"model_requests_per_min", 1}}.dump()).status, 200);
+  const json assistant = {{"graph_id", "builtin.react_agent"}, {"config", {{"configurable", {{"model", "m"}}}}}};
+  std::string id = server->call_json("POST", "/assistants", other.key, assistant.dump())["assistant_id"];
+  auto first = server->call_json("POST", "/runs/wait", other.key, json{{"assistant_id", id}, {"input", user("hi")}}.dump());
+  EXPECT_EQ(first["messages"][1]["content"], "hello") << first.dump();
+  auto second = server->call_json("POST", "/runs/wait", other.key, json{{"assistant_id", id}, {"input", user("hi")}}.dump());
+  ASSERT_TRUE(second.contains("__error__")) << second.dump();
+  EXPECT_NE(second["__error__"]["message"].get<std::string>().find("model requests per minute"), std::string::npos)
+      << second.dump();
+  // An unknown model is a clear error too.
+  const json bad = {{"graph_id", "builtin.react_agent"}, {"config", {{"configurable", {{"model", "nope"}}}}}};
+  std::string bad_id = server->call_json("POST", "/assistants", other.key, bad.dump())["assistant_id"];
+  auto third = server->call_json("POST", "/runs/wait", other.key, json{{"assistant_id", bad_id}, {"input", user("hi")}}.dump());
+  EXPECT_NE(third.dump().find("model 'nope' is not one of the tenant's model routes"), std::string::npos) << third.dump();
+}
+
+}  // namespace
+}  // namespace ap::testing
