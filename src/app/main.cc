@@ -188,6 +188,19 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--stream", run_stream, "Show each step and message as it happens");
   add_client_opts(run_cmd);
 
+  app::cli::UsageOptions usage_opts;
+  auto* usage_cmd = cli.add_subcommand(
+      "usage", "Model usage and cost: the tenant's (AGENTPLANE_API_KEY), or with --tenant / --all-tenants the operator's");
+  auto* usage_tenant = usage_cmd->add_option("--tenant", usage_opts.tenant, "This tenant's usage (admin token)");
+  usage_cmd->add_flag("--all-tenants", usage_opts.all_tenants, "Every tenant's totals, for billing (admin token)")
+      ->excludes(usage_tenant);
+  usage_cmd->add_option("--from", usage_opts.from, "First day (YYYY-MM-DD, in the tenant's time zone) or RFC 3339 instant");
+  usage_cmd->add_option("--to", usage_opts.to, "Last day (inclusive) or RFC 3339 instant");
+  usage_cmd->add_option("--group-by", usage_opts.group_by, "model, day or key")
+      ->check(CLI::IsMember({"model", "day", "key"}))
+      ->capture_default_str();
+  add_client_opts(usage_cmd);
+
   std::string key_file = env_or("AGENTPLANE_MASTER_KEY_FILE", "");
   std::string ops_db = env_or("AGENTPLANE_DATABASE_URL", "");
   int retire_version = 0;
@@ -216,7 +229,12 @@ int main(int argc, char** argv) {
       "purge", "Sweep deleted tenants now: late data, and audit chains past their retention (the server does it hourly)");
   tenant_purge->add_option("--database-url", ops_db, "libpq URL of the app role (env AGENTPLANE_DATABASE_URL)");
 
-  CLI11_PARSE(cli, argc, argv);
+  try {
+    cli.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = cli.exit(e);  // prints help, or the error in one line
+    return rc == 0 ? 0 : 2;      // usage errors exit 2, as every command's own usage errors do
+  }
 
   if (*dev_cmd) return app::run_dev(dev);
   if (*serve_cmd) {
@@ -282,6 +300,7 @@ int main(int argc, char** argv) {
   if (*cred_delete) return app::cli::credential_delete(client, cred_name);
   if (*tenant_create) return app::cli::tenant_create(client, tenant_name);
   if (*tenant_list) return app::cli::tenant_list(client);
+  if (*usage_cmd) return app::cli::usage(client, usage_opts);
   if (*tenant_delete) {
     if (!tenant_yes) {
       std::cerr << "agentplane tenant delete: this deletes every credential, key, thread and run of the tenant; add --yes\n";

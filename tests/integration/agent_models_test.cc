@@ -102,6 +102,28 @@ TEST_F(AgentModels, ReactAgentCallsAToolAndAnswers) {
     return a["items"].size() == 2 && a["items"][0]["entry"]["payload"]["model_calls"] == 2;
   });
   EXPECT_TRUE(audited) << server->call("GET", "/v1/audit?kind=run.cost", t->key).body;
+  // Operators read it too: the admin endpoint and `agentplane usage`.
+  auto admin = server->call_json("GET", "/v1/tenants/" + t->id + "/usage?group_by=day", server->admin_token());
+  EXPECT_EQ(admin["total"]["requests"], 4);
+  EXPECT_EQ(server->call("GET", "/v1/tenants/" + t->id + "/usage", t->key).status, 403);
+  EXPECT_EQ(server->call("GET", "/v1/tenants/00000000-0000-7000-8000-000000000000/usage", server->admin_token()).status, 404);
+  EXPECT_EQ(server->call("GET", "/v1/tenants/" + t->id + "/usage?group_by=color", server->admin_token()).status, 400);
+  const std::vector<std::string> admin_env = {"AGENTPLANE_URL=" + server->url(), "AGENTPLANE_ADMIN_TOKEN=" + server->admin_token()};
+  auto r = agentplane({"usage", "--tenant", t->id}, admin_env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["rows"][0]["group"], "react-model");
+  r = agentplane({"usage", "--all-tenants"}, admin_env);
+  ASSERT_EQ(r.code, 0) << r.err;
+  bool listed = false;
+  const json all = json::parse(r.out);
+  for (const auto& row : all["rows"])
+    if (row["tenant_id"] == t->id) listed = row.value("requests", 0) == 4;
+  EXPECT_TRUE(listed) << r.out;
+  r = agentplane({"usage", "--group-by", "key"}, {"AGENTPLANE_URL=" + server->url(), "AGENTPLANE_API_KEY=" + t->key});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(json::parse(r.out)["group_by"], "key");
+  r = agentplane({"usage", "--group-by", "color"}, admin_env);
+  EXPECT_EQ(r.code, 2);
 }
 
 TEST_F(AgentModels, TokensStreamInBothMessagesModes) {

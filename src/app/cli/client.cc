@@ -1,5 +1,6 @@
 #include "app/cli/client.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -49,27 +50,53 @@ Result<std::string> api_credential(const ClientConfig& c) { return credential(c,
 
 namespace {
 
-int call(const ClientConfig& c, bool admin, const std::string& method, const std::string& target,
-         const std::string& body = "") {
+// One API call: the JSON answer, or an error already printed (the exit code in `code`).
+struct Answer {
+  json body;
+  int code = 0;
+};
+Answer fetch(const ClientConfig& c, bool admin, const std::string& method, const std::string& target,
+             const std::string& body = "") {
   auto cred = credential(c, admin);
   if (!cred) {
     std::cerr << "agentplane: " << cred.error().message << "\n";
-    return 2;
+    return {nullptr, 2};
   }
   auto r = net::http_request(base_url(c), method, target, {{"authorization", "Bearer " + *cred}},
                              body);
   if (!r) {
     std::cerr << "agentplane: " << r.error().message << "\n";
-    return 1;
+    return {nullptr, 1};
   }
   json j = json::parse(r->body, nullptr, false);
   if (r->status >= 300) {
     std::string detail = j.is_object() ? j.value("detail", r->body) : r->body;
     std::cerr << "agentplane: " << r->status << ": " << detail << "\n";
-    return 1;
+    return {nullptr, 1};
   }
-  std::cout << (j.is_discarded() ? r->body : j.dump(2)) << "\n";
-  return 0;
+  return {j.is_discarded() ? json(r->body) : j, 0};
+}
+
+int call(const ClientConfig& c, bool admin, const std::string& method, const std::string& target,
+         const std::string& body = "") {
+  auto a = fetch(c, admin, method, target, body);
+  if (a.code == 0) std::cout << (a.body.is_string() ? a.body.get<std::string>() : a.body.dump(2)) << "\n";
+  return a.code;
+}
+
+std::string query_encode(std::string_view s) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char ch : s) {
+    if (std::isalnum(ch) || ch == '-' || ch == '_' || ch == '.' || ch == '~' || ch == ':') {
+      out += static_cast<char>(ch);
+    } else {
+      out += '%';
+      out += hex[ch >> 4];
+      out += hex[ch & 15];
+    }
+  }
+  return out;
 }
 
 }  // namespace
@@ -125,6 +152,40 @@ int tenant_delete(const ClientConfig& c, const std::string& tenant, int retain_d
 int key_revoke(const ClientConfig& c, const std::string& tenant, const std::string& key_id) {
   if (!tenant.empty()) return call(c, true, "DELETE", "/v1/tenants/" + tenant + "/keys/" + key_id);
   return call(c, false, "DELETE", "/v1/keys/" + key_id);
+}
+
+}  // namespace ap::app::cli
+
+namespace ap::app::cli {
+
+int usage(const ClientConfig& c, const UsageOptions& o) {
+  std::string q = "?group_by=" + query_encode(o.group_by);
+  if (!o.from.empty()) q += "&from=" + query_encode(o.from);
+  if (!o.to.empty()) q += "&to=" + query_encode(o.to);
+  if (!o.all_tenants) {
+    if (!o.tenant.empty()) return call(c, true, "GET", "/v1/tenants/" + query_encode(o.tenant) + "/usage" + q);
+    return call(c, false, "GET", "/v1/usage" + q);
+  }
+  // Every tenant's totals (for billing): one report per tenant, days in each tenant's zone.
+  auto tenants = fetch(c, true, "GET", "/v1/tenants?limit=1000");
+  if (tenants.code) return tenants.code;
+  json rows = json::array();
+  json total = json::object();
+  for (const auto& t : tenants.body.value("items", json::array())) {
+    const std::string id = t.value("tenant_id", "");
+    auto u = fetch(c, true, "GET", "/v1/tenants/" + id + "/usage" + q);
+    if (u.code) return u.code;
+    json row = u.body["total"];
+    row["tenant_id"] = id;
+    row["name"] = t.value("name", "");
+    row["from"] = u.body["from"];
+    row["to"] = u.body["to"];
+    for (const auto& [k, v] : u.body["total"].items())
+      if (v.is_number_integer()) total[k] = total.value(k, int64_t{0}) + v.get<int64_t>();
+    rows.push_back(std::move(row));
+  }
+  std::cout << json{{"group_by", "tenant"}, {"rows", rows}, {"total", total}}.dump(2) << "\n";
+  return 0;
 }
 
 }  // namespace ap::app::cli

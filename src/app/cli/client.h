@@ -41,4 +41,13 @@ int credential_put(const ClientConfig& c, const std::string& name, const std::st
 int credential_list(const ClientConfig& c);
 int credential_delete(const ClientConfig& c, const std::string& name);
 
+// `agentplane usage`: a tenant's model usage and cost (GET /v1/usage with the tenant's key;
+// with `tenant`, the operator's GET /v1/tenants/{id}/usage), or with `all_tenants` every
+// tenant's totals (admin token).
+struct UsageOptions {
+  std::string tenant, from, to, group_by = "model";
+  bool all_tenants = false;
+};
+int usage(const ClientConfig& c, const UsageOptions& o);
+
 }  // namespace ap::app::cli

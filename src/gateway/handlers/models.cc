@@ -9,6 +9,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "auth/records.h"
 #include "common/clock.h"
 #include "gateway/errors.h"
 #include "gateway/handlers/audit_context.h"
@@ -599,12 +600,24 @@ Task delete_route(RequestContext& ctx) {
   co_return Response::json(200, dump(json{{"name", name}, {"deleted", true}}));
 }
 
-Task usage(RequestContext& ctx) {
+llm::UsageQuery usage_query(const RequestContext& ctx) {
   llm::UsageQuery q;
   q.from = ctx.request.query_param("from").value_or("");
   q.to = ctx.request.query_param("to").value_or("");
   q.group_by = ctx.request.query_param("group_by").value_or("model");
-  AP_CO_ASSIGN_OR_RETURN(auto body, co_await llm::query_usage(ctx.pool, ctx.tenant(), std::move(q)));
+  return q;
+}
+
+Task usage(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto body, co_await llm::query_usage(ctx.pool, ctx.tenant(), usage_query(ctx)));
+  co_return Response::json(200, std::move(body));
+}
+
+// The operator's view of one tenant's usage (billing): the same report, admin token.
+Task tenant_usage(RequestContext& ctx) {
+  AP_CO_ASSIGN_OR_RETURN(auto tenant, path_id<TenantId>(ctx.param("tenant_id"), "tenant"));
+  AP_CO_RETURN_IF_ERROR(co_await auth::get_tenant(ctx.pool, tenant));  // NotFound
+  AP_CO_ASSIGN_OR_RETURN(auto body, co_await llm::query_usage(ctx.pool, tenant, usage_query(ctx)));
   co_return Response::json(200, std::move(body));
 }
 
@@ -620,6 +633,7 @@ void add_model_routes(Router& r) {
   r.add({"GET", "/v1/model-routes/{name}", AuthMode::kTenant, auth::kScopeModels, get_route});
   r.add({"DELETE", "/v1/model-routes/{name}", AuthMode::kTenant, auth::kScopeCredentials, delete_route});
   r.add({"GET", "/v1/usage", AuthMode::kTenant, auth::kScopeRead, usage});
+  r.add({"GET", "/v1/tenants/{tenant_id}/usage", AuthMode::kAdmin, 0, tenant_usage});
 }
 
 }  // namespace ap::gateway

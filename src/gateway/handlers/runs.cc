@@ -231,14 +231,17 @@ Task join_thread_stream(RequestContext& ctx) {
   const Uuid thread = *Uuid::parse(tid(ctx));
   std::set<std::string> modes;
   for (auto& m : ctx.request.query_params("stream_mode")) modes.insert(m);
+  // messages-tuple events are named `messages`; messages mode's are messages/partial etc.
+  const bool partials = modes.count("messages") > 0;
   if (modes.count("messages-tuple")) modes.insert("messages");
   Response r;
   r.content_type = "text/event-stream";
-  r.stream = [p, scope, thread, modes](BodyWriter& w) -> boost::asio::awaitable<void> {
+  r.stream = [p, scope, thread, modes, partials](BodyWriter& w) -> boost::asio::awaitable<void> {
     auto ex = co_await boost::asio::this_coro::executor;
     boost::asio::steady_timer idle(ex);
-    std::function<bool(const std::string&)> wanted = [&modes](const std::string& event) {
+    std::function<bool(const std::string&)> wanted = [&modes, partials](const std::string& event) {
       std::string mode = event.substr(0, event.find('|'));
+      if (mode.starts_with("messages/")) return modes.empty() || partials;
       return modes.empty() || mode == "metadata" || mode == "error" || modes.count(mode) > 0;
     };
     bool streamed = false;
