@@ -96,19 +96,34 @@ Status create_demo_tenant(const std::string& url, const std::string& admin, json
   return ok_status();
 }
 
-// The demo tenant's graph "demo" (also its assistant id): a model-free chat graph, registered
-// (again) on every start so that it follows the binary.
-constexpr const char* kDemoGraph = R"({
-  "channels": {"messages": "messages", "notes": "append", "turns": "last_value"},
-  "nodes": {
-    "read": {"kind": "set", "values": {"notes": {"template": "read: {{messages[-1].content}}"}}},
-    "count": {"kind": "set", "values": {"turns": {"increment": "turns"}}},
-    "reply": {"kind": "set", "values": {"messages": {"object": {"type": "ai", "content": {"template":
-      "You said \"{{messages[-1].content}}\". I am agentplane's demo graph, run by a worker with every step checkpointed in PostgreSQL (turn {{turns}}). The ReAct model agent arrives with the model gateway."}}}}}},
-  "edges": [["__start__", "read"], ["read", "count"], ["count", "reply"], ["reply", "__end__"]]})";
+// The demo tenant's agent "demo" (a graph id, so also its assistant id): the ReAct loop (an llm
+// node, a tools node) on the scripted model route "demo-model", which needs no network: it hands
+// the user's message to the calculator and answers with the result, token by token. Registered
+// (again) on every start so that both follow the binary; a tenant points the graph at a real
+// model by changing its "model" (see README, "Models").
+constexpr const char* kDemoModel = R"({"provider": "scripted", "upstream_model": "agentplane-demo",
+  "script": {"token_delay_ms": 40,
+    "replies": [
+      {"content": "", "tool_calls": [{"name": "calculator", "args": {"expression": "{{last_user}}"}}]},
+      "{{last_user}} = {{last}}. I am agentplane's scripted demo model: the calculator ran as a tool call in a ReAct loop, every step checkpointed in PostgreSQL."],
+    "rules": [{"when_last_contains": "Error:",
+               "reply": "I am agentplane's scripted demo model and only do arithmetic for now: try agentplane run --assistant demo --stream \"(2 + 3) * 7\". Point the demo graph at a real model route to chat."}]}})";
 
-Status register_demo_graph(const std::string& url, const json& dev) {
+constexpr const char* kDemoGraph = R"({
+  "channels": {"messages": "messages"},
+  "nodes": {
+    "agent": {"kind": "llm", "model": "demo-model", "tools": ["calculator", "current_time"],
+              "system": "You are agentplane's demo agent. Use the calculator for arithmetic."},
+    "tools": {"kind": "tools", "tools": ["calculator", "current_time"]},
+    "route": {"kind": "router",
+              "cases": [{"when": {"path": "messages[-1].tool_calls", "op": "empty"}, "goto": "__end__"}],
+              "default": "tools"}},
+  "edges": [["__start__", "agent"], ["agent", "route"], ["tools", "agent"]]})";
+
+Status register_demo_agent(const std::string& url, const json& dev) {
   std::vector<std::pair<std::string, std::string>> h = {{"x-api-key", dev.value("demo_api_key", "")}};
+  AP_ASSIGN_OR_RETURN(auto m, net::http_request(url, "PUT", "/v1/model-routes/demo-model", h, kDemoModel));
+  if (m.status != 200 && m.status != 201) return Error::internal("registering the demo model failed: " + m.body);
   AP_ASSIGN_OR_RETURN(auto r, net::http_request(url, "PUT", "/v1/graphs/demo", h, kDemoGraph));
   if (r.status != 200 && r.status != 201) return Error::internal("registering the demo graph failed: " + r.body);
   return ok_status();
@@ -127,7 +142,7 @@ void print_banner(const json& dev, const std::string& data_dir, const Layout& l,
             << "  logs           " << (log_file.empty() ? "stderr" : log_file) << "\n\n"
             << "  try:  curl -H 'x-api-key: " << key << "' " << dev.value("url", "")
             << "/v1/keys\n"
-            << "        agentplane run --assistant demo --stream \"hello\"   (an agent run, streamed)\n\n"
+            << "        agentplane run --assistant demo --stream \"(2 + 3) * 7\"   (an agent run: model, tool, streamed tokens)\n\n"
             << "  Ctrl-C stops the server and PostgreSQL.\n"
             << std::endl;
 }
@@ -204,7 +219,7 @@ int run_dev(const DevConfig& config) {
       return fail(st.error());
     }
   }
-  if (auto st = register_demo_graph(url, dev); !st) {
+  if (auto st = register_demo_agent(url, dev); !st) {
     (*server)->stop();
     return fail(st.error());
   }

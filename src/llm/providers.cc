@@ -408,7 +408,10 @@ Result<ChatResult> scripted_reply(const Json& script, const ChatCall& call) {
     int i = 0;
     for (const auto& tc : reply["tool_calls"]) {
       std::string id = tc.value("id", "call_" + std::to_string(call.messages.size()) + "_" + std::to_string(i));
-      out.message.tool_calls.push_back({id, tc["name"].get<std::string>(), tc.value("args", Json::object())});
+      Json args = tc.value("args", Json::object());
+      for (auto& [k, v] : args.items())  // string arguments take the placeholders too
+        if (v.is_string()) v = substitute(v.get<std::string>(), call);
+      out.message.tool_calls.push_back({id, tc["name"].get<std::string>(), std::move(args)});
       ++i;
     }
   }

@@ -89,6 +89,15 @@ TEST(Dev, StartsRestartsAndStopsCleanly) {
                                 {{"x-api-key", j["demo_api_key"].get<std::string>()}});
   ASSERT_TRUE(keys);
   EXPECT_EQ(keys->status, 200);
+  // The demo agent: the scripted model calls the calculator, then streams its answer.
+  auto run = agentplane({"run", "--assistant", "demo", "--stream", "--data-dir", data, "(2 + 3) * 7"});
+  EXPECT_EQ(run.code, 0) << run.err;
+  EXPECT_NE(run.out.find("calls calculator({\"expression\":\"(2 + 3) * 7\"})"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("tool calculator: 35"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("ai: (2 + 3) * 7 = 35."), std::string::npos) << run.out;
+  auto chat = agentplane({"run", "--assistant", "demo", "--data-dir", data, "hello"});
+  EXPECT_EQ(chat.code, 0) << chat.err;
+  EXPECT_NE(chat.out.find("only do arithmetic"), std::string::npos) << chat.out;
   EXPECT_EQ(first.stop(SIGTERM), 0);
   EXPECT_FALSE(fs::exists(cluster + "/postmaster.pid")) << "PostgreSQL did not stop";
 

@@ -15,38 +15,69 @@ using nlohmann::json;
 void print_message(const json& m) {
   if (!m.is_object()) return;
   std::string who = m.value("type", m.value("role", "message"));
+  if (who == "tool") who = "tool " + m.value("name", "");
   const json& content = m.contains("content") ? m["content"] : json();
-  std::cout << "  " << who << ": " << (content.is_string() ? content.get<std::string>() : content.dump()) << "\n";
+  std::string text = content.is_string() ? content.get<std::string>() : content.dump();
+  for (const auto& c : m.value("tool_calls", json::array()))
+    text += (text.empty() ? "" : " ") + std::string("calls ") + c.value("name", "") + "(" + c.value("args", json::object()).dump() + ")";
+  std::cout << "  " << who << ": " << text << "\n";
 }
 
-// Prints one SSE event readably; returns false for an error event.
-bool print_event(const std::string& event, const std::string& data) {
-  json d = json::parse(data, nullptr, false);
-  if (event == "metadata") {
-    std::cout << "run " << d.value("run_id", "") << " (attempt " << d.value("attempt", 1) << ")\n";
-  } else if (event.starts_with("updates")) {
-    if (d.is_object())
-      for (const auto& [node, writes] : d.items()) {
-        if (node == "__interrupt__") {
-          for (const auto& i : writes) std::cout << "  interrupted: " << i.value("value", json()).dump() << "\n";
-          continue;
-        }
-        std::cout << "  step " << node;
-        if (writes.is_object()) {
-          std::string keys;
-          for (const auto& [k, _] : writes.items()) keys += (keys.empty() ? "" : ", ") + k;
-          std::cout << " wrote " << keys;
-        }
-        std::cout << "\n";
+// Prints a stream's events readably: model tokens as they come, on one line per message.
+class EventPrinter {
+ public:
+  // Returns false for an error event.
+  bool print(const std::string& event, const std::string& data) {
+    json d = json::parse(data, nullptr, false);
+    if (event.starts_with("messages") && d.is_array() && !d.empty() && d[0].is_object() &&
+        d[0].value("type", "") == "AIMessageChunk") {
+      const json& c = d[0];
+      const std::string id = c.value("id", "");
+      if (id != streaming_) {
+        end_line();
+        std::cout << "  ai: ";
+        streaming_ = id;
       }
-  } else if (event.starts_with("messages")) {
-    if (d.is_array() && !d.empty()) print_message(d[0]);
-  } else if (event == "error") {
-    std::cerr << "agentplane run: the run failed: " << d.value("error", "") << ": " << d.value("message", "") << "\n";
-    return false;
+      std::cout << c.value("content", "");
+      for (const auto& t : c.value("tool_calls", json::array()))
+        std::cout << "calls " << t.value("name", "") << "(" << t.value("args", json::object()).dump() << ")";
+      return true;
+    }
+    end_line();
+    if (event == "metadata") {
+      std::cout << "run " << d.value("run_id", "") << " (attempt " << d.value("attempt", 1) << ")\n";
+    } else if (event.starts_with("updates")) {
+      if (d.is_object())
+        for (const auto& [node, writes] : d.items()) {
+          if (node == "__interrupt__") {
+            for (const auto& i : writes) std::cout << "  interrupted: " << i.value("value", json()).dump() << "\n";
+            continue;
+          }
+          std::cout << "  step " << node;
+          if (writes.is_object()) {
+            std::string keys;
+            for (const auto& [k, _] : writes.items()) keys += (keys.empty() ? "" : ", ") + k;
+            if (!keys.empty()) std::cout << " wrote " << keys;
+          }
+          std::cout << "\n";
+        }
+    } else if (event.starts_with("messages")) {
+      if (d.is_array() && !d.empty()) print_message(d[0]);
+    } else if (event == "error") {
+      std::cerr << "agentplane run: the run failed: " << d.value("error", "") << ": " << d.value("message", "") << "\n";
+      return false;
+    }
+    return true;
   }
-  return true;
-}
+  void end_line() {
+    if (streaming_.empty()) return;
+    std::cout << "\n";
+    streaming_.clear();
+  }
+
+ private:
+  std::string streaming_;  // the id of the message whose tokens are being printed
+};
 
 }  // namespace
 
@@ -90,6 +121,7 @@ int run_agent(const ClientConfig& c, const std::string& assistant, std::string t
   body["stream_mode"] = json::array({"updates", "messages-tuple"});
   std::string pending;
   bool ok = true;
+  EventPrinter printer;
   auto r = net::http_stream(url, "POST", "/threads/" + thread + "/runs/stream", h, body.dump(), [&](std::string_view data) {
     pending.append(data);
     for (size_t end; (end = pending.find("\n\n")) != std::string::npos;) {
@@ -104,10 +136,11 @@ int run_agent(const ClientConfig& c, const std::string& assistant, std::string t
         if (nl == std::string::npos) break;
         pos = nl + 1;
       }
-      if (!event.empty()) ok = print_event(event, payload) && ok;
+      if (!event.empty()) ok = printer.print(event, payload) && ok;
       std::cout.flush();
     }
   });
+  printer.end_line();
   if (!r) {
     std::cerr << "agentplane run: " << r.error().message << "\n";
     return 1;
