@@ -1,8 +1,8 @@
 // Limit decisions: token buckets (rates: requests or tokens per minute) and period counters
 // (quotas and budgets per day or month), checked and reserved all together or not at all.
-// Two backends behind one interface: Local (in-process, one replica) and Redis (one atomic Lua
-// script per decision, keys hash-tagged by tenant so that a decision's keys share one Redis
-// Cluster slot; exact across any number of replicas).
+// Two backends behind one interface: Local (in-process, one replica) and Redis (atomic Lua
+// script runs, decisions batched per shard and event-loop turn, keys hash-tagged by tenant so
+// that a decision's keys share one Redis Cluster slot; exact across any number of replicas).
 // Backends are thread-safe; decisions are asynchronous and never block the caller's thread.
 #pragma once
 
@@ -62,6 +62,9 @@ struct RedisOptions {
   std::string password;  // AUTH when set
   int db = 0;
   std::chrono::milliseconds timeout{200};  // a decision slower than this counts as the backend down
+  // Batch only decisions of the same tenant (hash tag): for Redis Cluster proxies, whose scripts
+  // must keep to one slot. Default: a batch mixes tenants (one Redis node).
+  bool slot_batches = false;
 };
 // Parses redis://[:password@]host[:port][/db].
 Result<RedisOptions> parse_redis_url(std::string_view url);

@@ -2,14 +2,19 @@
 // halves: redisFormatCommandArgv to write commands and a redisReader to parse replies, on our own
 // Asio socket. One pipelined connection per executor (server shard): commands from that shard's
 // coroutines are written back to back without waiting, replies matched in order. Nothing blocks
-// a server thread. A decision is one EVALSHA of the script below: every ask of the decision is
-// checked and, only if all pass, taken, atomically (Redis runs a script alone).
+// a server thread. Decisions are batched: those a shard's coroutines ask for in the same turn of
+// its event loop go in one EVALSHA of the script below (up to kMaxBatch), which runs them in
+// order; within each decision every ask is checked and, only if all pass, taken, atomically
+// (Redis runs a script alone), so a batch is exact like single decisions. A batch mixes tenants
+// unless RedisOptions::slot_batches is set (then one batch per tenant hash tag, for Redis
+// Cluster proxies, whose scripts must keep to one slot).
 #include <hiredis/hiredis.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -17,6 +22,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "common/crypto.h"
 #include "ratelimit/limiter.h"
@@ -29,78 +35,130 @@ namespace {
 
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
-// ARGV[1]: 'a' (acquire) or 'j' (adjust); then per key: kind ('b' bucket, 'c' counter), limit,
-// refill per millisecond, ttl seconds, cost. Returns {allowed, retry_ms (-1: never), denied index,
-// then per key remaining and reset_ms}.
+// ARGV[1]: the number of decisions; then per decision: mode ('a' acquire, 'j' adjust), its
+// number of keys n, and per key: kind ('b' bucket, 'c' counter), limit, refill per millisecond,
+// ttl seconds, cost. KEYS: every decision's keys in order. Returns per decision {allowed,
+// retry_ms (-1: never), denied index, then per key remaining and reset_ms}, concatenated.
+// The batch costs one MGET of all its keys and one SET per key it changed, whatever the number
+// of decisions on that key (decisions run in order on the values in memory). A bucket is
+// "tokens:last_ms:written_ms", kept 24 h after it was (re)written with an expiry, refreshed
+// every 12 h while in use; a counter is its count, kept until its period ends (plus an hour).
 constexpr const char* kScript = R"lua(
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local mode = ARGV[1]
-local n = #KEYS
-local kind, limit, rate, ttl, cost, value = {}, {}, {}, {}, {}, {}
-for i = 1, n do
-  local b = 1 + (i - 1) * 5
-  kind[i] = ARGV[b + 1]
-  limit[i] = tonumber(ARGV[b + 2])
-  rate[i] = tonumber(ARGV[b + 3])
-  ttl[i] = tonumber(ARGV[b + 4])
-  cost[i] = tonumber(ARGV[b + 5])
-  if kind[i] == 'b' then
-    local v = redis.call('HMGET', KEYS[i], 't', 'ts')
-    local tokens = tonumber(v[1])
-    local ts = tonumber(v[2])
-    if tokens == nil then tokens = limit[i]; ts = now end
-    value[i] = math.min(limit[i], tokens + math.max(0, now - ts) * rate[i])
-  else
-    value[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
-  end
-end
-local allowed = 1
-local retry = 0
-local denied = 0
-if mode == 'a' then
-  for i = 1, n do
-    local short
-    if kind[i] == 'b' then short = value[i] < cost[i] else short = value[i] + cost[i] > limit[i] end
-    if short then
-      if allowed == 1 then denied = i end
-      allowed = 0
-      local w
-      if kind[i] == 'b' then
-        if cost[i] > limit[i] or rate[i] <= 0 then w = -1 else w = (cost[i] - value[i]) / rate[i] end
+local raw = redis.call('MGET', unpack(KEYS))
+local st = {}
+for i = 1, #KEYS do
+  local key = KEYS[i]
+  if st[key] == nil then
+    local s = {fresh = true}
+    local v = raw[i]
+    if v then
+      s.fresh = false
+      local c1 = string.find(v, ':', 1, true)
+      if c1 then
+        local c2 = string.find(v, ':', c1 + 1, true)
+        s.v = tonumber(string.sub(v, 1, c1 - 1))
+        s.ts = tonumber(string.sub(v, c1 + 1, c2 - 1))
+        s.made = tonumber(string.sub(v, c2 + 1))
       else
-        w = ttl[i] * 1000
+        s.v = tonumber(v)
       end
-      if w < 0 or retry < 0 then retry = -1 elseif w > retry then retry = w end
     end
+    st[key] = s
   end
 end
-local out = {allowed, math.ceil(retry), denied}
-for i = 1, n do
+local out = {}
+local k = 0
+local a = 1
+for _ = 1, tonumber(ARGV[1]) do
+  local mode = ARGV[a + 1]
+  local n = tonumber(ARGV[a + 2])
+  a = a + 2
+  local kind, limit, rate, ttl, cost, value = {}, {}, {}, {}, {}, {}
+  for i = 1, n do
+    kind[i] = ARGV[a + 1]
+    limit[i] = tonumber(ARGV[a + 2])
+    rate[i] = tonumber(ARGV[a + 3])
+    ttl[i] = tonumber(ARGV[a + 4])
+    cost[i] = tonumber(ARGV[a + 5])
+    a = a + 5
+    local s = st[KEYS[k + i]]
+    if kind[i] == 'b' then
+      local tokens, ts = limit[i], now
+      if s.v ~= nil and s.ts ~= nil then tokens = s.v; ts = s.ts end
+      value[i] = math.min(limit[i], tokens + math.max(0, now - ts) * rate[i])
+    else
+      value[i] = s.v or 0
+    end
+  end
+  local allowed = 1
+  local retry = 0
+  local denied = 0
+  if mode == 'a' then
+    for i = 1, n do
+      local short
+      if kind[i] == 'b' then short = value[i] < cost[i] else short = value[i] + cost[i] > limit[i] end
+      if short then
+        if allowed == 1 then denied = i end
+        allowed = 0
+        local w
+        if kind[i] == 'b' then
+          if cost[i] > limit[i] or rate[i] <= 0 then w = -1 else w = (cost[i] - value[i]) / rate[i] end
+        else
+          w = ttl[i] * 1000
+        end
+        if w < 0 or retry < 0 then retry = -1 elseif w > retry then retry = w end
+      end
+    end
+  end
+  out[#out + 1] = allowed
+  out[#out + 1] = math.ceil(retry)
+  out[#out + 1] = denied
   local take = (mode == 'j' or allowed == 1)
-  if kind[i] == 'b' then
+  for i = 1, n do
     local v = value[i]
-    if take then
-      v = math.min(limit[i], v - cost[i])
-      redis.call('HSET', KEYS[i], 't', tostring(v), 'ts', now)
-      local full_ms = 60000
-      if rate[i] > 0 then full_ms = math.ceil(limit[i] / rate[i]) + 1000 end
-      redis.call('PEXPIRE', KEYS[i], full_ms)
+    local s = st[KEYS[k + i]]
+    if kind[i] == 'b' then
+      if take then
+        v = math.min(limit[i], v - cost[i])
+        s.v = v; s.ts = now; s.kind = 'b'; s.dirty = true
+      end
+      out[#out + 1] = math.floor(math.max(v, 0))
+      if rate[i] > 0 then out[#out + 1] = math.ceil((limit[i] - v) / rate[i]) else out[#out + 1] = 0 end
+    else
+      if take then
+        v = v + cost[i]
+        s.v = v; s.kind = 'c'; s.ttl = ttl[i]; s.dirty = true
+      end
+      out[#out + 1] = math.max(limit[i] - v, 0)
+      out[#out + 1] = ttl[i] * 1000
     end
-    out[#out + 1] = math.floor(math.max(v, 0))
-    if rate[i] > 0 then out[#out + 1] = math.ceil((limit[i] - v) / rate[i]) else out[#out + 1] = 0 end
-  else
-    local v = value[i]
-    if take then
-      v = redis.call('INCRBY', KEYS[i], cost[i])
-      redis.call('EXPIRE', KEYS[i], ttl[i] + 3600)
+  end
+  k = k + n
+end
+for key, s in pairs(st) do
+  if s.dirty then
+    if s.kind == 'b' then
+      if s.made == nil or now - s.made > 43200000 then
+        redis.call('SET', key, tostring(s.v) .. ':' .. s.ts .. ':' .. now, 'PX', 86400000)
+      else
+        redis.call('SET', key, tostring(s.v) .. ':' .. s.ts .. ':' .. s.made, 'KEEPTTL')
+      end
+    elseif s.fresh then
+      redis.call('SET', key, tostring(s.v), 'EX', s.ttl + 3600)
+    else
+      redis.call('SET', key, tostring(s.v), 'KEEPTTL')
     end
-    out[#out + 1] = math.max(limit[i] - v, 0)
-    out[#out + 1] = ttl[i] * 1000
   end
 end
 return out
 )lua";
+
+// Our keys in Redis: "rl2:" + the limiter's key (which starts with the tenant's hash tag). The
+// prefix names the storage layout, so a server of another layout never reads these keys.
+constexpr const char* kKeyPrefix = "rl3:";
+constexpr size_t kMaxBatch = 256;
 
 struct Reply {
   int type = 0;  // REDIS_REPLY_*
@@ -296,14 +354,34 @@ class Connection {
   std::chrono::steady_clock::time_point failed_at_{};
 };
 
-// Connections live in their executor's context (as an Asio service), so they are closed while
-// that context is still alive, whatever the order in which the server and the backend go.
+// One decision waiting in a batch; its slice of the batch's reply when done.
+struct Queued {
+  explicit Queued(asio::any_io_executor ex) : timer(ex) {}
+  char mode = 'a';
+  std::vector<Ask> asks;
+  asio::steady_timer timer;  // cancelled when `result` is set
+  std::optional<Result<std::vector<long long>>> result;
+};
+
+// The decisions a shard has asked for and not yet sent, per batch group (all, or per hash tag).
+struct Batches {
+  std::map<std::string, std::vector<std::shared_ptr<Queued>>> open;
+  bool flush_posted = false;
+};
+
+// Connections and batches live in their executor's context (as an Asio service), so they are
+// closed while that context is still alive, whatever the order in which the server and the
+// backend go.
 class ConnectionService : public asio::detail::execution_context_service_base<ConnectionService> {
  public:
   explicit ConnectionService(asio::execution_context& ctx)
       : asio::detail::execution_context_service_base<ConnectionService>(ctx) {}
-  void shutdown() override { conns.clear(); }
+  void shutdown() override {
+    conns.clear();
+    batches.clear();
+  }
   std::map<const void*, std::unique_ptr<Connection>> conns;  // per backend
+  std::map<const void*, Batches> batches;                    // per backend
 };
 
 class RedisBackend final : public Backend {
@@ -311,23 +389,13 @@ class RedisBackend final : public Backend {
   explicit RedisBackend(RedisOptions o) : o_(std::move(o)) {}
 
   asio::awaitable<Result<Decision>> acquire(asio::any_io_executor ex, std::vector<Ask> asks) override {
-    auto r = co_await eval(ex, 'a', asks);
+    auto r = co_await decide(ex, 'a', std::move(asks));
     if (!r) co_return r.error();
-    const Reply& rep = *r;
-    if (rep.type != REDIS_REPLY_ARRAY || rep.elements.size() != 3 + 2 * asks.size())
-      co_return Error::unavailable("redis: unexpected reply from the limit script");
-    Decision d;
-    d.allowed = rep.elements[0].integer == 1;
-    d.retry_after_s = rep.elements[1].integer < 0 ? -1 : static_cast<double>(rep.elements[1].integer) / 1000.0;
-    d.denied_index = static_cast<int>(rep.elements[2].integer) - 1;
-    for (size_t i = 0; i < asks.size(); ++i)
-      d.verdicts.push_back({asks[i].limit, rep.elements[3 + 2 * i].integer,
-                            static_cast<double>(rep.elements[4 + 2 * i].integer) / 1000.0});
-    co_return d;
+    co_return std::move(*r);
   }
 
   asio::awaitable<Status> adjust(asio::any_io_executor ex, std::vector<Ask> deltas) override {
-    auto r = co_await eval(ex, 'j', deltas);
+    auto r = co_await decide(ex, 'j', std::move(deltas));
     if (!r) co_return r.error();
     co_return Status{};
   }
@@ -335,28 +403,101 @@ class RedisBackend final : public Backend {
   std::string name() const override { return "redis"; }
 
  private:
-  asio::awaitable<Result<Reply>> eval(asio::any_io_executor ex, char mode, const std::vector<Ask>& asks) {
-    Connection& c = conn(ex);
+  // Queues the decision in this shard's open batch (sent at the end of the event loop's turn)
+  // and waits for its slice of the reply.
+  asio::awaitable<Result<Decision>> decide(asio::any_io_executor ex, char mode, std::vector<Ask> asks) {
+    auto q = std::make_shared<Queued>(ex);
+    q->mode = mode;
+    q->asks = std::move(asks);
+    q->timer.expires_after(std::chrono::hours(24));  // the connection's own timeout answers first
+    Batches& b = service(ex).batches[this];
+    const std::string group = o_.slot_batches && !q->asks.empty() ? hash_tag(q->asks.front().key) : std::string();
+    auto& open = b.open[group];
+    open.push_back(q);
+    if (open.size() >= kMaxBatch) {
+      auto full = std::move(open);
+      b.open.erase(group);
+      asio::co_spawn(ex, send_batch(ex, std::move(full)), asio::detached);
+    } else if (!b.flush_posted) {
+      b.flush_posted = true;
+      asio::post(ex, [this, ex] { flush(ex); });
+    }
+    co_await q->timer.async_wait(kTuple);
+    if (!q->result) co_return Error::unavailable("redis: the decision was dropped");
+    if (!*q->result) co_return q->result->error();
+    const auto& v = **q->result;
+    Decision d;
+    d.allowed = v[0] == 1;
+    d.retry_after_s = v[1] < 0 ? -1 : static_cast<double>(v[1]) / 1000.0;
+    d.denied_index = static_cast<int>(v[2]) - 1;
+    for (size_t i = 0; i < q->asks.size(); ++i)
+      d.verdicts.push_back({q->asks[i].limit, v[3 + 2 * i], static_cast<double>(v[4 + 2 * i]) / 1000.0});
+    co_return d;
+  }
+
+  static std::string hash_tag(const std::string& key) {
+    auto open = key.find('{');
+    auto close = open == std::string::npos ? open : key.find('}', open + 1);
+    return close == std::string::npos ? key : key.substr(open, close - open + 1);
+  }
+
+  void flush(asio::any_io_executor ex) {
+    Batches& b = service(ex).batches[this];
+    b.flush_posted = false;
+    auto open = std::move(b.open);
+    b.open.clear();
+    for (auto& [group, batch] : open)
+      if (!batch.empty()) asio::co_spawn(ex, send_batch(ex, std::move(batch)), asio::detached);
+  }
+
+  asio::awaitable<void> send_batch(asio::any_io_executor ex, std::vector<std::shared_ptr<Queued>> batch) {
+    auto finish = [&batch](const Result<std::vector<long long>>& all, const std::vector<size_t>& starts) {
+      for (size_t i = 0; i < batch.size(); ++i) {
+        if (!all) {
+          batch[i]->result = Result<std::vector<long long>>(all.error());
+        } else {
+          const size_t from = starts[i], to = i + 1 < batch.size() ? starts[i + 1] : all->size();
+          batch[i]->result = std::vector<long long>(all->begin() + static_cast<std::ptrdiff_t>(from),
+                                                    all->begin() + static_cast<std::ptrdiff_t>(to));
+        }
+        batch[i]->timer.cancel();
+      }
+    };
     std::vector<std::string> args;
-    args.reserve(4 + asks.size() * 6);
+    size_t nkeys = 0;
+    for (const auto& q : batch) nkeys += q->asks.size();
+    args.reserve(4 + nkeys * 6 + batch.size() * 2);
     args.push_back("EVALSHA");
     args.push_back("");  // the sha, once known
-    args.push_back(std::to_string(asks.size()));
-    for (const auto& a : asks) args.push_back(a.key);
-    args.push_back(std::string(1, mode));
+    args.push_back(std::to_string(nkeys));
+    for (const auto& q : batch)
+      for (const auto& a : q->asks) args.push_back(kKeyPrefix + a.key);
+    args.push_back(std::to_string(batch.size()));
     char rate[64];
-    for (const auto& a : asks) {
-      args.push_back(a.kind == Ask::Kind::kBucket ? "b" : "c");
-      args.push_back(std::to_string(a.limit));
-      std::snprintf(rate, sizeof rate, "%.12g", a.per_second / 1000.0);
-      args.push_back(rate);
-      args.push_back(std::to_string(a.ttl_s));
-      args.push_back(std::to_string(a.cost));
+    std::vector<size_t> starts;
+    size_t at = 0;
+    for (const auto& q : batch) {
+      starts.push_back(at);
+      at += 3 + 2 * q->asks.size();
+      args.push_back(std::string(1, q->mode));
+      args.push_back(std::to_string(q->asks.size()));
+      for (const auto& a : q->asks) {
+        args.push_back(a.kind == Ask::Kind::kBucket ? "b" : "c");
+        args.push_back(std::to_string(a.limit));
+        std::snprintf(rate, sizeof rate, "%.12g", a.per_second / 1000.0);
+        args.push_back(rate);
+        args.push_back(std::to_string(a.ttl_s));
+        args.push_back(std::to_string(a.cost));
+      }
     }
+    Connection& c = conn(ex);
     if (c.sha().empty()) {  // connect first (loads the script)
       std::vector<std::string> ping_cmd{"PING"};
       auto ping = co_await c.command(std::move(ping_cmd));
-      if (!ping) co_return ping.error();
+      if (!ping) {
+        finish(ping.error(), starts);
+        co_return;
+      }
     }
     args[1] = c.sha();
     auto r = co_await c.command(args);
@@ -365,13 +506,26 @@ class RedisBackend final : public Backend {
       args[1] = kScript;
       r = co_await c.command(std::move(args));
     }
-    co_return r;
+    if (!r) {
+      finish(r.error(), starts);
+      co_return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements.size() != at) {
+      finish(Error::unavailable("redis: unexpected reply from the limit script"), starts);
+      co_return;
+    }
+    std::vector<long long> all;
+    all.reserve(at);
+    for (const auto& e : r->elements) all.push_back(e.integer);
+    finish(all, starts);
   }
 
+  ConnectionService& service(asio::any_io_executor ex) {
+    return asio::use_service<ConnectionService>(asio::query(ex, asio::execution::context));
+  }
   // Only ever called on `ex`'s own thread (one thread per server shard).
   Connection& conn(asio::any_io_executor ex) {
-    auto& svc = asio::use_service<ConnectionService>(asio::query(ex, asio::execution::context));
-    auto& c = svc.conns[this];
+    auto& c = service(ex).conns[this];
     if (!c) c = std::make_unique<Connection>(ex, o_);
     return *c;
   }
