@@ -103,6 +103,7 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
     wo.renew_every = std::chrono::milliseconds(std::max(100, c.worker_lease_ms / 5));
     wo.max_attempts = c.worker_max_attempts;
     wo.models = {w->models.get(), w->credentials.get()};
+    wo.default_concurrent_runs = w->limits->options().defaults.concurrent_runs;
     w->worker = std::make_unique<exec::Worker>(wo, w->agents->graphs, w->agents->hub, savers, w->audit.get());
   }
   return w;

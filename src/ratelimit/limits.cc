@@ -103,19 +103,22 @@ Result<TenantLimits> TenantLimits::parse(const std::string& text) {
   auto j = Json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return Error::invalid_argument("limits must be a JSON object");
   static const std::vector<std::string> known = {"api_requests_per_min", "model_requests_per_min", "model_tokens_per_min",
-                                                 "budget_micro_usd_per_day", "budget_micro_usd_per_month", "per_key",
-                                                 "per_model", "time_zone"};
+                                                 "budget_micro_usd_per_day", "budget_micro_usd_per_month",
+                                                 "concurrent_runs", "per_key", "per_model", "time_zone"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end())
       return Error::invalid_argument("unknown field '" + it.key() +
                                      "' (known: api_requests_per_min, model_requests_per_min, model_tokens_per_min, "
-                                     "budget_micro_usd_per_day, budget_micro_usd_per_month, per_key, per_model, time_zone)");
+                                     "budget_micro_usd_per_day, budget_micro_usd_per_month, concurrent_runs, per_key, "
+                                     "per_model, time_zone)");
   TenantLimits l;
   AP_ASSIGN_OR_RETURN(l.api_requests_per_min, opt_count(j, "api_requests_per_min"));
   AP_ASSIGN_OR_RETURN(l.model_requests_per_min, opt_count(j, "model_requests_per_min"));
   AP_ASSIGN_OR_RETURN(l.model_tokens_per_min, opt_count(j, "model_tokens_per_min"));
   AP_ASSIGN_OR_RETURN(l.budget_micro_usd_per_day, opt_count(j, "budget_micro_usd_per_day"));
   AP_ASSIGN_OR_RETURN(l.budget_micro_usd_per_month, opt_count(j, "budget_micro_usd_per_month"));
+  AP_ASSIGN_OR_RETURN(l.concurrent_runs, opt_count(j, "concurrent_runs"));
+  if (l.concurrent_runs && *l.concurrent_runs > 100000) return Error::invalid_argument("concurrent_runs must be at most 100000");
   if (j.contains("per_key") && !j["per_key"].is_null()) {
     AP_ASSIGN_OR_RETURN(l.per_key, parse_rate(j["per_key"], "per_key"));
   }
@@ -148,6 +151,7 @@ std::string TenantLimits::to_json() const {
   put("model_tokens_per_min", model_tokens_per_min);
   put("budget_micro_usd_per_day", budget_micro_usd_per_day);
   put("budget_micro_usd_per_month", budget_micro_usd_per_month);
+  put("concurrent_runs", concurrent_runs);
   if (per_key.requests_per_min || per_key.tokens_per_min) j["per_key"] = rate_json(per_key);
   if (!per_model.empty()) {
     Json pm = Json::object();

@@ -35,6 +35,9 @@ struct Rate {
 struct TenantLimits {
   std::optional<int64_t> api_requests_per_min, model_requests_per_min, model_tokens_per_min;
   std::optional<int64_t> budget_micro_usd_per_day, budget_micro_usd_per_month;
+  // Runs of the tenant executing at once, enforced by the workers' claim in PostgreSQL
+  // (claim_runs reads it from tenant_limits); absent: the deployment's default, else 16.
+  std::optional<int64_t> concurrent_runs;
   Rate per_key;
   std::map<std::string, Rate> per_model;
   std::string time_zone = "UTC";

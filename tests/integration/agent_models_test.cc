@@ -242,5 +242,43 @@ TEST_F(AgentModels, LimitsRefuseModelCallsInRuns) {
   EXPECT_NE(third.dump().find("model 'nope' is not one of the tenant's model routes"), std::string::npos) << third.dump();
 }
 
+TEST_F(AgentModels, ConcurrentRunsLimitHoldsRunsInTheQueue) {
+  auto other = server->make_tenant("agent-models-concurrency");
+  const json route = {{"provider", "scripted"},
+                      {"upstream_model", "s"},
+                      {"script", {{"replies", {"one two three four five six seven eight"}}, {"token_delay_ms", 40}}}};
+  ASSERT_EQ(server->call("PUT", "/v1/model-routes/slow", other.key, route.dump()).status, 201);
+  ASSERT_EQ(server->call("PUT", "/v1/tenants/" + other.id + "/limits", server->admin_token(),
+                         json{{"concurrent_runs", 1}}.dump()).status, 200);
+  EXPECT_EQ(server->call("PUT", "/v1/tenants/" + other.id + "/limits", server->admin_token(),
+                         json{{"concurrent_runs", -1}}.dump()).status, 400);
+  const json assistant = {{"graph_id", "builtin.react_agent"}, {"config", {{"configurable", {{"model", "slow"}}}}}};
+  std::string id = server->call_json("POST", "/assistants", other.key, assistant.dump())["assistant_id"];
+  std::vector<std::pair<std::string, std::string>> runs;  // thread, run
+  for (int i = 0; i < 3; ++i) {
+    std::string thread = server->call_json("POST", "/threads", other.key, "{}")["thread_id"];
+    auto r = server->call_json("POST", "/threads/" + thread + "/runs", other.key,
+                               json{{"assistant_id", id}, {"input", user("go")}}.dump());
+    runs.emplace_back(thread, r["run_id"]);
+  }
+  int max_running = 0;
+  bool all_done = eventually(
+      [&] {
+        int running = 0, done = 0;
+        for (const auto& [thread, run] : runs) {
+          auto st = server->call_json("GET", "/threads/" + thread + "/runs/" + run, other.key)["status"];
+          running += st == "running";
+          done += st == "success";
+        }
+        auto limits = server->call_json("GET", "/v1/limits", other.key);
+        EXPECT_LE(limits["usage"]["concurrent_runs"]["used"].get<int>(), 1);
+        max_running = std::max(max_running, running);
+        return done == 3;
+      },
+      std::chrono::seconds(30));
+  EXPECT_TRUE(all_done);
+  EXPECT_EQ(max_running, 1);
+}
+
 }  // namespace
 }  // namespace ap::testing

@@ -206,9 +206,12 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
     int free = o.concurrency - active;
     backlog = free <= 0;
     if (free > 0) {
+      store::Param default_cap;  // NULL: tenants.max_concurrent_runs
+      if (o.default_concurrent_runs) default_cap = std::to_string(*o.default_concurrent_runs);
       auto rows = co_await store::platform_query(
-          *pool, "SELECT tenant_id, run_id, thread_id, attempt, waited_ms FROM claim_runs($1, $2::int, $3::int, $4::int)",
-          store::params(o.id, std::to_string(o.lease.count()), std::to_string(free), std::to_string(o.max_attempts)));
+          *pool, "SELECT tenant_id, run_id, thread_id, attempt, waited_ms FROM claim_runs($1, $2::int, $3::int, $4::int, $5::int)",
+          store::params(o.id, std::to_string(o.lease.count()), std::to_string(free), std::to_string(o.max_attempts),
+                        default_cap));
       if (!rows) {
         telemetry::log_warn("claim_failed", {{"error", rows.error().message}});
       } else {

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "common/result.h"
@@ -32,6 +33,9 @@ struct WorkerOptions {
   std::chrono::milliseconds renew_every{2000};
   int max_attempts = 3;
   ModelAccess models;  // for llm nodes and tools (null members: not configured)
+  // Runs per tenant at once for tenants whose limits do not say (serve --default-limits'
+  // concurrent_runs); absent: tenants.max_concurrent_runs (16).
+  std::optional<int64_t> default_concurrent_runs;
 };
 
 class Worker {

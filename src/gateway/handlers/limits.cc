@@ -4,6 +4,7 @@
 #include "gateway/routes.h"
 #include "llm/models.h"
 #include "ratelimit/limits.h"
+#include "store/tx.h"
 
 namespace ap::gateway {
 namespace {
@@ -42,7 +43,17 @@ Task get_limits(RequestContext& ctx) {
 Task own_limits(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* limits, limits_of(ctx));
   AP_CO_ASSIGN_OR_RETURN(auto body, co_await limits->status_json(ctx.pool, ctx.tenant()));
-  co_return Response::json(200, std::move(body));
+  // Concurrent runs are counted by the run queue, not the limiter: the runs running now.
+  json out = json::parse(body);
+  if (out["limits"].contains("concurrent_runs")) {
+    AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(
+                                          ctx.pool, ctx.tenant(),
+                                          "SELECT count(*) FROM runs WHERE tenant_id = $1 AND status = 'running'",
+                                          store::params(ctx.tenant().to_string())));
+    const int64_t limit = out["limits"]["concurrent_runs"], running = std::stoll(std::string(rows.get(0, 0)));
+    out["usage"]["concurrent_runs"] = {{"limit", limit}, {"used", running}, {"remaining", std::max<int64_t>(limit - running, 0)}};
+  }
+  co_return Response::json(200, dump(out));
 }
 
 }  // namespace
