@@ -1,5 +1,6 @@
-// Limit decisions: token buckets (rates: requests or tokens per minute) and period counters
-// (quotas and budgets per day or month), checked and reserved all together or not at all.
+// Limit decisions: token buckets and sliding windows (rates: requests or tokens per minute) and
+// period counters (quotas and budgets per day or month), checked and reserved all together or
+// not at all.
 // Two backends behind one interface: Local (in-process, one replica) and Redis (atomic Lua
 // script runs, decisions batched per shard and event-loop turn, keys hash-tagged by tenant so
 // that a decision's keys share one Redis Cluster slot; exact across any number of replicas).
@@ -18,14 +19,26 @@
 namespace ap::ratelimit {
 
 // One limit to check and take from.
+// A sliding window counts the current fixed window plus the previous one weighted by how much
+// of it still overlaps the last `ttl_s` seconds (the sliding-window-counter approximation: no
+// burst at window edges, unlike a fixed window; O(1) state, unlike a log).
 struct Ask {
-  enum class Kind { kBucket, kCounter };
+  enum class Kind { kBucket, kCounter, kWindow };
   Kind kind = Kind::kBucket;
   std::string key;     // "{t:<tenant>}:model_rpm" (the braces: Redis Cluster's hash tag)
-  int64_t limit = 0;   // bucket capacity, or the counter's maximum in its period
+  int64_t limit = 0;   // bucket capacity, the counter's maximum in its period, or per window
   double per_second = 0;  // bucket refill
-  int64_t ttl_s = 0;      // counter: expiry (the period's end plus slack); its key names the period
+  int64_t ttl_s = 0;      // counter: expiry (the period's end plus slack), its key names the period;
+                          // window: the window's length
   int64_t cost = 1;
+};
+
+// The sliding-window arithmetic both backends use. `cur`/`prev`: the counts of the current and
+// previous fixed windows; `f`: the fraction of the current window gone by.
+struct WindowMath {
+  static double estimate(double cur, double prev, double f) { return prev * (1 - f) + cur; }
+  // Seconds until `cost` more fits (-1: never: cost above the limit).
+  static double wait_s(double limit, double cost, double cur, double prev, double f, double window_s);
 };
 
 struct Verdict {

@@ -47,6 +47,13 @@ Ask bucket(std::string key, int64_t per_min, int64_t cost) {
   return Ask{Ask::Kind::kBucket, std::move(key), per_min, static_cast<double>(per_min) / 60.0, 0, cost};
 }
 
+// A tenant's per-minute rate as its limits count them (windows have keys of their own, so that a
+// change of algorithm starts afresh instead of reading the other's state).
+Ask rate(const TenantLimits& l, std::string key, int64_t per_min, int64_t cost) {
+  if (l.sliding_window) return Ask{Ask::Kind::kWindow, std::move(key) + ":w", per_min, 0, 60, cost};
+  return bucket(std::move(key), per_min, cost);
+}
+
 // The current day and month in the tenant's zone, and the seconds until each ends.
 struct Periods {
   std::string day, month;
@@ -104,13 +111,14 @@ Result<TenantLimits> TenantLimits::parse(const std::string& text) {
   if (j.is_discarded() || !j.is_object()) return Error::invalid_argument("limits must be a JSON object");
   static const std::vector<std::string> known = {"api_requests_per_min", "model_requests_per_min", "model_tokens_per_min",
                                                  "budget_micro_usd_per_day", "budget_micro_usd_per_month",
-                                                 "concurrent_runs", "per_key", "per_model", "time_zone"};
+                                                 "concurrent_runs", "rate_algorithm", "per_key", "per_model",
+                                                 "time_zone"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end())
       return Error::invalid_argument("unknown field '" + it.key() +
                                      "' (known: api_requests_per_min, model_requests_per_min, model_tokens_per_min, "
-                                     "budget_micro_usd_per_day, budget_micro_usd_per_month, concurrent_runs, per_key, "
-                                     "per_model, time_zone)");
+                                     "budget_micro_usd_per_day, budget_micro_usd_per_month, concurrent_runs, rate_algorithm, "
+                                     "per_key, per_model, time_zone)");
   TenantLimits l;
   AP_ASSIGN_OR_RETURN(l.api_requests_per_min, opt_count(j, "api_requests_per_min"));
   AP_ASSIGN_OR_RETURN(l.model_requests_per_min, opt_count(j, "model_requests_per_min"));
@@ -119,6 +127,12 @@ Result<TenantLimits> TenantLimits::parse(const std::string& text) {
   AP_ASSIGN_OR_RETURN(l.budget_micro_usd_per_month, opt_count(j, "budget_micro_usd_per_month"));
   AP_ASSIGN_OR_RETURN(l.concurrent_runs, opt_count(j, "concurrent_runs"));
   if (l.concurrent_runs && *l.concurrent_runs > 100000) return Error::invalid_argument("concurrent_runs must be at most 100000");
+  if (j.contains("rate_algorithm") && !j["rate_algorithm"].is_null()) {
+    const Json& ra = j["rate_algorithm"];
+    if (ra != "token_bucket" && ra != "sliding_window")
+      return Error::invalid_argument("rate_algorithm must be token_bucket or sliding_window");
+    l.sliding_window = ra == "sliding_window";
+  }
   if (j.contains("per_key") && !j["per_key"].is_null()) {
     AP_ASSIGN_OR_RETURN(l.per_key, parse_rate(j["per_key"], "per_key"));
   }
@@ -152,6 +166,7 @@ std::string TenantLimits::to_json() const {
   put("budget_micro_usd_per_day", budget_micro_usd_per_day);
   put("budget_micro_usd_per_month", budget_micro_usd_per_month);
   put("concurrent_runs", concurrent_runs);
+  j["rate_algorithm"] = sliding_window ? "sliding_window" : "token_bucket";
   if (per_key.requests_per_min || per_key.tokens_per_min) j["per_key"] = rate_json(per_key);
   if (!per_model.empty()) {
     Json pm = Json::object();
@@ -279,7 +294,7 @@ store::Task<Admission> Limits::admit_request(store::Pool& pool, const TenantId& 
   std::vector<Ask> asks;
   std::vector<std::string> names;
   if (l->api_requests_per_min) {
-    asks.push_back(bucket(tag(tenant) + "api", *l->api_requests_per_min, 1));
+    asks.push_back(rate(*l, tag(tenant) + "api", *l->api_requests_per_min, 1));
     names.push_back("API requests per minute");
   }
   co_return co_await decide(std::move(asks), std::move(names), false, 0, 0);
@@ -294,16 +309,16 @@ store::Task<Admission> Limits::admit_model(store::Pool& pool, const TenantId& te
   std::vector<Ask> asks;
   std::vector<std::string> names;
   if (l->model_tokens_per_min) {
-    asks.push_back(bucket(t + "mtpm", *l->model_tokens_per_min, tokens));
+    asks.push_back(rate(*l, t + "mtpm", *l->model_tokens_per_min, tokens));
     names.push_back("model tokens per minute");
   }
   if (l->per_key.tokens_per_min && !key_id.empty()) {
-    asks.push_back(bucket(t + "k:" + key_id + ":tpm", *l->per_key.tokens_per_min, tokens));
+    asks.push_back(rate(*l, t + "k:" + key_id + ":tpm", *l->per_key.tokens_per_min, tokens));
     names.push_back("model tokens per minute for this key");
   }
   auto pm = l->per_model.find(model);
   if (pm != l->per_model.end() && pm->second.tokens_per_min) {
-    asks.push_back(bucket(t + "m:" + model + ":tpm", *pm->second.tokens_per_min, tokens));
+    asks.push_back(rate(*l, t + "m:" + model + ":tpm", *pm->second.tokens_per_min, tokens));
     names.push_back("tokens per minute for model " + model);
   }
   const size_t n_token = asks.size();
@@ -320,15 +335,15 @@ store::Task<Admission> Limits::admit_model(store::Pool& pool, const TenantId& te
   }
   const size_t n_spend = asks.size() - n_token;
   if (l->model_requests_per_min) {
-    asks.push_back(bucket(t + "mrpm", *l->model_requests_per_min, 1));
+    asks.push_back(rate(*l, t + "mrpm", *l->model_requests_per_min, 1));
     names.push_back("model requests per minute");
   }
   if (l->per_key.requests_per_min && !key_id.empty()) {
-    asks.push_back(bucket(t + "k:" + key_id + ":rpm", *l->per_key.requests_per_min, 1));
+    asks.push_back(rate(*l, t + "k:" + key_id + ":rpm", *l->per_key.requests_per_min, 1));
     names.push_back("model requests per minute for this key");
   }
   if (pm != l->per_model.end() && pm->second.requests_per_min) {
-    asks.push_back(bucket(t + "m:" + model + ":rpm", *pm->second.requests_per_min, 1));
+    asks.push_back(rate(*l, t + "m:" + model + ":rpm", *pm->second.requests_per_min, 1));
     names.push_back("requests per minute for model " + model);
   }
   if (options_.upstream_key_requests_per_min && !upstream.empty()) {
@@ -375,9 +390,9 @@ store::Task<std::string> Limits::status_json(store::Pool& pool, const TenantId& 
     names.push_back(name);
   };
   const Periods p = periods(l->time_zone);
-  add(l->api_requests_per_min, bucket(t + "api", l->api_requests_per_min.value_or(0), 0), "api_requests_per_min");
-  add(l->model_requests_per_min, bucket(t + "mrpm", l->model_requests_per_min.value_or(0), 0), "model_requests_per_min");
-  add(l->model_tokens_per_min, bucket(t + "mtpm", l->model_tokens_per_min.value_or(0), 0), "model_tokens_per_min");
+  add(l->api_requests_per_min, rate(*l, t + "api", l->api_requests_per_min.value_or(0), 0), "api_requests_per_min");
+  add(l->model_requests_per_min, rate(*l, t + "mrpm", l->model_requests_per_min.value_or(0), 0), "model_requests_per_min");
+  add(l->model_tokens_per_min, rate(*l, t + "mtpm", l->model_tokens_per_min.value_or(0), 0), "model_tokens_per_min");
   add(l->budget_micro_usd_per_day,
       Ask{Ask::Kind::kCounter, t + "spend:d:" + p.day, l->budget_micro_usd_per_day.value_or(0), 0, p.day_left_s, 0},
       "budget_micro_usd_per_day");

@@ -38,6 +38,9 @@ struct TenantLimits {
   // Runs of the tenant executing at once, enforced by the workers' claim in PostgreSQL
   // (claim_runs reads it from tenant_limits); absent: the deployment's default, else 16.
   std::optional<int64_t> concurrent_runs;
+  // How the per-minute rates count: token buckets (default; bursts up to the limit, refilled
+  // continuously) or sliding windows (at most the limit in any 60 s).
+  bool sliding_window = false;
   Rate per_key;
   std::map<std::string, Rate> per_model;
   std::string time_zone = "UTC";

@@ -23,7 +23,7 @@ class LocalBackend final : public Backend {
     for (const auto& a : deltas) {
       auto& e = entry(a, now);
       if (a.kind == Ask::Kind::kBucket) e.value = std::min<double>(static_cast<double>(a.limit), e.value - static_cast<double>(a.cost));
-      else e.value += static_cast<double>(a.cost);
+      else e.value += static_cast<double>(a.cost);  // counter, window (the current one)
     }
     co_return Status{};
   }
@@ -32,9 +32,12 @@ class LocalBackend final : public Backend {
 
  private:
   struct Entry {
-    double value = 0;  // bucket: tokens left; counter: used
-    steady::time_point at{};       // bucket: last refill
+    double value = 0;  // bucket: tokens left; counter: used; window: the current window's count
+    steady::time_point at{};       // bucket: last refill; window: last use
     steady::time_point expires{};  // counter: period end (+ slack)
+    double prev = 0;               // window: the previous window's count
+    int64_t window = 0;            // window: the current window's number (wall-clock aligned)
+    double f = 0;                  // window: the fraction of it gone by, at `at`
   };
 
   // The entry brought up to `now` (refilled, or a new period).
@@ -49,11 +52,31 @@ class LocalBackend final : public Backend {
         e.value = std::min(static_cast<double>(a.limit), e.value + dt * a.per_second);
       }
       e.at = now;
+    } else if (a.kind == Ask::Kind::kWindow) {
+      const int64_t w_ms = std::max<int64_t>(a.ttl_s, 1) * 1000;
+      const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                 std::chrono::system_clock::now().time_since_epoch()).count();
+      const int64_t idx = now_ms / w_ms;
+      if (fresh || idx > e.window + 1) {
+        e.prev = 0;
+        e.value = 0;
+      } else if (idx == e.window + 1) {
+        e.prev = e.value;
+        e.value = 0;
+      }
+      e.window = idx;
+      e.f = static_cast<double>(now_ms % w_ms) / static_cast<double>(w_ms);
+      e.at = now;
     } else if (fresh || now >= e.expires) {
       e.value = 0;
       e.expires = now + std::chrono::seconds(a.ttl_s + 3600);
     }
     return e;
+  }
+
+  // What a decision compares with the limit: tokens left (bucket) or used (counter, window).
+  static double used(const Ask& a, const Entry& e) {
+    return a.kind == Ask::Kind::kWindow ? WindowMath::estimate(e.value, e.prev, e.f) : e.value;
   }
 
   Decision decide(const std::vector<Ask>& asks) {
@@ -67,11 +90,13 @@ class LocalBackend final : public Backend {
       Entry& e = entry(a, now);
       entries.push_back(&e);
       const double cost = static_cast<double>(a.cost);
-      if (a.kind == Ask::Kind::kBucket ? e.value < cost : e.value + cost > static_cast<double>(a.limit)) {
+      if (a.kind == Ask::Kind::kBucket ? e.value < cost : used(a, e) + cost > static_cast<double>(a.limit)) {
         if (d.allowed) d.denied_index = static_cast<int>(i);
         d.allowed = false;
         double wait = a.kind == Ask::Kind::kBucket
                           ? (a.cost > a.limit || a.per_second <= 0 ? -1 : (cost - e.value) / a.per_second)
+                      : a.kind == Ask::Kind::kWindow
+                          ? WindowMath::wait_s(static_cast<double>(a.limit), cost, e.value, e.prev, e.f, static_cast<double>(a.ttl_s))
                           : static_cast<double>(a.ttl_s);
         if (wait < 0 || d.retry_after_s < 0) d.retry_after_s = -1;
         else d.retry_after_s = std::max(d.retry_after_s, wait);
@@ -86,6 +111,9 @@ class LocalBackend final : public Backend {
       if (a.kind == Ask::Kind::kBucket) {
         v.remaining = static_cast<int64_t>(std::floor(std::max(e.value, 0.0)));
         v.reset_s = a.per_second > 0 ? (static_cast<double>(a.limit) - e.value) / a.per_second : 0;
+      } else if (a.kind == Ask::Kind::kWindow) {
+        v.remaining = static_cast<int64_t>(std::floor(std::max(static_cast<double>(a.limit) - used(a, e), 0.0)));
+        v.reset_s = (1 - e.f) * static_cast<double>(a.ttl_s);
       } else {
         v.remaining = std::max<int64_t>(a.limit - static_cast<int64_t>(e.value), 0);
         v.reset_s = static_cast<double>(a.ttl_s);
@@ -110,6 +138,18 @@ class LocalBackend final : public Backend {
 };
 
 }  // namespace
+
+double WindowMath::wait_s(double limit, double cost, double cur, double prev, double f, double window_s) {
+  if (cost > limit) return -1;
+  const double room = limit - cur - cost;
+  if (room >= 0) {  // fits in this window once enough of the previous one has slid out
+    if (prev <= 0) return 0;
+    return std::max(0.0, (1 - room / prev) - f) * window_s;
+  }
+  // Only in the next window, once enough of this one has slid out.
+  const double g = cur > 0 ? std::max(0.0, 1 - (limit - cost) / cur) : 0;
+  return ((1 - f) + g) * window_s;
+}
 
 std::unique_ptr<Backend> make_local_backend() { return std::make_unique<LocalBackend>(); }
 

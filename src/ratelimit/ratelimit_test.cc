@@ -177,6 +177,40 @@ TEST_P(Backends, ExactUnderConcurrency) {
   EXPECT_EQ(allowed.load(), 150);
 }
 
+TEST_P(Backends, SlidingWindowAllowsTheLimitThenWaitsForTheWindowToSlide) {
+  const Ask w{Ask::Kind::kWindow, prefix_ + "win", 10, 0, 60, 1};
+  for (int i = 0; i < 10; ++i) {
+    auto d = acquire({w});
+    ASSERT_TRUE(d) << d.error().message;
+    EXPECT_TRUE(d->allowed) << i;
+    EXPECT_EQ(d->verdicts[0].remaining, 9 - i);
+  }
+  auto no = acquire({w});
+  ASSERT_TRUE(no);
+  EXPECT_FALSE(no->allowed);
+  EXPECT_GT(no->retry_after_s, 0);
+  EXPECT_LE(no->retry_after_s, 120);
+  // A settle gives back what was reserved; a cost above the limit never fits.
+  ASSERT_TRUE(adjust({Ask{Ask::Kind::kWindow, prefix_ + "win", 10, 0, 60, -3}}));
+  auto after = acquire({Ask{Ask::Kind::kWindow, prefix_ + "win", 10, 0, 60, 3}});
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(after->allowed);
+  auto never = acquire({Ask{Ask::Kind::kWindow, prefix_ + "win2", 10, 0, 60, 11}});
+  ASSERT_TRUE(never);
+  EXPECT_FALSE(never->allowed);
+  EXPECT_LT(never->retry_after_s, 0);
+}
+
+TEST(WindowMath, WaitsForThePreviousWindowToSlideOut) {
+  // 100 per window; the previous window had 100, this one 20, 25% gone: 75 + 20 = 95 counted.
+  EXPECT_DOUBLE_EQ(WindowMath::estimate(20, 100, 0.25), 95);
+  // 10 more fit once the previous window weighs at most 70: at 30% (after 0.05 of the window).
+  EXPECT_NEAR(WindowMath::wait_s(100, 10, 20, 100, 0.25, 60), 0.05 * 60, 1e-9);
+  // This window alone is full: wait for its end, then until it weighs at most 90 (10%).
+  EXPECT_NEAR(WindowMath::wait_s(100, 10, 100, 0, 0.5, 60), (0.5 + 0.1) * 60, 1e-9);
+  EXPECT_EQ(WindowMath::wait_s(100, 101, 0, 0, 0, 60), -1);
+}
+
 TEST_P(Backends, ConcurrentDecisionsOnOneExecutorAreExact) {
   // 300 decisions at once from one executor (Redis: batched into a few script runs), each taking
   // from a bucket of 100 and a counter of 250, half of them also from a second tenant's bucket
@@ -230,6 +264,16 @@ TEST(Redis, ParsesUrls) {
   EXPECT_EQ(o->db, 2);
   EXPECT_FALSE(parse_redis_url("http://x"));
   EXPECT_EQ(parse_redis_url("redis://localhost")->port, "6379");
+}
+
+TEST(TenantLimits, RateAlgorithm) {
+  auto l = TenantLimits::parse(R"({"model_requests_per_min": 5, "rate_algorithm": "sliding_window", "concurrent_runs": 3})");
+  ASSERT_TRUE(l) << l.error().message;
+  EXPECT_TRUE(l->sliding_window);
+  EXPECT_EQ(l->concurrent_runs, 3);
+  EXPECT_NE(l->to_json().find("\"rate_algorithm\":\"sliding_window\""), std::string::npos);
+  EXPECT_FALSE(TenantLimits::parse(R"({"rate_algorithm": "leaky"})"));
+  EXPECT_FALSE(TenantLimits::parse(R"({"concurrent_runs": -1})"));
 }
 
 TEST(TenantLimits, ParsesAndRejects) {

@@ -36,14 +36,27 @@ namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 // ARGV[1]: the number of decisions; then per decision: mode ('a' acquire, 'j' adjust), its
-// number of keys n, and per key: kind ('b' bucket, 'c' counter), limit, refill per millisecond,
-// ttl seconds, cost. KEYS: every decision's keys in order. Returns per decision {allowed,
+// number of keys n, and per key: kind ('b' bucket, 'c' counter, 'w' sliding window), limit,
+// refill per millisecond, ttl seconds (window: its length), cost. KEYS: every decision's keys in order. Returns per decision {allowed,
 // retry_ms (-1: never), denied index, then per key remaining and reset_ms}, concatenated.
 // The batch costs one MGET of all its keys and one SET per key it changed, whatever the number
 // of decisions on that key (decisions run in order on the values in memory). A bucket is
 // "tokens:last_ms:written_ms", kept 24 h after it was (re)written with an expiry, refreshed
-// every 12 h while in use; a counter is its count, kept until its period ends (plus an hour).
+// every 12 h while in use; a counter is its count, kept until its period ends (plus an hour); a
+// window is "current:previous:window_number", kept two windows.
 constexpr const char* kScript = R"lua(
+-- Seconds until `cost` more fits in a sliding window (as WindowMath::wait_s; -1: never).
+local function window_wait(limit, cost, cur, prev, f, ws)
+  if cost > limit then return -1 end
+  local room = limit - cur - cost
+  if room >= 0 then
+    if prev <= 0 then return 0 end
+    return math.max(0, (1 - room / prev) - f) * ws
+  end
+  local g = 0
+  if cur > 0 then g = math.max(0, 1 - (limit - cost) / cur) end
+  return ((1 - f) + g) * ws
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local raw = redis.call('MGET', unpack(KEYS))
@@ -88,6 +101,18 @@ for _ = 1, tonumber(ARGV[1]) do
       local tokens, ts = limit[i], now
       if s.v ~= nil and s.ts ~= nil then tokens = s.v; ts = s.ts end
       value[i] = math.min(limit[i], tokens + math.max(0, now - ts) * rate[i])
+    elseif kind[i] == 'w' then
+      local W = ttl[i] * 1000
+      local idx = math.floor(now / W)
+      if not s.winit then
+        s.cur, s.prev = 0, 0
+        if s.v ~= nil and s.made ~= nil then
+          if s.made == idx then s.cur = s.v; s.prev = s.ts elseif s.made == idx - 1 then s.prev = s.v end
+        end
+        s.idx = idx; s.W = W; s.winit = true
+      end
+      s.f = (now % W) / W
+      value[i] = s.prev * (1 - s.f) + s.cur
     else
       value[i] = s.v or 0
     end
@@ -105,6 +130,9 @@ for _ = 1, tonumber(ARGV[1]) do
         local w
         if kind[i] == 'b' then
           if cost[i] > limit[i] or rate[i] <= 0 then w = -1 else w = (cost[i] - value[i]) / rate[i] end
+        elseif kind[i] == 'w' then
+          local s = st[KEYS[k + i]]
+          w = window_wait(limit[i], cost[i], s.cur, s.prev, s.f, ttl[i]) * 1000
         else
           w = ttl[i] * 1000
         end
@@ -126,6 +154,13 @@ for _ = 1, tonumber(ARGV[1]) do
       end
       out[#out + 1] = math.floor(math.max(v, 0))
       if rate[i] > 0 then out[#out + 1] = math.ceil((limit[i] - v) / rate[i]) else out[#out + 1] = 0 end
+    elseif kind[i] == 'w' then
+      if take then
+        s.cur = s.cur + cost[i]; s.kind = 'w'; s.dirty = true
+        v = v + cost[i]
+      end
+      out[#out + 1] = math.floor(math.max(limit[i] - v, 0))
+      out[#out + 1] = math.ceil((1 - s.f) * s.W)
     else
       if take then
         v = v + cost[i]
@@ -139,7 +174,9 @@ for _ = 1, tonumber(ARGV[1]) do
 end
 for key, s in pairs(st) do
   if s.dirty then
-    if s.kind == 'b' then
+    if s.kind == 'w' then
+      redis.call('SET', key, tostring(s.cur) .. ':' .. tostring(s.prev) .. ':' .. s.idx, 'PX', 2 * s.W + 1000)
+    elseif s.kind == 'b' then
       if s.made == nil or now - s.made > 43200000 then
         redis.call('SET', key, tostring(s.v) .. ':' .. s.ts .. ':' .. now, 'PX', 86400000)
       else
@@ -482,7 +519,7 @@ class RedisBackend final : public Backend {
       args.push_back(std::string(1, q->mode));
       args.push_back(std::to_string(q->asks.size()));
       for (const auto& a : q->asks) {
-        args.push_back(a.kind == Ask::Kind::kBucket ? "b" : "c");
+        args.push_back(a.kind == Ask::Kind::kBucket ? "b" : a.kind == Ask::Kind::kWindow ? "w" : "c");
         args.push_back(std::to_string(a.limit));
         std::snprintf(rate, sizeof rate, "%.12g", a.per_second / 1000.0);
         args.push_back(rate);
