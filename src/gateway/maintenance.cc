@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 
+#include "audit/audit_log.h"
 #include "auth/records.h"
 #include "control/plane.h"
 #include "telemetry/log.h"
@@ -46,6 +47,13 @@ void run_upkeep(store::Pool& pool, const Services& services, bool first_shard, U
   if (services.credentials && now >= state.next_flush) {
     state.next_flush = now + kFlushEvery;
     services.credentials->flush_uses(pool, kFlushEvery);
+  }
+  if (services.audit && now >= state.next_costs) {
+    state.next_costs = now + kFlushEvery;
+    for (auto& [tenant, payload] : state.costs.take())
+      if (auto t = TenantId::parse(tenant))
+        services.audit->record(audit::Context{*t, "system:gateway", "", &pool},
+                               audit::Event{"model.cost", audit::Level::kReplay, std::move(payload)});
   }
   if (first_shard && services.agents && !state.firing && now >= state.next_crons) {
     state.next_crons = now + std::chrono::seconds(1);

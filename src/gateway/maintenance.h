@@ -3,11 +3,13 @@
 // runs the deleted-tenant sweep (auth::purge_tenants) every `purge_interval` and the run data
 // sweep (control::sweep_run_data: expired threads, old run event logs, expired store items)
 // every few minutes,
-// and fires due crons every second (control::Crons::fire_due; replicas share them safely).
+// and fires due crons every second (control::Crons::fire_due; replicas share them safely); every
+// shard writes its model calls' cost events (CostMeter) every few seconds.
 #pragma once
 
 #include <chrono>
 
+#include "gateway/cost_meter.h"
 #include "gateway/router.h"
 
 namespace ap::gateway {
@@ -18,6 +20,8 @@ struct Upkeep {
   std::chrono::steady_clock::time_point next_purge{};
   std::chrono::steady_clock::time_point next_sweep{};
   std::chrono::steady_clock::time_point next_crons{};
+  std::chrono::steady_clock::time_point next_costs{};
+  CostMeter costs;
   bool purging = false;
   bool sweeping = false;
   bool firing = false;

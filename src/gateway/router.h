@@ -62,6 +62,8 @@ struct Services {
   llm::ModelServices* models = nullptr;  // the model gateway (null: not served)
 };
 
+class CostMeter;
+
 // What a handler gets: the request, its path parameters, the caller, and the shard's services.
 struct RequestContext {
   const Request& request;
@@ -73,6 +75,7 @@ struct RequestContext {
   const ServerInfo& info;
   const Services& services;
   llm::UpstreamClient* http = nullptr;  // the shard's outbound client (model gateway)
+  CostMeter* costs = nullptr;           // the shard's cost events (model gateway)
 
   // The path parameter `name` ("key_id"), or empty.
   std::string_view param(std::string_view name) const;

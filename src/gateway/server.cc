@@ -454,7 +454,8 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
   route = m.route;
   if (route->pattern == "/metrics" && !options.metrics_listen.empty() && !metrics_only)
     co_return error_response(Error::not_found("metrics are served on the metrics listener"));
-  RequestContext ctx{req, std::move(m.params), {}, request_id, *shard.pool, authn, info, services, shard.http.get()};
+  RequestContext ctx{req, std::move(m.params), {}, request_id, *shard.pool, authn, info, services, shard.http.get(),
+                     &shard.upkeep.costs};
   if (route->auth != AuthMode::kNone) {
     auto p = co_await authn.authenticate(*shard.pool, credential_of(req));
     if (!p) {

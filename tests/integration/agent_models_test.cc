@@ -242,6 +242,30 @@ TEST_F(AgentModels, LimitsRefuseModelCallsInRuns) {
   EXPECT_NE(third.dump().find("model 'nope' is not one of the tenant's model routes"), std::string::npos) << third.dump();
 }
 
+TEST_F(AgentModels, GatewayCallsBecomeCostEventsInTheAuditLog) {
+  auto other = server->make_tenant("agent-models-costs");
+  const json route = {{"provider", "scripted"}, {"upstream_model", "s"}, {"script", json::array({"hi there"})},
+                      {"prices", {{"input_cost_per_token", 0.000001}, {"output_cost_per_token", 0.000002}}}};
+  ASSERT_EQ(server->call("PUT", "/v1/model-routes/priced", other.key, route.dump()).status, 201);
+  const json body = {{"model", "priced"}, {"messages", {{{"role", "user"}, {"content", "hello"}}}}};
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(server->call("POST", "/v1/chat/completions", other.key, body.dump()).status, 200);
+  // One event per tenant and window (the shards write theirs every 10 s), not one per call.
+  json events;
+  bool written = eventually(
+      [&] {
+        events = server->call_json("GET", "/v1/audit?kind=model.cost", other.key)["items"];
+        int64_t requests = 0;
+        for (const auto& e : events) requests += e["entry"]["payload"]["requests"].get<int64_t>();
+        return requests == 3;
+      },
+      std::chrono::seconds(25));
+  ASSERT_TRUE(written) << events.dump();
+  const json& p = events[0]["entry"]["payload"];
+  EXPECT_EQ(p["source"], "gateway");
+  EXPECT_GT(p["cost_micro_usd"].get<int64_t>(), 0);
+  EXPECT_TRUE(p["models"].contains("priced"));
+}
+
 TEST_F(AgentModels, ConcurrentRunsLimitHoldsRunsInTheQueue) {
   auto other = server->make_tenant("agent-models-concurrency");
   const json route = {{"provider", "scripted"},

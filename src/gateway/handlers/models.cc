@@ -11,6 +11,7 @@
 
 #include "auth/records.h"
 #include "common/clock.h"
+#include "gateway/cost_meter.h"
 #include "gateway/errors.h"
 #include "gateway/handlers/audit_context.h"
 #include "gateway/handlers/json_body.h"
@@ -96,6 +97,7 @@ struct CallInfo {
   std::optional<double> ttft_ms;
   ratelimit::Admission admission;
   asio::any_io_executor ex;
+  CostMeter* costs = nullptr;  // the shard's (calls end on the shard that started them)
 
   void mark_first_byte() {
     if (!ttft_ms) ttft_ms = std::chrono::duration<double, std::milli>(steady::now() - start).count();
@@ -104,6 +106,7 @@ struct CallInfo {
     auto cost = llm::cost_of(usage, models->price_of(*route), models->price_version(*route));
     if (models->limits && admission.allowed)
       models->limits->settle(ex, admission, usage.prompt_tokens + usage.completion_tokens, cost.micro_usd);
+    if (costs) costs->add(tenant.to_string(), model, usage.prompt_tokens, usage.completion_tokens, cost.micro_usd, cost.unpriced);
     if (!models->usage) return;
     llm::UsageRecord r;
     r.tenant = tenant;
@@ -483,6 +486,7 @@ Task chat(RequestContext& ctx, Family family) {
   call->request_id = ctx.request_id;
   call->model = body["model"].get<std::string>();
   call->ex = co_await asio::this_coro::executor;
+  call->costs = ctx.costs;
   if (!ctx.principal.key.is_nil()) call->key_id = ctx.principal.key.uuid();
   auto route = co_await models->routes.find(ctx.pool, ctx.tenant(), call->model);
   if (!route) {
