@@ -3,12 +3,13 @@
 # (a) direct to the mock, (b) through agentplane (auth, limits, usage recording on), c=CONNS JSON
 # and SSE with wrk, and c=1 latency with the peers' probe. Portkey itself: run
 # ../shared/peers/gateway/bench-gateway.sh right before/after (same machine, same mock).
-# Usage: bench/gateway/run.sh [BUILD_DIR]   Env: DURATION (s, 10), CONNS (50), PEERS (path).
+# Usage: bench/gateway/run.sh [BUILD_DIR]   Env: DURATION (s, 10), CONNS (50), PEERS (path),
+# LIMITS (redis: a redis-server of its own holds the limits, as across replicas; local: in-process).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build}; bin=$build/agentplane
 peers=${PEERS:-$root/../shared/peers/gateway}
-DURATION=${DURATION:-10}; CONNS=${CONNS:-50}
+DURATION=${DURATION:-10}; CONNS=${CONNS:-50}; LIMITS=${LIMITS:-redis}
 work=$(mktemp -d /tmp/ap-gw-bench-XXXXXX)
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 pids=()
@@ -16,7 +17,14 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 mock_port=$(free_port); ap_port=$(free_port)
 node "$peers/mock-openai.mjs" "$mock_port" >"$work/mock.log" 2>&1 & pids+=($!)
-"$bin" dev --data-dir "$work/dev" --listen "127.0.0.1:$ap_port" --egress-allow 127.0.0.1 --log-level warn >"$work/dev.log" 2>&1 & pids+=($!)
+redis_args=()
+if [ "$LIMITS" = redis ]; then
+  redis_port=$(free_port)
+  redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 & pids+=($!)
+  for i in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  redis_args=(--redis-url "redis://127.0.0.1:$redis_port")
+fi
+"$bin" dev --data-dir "$work/dev" --listen "127.0.0.1:$ap_port" --egress-allow 127.0.0.1 "${redis_args[@]}" --log-level warn >"$work/dev.log" 2>&1 & pids+=($!)
 for i in $(seq 1 300); do [ -f "$work/dev/dev.json" ] && curl -sf "http://127.0.0.1:$ap_port/ok" >/dev/null && break; sleep 0.2; done
 key=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["demo_api_key"])' "$work/dev/dev.json")
 admin=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["admin_token"])' "$work/dev/dev.json")
@@ -28,6 +36,7 @@ curl -sf -X PUT "$AP/v1/model-routes/gpt-4o-mini" -H "x-api-key: $key" \
 # Limits on (high enough not to refuse): every request passes the API and model limiters.
 curl -sf -X PUT "$AP/v1/tenants/$tenant/limits" -H "authorization: Bearer $admin" \
   -d '{"api_requests_per_min": 100000000, "model_requests_per_min": 100000000, "model_tokens_per_min": 1000000000000}' >/dev/null
+echo "limits backend: $(curl -sf "$AP/v1/limits" -H "x-api-key: $key" | python3 -c 'import json,sys;print(json.load(sys.stdin)["backend"])')" >&2
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}'
 SBODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}'
 curl -sf "$AP/v1/chat/completions" -H "x-api-key: $key" -d "$BODY" | grep -q total_tokens || { echo "smoke failed" >&2; tail "$work/dev.log" >&2; exit 1; }

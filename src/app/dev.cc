@@ -207,6 +207,10 @@ int run_dev(const DevConfig& config) {
   if (config.pool_size) sc.server.pool.max_size = config.pool_size;
   sc.worker_concurrency = config.worker_concurrency;
   sc.egress_allow = config.egress_allow;
+  if (!config.redis_url.empty()) {
+    sc.ratelimit_backend = "redis";
+    sc.redis_url = config.redis_url;
+  }
   std::unique_ptr<Wiring> wiring;
   auto server = start_server(sc, wiring);
   if (!server) return fail(server.error());

@@ -14,6 +14,7 @@ struct DevConfig {
   size_t pool_size = 0;  // PostgreSQL connections per thread; 0: the server's default
   int worker_concurrency = 0;  // runs at once; 0: the worker's default
   std::vector<std::string> egress_allow;  // as serve --egress-allow (e.g. a local model server)
+  std::string redis_url;  // set: limits on that Redis (serve --ratelimit-backend redis)
   std::string log_level = "info";
   std::string log_file;  // default: <data_dir>/agentplane.log; "-" for stderr
 };

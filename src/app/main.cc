@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   dev_cmd->add_option("--egress-allow", dev.egress_allow,
                       "Hosts or networks model calls may reach besides public ones (e.g. 127.0.0.1 for a local model server)")
       ->delimiter(',');
+  dev_cmd->add_option("--redis-url", dev.redis_url, "Keep limits in this Redis (redis://host:port[/db]) instead of in-process");
   dev_cmd->add_option("--worker-concurrency", dev.worker_concurrency, "Runs at once (0: the worker's default)")
       ->check(CLI::NonNegativeNumber);
   dev_cmd->add_option("--log-level", dev.log_level, "debug, info, warn or error")->capture_default_str();

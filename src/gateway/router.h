@@ -91,6 +91,9 @@ struct Route {
   uint32_t scope = 0;  // required scope for kTenant routes (0: any key)
   Handler handler;
   bool health = false;  // /ok, /metrics: not access-logged by default
+  // The handler checks the API request limit itself, with its own limits in one limiter round
+  // trip (model calls), instead of the server checking it first.
+  bool admits_itself = false;
 };
 
 struct Match {

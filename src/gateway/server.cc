@@ -475,7 +475,8 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
           std::string(auth::scope_name(static_cast<auth::Scope>(route->scope))) + "' scope"));
   }
   std::vector<Header> limit_headers;
-  if (route->auth == AuthMode::kTenant && services.models && services.models->limits && !route->health) {
+  if (route->auth == AuthMode::kTenant && services.models && services.models->limits && !route->health &&
+      !route->admits_itself) {
     const std::string key_id = ctx.principal.key.is_nil() ? std::string() : ctx.principal.key.to_string();
     auto a = co_await services.models->limits->admit_request(*shard.pool, ctx.tenant(), key_id);
     if (a) {

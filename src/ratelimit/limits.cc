@@ -302,7 +302,7 @@ store::Task<Admission> Limits::admit_request(store::Pool& pool, const TenantId& 
 
 store::Task<Admission> Limits::admit_model(store::Pool& pool, const TenantId& tenant, const std::string& key_id,
                                            const std::string& model, int64_t tokens, int64_t worst_cost,
-                                           const std::string& upstream) {
+                                           const std::string& upstream, bool api_request) {
   AP_CO_ASSIGN_OR_RETURN(auto l, co_await of(pool, tenant));
   const std::string t = tag(tenant);
   // Token asks first (settle corrects them), then spend asks, then plain request counts.
@@ -345,6 +345,10 @@ store::Task<Admission> Limits::admit_model(store::Pool& pool, const TenantId& te
   if (pm != l->per_model.end() && pm->second.requests_per_min) {
     asks.push_back(rate(*l, t + "m:" + model + ":rpm", *pm->second.requests_per_min, 1));
     names.push_back("requests per minute for model " + model);
+  }
+  if (api_request && l->api_requests_per_min) {
+    asks.push_back(rate(*l, t + "api", *l->api_requests_per_min, 1));
+    names.push_back("API requests per minute");
   }
   if (options_.upstream_key_requests_per_min && !upstream.empty()) {
     asks.push_back(bucket(t + "u:" + upstream + ":rpm", *options_.upstream_key_requests_per_min, 1));

@@ -86,9 +86,11 @@ class Limits {
   store::Task<Admission> admit_request(store::Pool& pool, const TenantId& tenant, const std::string& key_id);
   // A model call: `tokens` an upper bound of prompt + completion tokens, `worst_cost` its price.
   // `upstream` names the upstream credential (tenant/credential) for the per-upstream-key limit.
+  // `api_request`: also takes one from the API request limit (the gateway's model endpoints:
+  // one decision for both).
   store::Task<Admission> admit_model(store::Pool& pool, const TenantId& tenant, const std::string& key_id,
                                      const std::string& model, int64_t tokens, int64_t worst_cost,
-                                     const std::string& upstream);
+                                     const std::string& upstream, bool api_request = false);
   // Corrects a model admission with the real counts (runs detached on `ex`).
   void settle(boost::asio::any_io_executor ex, const Admission& a, int64_t tokens, int64_t cost);
 

@@ -467,7 +467,8 @@ size_t text_bytes(const json& body) {
   return n;
 }
 
-Task chat(RequestContext& ctx, Family family) {
+// `api_counted`: set once the API request limit has been taken (with the model's limits).
+Task chat_admitted(RequestContext& ctx, Family family, bool* api_counted) {
   auto* models = ctx.services.models;
   if (!models || !ctx.http) co_return openai_error(Error::unavailable("the model gateway is not configured on this server"));
   auto parsed = object_body(ctx.request);
@@ -518,7 +519,8 @@ Task chat(RequestContext& ctx, Family family) {
     const std::string upstream = call->route->credential.empty() ? "" : ctx.tenant().to_string() + "/" + call->route->credential;
     const std::string key_id = call->key_id ? call->key_id->to_string() : std::string();
     auto admission = co_await models->limits->admit_model(ctx.pool, ctx.tenant(), key_id, call->model, tokens, worst_cost,
-                                                          upstream);
+                                                          upstream, /*api_request=*/true);
+    *api_counted = true;
     if (!admission) co_return openai_error(admission.error());
     if (!admission->allowed) {
       Response r = admission->budget ? openai_error(429, admission->message, "insufficient_quota", "budget_exceeded")
@@ -544,6 +546,19 @@ Task chat(RequestContext& ctx, Family family) {
     key = std::move(*k);
   }
   co_return co_await proxy(ctx, call, family, std::move(body), stream, std::move(key));
+}
+
+// The model endpoints check the API request limit together with the model's limits (one limiter
+// round trip); a request that fails before that (bad body, unknown model) still counts.
+Task chat(RequestContext& ctx, Family family) {
+  bool api_counted = false;
+  auto r = co_await chat_admitted(ctx, family, &api_counted);
+  auto* models = ctx.services.models;
+  if (!api_counted && models && models->limits) {
+    const std::string key_id = ctx.principal.key.is_nil() ? std::string() : ctx.principal.key.to_string();
+    (void)co_await models->limits->admit_request(ctx.pool, ctx.tenant(), key_id);
+  }
+  co_return r;
 }
 
 Task chat_completions(RequestContext& ctx) { co_return co_await chat(ctx, Family::kOpenAi); }
@@ -628,8 +643,8 @@ Task tenant_usage(RequestContext& ctx) {
 }  // namespace
 
 void add_model_routes(Router& r) {
-  r.add({"POST", "/v1/chat/completions", AuthMode::kTenant, auth::kScopeModels, chat_completions});
-  r.add({"POST", "/v1/messages", AuthMode::kTenant, auth::kScopeModels, messages});
+  r.add({"POST", "/v1/chat/completions", AuthMode::kTenant, auth::kScopeModels, chat_completions, false, true});
+  r.add({"POST", "/v1/messages", AuthMode::kTenant, auth::kScopeModels, messages, false, true});
   r.add({"GET", "/v1/models", AuthMode::kTenant, auth::kScopeModels, list_models});
   r.add({"GET", "/v1/models/{model}", AuthMode::kTenant, auth::kScopeModels, get_model});
   r.add({"PUT", "/v1/model-routes/{name}", AuthMode::kTenant, auth::kScopeCredentials, put_route});
