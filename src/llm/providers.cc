@@ -1,5 +1,6 @@
 // The three providers: OpenAI-compatible chat completions, Anthropic Messages (both streamed over
 // SSE), and the scripted model.
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -317,7 +318,8 @@ class ScriptedProvider final : public Provider {
         end = end == std::string::npos ? text.size() : end;
         if (delay > 0) {
           asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(delay));
-          co_await t.async_wait(asio::use_awaitable);
+          auto [ec] = co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+          if (ec) co_return Error::cancelled("the model call was cancelled");
         }
         on_delta(std::string_view(text).substr(start, end - start));
         start = end;

@@ -266,6 +266,34 @@ TEST_F(AgentModels, GatewayCallsBecomeCostEventsInTheAuditLog) {
   EXPECT_TRUE(p["models"].contains("priced"));
 }
 
+TEST_F(AgentModels, CancelAbortsAModelCallInFlight) {
+  // 40 words at 250 ms each: 10 s of streaming, unless the cancel ends it.
+  std::string words;
+  for (int i = 0; i < 40; ++i) words += "word ";
+  const json route = {{"provider", "scripted"}, {"upstream_model", "s"},
+                      {"script", {{"replies", {words}}, {"token_delay_ms", 250}}}};
+  ASSERT_EQ(server->call("PUT", "/v1/model-routes/very-slow", t->key, route.dump()).status, 201);
+  const json assistant = {{"graph_id", "builtin.react_agent"}, {"config", {{"configurable", {{"model", "very-slow"}}}}}};
+  std::string id = server->call_json("POST", "/assistants", t->key, assistant.dump())["assistant_id"];
+  const std::string thread = new_thread();
+  std::string run = server->call_json("POST", "/threads/" + thread + "/runs", t->key,
+                                      json{{"assistant_id", id}, {"input", user("talk")}}.dump())["run_id"];
+  const std::string path = "/threads/" + thread + "/runs/" + run;
+  ASSERT_TRUE(eventually([&] { return server->call_json("GET", path, t->key)["status"] == "running"; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // inside the model call
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(server->call("POST", path + "/cancel?wait=true", t->key).status / 100, 2);
+  EXPECT_TRUE(eventually([&] { return server->call_json("GET", path, t->key)["status"] == "interrupted"; }));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3)) << "the call was not aborted";
+  // The aborted call is still recorded (tokens estimated), as a client disconnect is.
+  EXPECT_TRUE(eventually([&] {
+    auto u = server->call_json("GET", "/v1/usage?group_by=model", t->key);
+    for (const auto& r : u["rows"])
+      if (r["group"] == "very-slow") return r["requests"] == 1;
+    return false;
+  }));
+}
+
 TEST_F(AgentModels, ConcurrentRunsLimitHoldsRunsInTheQueue) {
   auto other = server->make_tenant("agent-models-concurrency");
   const json route = {{"provider", "scripted"},

@@ -3,6 +3,7 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <functional>
 #include <future>
@@ -23,7 +24,8 @@ using steady = std::chrono::steady_clock;
 // (cancel, lease lost, worker stopping) or the deadline cancels the work: its pending I/O ends.
 // If the I/O thread is gone (the worker stopped hard) the wait ends 5 s after the cancel.
 template <class T>
-Result<T> wait_for(asio::any_io_executor ex, asio::awaitable<Result<T>> work, const std::function<bool()>& stop,
+Result<T> wait_for(asio::any_io_executor ex, const asio::io_context* io, asio::awaitable<Result<T>> work,
+                   const std::function<bool()>& stop,
                    steady::time_point deadline = steady::time_point::max()) {
   auto done = std::make_shared<std::promise<Result<T>>>();
   auto f = done->get_future();
@@ -44,7 +46,10 @@ Result<T> wait_for(asio::any_io_executor ex, asio::awaitable<Result<T>> work, co
   steady::time_point gave_up_at = steady::time_point::max();
   while (f.wait_for(std::chrono::milliseconds(20)) != std::future_status::ready) {
     if (stopped || late) {
-      if (steady::now() >= gave_up_at) return Error::cancelled("the run was stopped during a model or tool call");
+      // Only when the I/O thread is gone for good: its coroutines are then never resumed, so
+      // nothing touches this frame after we leave.
+      if (steady::now() >= gave_up_at && io && io->stopped())
+        return Error::cancelled("the run was stopped during a model or tool call");
       continue;
     }
     stopped = stop();
@@ -124,7 +129,12 @@ struct WorkerRunServices::Call {
       if (!ttft_ms) ttft_ms = std::chrono::duration<double, std::milli>(steady::now() - start).count();
       on_delta(text);
     };
-    auto result = co_await (*provider)->chat(*where.http, call, timed);
+    Result<llm::ChatResult> result = Error::internal("the model call did not run");
+    try {
+      result = co_await (*provider)->chat(*where.http, call, timed);
+    } catch (const std::exception& e) {  // an aborted operation that threw: still recorded below
+      result = Error::cancelled(std::string("the model call ended: ") + e.what());
+    }
     // One usage record per call, failed ones too (tokens estimated when the provider sent none).
     llm::Usage usage;
     int status = 200;
@@ -191,7 +201,7 @@ Result<llm::ChatResult> WorkerRunServices::chat(const std::string& model, llm::C
     n = ++seq_;
   }
   Call c{access_, where_, tenant_, thread_, run_, run_.to_string() + ":" + std::to_string(n), model, std::move(call), on_delta};
-  return wait_for<llm::ChatResult>(where_.ex, c.run_it(totals_, mu_), [this] { return stopping(); });
+  return wait_for<llm::ChatResult>(where_.ex, where_.io, c.run_it(totals_, mu_), [this] { return stopping(); });
 }
 
 Result<graph::nodes::HttpReply> WorkerRunServices::http(graph::nodes::HttpCall call) {
@@ -221,7 +231,7 @@ Result<graph::nodes::HttpReply> WorkerRunServices::http(graph::nodes::HttpCall c
     co_return graph::nodes::HttpReply{resp->status(), resp->header("content-type"), std::move(*body)};
   };
   const auto deadline = steady::now() + call.timeout;
-  return wait_for<graph::nodes::HttpReply>(where_.ex, work(this, std::move(call)), [this] { return stopping(); }, deadline);
+  return wait_for<graph::nodes::HttpReply>(where_.ex, where_.io, work(this, std::move(call)), [this] { return stopping(); }, deadline);
 }
 
 WorkerRunServices::Totals WorkerRunServices::totals() const {

@@ -13,6 +13,9 @@
 #include "common/ids.h"
 #include "graph/nodes/run_services.h"
 
+namespace boost::asio {
+class io_context;
+}
 namespace ap::llm {
 struct ModelServices;
 }
@@ -38,6 +41,7 @@ class WorkerRunServices final : public graph::nodes::RunServices {
  public:
   struct Where {
     boost::asio::any_io_executor ex;  // the worker's I/O thread
+    const boost::asio::io_context* io = nullptr;  // its context (stopped: the thread is gone)
     store::Pool* pool = nullptr;      // on `ex`
     net::HttpClient* http = nullptr;  // on `ex`
   };

@@ -318,7 +318,7 @@ asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot)
   auto on_publish = [this, slot] {
     if (slot->log_events) request_flush();
   };
-  auto services = std::make_shared<WorkerRunServices>(o.models, WorkerRunServices::Where{ioc.get_executor(), pool.get(), http.get()},
+  auto services = std::make_shared<WorkerRunServices>(o.models, WorkerRunServices::Where{ioc.get_executor(), &ioc, pool.get(), http.get()},
                                                       c.tenant, c.thread, c.run, slot->stop, &stopping);
   RunContext rc{c.tenant, c.run, c.thread, c.attempt, kwargs, metadata, &hub, slot->stop, &stopping, on_publish, services};
   if (audit)
