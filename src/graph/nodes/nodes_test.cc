@@ -221,6 +221,13 @@ TEST(Tools, HttpToolsFillTheUrlAndNameTheCredential) {
   auto missing = run_tool((*tools)[0], Json::object(), &svc);
   EXPECT_TRUE(missing.error);
   EXPECT_EQ(missing.content, "Error: missing argument 'city'");
+  for (const char* walk : {"..", ".", ""}) {
+    auto up = run_tool((*tools)[0], {{"city", walk}}, &svc);
+    EXPECT_TRUE(up.error) << walk;
+  }
+  auto slash = run_tool((*tools)[0], {{"city", "../admin?x=1#y"}}, &svc);
+  EXPECT_EQ(svc.http_calls.back().url, "https://api.example.test/v1/weather/..%2Fadmin%3Fx%3D1%23y");
+  EXPECT_FALSE(slash.error);
   auto t2 = parse_tools(Json::parse(R"([{"name": "p", "http": {"method": "POST", "url": "http://denied.test/x"}},
                                         {"name": "q", "http": {"url": "http://h.test/missing"}}])"));
   ASSERT_TRUE(t2);

@@ -282,7 +282,12 @@ ToolOutcome run_http(const ToolDef& t, const Json& args, RunServices* services) 
     url += call.url.substr(i, open - i);
     const std::string key = call.url.substr(open + 1, close - open - 1);
     if (!rest.contains(key)) return {"Error: missing argument '" + key + "'", true};
-    url += url_encode(arg_text(rest[key]));
+    const std::string value = arg_text(rest[key]);
+    // Percent-encoding keeps an argument inside its path segment, except the dot segments that
+    // servers resolve (a model must not walk the tool's path upwards).
+    if (value == "." || value == ".." || value.empty())
+      return {"Error: argument '" + key + "' must not be empty, '.' or '..'", true};
+    url += url_encode(value);
     rest.erase(key);
     i = close + 1;
   }
