@@ -149,6 +149,7 @@ for _ = 1, tonumber(ARGV[1]) do
     local s = st[KEYS[k + i]]
     if kind[i] == 'b' then
       if take then
+        if s.dirty then v = s.v end  -- the same key twice in one decision: take from what is left
         v = math.min(limit[i], v - cost[i])
         s.v = v; s.ts = now; s.kind = 'b'; s.dirty = true
       end
@@ -163,6 +164,7 @@ for _ = 1, tonumber(ARGV[1]) do
       out[#out + 1] = math.ceil((1 - s.f) * s.W)
     else
       if take then
+        if s.dirty then v = s.v end
         v = v + cost[i]
         s.v = v; s.kind = 'c'; s.ttl = ttl[i]; s.dirty = true
       end
