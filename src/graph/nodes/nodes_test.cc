@@ -228,6 +228,10 @@ TEST(Tools, HttpToolsFillTheUrlAndNameTheCredential) {
   auto slash = run_tool((*tools)[0], {{"city", "../admin?x=1#y"}}, &svc);
   EXPECT_EQ(svc.http_calls.back().url, "https://api.example.test/v1/weather/..%2Fadmin%3Fx%3D1%23y");
   EXPECT_FALSE(slash.error);
+  for (const char* bad : {R"([{"name": "x", "http": {"url": "https://api.example.com{sub}/x", "credential": "k"}}])",
+                          R"([{"name": "x", "http": {"url": "https://{host}/x"}}])",
+                          R"([{"name": "x", "http": {"url": "https://h.test:{port}/x"}}])"})
+    EXPECT_FALSE(parse_tools(Json::parse(bad))) << bad;
   auto t2 = parse_tools(Json::parse(R"([{"name": "p", "http": {"method": "POST", "url": "http://denied.test/x"}},
                                         {"name": "q", "http": {"url": "http://h.test/missing"}}])"));
   ASSERT_TRUE(t2);

@@ -237,6 +237,15 @@ Result<ToolDef> parse_http(const Json& t, const std::string& name) {
   d.http.url = h.value("url", "");
   if (!d.http.url.starts_with("https://") && !d.http.url.starts_with("http://"))
     return Error::invalid_argument("http.url must be an http(s) URL");
+  {
+    // Arguments may fill the path and query only: a model must never choose where a request
+    // (and the credential it carries) goes.
+    const size_t host_start = d.http.url.find("://") + 3;
+    const size_t path_start = d.http.url.find_first_of("/?#", host_start);
+    const std::string authority = d.http.url.substr(host_start, path_start == std::string::npos ? std::string::npos : path_start - host_start);
+    if (authority.find('{') != std::string::npos || authority.find('}') != std::string::npos || authority.empty())
+      return Error::invalid_argument("http.url: {placeholders} may appear in the path and query only, not in the host or port");
+  }
   if (h.contains("headers")) {
     if (!h["headers"].is_object()) return Error::invalid_argument("http.headers must be an object of strings");
     for (const auto& [k, v] : h["headers"].items()) {
