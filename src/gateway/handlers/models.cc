@@ -628,7 +628,8 @@ llm::UsageQuery usage_query(const RequestContext& ctx) {
 }
 
 Task usage(RequestContext& ctx) {
-  AP_CO_ASSIGN_OR_RETURN(auto body, co_await llm::query_usage(ctx.pool, ctx.tenant(), usage_query(ctx)));
+  llm::UsageQuery q = usage_query(ctx);  // (g++ 12: no temporaries in co_await calls)
+  AP_CO_ASSIGN_OR_RETURN(auto body, co_await llm::query_usage(ctx.pool, ctx.tenant(), std::move(q)));
   co_return Response::json(200, std::move(body));
 }
 
@@ -636,7 +637,8 @@ Task usage(RequestContext& ctx) {
 Task tenant_usage(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto tenant, path_id<TenantId>(ctx.param("tenant_id"), "tenant"));
   AP_CO_RETURN_IF_ERROR(co_await auth::get_tenant(ctx.pool, tenant));  // NotFound
-  AP_CO_ASSIGN_OR_RETURN(auto body, co_await llm::query_usage(ctx.pool, tenant, usage_query(ctx)));
+  llm::UsageQuery q = usage_query(ctx);
+  AP_CO_ASSIGN_OR_RETURN(auto body, co_await llm::query_usage(ctx.pool, tenant, std::move(q)));
   co_return Response::json(200, std::move(body));
 }
 
