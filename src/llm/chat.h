@@ -98,6 +98,8 @@ class Provider {
 };
 
 Result<std::unique_ptr<Provider>> make_provider(Endpoint endpoint);
+// The base URL calls of `provider` go to: `base_url`, or the provider's public API when empty.
+std::string effective_base_url(std::string_view provider, const std::string& base_url);
 
 // The scripted model's reply to a call (deterministic), also used by the gateway to serve
 // scripted routes in OpenAI's and Anthropic's formats.

@@ -37,7 +37,7 @@ asio::awaitable<Error> error_of(net::ClientResponse& res, std::string_view provi
 class OpenAiProvider final : public Provider {
  public:
   explicit OpenAiProvider(Endpoint e) : e_(std::move(e)) {
-    if (e_.base_url.empty()) e_.base_url = "https://api.openai.com/v1";
+    e_.base_url = effective_base_url("openai", e_.base_url);
   }
 
   asio::awaitable<Result<ChatResult>> chat(net::HttpClient& http, const ChatCall& call,
@@ -182,7 +182,7 @@ Json anthropic_messages(const std::vector<Message>& msgs, std::string& system) {
 class AnthropicProvider final : public Provider {
  public:
   explicit AnthropicProvider(Endpoint e) : e_(std::move(e)) {
-    if (e_.base_url.empty()) e_.base_url = "https://api.anthropic.com";
+    e_.base_url = effective_base_url("anthropic", e_.base_url);
   }
 
   asio::awaitable<Result<ChatResult>> chat(net::HttpClient& http, const ChatCall& call,
@@ -430,6 +430,13 @@ Result<ChatResult> scripted_reply(const Json& script, const ChatCall& call) {
   out.usage.cached_tokens = usage.value("cached_tokens", int64_t{0});
   out.usage.reasoning_tokens = usage.value("reasoning_tokens", int64_t{0});
   return out;
+}
+
+std::string effective_base_url(std::string_view provider, const std::string& base_url) {
+  if (!base_url.empty()) return base_url;
+  if (provider == "openai") return "https://api.openai.com/v1";
+  if (provider == "anthropic") return "https://api.anthropic.com";
+  return base_url;
 }
 
 Result<std::unique_ptr<Provider>> make_provider(Endpoint e) {

@@ -10,5 +10,6 @@ using UpstreamClient = net::HttpClient;
 using UpstreamOptions = net::ClientOptions;
 using UpstreamRequest = net::ClientRequest;
 using UpstreamResponse = net::ClientResponse;
+using UpstreamUrl = net::Url;
 
 }  // namespace ap::llm

@@ -31,6 +31,10 @@ struct Ask {
   int64_t ttl_s = 0;      // counter: expiry (the period's end plus slack), its key names the period;
                           // window: the window's length
   int64_t cost = 1;
+  // Window, adjust only: the window number the take being corrected went into (the backend's
+  // clock; Verdict::window). A correction lands in that window, or in nothing once it is out of
+  // the count, and never takes a window below zero. -1: the current window.
+  int64_t window = -1;
 };
 
 // The sliding-window arithmetic both backends use. `cur`/`prev`: the counts of the current and
@@ -45,6 +49,7 @@ struct Verdict {
   int64_t limit = 0;
   int64_t remaining = 0;
   double reset_s = 0;  // bucket: until full again; counter: until the period ends
+  int64_t window = -1;  // window: the number of the window taken from (for Ask::window)
 };
 
 struct Decision {

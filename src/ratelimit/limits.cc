@@ -286,6 +286,7 @@ store::Task<Admission> Limits::decide(std::vector<Ask> asks, std::vector<std::st
   }
   a.token_asks.assign(kept.begin(), kept.begin() + static_cast<long>(n_token));
   a.spend_asks.assign(kept.begin() + static_cast<long>(n_token), kept.begin() + static_cast<long>(n_token + n_spend));
+  for (size_t i = 0; i < n_token; ++i) a.token_asks[i].window = d->verdicts[i].window;
   co_return a;
 }
 

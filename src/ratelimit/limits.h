@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/ids.h"
@@ -108,6 +109,38 @@ class Limits {
     std::chrono::steady_clock::time_point at;
   };
   std::unordered_map<std::string, Cached> cache_;
+};
+
+// A model admission to settle exactly once: settle() with the real counts, or, when dropped
+// unsettled (the call failed or was cancelled before it reached the model), with nothing used,
+// so that no reservation is ever left standing. Move-only.
+class Reservation {
+ public:
+  Reservation() = default;
+  Reservation(Limits* limits, boost::asio::any_io_executor ex, Admission a)
+      : limits_(limits), ex_(std::move(ex)), a_(std::move(a)) {}
+  Reservation(Reservation&& o) noexcept : limits_(std::exchange(o.limits_, nullptr)), ex_(std::move(o.ex_)), a_(std::move(o.a_)) {}
+  Reservation& operator=(Reservation&& o) noexcept {
+    if (this != &o) {
+      settle(0, 0);
+      limits_ = std::exchange(o.limits_, nullptr);
+      ex_ = std::move(o.ex_);
+      a_ = std::move(o.a_);
+    }
+    return *this;
+  }
+  ~Reservation() { settle(0, 0); }
+
+  const Admission& admission() const { return a_; }
+  void settle(int64_t tokens, int64_t cost) {
+    if (limits_ && a_.allowed) limits_->settle(ex_, a_, tokens, cost);
+    limits_ = nullptr;
+  }
+
+ private:
+  Limits* limits_ = nullptr;
+  boost::asio::any_io_executor ex_;
+  Admission a_;
 };
 
 }  // namespace ap::ratelimit

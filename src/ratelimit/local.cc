@@ -22,8 +22,15 @@ class LocalBackend final : public Backend {
     const auto now = steady::now();
     for (const auto& a : deltas) {
       auto& e = entry(a, now);
-      if (a.kind == Ask::Kind::kBucket) e.value = std::min<double>(static_cast<double>(a.limit), e.value - static_cast<double>(a.cost));
-      else e.value += static_cast<double>(a.cost);  // counter, window (the current one)
+      const double c = static_cast<double>(a.cost);
+      if (a.kind == Ask::Kind::kBucket) {
+        e.value = std::min<double>(static_cast<double>(a.limit), e.value - c);
+      } else if (a.kind == Ask::Kind::kWindow) {  // into the window of the take, never below zero
+        if (a.window < 0 || a.window == e.window) e.value = std::max(0.0, e.value + c);
+        else if (a.window == e.window - 1) e.prev = std::max(0.0, e.prev + c);
+      } else {
+        e.value += c;
+      }
     }
     co_return Status{};
   }
@@ -114,6 +121,7 @@ class LocalBackend final : public Backend {
       } else if (a.kind == Ask::Kind::kWindow) {
         v.remaining = static_cast<int64_t>(std::floor(std::max(static_cast<double>(a.limit) - used(a, e), 0.0)));
         v.reset_s = (1 - e.f) * static_cast<double>(a.ttl_s);
+        v.window = e.window;
       } else {
         v.remaining = std::max<int64_t>(a.limit - static_cast<int64_t>(e.value), 0);
         v.reset_s = static_cast<double>(a.ttl_s);

@@ -201,6 +201,35 @@ TEST_P(Backends, SlidingWindowAllowsTheLimitThenWaitsForTheWindowToSlide) {
   EXPECT_LT(never->retry_after_s, 0);
 }
 
+TEST_P(Backends, SlidingWindowCorrectionLandsInTheWindowOfItsTakeAndNeverBelowZero) {
+  // 1 s windows: take 6, let the window roll, then give back more than was taken.
+  const Ask w{Ask::Kind::kWindow, prefix_ + "roll", 10, 0, 1, 6};
+  auto took = acquire({w});
+  ASSERT_TRUE(took) << took.error().message;
+  ASSERT_TRUE(took->allowed);
+  const int64_t window = took->verdicts[0].window;
+  ASSERT_GE(window, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  // A settle of the old window's take: into the previous window (not the new one), clamped.
+  Ask refund = w;
+  refund.cost = -50;
+  refund.window = window;
+  ASSERT_TRUE(adjust({refund}));
+  Ask probe = w;
+  probe.cost = 10;  // the whole limit fits only if the refund did not go negative anywhere
+  auto d = acquire({probe});
+  ASSERT_TRUE(d);
+  EXPECT_TRUE(d->allowed);
+  EXPECT_EQ(d->verdicts[0].remaining, 0);
+  // A correction for a window already out of the count changes nothing.
+  refund.window = window - 5;
+  ASSERT_TRUE(adjust({refund}));
+  probe.cost = 1;
+  auto full = acquire({probe});
+  ASSERT_TRUE(full);
+  EXPECT_FALSE(full->allowed);
+}
+
 TEST(WindowMath, WaitsForThePreviousWindowToSlideOut) {
   // 100 per window; the previous window had 100, this one 20, 25% gone: 75 + 20 = 95 counted.
   EXPECT_DOUBLE_EQ(WindowMath::estimate(20, 100, 0.25), 95);

@@ -37,8 +37,10 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 
 // ARGV[1]: the number of decisions; then per decision: mode ('a' acquire, 'j' adjust), its
 // number of keys n, and per key: kind ('b' bucket, 'c' counter, 'w' sliding window), limit,
-// refill per millisecond, ttl seconds (window: its length), cost. KEYS: every decision's keys in order. Returns per decision {allowed,
-// retry_ms (-1: never), denied index, then per key remaining and reset_ms}, concatenated.
+// refill per millisecond (window, adjust: the window number the take went into, -1: current), ttl seconds
+// (window: its length), cost. KEYS: every decision's keys in order. Returns per decision
+// {allowed, retry_ms (-1: never), denied index, then per key remaining, reset_ms and the window
+// number (0 but for windows)}, concatenated.
 // The batch costs one MGET of all its keys and one SET per key it changed, whatever the number
 // of decisions on that key (decisions run in order on the values in memory). A bucket is
 // "tokens:last_ms:written_ms", kept 24 h after it was (re)written with an expiry, refreshed
@@ -155,13 +157,20 @@ for _ = 1, tonumber(ARGV[1]) do
       end
       out[#out + 1] = math.floor(math.max(v, 0))
       if rate[i] > 0 then out[#out + 1] = math.ceil((limit[i] - v) / rate[i]) else out[#out + 1] = 0 end
+      out[#out + 1] = 0
     elseif kind[i] == 'w' then
-      if take then
+      if mode == 'j' then  -- a correction lands in the window of its take, never below zero
+        if rate[i] < 0 or rate[i] == s.idx then s.cur = math.max(0, s.cur + cost[i])
+        elseif rate[i] == s.idx - 1 then s.prev = math.max(0, s.prev + cost[i]) end
+        s.kind = 'w'; s.dirty = true
+        v = s.prev * (1 - s.f) + s.cur
+      elseif take then
         s.cur = s.cur + cost[i]; s.kind = 'w'; s.dirty = true
         v = v + cost[i]
       end
       out[#out + 1] = math.floor(math.max(limit[i] - v, 0))
       out[#out + 1] = math.ceil((1 - s.f) * s.W)
+      out[#out + 1] = s.idx
     else
       if take then
         if s.dirty then v = s.v end
@@ -170,6 +179,7 @@ for _ = 1, tonumber(ARGV[1]) do
       end
       out[#out + 1] = math.max(limit[i] - v, 0)
       out[#out + 1] = ttl[i] * 1000
+      out[#out + 1] = 0
     end
   end
   k = k + n
@@ -194,7 +204,7 @@ end
 return out
 )lua";
 
-// Our keys in Redis: "rl2:" + the limiter's key (which starts with the tenant's hash tag). The
+// Our keys in Redis: "rl3:" + the limiter's key (which starts with the tenant's hash tag). The
 // prefix names the storage layout, so a server of another layout never reads these keys.
 constexpr const char* kKeyPrefix = "rl3:";
 constexpr size_t kMaxBatch = 256;
@@ -470,7 +480,8 @@ class RedisBackend final : public Backend {
     d.retry_after_s = v[1] < 0 ? -1 : static_cast<double>(v[1]) / 1000.0;
     d.denied_index = static_cast<int>(v[2]) - 1;
     for (size_t i = 0; i < q->asks.size(); ++i)
-      d.verdicts.push_back({q->asks[i].limit, v[3 + 2 * i], static_cast<double>(v[4 + 2 * i]) / 1000.0});
+      d.verdicts.push_back({q->asks[i].limit, v[3 + 3 * i], static_cast<double>(v[4 + 3 * i]) / 1000.0,
+                            q->asks[i].kind == Ask::Kind::kWindow ? v[5 + 3 * i] : -1});
     co_return d;
   }
 
@@ -517,14 +528,18 @@ class RedisBackend final : public Backend {
     size_t at = 0;
     for (const auto& q : batch) {
       starts.push_back(at);
-      at += 3 + 2 * q->asks.size();
+      at += 3 + 3 * q->asks.size();
       args.push_back(std::string(1, q->mode));
       args.push_back(std::to_string(q->asks.size()));
       for (const auto& a : q->asks) {
         args.push_back(a.kind == Ask::Kind::kBucket ? "b" : a.kind == Ask::Kind::kWindow ? "w" : "c");
         args.push_back(std::to_string(a.limit));
-        std::snprintf(rate, sizeof rate, "%.12g", a.per_second / 1000.0);
-        args.push_back(rate);
+        if (a.kind == Ask::Kind::kWindow && q->mode == 'j') {
+          args.push_back(std::to_string(a.window));
+        } else {
+          std::snprintf(rate, sizeof rate, "%.12g", a.per_second / 1000.0);
+          args.push_back(rate);
+        }
         args.push_back(std::to_string(a.ttl_s));
         args.push_back(std::to_string(a.cost));
       }

@@ -1,5 +1,6 @@
 #include "vault/credentials.h"
 
+#include <algorithm>
 #include <regex>
 
 #include "store/sync_conn.h"
@@ -11,7 +12,17 @@ namespace {
 constexpr size_t kMaxValue = 64 * 1024;
 constexpr size_t kMaxMetadata = 16 * 1024;
 constexpr const char* kColumns =
-    "name, version, kind, metadata, created_by, to_json(created_at)#>>'{}', key_version";
+    "name, version, kind, metadata, created_by, to_json(created_at)#>>'{}', key_version, allowed_hosts";
+constexpr size_t kMaxAllowedHosts = 32;
+
+std::vector<std::string> hosts_from(std::string_view text) {
+  std::vector<std::string> out;
+  Json j = Json::parse(text, nullptr, false);
+  if (j.is_array())
+    for (const auto& h : j)
+      if (h.is_string()) out.push_back(h.get<std::string>());
+  return out;
+}
 
 CredentialInfo info_from(const store::Rows& r, int i) {
   CredentialInfo c;
@@ -22,6 +33,7 @@ CredentialInfo info_from(const store::Rows& r, int i) {
   c.created_by = r.get(i, 4);
   c.created_at = r.get(i, 5);
   c.key_version = std::stoi(std::string(r.get(i, 6)));
+  c.allowed_hosts = hosts_from(r.get(i, 7));
   return c;
 }
 
@@ -32,8 +44,13 @@ uint64_t unix_now(Clock& clock) {
 }  // namespace
 
 Json CredentialInfo::to_json() const {
-  return Json{{"name", name},         {"version", version},       {"kind", kind},
-              {"metadata", metadata}, {"created_by", created_by}, {"created_at", created_at}};
+  return Json{{"name", name},
+              {"version", version},
+              {"kind", kind},
+              {"metadata", metadata},
+              {"allowed_hosts", allowed_hosts},
+              {"created_by", created_by},
+              {"created_at", created_at}};
 }
 
 CredentialStore::CredentialStore(const Keyring& keys, audit::AuditLog& audit, std::chrono::seconds cache_ttl,
@@ -45,6 +62,37 @@ Status CredentialStore::validate_name(const std::string& name) {
   if (!std::regex_match(name, re))
     return Error::invalid_argument("credential name must be 1-128 of A-Z a-z 0-9 . _ - (starting with a letter or digit)");
   return ok_status();
+}
+
+bool CredentialStore::host_allowed(const std::vector<std::string>& allowed, std::string_view host) {
+  for (const auto& a : allowed) {
+    if (a.starts_with("*.")) {
+      const std::string_view suffix = std::string_view(a).substr(1);  // ".example.com"
+      if (host.size() > suffix.size() && host.ends_with(suffix)) return true;
+    } else if (host == a) {
+      return true;
+    }
+  }
+  return false;
+}
+
+Status CredentialStore::check_destination(const audit::Context& ctx, const std::string& name,
+                                          const std::vector<std::string>& allowed, const Destination& to,
+                                          const std::string& purpose) {
+  if (to.host.empty()) return ok_status();
+  std::string why;
+  if (allowed.empty()) {
+    if (!to.tool) return ok_status();
+    why = "credential '" + name + "' lists no allowed_hosts, so tools may not send it; add '" + to.host +
+          "' to its allowed_hosts (PUT /v1/credentials/" + name + ")";
+  } else if (!host_allowed(allowed, to.host)) {
+    why = "credential '" + name + "' may not be sent to '" + to.host + "': it is not in the credential's allowed_hosts";
+  } else {
+    return ok_status();
+  }
+  audit_.record(ctx, audit::Event{"credential.refused", audit::Level::kReplay,
+                                  Json{{"name", name}, {"host", to.host}, {"tool", to.tool}, {"purpose", purpose}}});
+  return Error::permission_denied(why);
 }
 
 void CredentialStore::record_window(store::Pool& pool, Cached& entry) {
@@ -106,25 +154,34 @@ Task<CredentialInfo> CredentialStore::put(audit::Context ctx, PutCredential c) {
   if (!c.metadata.is_object()) co_return Error::invalid_argument("metadata must be an object");
   std::string metadata = c.metadata.dump();
   if (metadata.size() > kMaxMetadata) co_return Error::invalid_argument("metadata must be at most 16 KiB of JSON");
+  if (c.allowed_hosts.size() > kMaxAllowedHosts) co_return Error::invalid_argument("allowed_hosts: at most 32 hosts");
+  static const std::regex host_re(R"((\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*|[0-9a-f:]*:[0-9a-f:.]*)");
+  for (auto& h : c.allowed_hosts) {
+    std::transform(h.begin(), h.end(), h.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    if (h.size() > 253 || !std::regex_match(h, host_re))
+      co_return Error::invalid_argument("allowed_hosts: '" + h +
+                                        "' is not a host name, a '*.example.com' wildcard or an IP address (no scheme, port or path)");
+  }
+  const std::string allowed_hosts = Json(c.allowed_hosts).dump();
   const int version = keys_.current();
   AP_CO_ASSIGN_OR_RETURN(auto key, keys_.tenant_key(ctx.tenant, version));
   std::string token = key.encrypt(c.value.reveal(), unix_now(clock_));
   static const std::string sql = std::string(
-      "INSERT INTO credentials (tenant_id, name, version, kind, key_version, token, metadata, created_by) "
-      "SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6::jsonb, $7 FROM credentials "
+      "INSERT INTO credentials (tenant_id, name, version, kind, key_version, token, metadata, created_by, allowed_hosts) "
+      "SELECT $1, $2, coalesce(max(version), 0) + 1, $3, $4, $5, $6::jsonb, $7, $8::jsonb FROM credentials "
       "WHERE tenant_id = $1 AND name = $2 RETURNING ") + kColumns;
   Result<store::Rows> r = Error::internal("not run");
   for (int attempt = 0; attempt < 3; ++attempt) {  // two writers of one name: the loser retries
     r = co_await store::tenant_query(*ctx.pool, ctx.tenant, sql,
                                      store::params(ctx.tenant.to_string(), c.name, c.kind, std::to_string(version),
-                                                   token, metadata, ctx.actor));
+                                                   token, metadata, ctx.actor, allowed_hosts));
     if (r || r.error().code != Code::kAlreadyExists) break;
   }
   if (!r) co_return r.error();
   forget(ctx, c.name);
   CredentialInfo info = info_from(*r, 0);
   audit::Event e{"credential.put", audit::Level::kReplay,
-                 Json{{"name", info.name}, {"version", info.version}, {"kind", info.kind}}};
+                 Json{{"name", info.name}, {"version", info.version}, {"kind", info.kind}, {"allowed_hosts", info.allowed_hosts}}};
   audit_.record(ctx, std::move(e));
   co_return info;
 }
@@ -160,13 +217,14 @@ Task<void> CredentialStore::remove(audit::Context ctx, std::string name) {
   co_return ok_status();
 }
 
-Task<SecretString> CredentialStore::use(audit::Context ctx, std::string name, std::string purpose) {
+Task<SecretString> CredentialStore::use(audit::Context ctx, std::string name, std::string purpose, Destination to) {
   const std::string key = ctx.tenant.to_string() + '|' + name;
   {
     std::lock_guard lock(mu_);
     if (auto it = cache_.find(key); it != cache_.end()) {
       Cached& c = it->second;
       if (clock_.steady_now() < c.expires) {
+        AP_CO_RETURN_IF_ERROR(check_destination(ctx, name, c.allowed_hosts, to, purpose));
         if (c.window.count++ == 0) c.window.start = clock_.now();
         if (!ctx.request_id.empty() && (c.window.request_ids.empty() || c.window.request_ids.back() != ctx.request_id)) {
           if (c.window.request_ids.size() < kMaxRequestIds)
@@ -183,12 +241,14 @@ Task<SecretString> CredentialStore::use(audit::Context ctx, std::string name, st
   if (!validate_name(name)) co_return Error::not_found("credential not found");
   AP_CO_ASSIGN_OR_RETURN(auto r, co_await store::tenant_query(
                                      *ctx.pool, ctx.tenant,
-                                     "SELECT version, key_version, token FROM credentials WHERE tenant_id = $1 "
+                                     "SELECT version, key_version, token, allowed_hosts FROM credentials WHERE tenant_id = $1 "
                                      "AND name = $2 ORDER BY version DESC LIMIT 1",
                                      store::params(ctx.tenant.to_string(), name)));
   if (r.empty()) co_return Error::not_found("credential not found");
   int version = std::stoi(std::string(r.get(0, 0)));
   int key_version = std::stoi(std::string(r.get(0, 1)));
+  std::vector<std::string> allowed = hosts_from(r.get(0, 3));
+  AP_CO_RETURN_IF_ERROR(check_destination(ctx, name, allowed, to, purpose));
   // The audit event is committed before anything is decrypted; if it cannot be, nothing is.
   Json payload{{"name", name}, {"version", version}, {"purpose", purpose}};
   audit::Event event{"credential.use", audit::Level::kReplay, std::move(payload)};  // (g++ 12: no braces in co_await)
@@ -197,7 +257,7 @@ Task<SecretString> CredentialStore::use(audit::Context ctx, std::string name, st
   AP_CO_ASSIGN_OR_RETURN(auto value, fernet.decrypt(r.get(0, 2), unix_now(clock_)));
   if (ttl_.count() > 0) {
     std::lock_guard lock(mu_);
-    cache_[key] = Cached{ctx.tenant, name, value, version, clock_.steady_now() + ttl_, UseWindow{}};
+    cache_[key] = Cached{ctx.tenant, name, value, version, std::move(allowed), clock_.steady_now() + ttl_, UseWindow{}};
   }
   co_return value;
 }

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -37,6 +38,7 @@ struct CredentialInfo {  // what the API shows: never the value
   int version = 0;
   std::string kind;
   Json metadata = Json::object();
+  std::vector<std::string> allowed_hosts;
   std::string created_by;
   std::string created_at;
   int key_version = 0;
@@ -48,6 +50,19 @@ struct PutCredential {
   SecretString value;  // 1 byte .. 64 KiB
   std::string kind;   // provider_key | http_header | secret
   Json metadata = Json::object();  // an object, at most 16 KiB as JSON
+  // Where the value may be sent: host names and "*.example.com" wildcards (sub-domains only),
+  // at most 32. Empty: only by model routes (see Destination).
+  std::vector<std::string> allowed_hosts;
+};
+
+// Where use() is about to send a value. A credential that lists allowed_hosts goes to those
+// hosts only. One that lists none may be used by model routes (whose base URL is set with the
+// credentials scope) but not by tools: a tool's URL comes from an agent's spec or config, which
+// the agents scope edits, and that scope alone must not be able to send a tenant's secret to a
+// host of its choosing.
+struct Destination {
+  std::string host;   // lower-case; empty: not sent anywhere by us (no check)
+  bool tool = false;  // an HTTP tool of an agent (else a model route)
 };
 
 class CredentialStore {
@@ -60,8 +75,10 @@ class CredentialStore {
   Task<std::vector<CredentialInfo>> list(audit::Context ctx);
   Task<CredentialInfo> get(audit::Context ctx, std::string name);  // latest version
   Task<void> remove(audit::Context ctx, std::string name);  // every version
-  // The latest value, for the server's own use (never for an API response).
-  Task<SecretString> use(audit::Context ctx, std::string name, std::string purpose);
+  // The latest value, for the server's own use (never for an API response), about to be sent to
+  // `to`: PermissionDenied (audited as "credential.refused", nothing decrypted) when the
+  // credential may not go there.
+  Task<SecretString> use(audit::Context ctx, std::string name, std::string purpose, Destination to = {});
 
   // Writes the counts of use windows that are at least `max_age` old (0: all) to the audit log.
   // Call on the executor of `pool` (records are queued on that shard's audit batcher).
@@ -71,6 +88,8 @@ class CredentialStore {
   void forget_tenant(store::Pool& pool, const TenantId& tenant);
 
   static Status validate_name(const std::string& name);
+  // Whether `host` (lower-case) is one of `allowed` (exact names and "*.suffix" wildcards).
+  static bool host_allowed(const std::vector<std::string>& allowed, std::string_view host);
 
  private:
   // Uses served from the cache since the window opened: counted, with the first request ids.
@@ -85,6 +104,7 @@ class CredentialStore {
     std::string name;
     SecretString value;
     int version = 0;
+    std::vector<std::string> allowed_hosts;
     std::chrono::steady_clock::time_point expires;
     UseWindow window;
   };
@@ -92,6 +112,9 @@ class CredentialStore {
   void forget(audit::Context ctx, std::string name);
   // Queues the window's count on `pool`'s audit batcher (nothing if empty) and resets it.
   void record_window(store::Pool& pool, Cached& entry);
+  // OK, or PermissionDenied (and a "credential.refused" audit record) when `to` is not allowed.
+  Status check_destination(const audit::Context& ctx, const std::string& name,
+                           const std::vector<std::string>& allowed, const Destination& to, const std::string& purpose);
 
   const Keyring& keys_;
   audit::AuditLog& audit_;

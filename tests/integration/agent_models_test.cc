@@ -187,6 +187,7 @@ TEST_F(AgentModels, TokensStreamInBothMessagesModes) {
 TEST_F(AgentModels, HttpToolGetsTheVaultCredential) {
   // The tool reads this tenant's own limits through the API, authenticated by a key kept in the
   // vault: without the injected credential the call would be refused.
+  // First without allowed_hosts: tools may not send such a credential anywhere.
   ASSERT_EQ(server->call("PUT", "/v1/credentials/self-api", t->key,
                          json{{"value", t->key}, {"kind", "http_header"}}.dump()).status / 100, 2);
   const json tools = {{{"name", "my_limits"},
@@ -203,6 +204,28 @@ TEST_F(AgentModels, HttpToolGetsTheVaultCredential) {
   const json assistant = {{"graph_id", "builtin.react_agent"},
                           {"config", {{"configurable", {{"model", "http-model"}, {"tools", tools}}}}}};
   std::string id = server->call_json("POST", "/assistants", t->key, assistant.dump())["assistant_id"];
+  auto refused = server->call_json("POST", "/runs/wait", t->key, json{{"assistant_id", id}, {"input", user("limits?")}}.dump());
+  ASSERT_EQ(refused["messages"].size(), 5u) << refused.dump(2);
+  EXPECT_EQ(refused["messages"][2]["status"], "error");
+  EXPECT_NE(refused["messages"][2]["content"].get<std::string>().find("lists no allowed_hosts"), std::string::npos)
+      << refused["messages"][2].dump();
+  // Listed hosts only: another host is refused too, and neither refusal decrypted anything.
+  auto put = server->call_json("PUT", "/v1/credentials/self-api", t->key,
+                               json{{"value", t->key}, {"kind", "http_header"}, {"allowed_hosts", {"api.example.com"}}}.dump());
+  EXPECT_EQ(put["allowed_hosts"], json::array({"api.example.com"})) << put.dump();
+  refused = server->call_json("POST", "/runs/wait", t->key, json{{"assistant_id", id}, {"input", user("limits?")}}.dump());
+  EXPECT_NE(refused["messages"][2]["content"].get<std::string>().find("not in the credential's allowed_hosts"), std::string::npos)
+      << refused["messages"][2].dump();
+  EXPECT_TRUE(eventually([&] {
+    return server->call_json("GET", "/v1/audit?kind=credential.refused", t->key)["items"].size() == 2;
+  }));
+  EXPECT_EQ(server->call_json("GET", "/v1/audit?kind=credential.use", t->key)["items"].size(), 0u);
+  EXPECT_EQ(server->call("PUT", "/v1/credentials/self-api", t->key,
+                         json{{"value", "x"}, {"kind", "http_header"}, {"allowed_hosts", {"https://evil.example/"}}}.dump()).status,
+            400);
+  ASSERT_EQ(server->call("PUT", "/v1/credentials/self-api", t->key,
+                         json{{"value", t->key}, {"kind", "http_header"}, {"allowed_hosts", {"127.0.0.1"}}}.dump()).status,
+            200);
   auto out = server->call_json("POST", "/runs/wait", t->key, json{{"assistant_id", id}, {"input", user("limits?")}}.dump());
   const json& m = out["messages"];
   ASSERT_EQ(m.size(), 5u) << out.dump(2);
@@ -240,6 +263,25 @@ TEST_F(AgentModels, LimitsRefuseModelCallsInRuns) {
   std::string bad_id = server->call_json("POST", "/assistants", other.key, bad.dump())["assistant_id"];
   auto third = server->call_json("POST", "/runs/wait", other.key, json{{"assistant_id", bad_id}, {"input", user("hi")}}.dump());
   EXPECT_NE(third.dump().find("model 'nope' is not one of the tenant's model routes"), std::string::npos) << third.dump();
+}
+
+TEST_F(AgentModels, ACallThatFailsBeforeTheModelGivesItsReservationBack) {
+  // Each call reserves 4096 completion tokens of a 5000 per-minute limit; the credential is
+  // missing, so no call reaches the model, and every one must give its reservation back.
+  auto other = server->make_tenant("agent-models-reservation");
+  const json route = {{"provider", "openai"}, {"upstream_model", "m"}, {"base_url", "http://127.0.0.1:9/v1"},
+                      {"credential", "absent"}};
+  ASSERT_EQ(server->call("PUT", "/v1/model-routes/keyless", other.key, route.dump()).status, 201);
+  ASSERT_EQ(server->call("PUT", "/v1/tenants/" + other.id + "/limits", server->admin_token(),
+                         json{{"model_tokens_per_min", 5000}}.dump()).status, 200);
+  const json assistant = {{"graph_id", "builtin.react_agent"}, {"config", {{"configurable", {{"model", "keyless"}}}}}};
+  std::string id = server->call_json("POST", "/assistants", other.key, assistant.dump())["assistant_id"];
+  for (int i = 0; i < 3; ++i) {
+    auto out = server->call_json("POST", "/runs/wait", other.key, json{{"assistant_id", id}, {"input", user("hi")}}.dump());
+    ASSERT_TRUE(out.contains("__error__")) << out.dump();
+    EXPECT_NE(out["__error__"]["message"].get<std::string>().find("not in the tenant's vault"), std::string::npos)
+        << i << ": " << out.dump();
+  }
 }
 
 TEST_F(AgentModels, GatewayCallsBecomeCostEventsInTheAuditLog) {

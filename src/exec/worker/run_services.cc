@@ -89,7 +89,7 @@ struct WorkerRunServices::Call {
       co_return route.error();
     }
     const auto& r = **route;
-    ratelimit::Admission admission;
+    ratelimit::Reservation reservation;  // settled below, or with nothing used on an early return
     if (models->limits) {
       const int64_t max_out = call.max_tokens.value_or(4096);
       llm::Usage worst;
@@ -103,7 +103,7 @@ struct WorkerRunServices::Call {
       if (!a) co_return a.error();
       if (!a->allowed)
         co_return Error::resource_exhausted(a->message + (a->budget ? "" : " (retry in " + std::to_string(static_cast<int>(a->retry_after_s + 0.999)) + " s)"));
-      admission = std::move(*a);
+      reservation = ratelimit::Reservation(models->limits, where.ex, std::move(*a));
     }
     llm::Endpoint endpoint;
     endpoint.provider = r.provider;
@@ -113,7 +113,10 @@ struct WorkerRunServices::Call {
       if (!access.credentials) co_return Error::failed_precondition("the credential vault is not configured");
       audit::Context ctx{tenant, "run:" + run.to_string(), request_id, where.pool};
       const std::string purpose = "run " + run.to_string() + ": model " + model;
-      auto key = co_await access.credentials->use(ctx, r.credential, purpose);
+      auto url = llm::UpstreamUrl::parse(llm::effective_base_url(r.provider, r.base_url));
+      if (!url) co_return url.error();
+      vault::Destination to{url->host, false};
+      auto key = co_await access.credentials->use(ctx, r.credential, purpose, to);
       if (!key) {
         if (key.error().code == Code::kNotFound)
           co_return Error::failed_precondition("model '" + model + "' uses credential '" + r.credential +
@@ -146,8 +149,7 @@ struct WorkerRunServices::Call {
       status = result.error().code == Code::kCancelled ? 499 : result.error().code == Code::kResourceExhausted ? 429 : 502;
     }
     auto cost = llm::cost_of(usage, models->price_of(r), models->price_version(r));
-    if (models->limits && admission.allowed)
-      models->limits->settle(where.ex, admission, usage.prompt_tokens + usage.completion_tokens, cost.micro_usd);
+    reservation.settle(usage.prompt_tokens + usage.completion_tokens, cost.micro_usd);
     {
       std::lock_guard lock(mu);
       ++totals.calls;
@@ -215,7 +217,10 @@ Result<graph::nodes::HttpReply> WorkerRunServices::http(graph::nodes::HttpCall c
       if (!self->access_.credentials) co_return Error::failed_precondition("the credential vault is not configured");
       audit::Context ctx{self->tenant_, "run:" + self->run_.to_string(), self->run_.to_string(), self->where_.pool};
       const std::string purpose = "run " + self->run_.to_string() + ": http tool";
-      auto value = co_await self->access_.credentials->use(ctx, call.credential, purpose);
+      auto url = llm::UpstreamUrl::parse(call.url);
+      if (!url) co_return url.error();
+      vault::Destination to{url->host, true};
+      auto value = co_await self->access_.credentials->use(ctx, call.credential, purpose, to);
       if (!value) {
         if (value.error().code == Code::kNotFound)
           co_return Error::failed_precondition("credential '" + call.credential + "' is not in the tenant's vault");

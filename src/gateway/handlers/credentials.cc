@@ -29,9 +29,16 @@ Task put_credential(RequestContext& ctx) {
   value->get_ref<std::string&>().assign(value->get_ref<std::string&>().size(), '\0');  // wipe our copy
   AP_CO_ASSIGN_OR_RETURN(c.kind, required_string(body, "kind"));
   if (auto m = body.find("metadata"); m != body.end()) c.metadata = *m;
+  if (auto h = body.find("allowed_hosts"); h != body.end()) {
+    if (!h->is_array()) co_return Error::invalid_argument("allowed_hosts must be an array of host names");
+    for (const auto& host : *h) {
+      if (!host.is_string()) co_return Error::invalid_argument("allowed_hosts must be an array of host names");
+      c.allowed_hosts.push_back(host.get<std::string>());
+    }
+  }
   for (auto it = body.begin(); it != body.end(); ++it)
-    if (it.key() != "value" && it.key() != "kind" && it.key() != "metadata")
-      co_return Error::invalid_argument("unknown field '" + it.key() + "' (known: value, kind, metadata)");
+    if (it.key() != "value" && it.key() != "kind" && it.key() != "metadata" && it.key() != "allowed_hosts")
+      co_return Error::invalid_argument("unknown field '" + it.key() + "' (known: value, kind, metadata, allowed_hosts)");
   AP_CO_ASSIGN_OR_RETURN(auto info, co_await store->put(audit_context(ctx), std::move(c)));
   co_return Response::json(info.version == 1 ? 201 : 200, dump(info.to_json()));
 }

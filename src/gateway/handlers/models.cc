@@ -95,7 +95,7 @@ struct CallInfo {
   std::string model;  // as the client named it
   steady::time_point start = steady::now();
   std::optional<double> ttft_ms;
-  ratelimit::Admission admission;
+  ratelimit::Reservation reservation;  // settled by record(), else with nothing used
   asio::any_io_executor ex;
   CostMeter* costs = nullptr;  // the shard's (calls end on the shard that started them)
 
@@ -104,8 +104,7 @@ struct CallInfo {
   }
   void record(const llm::Usage& usage, int status, bool streamed, bool disconnected) {
     auto cost = llm::cost_of(usage, models->price_of(*route), models->price_version(*route));
-    if (models->limits && admission.allowed)
-      models->limits->settle(ex, admission, usage.prompt_tokens + usage.completion_tokens, cost.micro_usd);
+    reservation.settle(usage.prompt_tokens + usage.completion_tokens, cost.micro_usd);
     if (costs) costs->add(tenant.to_string(), model, usage.prompt_tokens, usage.completion_tokens, cost.micro_usd, cost.unpriced);
     if (!models->usage) return;
     llm::UsageRecord r;
@@ -332,7 +331,7 @@ Task serve_scripted(std::shared_ptr<CallInfo> call, Family family, const json& b
     call->record(res->usage, 200, false, false);
     json out = family == Family::kOpenAi ? openai_completion(*res, call->model) : anthropic_message(*res, call->model);
     Response r = Response::json(200, dump(out));
-    add_limit_headers(r, call->admission);
+    add_limit_headers(r, call->reservation.admission());
     co_return r;
   }
   const bool include_usage = body.contains("stream_options") && body["stream_options"].is_object() &&
@@ -342,7 +341,7 @@ Task serve_scripted(std::shared_ptr<CallInfo> call, Family family, const json& b
   Response r;
   r.content_type = "text/event-stream";
   r.headers.push_back({"cache-control", "no-cache"});
-  add_limit_headers(r, call->admission);
+  add_limit_headers(r, call->reservation.admission());
   r.stream = [call, pieces = std::move(pieces), usage = res->usage, delay](BodyWriter& w) -> asio::awaitable<void> {
     bool gone = false;
     for (const auto& p : pieces) {
@@ -419,13 +418,13 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, j
     call->record(usage, up->status(), false, false);
     Response r{up->status(), content_type.empty() ? "application/json" : content_type, scrub(std::move(*all), key), {}};
     if (auto rid = up->header("x-request-id"); !rid.empty()) r.headers.push_back({"x-upstream-request-id", rid});
-    add_limit_headers(r, call->admission);
+    add_limit_headers(r, call->reservation.admission());
     co_return r;
   }
   Response r;
   r.content_type = content_type;
   r.headers.push_back({"cache-control", "no-cache"});
-  add_limit_headers(r, call->admission);
+  add_limit_headers(r, call->reservation.admission());
   r.stream = [call, up, family, drop_usage_chunk](BodyWriter& w) mutable -> asio::awaitable<void> {
     StreamTap tap(family, drop_usage_chunk);
     bool gone = false, cut = false;
@@ -451,7 +450,7 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, j
     if (!tap.got_usage()) {  // cut short: our estimate, flagged (one token per content event)
       usage.estimated = true;
       usage.completion_tokens = std::max(usage.completion_tokens, tap.content_events());
-      if (usage.prompt_tokens == 0) usage.prompt_tokens = call->admission.reserved_tokens - usage.completion_tokens;
+      if (usage.prompt_tokens == 0) usage.prompt_tokens = call->reservation.admission().reserved_tokens - usage.completion_tokens;
       usage.prompt_tokens = std::max<int64_t>(usage.prompt_tokens, 0);
     }
     call->record(usage, cut ? 502 : 200, true, gone);
@@ -528,14 +527,17 @@ Task chat_admitted(RequestContext& ctx, Family family, bool* api_counted) {
       add_limit_headers(r, *admission);
       co_return r;
     }
-    call->admission = std::move(*admission);
+    call->reservation = ratelimit::Reservation(models->limits, call->ex, std::move(*admission));
   }
   if (call->route->provider == "scripted") co_return co_await serve_scripted(call, family, body, stream);
   SecretString key;
   if (!call->route->credential.empty()) {
     if (!ctx.services.credentials) co_return openai_error(Error::unavailable("the credential vault is not configured"));
     const std::string purpose = "model gateway: " + call->model;
-    auto k = co_await ctx.services.credentials->use(audit_context(ctx), call->route->credential, purpose);
+    auto url = llm::UpstreamUrl::parse(llm::effective_base_url(call->route->provider, call->route->base_url));
+    if (!url) co_return openai_error(url.error());
+    vault::Destination to{url->host, false};
+    auto k = co_await ctx.services.credentials->use(audit_context(ctx), call->route->credential, purpose, to);
     if (!k) {
       call->record({}, 424, stream, false);
       if (k.error().code == Code::kNotFound)
