@@ -173,6 +173,9 @@ int main(int argc, char** argv) {
   cred_put->add_option("name", cred_name, "Credential name")->required();
   cred_put->add_option("--kind", cred_kind, "provider_key, http_header or secret")->capture_default_str();
   cred_put->add_option("--metadata", cred_metadata, "JSON object");
+  std::vector<std::string> cred_hosts;
+  cred_put->add_option("--allowed-host", cred_hosts,
+                       "A host the value may be sent to (repeat; '*.example.com' for sub-domains); tools need one");
   add_client_opts(cred_put);
   auto* cred_list = cred_cmd->add_subcommand("list", "List credentials (never their values)");
   add_client_opts(cred_list);
@@ -296,7 +299,7 @@ int main(int argc, char** argv) {
   if (*audit_verify)
     return need(ops_db, "--database-url") ? app::cli::audit_verify(ops_db, audit_tenant, audit_checkpoint, key_file) : 2;
   if (*run_cmd) return app::cli::run_agent(client, run_assistant, run_thread, run_message, run_stream);
-  if (*cred_put) return app::cli::credential_put(client, cred_name, cred_kind, cred_metadata);
+  if (*cred_put) return app::cli::credential_put(client, cred_name, cred_kind, cred_metadata, cred_hosts);
   if (*cred_list) return app::cli::credential_list(client);
   if (*cred_delete) return app::cli::credential_delete(client, cred_name);
   if (*tenant_create) return app::cli::tenant_create(client, tenant_name);

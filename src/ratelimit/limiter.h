@@ -84,7 +84,7 @@ struct RedisOptions {
   // must keep to one slot. Default: a batch mixes tenants (one Redis node).
   bool slot_batches = false;
 };
-// Parses redis://[:password@]host[:port][/db].
+// Parses redis://[:password@]host[:port][/db][?slot_batches=true|false&timeout_ms=N].
 Result<RedisOptions> parse_redis_url(std::string_view url);
 std::unique_ptr<Backend> make_redis_backend(RedisOptions options);
 

@@ -293,6 +293,18 @@ TEST(Redis, ParsesUrls) {
   EXPECT_EQ(o->db, 2);
   EXPECT_FALSE(parse_redis_url("http://x"));
   EXPECT_EQ(parse_redis_url("redis://localhost")->port, "6379");
+  EXPECT_FALSE(parse_redis_url("redis://localhost")->slot_batches);
+  auto cluster = parse_redis_url("redis://proxy:7000/0?slot_batches=true&timeout_ms=50");
+  ASSERT_TRUE(cluster) << cluster.error().message;
+  EXPECT_EQ(cluster->host, "proxy");
+  EXPECT_EQ(cluster->db, 0);
+  EXPECT_TRUE(cluster->slot_batches);
+  EXPECT_EQ(cluster->timeout, std::chrono::milliseconds(50));
+  EXPECT_FALSE(parse_redis_url("redis://h?slot_batches=yes"));
+  EXPECT_FALSE(parse_redis_url("redis://h?timeout_ms=0"));
+  auto unknown = parse_redis_url("redis://h?tls=1");
+  ASSERT_FALSE(unknown);
+  EXPECT_NE(unknown.error().message.find("unknown option 'tls'"), std::string::npos);
 }
 
 TEST(TenantLimits, RateAlgorithm) {

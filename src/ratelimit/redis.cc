@@ -593,6 +593,29 @@ Result<RedisOptions> parse_redis_url(std::string_view url) {
   RedisOptions o;
   if (!url.starts_with("redis://")) return Error::invalid_argument("redis URL must start with redis://");
   url.remove_prefix(8);
+  if (auto q = url.find('?'); q != std::string_view::npos) {  // options: name=value&...
+    std::string_view query = url.substr(q + 1);
+    url = url.substr(0, q);
+    while (!query.empty()) {
+      const size_t amp = query.find('&');
+      const std::string_view item = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      const size_t eq = item.find('=');
+      const std::string_view name = item.substr(0, eq);
+      const std::string value(eq == std::string_view::npos ? std::string_view() : item.substr(eq + 1));
+      if (name == "slot_batches") {
+        if (value != "true" && value != "false")
+          return Error::invalid_argument("redis URL: slot_batches must be true or false");
+        o.slot_batches = value == "true";
+      } else if (name == "timeout_ms") {
+        if (value.empty() || value.size() > 6 || value.find_first_not_of("0123456789") != std::string::npos || std::stoi(value) == 0)
+          return Error::invalid_argument("redis URL: timeout_ms must be a whole number of milliseconds, 1 to 999999");
+        o.timeout = std::chrono::milliseconds(std::stoi(value));
+      } else {
+        return Error::invalid_argument("redis URL: unknown option '" + std::string(name) + "' (known: slot_batches, timeout_ms)");
+      }
+    }
+  }
   if (auto at = url.rfind('@'); at != std::string_view::npos) {
     std::string_view cred = url.substr(0, at);
     if (auto colon = cred.find(':'); colon != std::string_view::npos) cred = cred.substr(colon + 1);

@@ -121,7 +121,7 @@ int key_list(const ClientConfig& c, const std::string& tenant) {
 }
 
 int credential_put(const ClientConfig& c, const std::string& name, const std::string& kind,
-                   const std::string& metadata_json) {
+                   const std::string& metadata_json, const std::vector<std::string>& allowed_hosts) {
   std::string value((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
   while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
   json metadata = metadata_json.empty() ? json::object() : json::parse(metadata_json, nullptr, false);
@@ -130,7 +130,8 @@ int credential_put(const ClientConfig& c, const std::string& name, const std::st
     return 2;
   }
   // Secret: the value goes only into the request body.
-  std::string body = json{{"value", value}, {"kind", kind}, {"metadata", metadata}}.dump();
+  std::string body =
+      json{{"value", value}, {"kind", kind}, {"metadata", metadata}, {"allowed_hosts", allowed_hosts}}.dump();
   wipe(value);
   int rc = call(c, false, "PUT", "/v1/credentials/" + name, body);
   wipe(body);

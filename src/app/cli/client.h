@@ -36,8 +36,9 @@ int key_list(const ClientConfig& c, const std::string& tenant);
 int key_revoke(const ClientConfig& c, const std::string& tenant, const std::string& key_id);
 // Credentials (the tenant's API key). The value is read from standard input, never from the
 // command line (which other users can see in the process list).
+// `allowed_hosts`: where the value may be sent (tools may use it only with some listed).
 int credential_put(const ClientConfig& c, const std::string& name, const std::string& kind,
-                   const std::string& metadata_json);
+                   const std::string& metadata_json, const std::vector<std::string>& allowed_hosts);
 int credential_list(const ClientConfig& c);
 int credential_delete(const ClientConfig& c, const std::string& name);
 

@@ -143,7 +143,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     if (e.mode == "checkpoints" || e.mode == "tasks") {
       debug.on_event(e);
     } else if (e.mode == "values") {
-      std::lock_guard lock(msg_mu);
+      std::unique_lock lock(msg_mu);  // the bookkeeping only: a big state is written unlocked
       ++step;
       if (messages && e.ns.empty() && e.data.is_object()) {
         for (const auto& ch : msg_channels) {
@@ -160,6 +160,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
         }
         first_values = false;
       }
+      lock.unlock();
       if (modes.count("values")) publish("values" + suffix, e.data);
     } else if (e.mode == "updates") {
       if (modes.count("updates")) publish("updates" + suffix, e.data);
