@@ -4,6 +4,7 @@
 // usage records for the run's calls; limits refusing a model call inside a run; the run's cost
 // in the audit log.
 #include <gtest/gtest.h>
+#include <map>
 
 #include "tests/integration/fixture.h"
 
@@ -158,20 +159,26 @@ TEST_F(AgentModels, TokensStreamInBothMessagesModes) {
   auto state = server->call_json("GET", "/threads/" + thread + "/state", t->key);
   EXPECT_EQ(state["values"]["messages"][3]["id"], final_id);
 
-  // messages mode: metadata once per message, partials that grow, complete for the tool message.
+  // messages mode: metadata once per message, partials that grow, complete for every message.
   auto p = server->call("POST", "/threads/" + thread + "/runs/stream", t->key,
                         json{{"assistant_id", assistant_id}, {"input", user("again")}, {"stream_mode", "messages"}}.dump());
   ASSERT_EQ(p.status, 200);
   std::string last_partial;
-  int metadata = 0, complete = 0;
+  int metadata = 0, complete = 0, ai_complete = 0;
+  std::map<std::string, std::string> partial_of;  // message id -> its last partial's content
   for (const auto& e : parse_sse(p.body)) {
     if (e.event == "messages/metadata") ++metadata;
     if (e.event == "messages/complete") {
       ++complete;
-      EXPECT_EQ(e.data[0]["type"], "tool");
+      if (e.data[0]["type"] == "ai") {  // a streamed message ends whole, as the last partial had it
+        const std::string id = e.data[0]["id"];
+        EXPECT_EQ(e.data[0]["content"], partial_of[id]);
+        ++ai_complete;
+      }
     }
     if (e.event == "messages/partial") {
       const std::string now = e.data[0]["content"];
+      partial_of[e.data[0]["id"]] = now;
       if (!now.empty()) {
         EXPECT_EQ(now.rfind(last_partial, 0), 0u) << "a partial must extend the one before";
         last_partial = now;
@@ -181,7 +188,8 @@ TEST_F(AgentModels, TokensStreamInBothMessagesModes) {
   }
   EXPECT_EQ(last_partial, "The answer is 42.");
   EXPECT_EQ(metadata, 3);  // tool-calling AI message, tool message, answer
-  EXPECT_EQ(complete, 1);
+  EXPECT_EQ(complete, 3);
+  EXPECT_EQ(ai_complete, 2);
 }
 
 TEST_F(AgentModels, HttpToolGetsTheVaultCredential) {

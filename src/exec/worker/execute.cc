@@ -153,7 +153,11 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
           if (!first_values)
             for (size_t k = n; k < it->size(); ++k) {
               const Json& msg = (*it)[k];
-              if (msg.is_object() && streamed.count(msg.value("id", ""))) continue;  // went out as chunks
+              if (msg.is_object() && streamed.count(msg.value("id", ""))) {  // went out as chunks
+                // `messages` ends a streamed message with the whole of it, as it is in the state.
+                if (partials) publish("messages/complete", Json::array({msg}));
+                continue;
+              }
               complete(msg, meta_for(writer[ch], step - 1, e.ns), "");
             }
           n = it->size();
