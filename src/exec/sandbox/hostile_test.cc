@@ -1,0 +1,2 @@
+// hostile suite: written next
+#include <gtest/gtest.h>

@@ -1,0 +1,760 @@
+// The native backend: a clone into new user, PID, mount, network, IPC, UTS and cgroup
+// namespaces, a root built from an empty tmpfs, seccomp, no capabilities, cgroup limits.
+// The cloned child runs only system calls on memory prepared before the clone (the server is
+// multi-threaded: after clone, no allocation and no lock is safe). It becomes the sandbox's
+// init (PID 1): it builds the root, drops every privilege, starts the user's command as PID 2,
+// reaps every process, kills what is left when the command ends, and reports the command's
+// status and the files to read back on a pipe. See docs/sandbox.md.
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "exec/sandbox/cgroup.h"
+#include "exec/sandbox/native.h"
+#include "exec/sandbox/seccomp.h"
+
+namespace ap::sandbox {
+namespace asio = boost::asio;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr const char* kRoot = "/tmp";  // the new root's mount point, in the sandbox's own mount namespace
+constexpr int64_t kMaxReadBack = 8ll << 20;
+
+// One step of building the root, done by the child.
+struct Op {
+  enum Kind { kMkdir, kMount, kSymlink, kWrite, kTouch } kind;
+  const char* a = nullptr;  // mkdir/touch/write: path; mount: source; symlink: target
+  const char* b = nullptr;  // mount: target; symlink: link path; write: content
+  const char* c = nullptr;  // mount: file system type
+  const char* d = nullptr;  // mount: data
+  unsigned long flags = 0;  // mount flags
+  int mode = 0755;
+  size_t len = 0;           // write: content length
+  bool chown = false;       // mkdir/write: owned by the sandbox's user
+};
+
+// Everything the child needs, prepared before the clone.
+struct Plan {
+  std::deque<std::string> arena;  // stable storage for the strings below
+  std::vector<Op> ops;
+  std::vector<const char*> exec_paths;
+  std::vector<char*> argv, envp;
+  std::vector<const char*> read_back;  // absolute paths inside the sandbox
+  int64_t read_back_cap = kMaxReadBack;
+  int sync_fd = -1, status_fd = -1, in_fd = -1, out_fd = -1, err_fd = -1;
+  uid_t user_uid = 0;
+  gid_t user_gid = 0;
+  bool set_groups = false;
+  int cap_last = 40;
+  sock_fprog seccomp{};
+  uintptr_t arg_start = 0, arg_end = 0, env_start = 0, env_end = 0;
+  rlim_t fsize = 0, nofile = 0, cpu_s = 0;
+
+  const char* keep(std::string s) {
+    arena.push_back(std::move(s));
+    return arena.back().c_str();
+  }
+  char* keep_mut(std::string s) {
+    arena.push_back(std::move(s));
+    return arena.back().data();
+  }
+};
+
+// ---- the child (PID 1 of the sandbox): system calls only ----
+
+void put(char* buf, size_t& n, const void* p, size_t len) {
+  std::memcpy(buf + n, p, len);
+  n += len;
+}
+
+[[noreturn]] void die(int status_fd, const char* what, const char* arg) {
+  const int32_t err = errno;
+  char buf[512];
+  size_t n = 0;
+  buf[n++] = 'E';
+  put(buf, n, &err, 4);
+  put(buf, n, what, strnlen(what, 100));
+  if (arg) {
+    put(buf, n, " ", 1);
+    put(buf, n, arg, strnlen(arg, 300));
+  }
+  (void)!::write(status_fd, buf, n);
+  ::_exit(1);
+}
+
+void write_all(int fd, const void* p, size_t len) {
+  const char* c = static_cast<const char*>(p);
+  while (len > 0) {
+    ssize_t n = ::write(fd, c, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    c += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+void run_ops(const Plan& p, int status_fd) {
+  for (const Op& op : p.ops) {
+    switch (op.kind) {
+      case Op::kMkdir:
+        if (::mkdir(op.a, static_cast<mode_t>(op.mode)) != 0 && errno != EEXIST) die(status_fd, "mkdir", op.a);
+        if (op.chown && ::chown(op.a, p.user_uid, p.user_gid) != 0) die(status_fd, "chown", op.a);
+        break;
+      case Op::kMount:
+        if (::mount(op.a, op.b, op.c, op.flags, op.d) != 0) die(status_fd, "mount", op.b);
+        break;
+      case Op::kSymlink:
+        if (::symlink(op.a, op.b) != 0) die(status_fd, "symlink", op.b);
+        break;
+      case Op::kTouch: {
+        int fd = ::open(op.a, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        if (fd < 0) die(status_fd, "create", op.a);
+        ::close(fd);
+        break;
+      }
+      case Op::kWrite: {
+        int fd = ::open(op.a, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, static_cast<mode_t>(op.mode));
+        if (fd < 0) die(status_fd, "create", op.a);
+        size_t off = 0;
+        while (off < op.len) {
+          ssize_t n = ::write(fd, op.b + off, op.len - off);
+          if (n < 0 && errno == EINTR) continue;
+          if (n <= 0) die(status_fd, "write", op.a);
+          off += static_cast<size_t>(n);
+        }
+        if (op.chown && ::fchown(fd, p.user_uid, p.user_gid) != 0) die(status_fd, "chown", op.a);
+        if (::fchmod(fd, static_cast<mode_t>(op.mode)) != 0) die(status_fd, "chmod", op.a);
+        ::close(fd);
+        break;
+      }
+    }
+  }
+}
+
+// The user's command (PID 2): its pipes as 0, 1, 2, limits, seccomp, then execve.
+[[noreturn]] void exec_user(const Plan& p, int exec_err_fd) {
+  ::dup2(5, 0);
+  ::dup2(6, 1);
+  ::dup2(7, 2);
+  ::dup2(exec_err_fd, 3);
+  ::fcntl(3, F_SETFD, FD_CLOEXEC);
+  ::syscall(SYS_close_range, 4u, ~0u, 0u);
+  ::setsid();
+  struct rlimit core{0, 0}, fsize{p.fsize, p.fsize}, nofile{p.nofile, p.nofile}, cpu{p.cpu_s, p.cpu_s + 1};
+  ::setrlimit(RLIMIT_CORE, &core);
+  ::setrlimit(RLIMIT_FSIZE, &fsize);
+  ::setrlimit(RLIMIT_NOFILE, &nofile);
+  ::setrlimit(RLIMIT_CPU, &cpu);
+  if (::chdir("/work") != 0) (void)!::chdir("/");
+  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &p.seccomp) != 0) {
+    const int32_t e = errno;
+    write_all(3, &e, 4);
+    ::_exit(126);
+  }
+  for (const char* path : p.exec_paths) {
+    ::execve(path, p.argv.data(), p.envp.data());
+    if (errno != ENOENT && errno != ENOTDIR) break;
+  }
+  const int32_t e = errno;
+  write_all(3, &e, 4);
+  ::_exit(127);
+}
+
+int child_main(void* arg) {
+  const Plan& p = *static_cast<const Plan*>(arg);
+  // Our descriptors at fixed numbers (3 sync, 4 status, 5-7 the command's stdin/out/err), every
+  // other one the server had closed.
+  const int want[5] = {p.sync_fd, p.status_fd, p.in_fd, p.out_fd, p.err_fd};
+  int high[5];
+  for (int i = 0; i < 5; ++i) high[i] = ::fcntl(want[i], F_DUPFD, 1000);
+  for (int i = 0; i < 5; ++i) ::dup2(high[i], 3 + i);
+  ::syscall(SYS_close_range, 8u, ~0u, 0u);
+  const int status_fd = 4;
+  // Wait until the parent has written our id maps and put us in the cgroup.
+  char go = 0;
+  if (::read(3, &go, 1) != 1) ::_exit(1);
+  ::close(3);
+  if (::unshare(CLONE_NEWCGROUP) != 0) die(status_fd, "unshare", "cgroup namespace");
+  if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) die(status_fd, "setresuid", "0 (setup)");
+  run_ops(p, status_fd);
+  // pivot_root: the new root stacked over the old, then the old detached.
+  if (::chdir(kRoot) != 0) die(status_fd, "chdir", kRoot);
+  if (::syscall(SYS_pivot_root, ".", ".") != 0) die(status_fd, "pivot_root", nullptr);
+  if (::umount2(".", MNT_DETACH) != 0) die(status_fd, "umount", "old root");
+  if (::chdir("/") != 0) die(status_fd, "chdir", "/");
+  ::sethostname("sandbox", 7);
+  {  // loopback up (the only interface there is)
+    int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct ifreq ifr{};
+    std::memcpy(ifr.ifr_name, "lo", 3);
+    if (s >= 0 && ::ioctl(s, SIOCGIFFLAGS, &ifr) == 0) {
+      ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+      ::ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    if (s >= 0) ::close(s);
+  }
+  // /dev/null as 0-2 (the server's own 0-2 must not reach the sandbox).
+  int null_fd = ::open("/dev/null", O_RDWR);
+  if (null_fd < 0) die(status_fd, "open", "/dev/null");
+  for (int fd = 0; fd < 3; ++fd)
+    if (null_fd != fd) ::dup2(null_fd, fd);
+  if (null_fd > 2) ::close(null_fd);
+  // This process is a copy of the server: wipe the server's command line and environment from
+  // our copy (so /proc/1/cmdline and /proc/1/environ show nothing of it) and make it unreadable.
+  if (p.arg_end > p.arg_start) std::memset(reinterpret_cast<void*>(p.arg_start), 0, p.arg_end - p.arg_start);
+  if (p.env_end > p.env_start) std::memset(reinterpret_cast<void*>(p.env_start), 0, p.env_end - p.env_start);
+  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  // Every privilege dropped: bounding set, ambient set, groups, ids, then the capabilities.
+  for (int cap = 0; cap <= p.cap_last; ++cap) ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+  ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  if (p.set_groups && ::setgroups(0, nullptr) != 0) die(status_fd, "setgroups", nullptr);
+  if (::setresgid(p.user_gid, p.user_gid, p.user_gid) != 0) die(status_fd, "setresgid", nullptr);
+  if (::setresuid(p.user_uid, p.user_uid, p.user_uid) != 0) die(status_fd, "setresuid", nullptr);
+  {
+    struct __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2]{};
+    if (::syscall(SYS_capset, &hdr, data) != 0) die(status_fd, "capset", nullptr);
+  }
+  if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die(status_fd, "no_new_privs", nullptr);
+  int ep[2];
+  if (::pipe2(ep, O_CLOEXEC) != 0) die(status_fd, "pipe", nullptr);
+  pid_t cmd = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));  // fork, without atfork handlers
+  if (cmd < 0) die(status_fd, "fork", nullptr);
+  if (cmd == 0) exec_user(p, ep[1]);
+  ::close(ep[1]);
+  ::close(5);
+  ::close(6);
+  ::close(7);
+  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &p.seccomp) != 0) die(status_fd, "seccomp", nullptr);
+  // Reap everything; once the command has ended, kill whatever it left behind.
+  int cmd_status = 0;
+  bool cmd_done = false;
+  for (;;) {
+    int st = 0;
+    pid_t w = ::waitpid(-1, &st, 0);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      break;  // ECHILD: no process is left in the sandbox
+    }
+    if (w == cmd) {
+      cmd_status = st;
+      cmd_done = true;
+    }
+    if (cmd_done) ::kill(-1, SIGKILL);
+  }
+  int32_t exec_errno = 0;
+  if (::read(ep[0], &exec_errno, 4) != 4) exec_errno = 0;
+  // The report: 'R', how the command ended, then each file to read back.
+  char head[16];
+  size_t n = 0;
+  head[n++] = 'R';
+  const int32_t how = WIFEXITED(cmd_status) ? 0 : 1;
+  const int32_t code = WIFEXITED(cmd_status) ? WEXITSTATUS(cmd_status) : WTERMSIG(cmd_status);
+  put(head, n, &how, 4);
+  put(head, n, &code, 4);
+  put(head, n, &exec_errno, 4);
+  write_all(status_fd, head, n);
+  static char buf[65536];  // this process's own copy: not shared with the server
+  for (uint32_t i = 0; i < p.read_back.size(); ++i) {
+    int64_t len = -1;
+    int fd = ::open(p.read_back[i], O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct stat st{};
+    if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= p.read_back_cap) len = st.st_size;
+    char frame[12];
+    size_t m = 0;
+    put(frame, m, &i, 4);
+    put(frame, m, &len, 8);
+    write_all(status_fd, frame, m);
+    int64_t left = len;
+    while (left > 0) {
+      ssize_t r = ::read(fd, buf, static_cast<size_t>(std::min<int64_t>(left, sizeof buf)));
+      if (r <= 0) {  // shrank meanwhile: pad, so the frame keeps its length
+        std::memset(buf, 0, sizeof buf);
+        r = static_cast<ssize_t>(std::min<int64_t>(left, sizeof buf));
+      }
+      write_all(status_fd, buf, static_cast<size_t>(r));
+      left -= r;
+    }
+    if (fd >= 0) ::close(fd);
+  }
+  ::_exit(0);
+}
+
+// ---- the parent ----
+
+struct HostFlags {
+  unsigned long locked = 0;  // flags a bind's remount must keep (noexec, atime) in a user namespace
+};
+
+unsigned long locked_flags(const char* path) {
+  struct statvfs s{};
+  if (::statvfs(path, &s) != 0) return 0;
+  unsigned long f = 0;
+  if (s.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+  if (s.f_flag & ST_NOATIME) f |= MS_NOATIME;
+  if (s.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+  if (s.f_flag & ST_RELATIME) f |= MS_RELATIME;
+  return f;
+}
+
+std::string random_hex(size_t n) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s += hex[rng() & 15];
+  return s;
+}
+
+// The arguments and environment area of this process (fields 48-51 of /proc/self/stat).
+std::array<uintptr_t, 4> arg_env_area() {
+  std::ifstream in("/proc/self/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::array<uintptr_t, 4> out{};
+  auto close = text.rfind(')');
+  if (close == std::string::npos) return out;
+  std::istringstream rest(text.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 51 && rest >> field; ++i)  // field 3 is the state
+    if (i >= 48) out[static_cast<size_t>(i - 48)] = static_cast<uintptr_t>(std::stoull(field));
+  return out;
+}
+
+int cap_last() {
+  std::ifstream in("/proc/sys/kernel/cap_last_cap");
+  int v = 40;
+  in >> v;
+  return v;
+}
+
+Status valid_rel_path(const std::string& path) {
+  if (path.empty() || path.size() > 1024 || path.front() == '/')
+    return Error::invalid_argument("file path '" + path + "' must be relative to the workspace");
+  std::istringstream in(path);
+  std::string seg;
+  while (std::getline(in, seg, '/')) {
+    if (seg.empty() || seg == "." || seg == ".." || seg.size() > 255)
+      return Error::invalid_argument("file path '" + path + "' has an empty, '.' or '..' segment");
+  }
+  if (path.find('\0') != std::string::npos) return Error::invalid_argument("file path has a NUL byte");
+  return ok_status();
+}
+
+struct Pipes {
+  int fds[2] = {-1, -1};
+  ~Pipes() {
+    for (int f : fds)
+      if (f >= 0) ::close(f);
+  }
+  int take(int i) { return std::exchange(fds[i], -1); }
+};
+
+class NativeSandbox final : public Sandbox {
+ public:
+  explicit NativeSandbox(Options o) : o_(std::move(o)) { ::signal(SIGPIPE, SIG_IGN); }
+  std::string name() const override { return "native"; }
+
+  asio::awaitable<Result<RunResult>> run(Spec spec, OnOutput on_output) override;
+
+ private:
+  Result<std::unique_ptr<Plan>> plan(const Spec& spec);
+  Options o_;
+};
+
+Result<std::unique_ptr<Plan>> NativeSandbox::plan(const Spec& spec) {
+  auto p = std::make_unique<Plan>();
+  const bool root = ::geteuid() == 0;
+  p->user_uid = root ? 1000 : 0;
+  p->user_gid = root ? 1000 : 0;
+  p->set_groups = root;
+  p->cap_last = cap_last();
+  AP_ASSIGN_OR_RETURN(auto prog, seccomp_program());
+  p->seccomp.len = static_cast<unsigned short>(prog->size());
+  p->seccomp.filter = const_cast<sock_filter*>(prog->data());
+  auto area = arg_env_area();
+  p->arg_start = area[0];
+  p->arg_end = area[1];
+  p->env_start = area[2];
+  p->env_end = area[3];
+  const Limits& l = spec.limits;
+  p->fsize = static_cast<rlim_t>(l.disk_bytes);
+  p->nofile = static_cast<rlim_t>(l.open_files);
+  p->cpu_s = static_cast<rlim_t>((l.cpu.count() + 999) / 1000);
+
+  const std::string R = kRoot;
+  auto op = [&](Op o) { p->ops.push_back(o); };
+  auto path = [&](const std::string& s) { return p->keep(R + s); };
+  op({Op::kMount, nullptr, "/", nullptr, nullptr, MS_REC | MS_PRIVATE});
+  op({Op::kMount, "tmpfs", p->keep(R), "tmpfs", "size=1m,nr_inodes=4096,mode=0755", MS_NOSUID | MS_NODEV});
+  // The runtime: /usr and the library dirs, read-only (symlinks as the host has them).
+  for (const char* dir : {"/usr", "/lib", "/lib64", "/lib32", "/libx32", "/bin", "/sbin", "/etc/alternatives"}) {
+    struct stat st{};
+    if (::lstat(dir, &st) != 0) continue;
+    if (std::string(dir) == "/etc/alternatives") op({Op::kMkdir, path("/etc")});
+    if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = ::readlink(dir, target, sizeof target - 1);
+      if (n <= 0) continue;
+      op({Op::kSymlink, p->keep(std::string(target, static_cast<size_t>(n))), path(dir)});
+    } else if (S_ISDIR(st.st_mode)) {
+      op({Op::kMkdir, path(dir)});
+      op({Op::kMount, dir, path(dir), nullptr, nullptr, MS_BIND});
+      op({Op::kMount, nullptr, path(dir), nullptr, nullptr,
+          MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | locked_flags(dir)});
+    }
+  }
+  // A minimal /etc.
+  op({Op::kMkdir, path("/etc")});
+  auto write = [&](const std::string& at, std::string content, int mode, bool chown) {
+    const char* c = p->keep(std::move(content));
+    op({Op::kWrite, path(at), c, nullptr, nullptr, 0, mode, std::strlen(c), chown});
+  };
+  write("/etc/passwd", "root:x:0:0:root:/:/usr/sbin/nologin\nsandbox:x:1000:1000:sandbox:/work:/bin/sh\n", 0644, false);
+  write("/etc/group", "root:x:0:\nsandbox:x:1000:\n", 0644, false);
+  write("/etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n", 0644, false);
+  write("/etc/resolv.conf", "", 0644, false);  // no resolver: there is no network
+  for (const char* f : {"/etc/ld.so.cache", "/etc/localtime"}) {
+    struct stat st{};
+    if (::lstat(f, &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      char target[4096];
+      ssize_t n = ::readlink(f, target, sizeof target - 1);
+      if (n > 0) op({Op::kSymlink, p->keep(std::string(target, static_cast<size_t>(n))), path(f)});
+    } else if (S_ISREG(st.st_mode)) {
+      op({Op::kTouch, path(f)});
+      op({Op::kMount, f, path(f), nullptr, nullptr, MS_BIND});
+      op({Op::kMount, nullptr, path(f), nullptr, nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | locked_flags(f)});
+    }
+  }
+  // A fresh /proc of the sandbox's PID namespace.
+  op({Op::kMkdir, path("/proc")});
+  op({Op::kMount, "proc", path("/proc"), "proc", nullptr, MS_NOSUID | MS_NODEV | MS_NOEXEC});
+  // A minimal /dev: the harmless character devices, bound from the host's.
+  op({Op::kMkdir, path("/dev")});
+  op({Op::kMount, "tmpfs", path("/dev"), "tmpfs", "size=64k,nr_inodes=64,mode=0755", MS_NOSUID | MS_NOEXEC});
+  for (const char* dev : {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"}) {
+    op({Op::kTouch, path(dev)});
+    op({Op::kMount, dev, path(dev), nullptr, nullptr, MS_BIND});
+  }
+  op({Op::kSymlink, "/proc/self/fd", path("/dev/fd")});
+  op({Op::kSymlink, "/proc/self/fd/0", path("/dev/stdin")});
+  op({Op::kSymlink, "/proc/self/fd/1", path("/dev/stdout")});
+  op({Op::kSymlink, "/proc/self/fd/2", path("/dev/stderr")});
+  op({Op::kMkdir, path("/dev/shm")});
+  const std::string shm_opts = "size=" + std::to_string(std::min<int64_t>(l.disk_bytes, 64ll << 20)) + ",mode=1777";
+  op({Op::kMount, "tmpfs", path("/dev/shm"), "tmpfs", p->keep(shm_opts), MS_NOSUID | MS_NODEV | MS_NOEXEC});
+  // The workspace and /tmp: writable, size-capped, fresh for every run.
+  const std::string ids = ",uid=" + std::to_string(p->user_uid) + ",gid=" + std::to_string(p->user_gid);
+  op({Op::kMkdir, path("/work")});
+  op({Op::kMount, "tmpfs", path("/work"), "tmpfs",
+      p->keep("size=" + std::to_string(l.disk_bytes) + ",nr_inodes=65536,mode=0755" + ids), MS_NOSUID | MS_NODEV});
+  op({Op::kMkdir, path("/tmp")});
+  op({Op::kMount, "tmpfs", path("/tmp"), "tmpfs",
+      p->keep("size=" + std::to_string(l.disk_bytes) + ",nr_inodes=65536,mode=1777"), MS_NOSUID | MS_NODEV});
+  int64_t total = 0;
+  for (const auto& f : spec.files) {
+    AP_RETURN_IF_ERROR(valid_rel_path(f.path));
+    total += static_cast<int64_t>(f.content.size());
+    if (total > l.disk_bytes) return Error::invalid_argument("the files are larger than the disk limit");
+    if (f.mode < 0 || f.mode > 0777) return Error::invalid_argument("file mode must be within 0777");
+    for (size_t slash = f.path.find('/'); slash != std::string::npos; slash = f.path.find('/', slash + 1))
+      op({Op::kMkdir, path("/work/" + f.path.substr(0, slash)), nullptr, nullptr, nullptr, 0, 0755, 0, true});
+    const char* c = p->keep(f.content);
+    op({Op::kWrite, path("/work/" + f.path), c, nullptr, nullptr, 0, f.mode, f.content.size(), true});
+  }
+  // Then the root and /dev read-only.
+  op({Op::kMount, nullptr, path("/dev"), nullptr, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC});
+  op({Op::kMount, nullptr, p->keep(R), nullptr, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV});
+
+  // The command, its arguments and environment.
+  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
+  bool has_home = false, has_lang = false, has_tmp = false;
+  for (const auto& [k, v] : spec.env) {
+    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos || v.find('\0') != std::string::npos)
+      return Error::invalid_argument("environment variable names must be non-empty, without '=' or NUL");
+    if (k == "PATH") path_var = v;
+    has_home = has_home || k == "HOME";
+    has_lang = has_lang || k == "LANG";
+    has_tmp = has_tmp || k == "TMPDIR";
+    p->envp.push_back(p->keep_mut(k + "=" + v));
+  }
+  bool has_path = false;
+  for (const auto& [k, v] : spec.env) has_path = has_path || k == "PATH";
+  if (!has_path) p->envp.push_back(p->keep_mut("PATH=" + path_var));
+  if (!has_home) p->envp.push_back(p->keep_mut("HOME=/work"));
+  if (!has_lang) p->envp.push_back(p->keep_mut("LANG=C.UTF-8"));
+  if (!has_tmp) p->envp.push_back(p->keep_mut("TMPDIR=/tmp"));
+  p->envp.push_back(nullptr);
+  for (const auto& a : spec.argv) {
+    if (a.find('\0') != std::string::npos) return Error::invalid_argument("arguments must not contain NUL");
+    p->argv.push_back(p->keep_mut(a));
+  }
+  p->argv.push_back(nullptr);
+  const std::string& cmd = spec.argv[0];
+  if (cmd.find('/') != std::string::npos) {
+    if (cmd.front() != '/') return Error::invalid_argument("the command must be a name on PATH or an absolute path");
+    p->exec_paths.push_back(p->keep(cmd));
+  } else {
+    std::istringstream dirs(path_var);
+    std::string dir;
+    while (std::getline(dirs, dir, ':'))
+      if (!dir.empty() && dir.front() == '/') p->exec_paths.push_back(p->keep(dir + "/" + cmd));
+  }
+  for (const auto& f : spec.read_back) {
+    AP_RETURN_IF_ERROR(valid_rel_path(f));
+    p->read_back.push_back(p->keep("/work/" + f));
+  }
+  p->read_back_cap = std::min<int64_t>(kMaxReadBack, l.disk_bytes);
+  return p;
+}
+
+bool write_proc(pid_t pid, const char* file, const std::string& value) {
+  const std::string path = "/proc/" + std::to_string(pid) + "/" + file;
+  int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  ::close(fd);
+  return ok;
+}
+
+std::string errno_text(int e) { return std::strerror(e); }
+
+asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_output) {
+  if (spec.argv.empty() || spec.argv[0].empty()) co_return Error::invalid_argument("the command is empty");
+  AP_CO_RETURN_IF_ERROR(spec.limits.validate());
+  if (spec.network)
+    co_return Error::unimplemented("network egress is not available in the native sandbox (the sandbox has only loopback)");
+  AP_CO_ASSIGN_OR_RETURN(auto plan, this->plan(spec));
+  const auto start = std::chrono::steady_clock::now();
+  CgroupLimits cl{spec.limits.memory_bytes, spec.limits.pids, spec.limits.cpus};
+  AP_CO_ASSIGN_OR_RETURN(auto cg, Cgroup::create(o_.cgroup_name, "run-" + random_hex(16), cl));
+
+  Pipes sync, status, in, out, err;
+  for (Pipes* pp : {&sync, &status, &in, &out, &err})
+    if (::pipe2(pp->fds, O_CLOEXEC) != 0) co_return Error::unavailable("pipe: " + errno_text(errno));
+  plan->sync_fd = sync.fds[0];
+  plan->status_fd = status.fds[1];
+  plan->in_fd = in.fds[0];
+  plan->out_fd = out.fds[1];
+  plan->err_fd = err.fds[1];
+
+  constexpr size_t kStack = 1 << 20;
+  void* stack = ::mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) co_return Error::unavailable("mmap: " + errno_text(errno));
+  int pidfd = -1;
+  const int flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_PIDFD | SIGCHLD;
+  pid_t pid = ::clone(child_main, static_cast<char*>(stack) + kStack, flags, plan.get(), &pidfd);
+  const int clone_errno = errno;
+  ::munmap(stack, kStack);
+  if (pid < 0) co_return Error::unavailable("clone into new namespaces failed: " + errno_text(clone_errno));
+  for (Pipes* pp : {&sync, &in}) ::close(pp->take(0));
+  for (Pipes* pp : {&status, &out, &err}) ::close(pp->take(1));
+  auto abandon = [&](Error e) -> Error {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    if (pidfd >= 0) ::close(pidfd);
+    return e;
+  };
+  // Id maps: inside, 0 (for the setup only) and 1000 (the user) map to unprivileged host ids;
+  // without root, our own id is all there is to map.
+  const bool root = ::geteuid() == 0;
+  const std::string uid_map = root ? "0 " + std::to_string(o_.host_uid) + " 1\n1000 " + std::to_string(o_.host_uid + 1) + " 1\n"
+                                   : "0 " + std::to_string(::geteuid()) + " 1\n";
+  const std::string gid_map = root ? "0 " + std::to_string(o_.host_gid) + " 1\n1000 " + std::to_string(o_.host_gid + 1) + " 1\n"
+                                   : "0 " + std::to_string(::getegid()) + " 1\n";
+  if ((!root && !write_proc(pid, "setgroups", "deny")) || !write_proc(pid, "uid_map", uid_map) ||
+      !write_proc(pid, "gid_map", gid_map))
+    co_return abandon(Error::unavailable("cannot write the sandbox's user namespace id maps: " + errno_text(errno)));
+  if (auto st = cg.add(pid); !st) co_return abandon(st.error());
+  if (::write(sync.fds[1], "g", 1) != 1) co_return abandon(Error::unavailable("cannot start the sandbox"));
+  ::close(sync.take(1));
+
+  auto ex = co_await asio::this_coro::executor;
+  using Desc = asio::posix::stream_descriptor;
+  Desc out_d(ex, out.take(0)), err_d(ex, err.take(0)), status_d(ex, status.take(0)), in_d(ex, in.take(1)), pid_d(ex, pidfd);
+  RunResult result;
+  bool timed_out = false, cpu_killed = false;
+  auto kill_all = [&] { ::kill(pid, SIGKILL); };  // PID 1 of the namespace: all of it dies
+  const int64_t cap = spec.limits.output_bytes;
+  auto drain = [&](Desc& d, std::string& into, bool& capped, int fd_no) -> asio::awaitable<void> {
+    std::vector<char> buf(65536);
+    for (;;) {
+      auto [ec, n] = co_await d.async_read_some(asio::buffer(buf), kTuple);
+      if (ec || n == 0) break;
+      if (capped) continue;
+      const int64_t room = cap - static_cast<int64_t>(into.size());
+      const size_t take = static_cast<size_t>(std::min<int64_t>(room, static_cast<int64_t>(n)));
+      into.append(buf.data(), take);
+      if (on_output && take > 0) on_output(fd_no, std::string_view(buf.data(), take));
+      if (static_cast<int64_t>(n) > room) {  // over the cap: stop the writer now
+        capped = true;
+        kill_all();
+      }
+    }
+    d.close();
+  };
+  std::string report;
+  auto read_report = [&]() -> asio::awaitable<void> {
+    std::vector<char> buf(65536);
+    for (;;) {
+      auto [ec, n] = co_await status_d.async_read_some(asio::buffer(buf), kTuple);
+      if (ec || n == 0) break;
+      report.append(buf.data(), n);
+    }
+  };
+  auto feed = [&]() -> asio::awaitable<void> {
+    if (!spec.stdin_data.empty()) co_await asio::async_write(in_d, asio::buffer(spec.stdin_data), kTuple);
+    in_d.close();
+  };
+  auto exited = [&]() -> asio::awaitable<void> { co_await pid_d.async_wait(Desc::wait_read, kTuple); };
+  auto watchdog = [&]() -> asio::awaitable<void> {
+    asio::steady_timer t(ex);
+    const auto deadline = start + spec.limits.wall;
+    const double cpu_limit = static_cast<double>(spec.limits.cpu.count()) / 1000.0;
+    for (;;) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= deadline && !timed_out) {
+        timed_out = true;
+        kill_all();
+      }
+      if (!timed_out && !cpu_killed && cg.stats().cpu_s > cpu_limit) {
+        cpu_killed = true;
+        kill_all();
+      }
+      t.expires_after(std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(100), deadline > now ? deadline - now : std::chrono::milliseconds(100)));
+      auto [ec] = co_await t.async_wait(kTuple);
+      if (ec) co_return;
+    }
+  };
+  co_await ((drain(out_d, result.stdout_data, result.stdout_capped, 1) && drain(err_d, result.stderr_data, result.stderr_capped, 2) &&
+             read_report() && feed() && exited()) ||
+            watchdog());
+  int wstatus = 0;
+  ::waitpid(pid, &wstatus, 0);
+  const CgroupStats stats = cg.stats();
+  result.usage.cpu_s = stats.cpu_s;
+  result.usage.peak_memory_bytes = stats.peak_memory_bytes;
+  result.usage.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // Removing the cgroup can take a moment after the last exit: retry without blocking.
+  for (int i = 0; i < 100 && !cg.remove(); ++i) {
+    asio::steady_timer t(ex, std::chrono::milliseconds(2));
+    co_await t.async_wait(kTuple);
+  }
+
+  if (!report.empty() && report[0] == 'E') {
+    int32_t e = 0;
+    if (report.size() >= 5) std::memcpy(&e, report.data() + 1, 4);
+    co_return Error::internal("sandbox setup failed: " + report.substr(std::min<size_t>(5, report.size())) + ": " + errno_text(e));
+  }
+  const std::string marker = "\n[agentplane: output truncated at " + std::to_string(cap) + " bytes]\n";
+  if (result.stdout_capped) result.stdout_data += marker;
+  if (result.stderr_capped) result.stderr_data += marker;
+  bool have_status = report.size() >= 13 && report[0] == 'R';
+  int32_t how = 0, code = 0, exec_errno = 0;
+  if (have_status) {
+    std::memcpy(&how, report.data() + 1, 4);
+    std::memcpy(&code, report.data() + 5, 4);
+    std::memcpy(&exec_errno, report.data() + 9, 4);
+    size_t at = 13;
+    while (at + 12 <= report.size()) {
+      uint32_t i = 0;
+      int64_t len = 0;
+      std::memcpy(&i, report.data() + at, 4);
+      std::memcpy(&len, report.data() + at + 4, 8);
+      at += 12;
+      if (len < 0) continue;
+      if (at + static_cast<size_t>(len) > report.size() || i >= spec.read_back.size()) break;
+      result.files[spec.read_back[i]] = report.substr(at, static_cast<size_t>(len));
+      at += static_cast<size_t>(len);
+    }
+  }
+  if (timed_out) {
+    result.outcome = Outcome::kTimedOut;
+    result.signal = SIGKILL;
+  } else if (cpu_killed) {
+    result.outcome = Outcome::kCpuLimit;
+    result.signal = SIGKILL;
+  } else if (result.stdout_capped || result.stderr_capped) {
+    result.outcome = Outcome::kOutputCapped;
+    result.signal = SIGKILL;
+  } else if (have_status) {
+    if (exec_errno != 0) {
+      result.outcome = Outcome::kExited;
+      result.exit_code = 127;
+      result.stderr_data += "agentplane sandbox: cannot execute " + spec.argv[0] + ": " + errno_text(exec_errno) + "\n";
+    } else if (how == 0) {
+      result.outcome = Outcome::kExited;
+      result.exit_code = code;
+    } else if (code == SIGKILL && stats.oom_kills > 0) {
+      result.outcome = Outcome::kOomKilled;
+      result.signal = SIGKILL;
+    } else if (code == SIGXCPU || (code == SIGKILL && result.usage.cpu_s >= static_cast<double>(spec.limits.cpu.count()) / 1000.0)) {
+      result.outcome = Outcome::kCpuLimit;
+      result.signal = code;
+    } else {
+      result.outcome = Outcome::kSignaled;
+      result.signal = code;
+    }
+  } else if (stats.oom_kills > 0) {
+    result.outcome = Outcome::kOomKilled;
+    result.signal = SIGKILL;
+  } else {
+    co_return Error::internal("the sandbox ended without a report (its init exited with status " + std::to_string(wstatus) + ")");
+  }
+  co_return result;
+}
+
+}  // namespace
+
+std::unique_ptr<Sandbox> make_native_sandbox(const Options& options) { return std::make_unique<NativeSandbox>(options); }
+
+Probe probe_native() {
+  Probe p;
+  auto layout = Cgroup::layout();
+  if (!layout) {
+    p.detail = layout.error().message;
+    return p;
+  }
+  auto prog = seccomp_program();
+  if (!prog) {
+    p.detail = prog.error().message;
+    return p;
+  }
+  p.available = true;
+  p.detail = "namespaces, seccomp (" + std::to_string((*prog)->size()) + " BPF instructions), cgroups " + *layout;
+  return p;
+}
+
+}  // namespace ap::sandbox

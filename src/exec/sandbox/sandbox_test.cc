@@ -1,0 +1,118 @@
+// The sandbox's interface on the native backend: what goes in comes out.
+#include <gtest/gtest.h>
+
+#include "exec/sandbox/sandbox.h"
+#include "exec/sandbox/sandbox_test_util.h"
+
+namespace ap::sandbox {
+namespace {
+
+using testing::run_sync;
+using testing::sh;
+
+class Native : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto sb = make_sandbox("native");
+    ASSERT_TRUE(sb) << sb.error().message;
+    sb_ = std::move(*sb);
+  }
+  std::unique_ptr<Sandbox> sb_;
+};
+
+TEST_F(Native, StdinStdoutStderrAndTheExitCode) {
+  Spec s = sh("cat; echo oops >&2; exit 3");
+  s.stdin_data = "hello from stdin";
+  std::string streamed;
+  auto r = run_sync(*sb_, s, [&](int fd, std::string_view chunk) {
+    if (fd == 1) streamed += chunk;
+  });
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->outcome, Outcome::kExited) << r->summary();
+  EXPECT_EQ(r->exit_code, 3);
+  EXPECT_EQ(r->stdout_data, "hello from stdin");
+  EXPECT_EQ(streamed, "hello from stdin");
+  EXPECT_EQ(r->stderr_data, "oops\n");
+  EXPECT_GT(r->usage.wall_s, 0);
+}
+
+TEST_F(Native, FilesGoInAndComeBack) {
+  Spec s = sh("cat data/in.txt | tr a-z A-Z > out.txt; mkdir -p d; echo x > d/y; ls -la /work >&2");
+  s.files = {{"data/in.txt", "shout", 0644}};
+  s.read_back = {"out.txt", "d/y", "missing.txt"};
+  auto r = run_sync(*sb_, s);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->ok()) << r->summary() << r->stderr_data;
+  EXPECT_EQ(r->files["out.txt"], "SHOUT");
+  EXPECT_EQ(r->files["d/y"], "x\n");
+  EXPECT_EQ(r->files.count("missing.txt"), 0u);
+}
+
+TEST_F(Native, TheEnvironmentIsOnlyWhatTheSpecGives) {
+  ::setenv("AGENTPLANE_TEST_LAUNCHER_SECRET", "launcher-value", 1);
+  Spec s = sh("env | sort");
+  s.env = {{"GREETING", "hi"}};
+  auto r = run_sync(*sb_, s);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->stdout_data.find("launcher-value"), std::string::npos);
+  EXPECT_NE(r->stdout_data.find("GREETING=hi\n"), std::string::npos) << r->stdout_data;
+  EXPECT_NE(r->stdout_data.find("HOME=/work\n"), std::string::npos);
+  EXPECT_NE(r->stdout_data.find("PATH=/usr/local/bin:/usr/bin:/bin\n"), std::string::npos);
+}
+
+TEST_F(Native, RuntimesRun) {
+  Spec py;
+  py.argv = {"python3", "-c", "import json, sys; print(json.dumps({'sum': sum(json.load(sys.stdin))}))"};
+  py.stdin_data = "[1, 2, 3]";
+  auto r = run_sync(*sb_, py);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->ok()) << r->summary() << r->stderr_data;
+  EXPECT_EQ(r->stdout_data, "{\"sum\": 6}\n");
+  Spec node;
+  node.argv = {"node", "-e", "let s = ''; process.stdin.on('data', d => s += d).on('end', () => console.log(JSON.parse(s).length))"};
+  node.stdin_data = "[1, 2, 3, 4]";
+  node.limits.memory_bytes = 512ll << 20;
+  auto n = run_sync(*sb_, node);
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_TRUE(n->ok()) << n->summary() << n->stderr_data;
+  EXPECT_EQ(n->stdout_data, "4\n");
+}
+
+TEST_F(Native, AMissingCommandIs127) {
+  Spec s;
+  s.argv = {"no-such-command"};
+  auto r = run_sync(*sb_, s);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->exit_code, 127);
+  EXPECT_NE(r->stderr_data.find("cannot execute no-such-command"), std::string::npos) << r->stderr_data;
+}
+
+TEST_F(Native, BadSpecsAreRefusedBeforeAnythingRuns) {
+  Spec empty;
+  EXPECT_EQ(run_sync(*sb_, empty).error().code, Code::kInvalidArgument);
+  Spec up = sh("true");
+  up.files = {{"../escape", "x", 0644}};
+  EXPECT_EQ(run_sync(*sb_, up).error().code, Code::kInvalidArgument);
+  Spec abs = sh("true");
+  abs.read_back = {"/etc/passwd"};
+  EXPECT_EQ(run_sync(*sb_, abs).error().code, Code::kInvalidArgument);
+  Spec lim = sh("true");
+  lim.limits.memory_bytes = 1;
+  EXPECT_EQ(run_sync(*sb_, lim).error().code, Code::kInvalidArgument);
+  Spec net = sh("true");
+  net.network = true;
+  EXPECT_EQ(run_sync(*sb_, net).error().code, Code::kUnimplemented);
+}
+
+TEST(Backends, MicrovmSaysWhyItIsAbsent) {
+  Probe p = probe("microvm");
+  EXPECT_FALSE(p.available);
+  EXPECT_FALSE(p.detail.empty());
+  auto sb = make_sandbox("microvm");
+  ASSERT_FALSE(sb);
+  EXPECT_EQ(sb.error().code, Code::kFailedPrecondition);
+  EXPECT_FALSE(make_sandbox("nope"));
+}
+
+}  // namespace
+}  // namespace ap::sandbox

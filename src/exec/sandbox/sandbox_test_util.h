@@ -1,0 +1,26 @@
+// Runs a sandbox spec to completion on a private io_context (tests only).
+#pragma once
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include "exec/sandbox/sandbox.h"
+
+namespace ap::sandbox::testing {
+
+inline Result<RunResult> run_sync(Sandbox& sb, Spec spec, OnOutput on_output = {}) {
+  boost::asio::io_context ioc;
+  auto f = boost::asio::co_spawn(ioc, sb.run(std::move(spec), std::move(on_output)), boost::asio::use_future);
+  ioc.run();
+  return f.get();
+}
+
+inline Spec sh(const std::string& script) {
+  Spec s;
+  s.argv = {"/bin/sh", "-c", script};
+  s.limits.wall = std::chrono::seconds(10);
+  return s;
+}
+
+}  // namespace ap::sandbox::testing

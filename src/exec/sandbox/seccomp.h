@@ -1,0 +1,18 @@
+// The sandbox's seccomp-bpf filter, built once with libseccomp and kept as a BPF program that a
+// freshly cloned child can load with one prctl (no allocation after clone).
+// Denied: the families a sandbox never needs and attackers do (see seccomp.cc for the list):
+// EPERM or ENOSYS where common runtimes probe and fall back (io_uring, clone3, ...), the process
+// killed (SIGSYS) for the rest. clone with any namespace flag: EPERM.
+#pragma once
+
+#include <linux/filter.h>
+#include <vector>
+
+#include "common/result.h"
+
+namespace ap::sandbox {
+
+// The program, built on first use (thread-safe). Internal error if libseccomp fails.
+Result<const std::vector<sock_filter>*> seccomp_program();
+
+}  // namespace ap::sandbox
