@@ -111,6 +111,8 @@ int main(int argc, char** argv) {
                         "Requests per minute on each upstream provider credential, across the deployment");
   serve_cmd->add_option("--default-limits", serve.default_limits,
                         "Limits (JSON, as PUT /v1/tenants/{id}/limits) for tenants the operator has not set");
+  serve_cmd->add_option("--sandbox", serve.sandbox_backend, "Where code nodes run: native, gvisor or none")
+      ->check(CLI::IsMember({"native", "gvisor", "none"}))->capture_default_str();
   serve_cmd->add_option("--master-key-file", serve_key_file,
                         "Master key file (env AGENTPLANE_MASTER_KEY_FILE; or AGENTPLANE_MASTER_KEY = "
                         "base64 of 32 bytes). Without one the credential vault is off");

@@ -10,6 +10,7 @@
 #include "auth/authenticator.h"
 #include "control/plane.h"
 #include "control/run_relay.h"
+#include "exec/sandbox/sandbox.h"
 #include "exec/worker/worker.h"
 #include "graph/nodes/kinds.h"
 #include "graph/postgres/postgres_saver.h"
@@ -102,7 +103,15 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
     wo.lease = std::chrono::milliseconds(c.worker_lease_ms);
     wo.renew_every = std::chrono::milliseconds(std::max(100, c.worker_lease_ms / 5));
     wo.max_attempts = c.worker_max_attempts;
-    wo.models = {w->models.get(), w->credentials.get()};
+    if (c.sandbox_backend != "none") {
+      auto sb = sandbox::make_sandbox(c.sandbox_backend);
+      if (sb) {
+        w->sandbox = std::move(*sb);
+      } else {  // the server still serves; code nodes say why they cannot run
+        telemetry::log_warn("sandbox_unavailable", {{"backend", c.sandbox_backend}, {"error", sb.error().message}});
+      }
+    }
+    wo.models = {w->models.get(), w->credentials.get(), w->sandbox.get(), w->audit.get()};
     wo.default_concurrent_runs = w->limits->options().defaults.concurrent_runs;
     w->worker = std::make_unique<exec::Worker>(wo, w->agents->graphs, w->agents->hub, savers, w->audit.get());
   }

@@ -43,6 +43,10 @@ namespace ap::ratelimit {
 class Limits;
 }
 
+namespace ap::sandbox {
+class Sandbox;
+}
+
 namespace ap::app {
 
 struct ServeConfig {
@@ -70,6 +74,7 @@ struct ServeConfig {
   bool ratelimit_fail_open = true;             // Redis down: allow (true) or refuse
   std::optional<int64_t> upstream_key_rpm;     // per upstream provider credential
   std::string default_limits;                  // JSON TenantLimits for tenants without their own
+  std::string sandbox_backend = "native";      // code nodes and the code tool: native | gvisor | none
 };
 
 // Everything the server uses, owned in one place and destroyed after the server stops.
@@ -91,6 +96,7 @@ class Wiring {
   std::unique_ptr<llm::UsageRecorder> usage;
   std::unique_ptr<ratelimit::Limits> limits;
   std::unique_ptr<llm::ModelServices> models;
+  std::unique_ptr<sandbox::Sandbox> sandbox;  // null: code cannot run on this server's worker
   gateway::Services services() const;
   int audit_retention_days = 365;
 

@@ -112,13 +112,13 @@ Result<TenantLimits> TenantLimits::parse(const std::string& text) {
   static const std::vector<std::string> known = {"api_requests_per_min", "model_requests_per_min", "model_tokens_per_min",
                                                  "budget_micro_usd_per_day", "budget_micro_usd_per_month",
                                                  "concurrent_runs", "rate_algorithm", "per_key", "per_model",
-                                                 "time_zone"};
+                                                 "time_zone", "sandbox_cpu_seconds_per_day", "sandbox"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (std::find(known.begin(), known.end(), it.key()) == known.end())
       return Error::invalid_argument("unknown field '" + it.key() +
                                      "' (known: api_requests_per_min, model_requests_per_min, model_tokens_per_min, "
                                      "budget_micro_usd_per_day, budget_micro_usd_per_month, concurrent_runs, rate_algorithm, "
-                                     "per_key, per_model, time_zone)");
+                                     "per_key, per_model, time_zone, sandbox_cpu_seconds_per_day, sandbox)");
   TenantLimits l;
   AP_ASSIGN_OR_RETURN(l.api_requests_per_min, opt_count(j, "api_requests_per_min"));
   AP_ASSIGN_OR_RETURN(l.model_requests_per_min, opt_count(j, "model_requests_per_min"));
@@ -141,6 +141,34 @@ Result<TenantLimits> TenantLimits::parse(const std::string& text) {
     for (auto it = j["per_model"].begin(); it != j["per_model"].end(); ++it) {
       AP_ASSIGN_OR_RETURN(auto r, parse_rate(*it, "per_model." + it.key()));
       l.per_model[it.key()] = r;
+    }
+  }
+  AP_ASSIGN_OR_RETURN(l.sandbox_cpu_seconds_per_day, opt_count(j, "sandbox_cpu_seconds_per_day"));
+  if (j.contains("sandbox") && !j["sandbox"].is_null()) {
+    const Json& sb = j["sandbox"];
+    if (!sb.is_object()) return Error::invalid_argument("sandbox must be an object");
+    static const std::vector<std::string> sb_known = {"backend", "max_wall_s", "max_cpu_s", "max_memory_mb", "max_pids",
+                                                      "max_disk_mb", "egress"};
+    for (auto it = sb.begin(); it != sb.end(); ++it)
+      if (std::find(sb_known.begin(), sb_known.end(), it.key()) == sb_known.end())
+        return Error::invalid_argument("unknown field 'sandbox." + it.key() +
+                                       "' (known: backend, max_wall_s, max_cpu_s, max_memory_mb, max_pids, max_disk_mb, egress)");
+    if (sb.contains("backend") && !sb["backend"].is_null()) {
+      if (sb["backend"] != "native" && sb["backend"] != "gvisor" && sb["backend"] != "microvm")
+        return Error::invalid_argument("sandbox.backend must be native, gvisor or microvm");
+      l.sandbox.backend = sb["backend"].get<std::string>();
+    }
+    AP_ASSIGN_OR_RETURN(l.sandbox.max_wall_s, opt_count(sb, "max_wall_s"));
+    AP_ASSIGN_OR_RETURN(l.sandbox.max_cpu_s, opt_count(sb, "max_cpu_s"));
+    AP_ASSIGN_OR_RETURN(l.sandbox.max_memory_mb, opt_count(sb, "max_memory_mb"));
+    AP_ASSIGN_OR_RETURN(l.sandbox.max_pids, opt_count(sb, "max_pids"));
+    AP_ASSIGN_OR_RETURN(l.sandbox.max_disk_mb, opt_count(sb, "max_disk_mb"));
+    for (const auto* v : {&l.sandbox.max_wall_s, &l.sandbox.max_cpu_s, &l.sandbox.max_memory_mb, &l.sandbox.max_pids,
+                          &l.sandbox.max_disk_mb})
+      if (*v && **v < 1) return Error::invalid_argument("sandbox limits must be at least 1");
+    if (sb.contains("egress") && !sb["egress"].is_null()) {
+      if (!sb["egress"].is_boolean()) return Error::invalid_argument("sandbox.egress must be true or false");
+      l.sandbox.egress = sb["egress"].get<bool>();
     }
   }
   if (j.contains("time_zone") && !j["time_zone"].is_null()) {
@@ -174,6 +202,19 @@ std::string TenantLimits::to_json() const {
     j["per_model"] = pm;
   }
   j["time_zone"] = time_zone;
+  put("sandbox_cpu_seconds_per_day", sandbox_cpu_seconds_per_day);
+  Json sb = Json::object();
+  if (!sandbox.backend.empty()) sb["backend"] = sandbox.backend;
+  auto put_sb = [&](const char* k, const std::optional<int64_t>& v) {
+    if (v) sb[k] = *v;
+  };
+  put_sb("max_wall_s", sandbox.max_wall_s);
+  put_sb("max_cpu_s", sandbox.max_cpu_s);
+  put_sb("max_memory_mb", sandbox.max_memory_mb);
+  put_sb("max_pids", sandbox.max_pids);
+  put_sb("max_disk_mb", sandbox.max_disk_mb);
+  sb["egress"] = sandbox.egress;
+  j["sandbox"] = sb;
   return j.dump();
 }
 
@@ -253,6 +294,7 @@ store::Task<Admission> Limits::decide(std::vector<Ask> asks, std::vector<std::st
     }
   }
   const auto& tv = d->verdicts[tight];
+  a.remaining = tv.remaining;
   a.headers.emplace_back("ratelimit-limit", std::to_string(tv.limit));
   a.headers.emplace_back("ratelimit-remaining", std::to_string(tv.remaining));
   a.headers.emplace_back("ratelimit-reset", std::to_string(static_cast<int64_t>(std::ceil(tv.reset_s))));
@@ -383,6 +425,23 @@ void Limits::settle(asio::any_io_executor ex, const Admission& a, int64_t tokens
       asio::detached);
 }
 
+store::Task<Admission> Limits::admit_sandbox(store::Pool& pool, const TenantId& tenant) {
+  AP_CO_ASSIGN_OR_RETURN(auto l, co_await of(pool, tenant));
+  std::vector<Ask> asks;
+  std::vector<std::string> names;
+  if (l->sandbox_cpu_seconds_per_day) {
+    const Periods p = periods(l->time_zone);
+    asks.push_back(Ask{Ask::Kind::kCounter, tag(tenant) + "sbcpu:d:" + p.day, *l->sandbox_cpu_seconds_per_day * 1000, 0,
+                       p.day_left_s, 1});
+    names.push_back("sandbox CPU milliseconds per day");
+  }
+  // 1 ms reserved, corrected with what the run used like a model call's tokens.
+  const size_t n_token = asks.size();
+  auto a = co_await decide(std::move(asks), std::move(names), false, n_token, 0);
+  if (a) a->reserved_tokens = 1;
+  co_return a;
+}
+
 store::Task<std::string> Limits::status_json(store::Pool& pool, const TenantId& tenant) {
   AP_CO_ASSIGN_OR_RETURN(auto l, co_await of(pool, tenant));
   const std::string t = tag(tenant);
@@ -404,6 +463,9 @@ store::Task<std::string> Limits::status_json(store::Pool& pool, const TenantId& 
   add(l->budget_micro_usd_per_month,
       Ask{Ask::Kind::kCounter, t + "spend:m:" + p.month, l->budget_micro_usd_per_month.value_or(0), 0, p.month_left_s, 0},
       "budget_micro_usd_per_month");
+  add(l->sandbox_cpu_seconds_per_day,
+      Ask{Ask::Kind::kCounter, t + "sbcpu:d:" + p.day, l->sandbox_cpu_seconds_per_day.value_or(0) * 1000, 0, p.day_left_s, 0},
+      "sandbox_cpu_ms_per_day");
   Json usage = Json::object();
   if (!asks.empty()) {
     auto ex = co_await asio::this_coro::executor;

@@ -33,6 +33,14 @@ struct Rate {
   std::optional<int64_t> requests_per_min, tokens_per_min;
 };
 
+// How a tenant's code runs (the sandbox; docs/sandbox.md): caps on what a spec may ask for,
+// the backend, and whether it may reach the network at all.
+struct SandboxPolicy {
+  std::string backend;  // empty: the deployment's default
+  std::optional<int64_t> max_wall_s, max_cpu_s, max_memory_mb, max_pids, max_disk_mb;
+  bool egress = false;
+};
+
 struct TenantLimits {
   std::optional<int64_t> api_requests_per_min, model_requests_per_min, model_tokens_per_min;
   std::optional<int64_t> budget_micro_usd_per_day, budget_micro_usd_per_month;
@@ -45,6 +53,9 @@ struct TenantLimits {
   Rate per_key;
   std::map<std::string, Rate> per_model;
   std::string time_zone = "UTC";
+  // Sandbox CPU time a day (a quota: each run reserves its CPU limit, then settles what it used).
+  std::optional<int64_t> sandbox_cpu_seconds_per_day;
+  SandboxPolicy sandbox;
 
   // Validates an operator's JSON (unknown fields, negative numbers, unknown zone: InvalidArgument).
   static Result<TenantLimits> parse(const std::string& json);
@@ -62,6 +73,7 @@ struct Admission {
   std::vector<Ask> token_asks;  // reserved tokens (to correct)
   std::vector<Ask> spend_asks;  // reserved micro-USD
   int64_t reserved_tokens = 0, reserved_cost = 0;
+  int64_t remaining = -1;  // what the tightest limit has left after this decision (-1: no limit)
 };
 
 class Limits {
@@ -94,6 +106,10 @@ class Limits {
                                      const std::string& upstream, bool api_request = false);
   // Corrects a model admission with the real counts (runs detached on `ex`).
   void settle(boost::asio::any_io_executor ex, const Admission& a, int64_t tokens, int64_t cost);
+  // A sandbox run, against sandbox_cpu_seconds_per_day (admitted when the tenant has no such
+  // quota): admitted while some of the day's CPU time is left, and `remaining` says how much
+  // (ms; the run's CPU limit is capped to it). Settle with settle(ex, a, cpu_ms_used, 0).
+  store::Task<Admission> admit_sandbox(store::Pool& pool, const TenantId& tenant);
 
   Backend& backend() { return *backend_; }
   const Options& options() const { return options_; }

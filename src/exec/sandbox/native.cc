@@ -552,6 +552,8 @@ bool write_proc(pid_t pid, const char* file, const std::string& value) {
 std::string errno_text(int e) { return std::strerror(e); }
 
 asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_output) {
+  // A cancel must not skip the clean-up below: operations report it, coroutines do not throw.
+  co_await asio::this_coro::throw_if_cancelled(false);
   if (spec.argv.empty() || spec.argv[0].empty()) co_return Error::invalid_argument("the command is empty");
   AP_CO_RETURN_IF_ERROR(spec.limits.validate());
   if (spec.network)
@@ -661,8 +663,12 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   co_await ((drain(out_d, result.stdout_data, result.stdout_capped, 1) && drain(err_d, result.stderr_data, result.stderr_capped, 2) &&
              read_report() && feed() && exited()) ||
             watchdog());
+  // Init has exited (a zombie until reaped here), or we were cancelled: either way, none of the
+  // sandbox outlives this.
+  ::kill(pid, SIGKILL);
   int wstatus = 0;
   ::waitpid(pid, &wstatus, 0);
+  const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
   const CgroupStats stats = cg.stats();
   result.usage.cpu_s = stats.cpu_s;
   result.usage.peak_memory_bytes = stats.peak_memory_bytes;
@@ -673,6 +679,7 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
     co_await t.async_wait(kTuple);
   }
 
+  if (cancelled) co_return Error::cancelled("the sandbox run was cancelled");
   if (!report.empty() && report[0] == 'E') {
     int32_t e = 0;
     if (report.size() >= 5) std::memcpy(&e, report.data() + 1, 4);

@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <cmath>
 #include <functional>
 #include <future>
 
@@ -13,6 +14,9 @@
 #include "ratelimit/limits.h"
 #include "telemetry/log.h"
 #include "vault/credentials.h"
+#include "audit/audit_log.h"
+#include "common/crypto.h"
+#include "exec/sandbox/sandbox.h"
 
 namespace ap::exec {
 namespace {
@@ -237,6 +241,70 @@ Result<graph::nodes::HttpReply> WorkerRunServices::http(graph::nodes::HttpCall c
   };
   const auto deadline = steady::now() + call.timeout;
   return wait_for<graph::nodes::HttpReply>(where_.ex, where_.io, work(this, std::move(call)), [this] { return stopping(); }, deadline);
+}
+
+Result<sandbox::RunResult> WorkerRunServices::code(sandbox::Spec spec) {
+  auto work = [](WorkerRunServices* self, sandbox::Spec spec) -> asio::awaitable<Result<sandbox::RunResult>> {
+    auto* sb = self->access_.sandbox;
+    if (!sb) co_return Error::failed_precondition("code execution is not configured on this worker (no sandbox backend)");
+    auto* limits = self->access_.models ? self->access_.models->limits : nullptr;
+    ratelimit::Reservation reservation;  // the CPU-seconds quota: settled with what the run used
+    if (limits) {
+      auto l = co_await limits->of(*self->where_.pool, self->tenant_);
+      if (!l) co_return l.error();
+      const ratelimit::SandboxPolicy& policy = (*l)->sandbox;
+      if (!policy.backend.empty() && policy.backend != sb->name())
+        co_return Error::failed_precondition("the tenant's sandbox backend '" + policy.backend +
+                                             "' is not available on this worker (it runs '" + sb->name() + "')");
+      if (spec.network && !policy.egress) co_return Error::permission_denied("the tenant's sandbox policy allows no network");
+      auto cap = [](auto& value, const std::optional<int64_t>& max, auto unit) {
+        if (max && value > unit * *max) value = unit * *max;
+      };
+      cap(spec.limits.wall, policy.max_wall_s, std::chrono::milliseconds(1000));
+      cap(spec.limits.cpu, policy.max_cpu_s, std::chrono::milliseconds(1000));
+      cap(spec.limits.memory_bytes, policy.max_memory_mb, int64_t{1} << 20);
+      cap(spec.limits.pids, policy.max_pids, int64_t{1});
+      cap(spec.limits.disk_bytes, policy.max_disk_mb, int64_t{1} << 20);
+      auto a = co_await limits->admit_sandbox(*self->where_.pool, self->tenant_);
+      if (!a) co_return a.error();
+      if (!a->allowed) co_return Error::resource_exhausted(a->message);
+      if (a->remaining >= 0)  // no more CPU time than the day's quota has left
+        spec.limits.cpu = std::min(spec.limits.cpu, std::chrono::milliseconds(a->remaining + 1));
+      reservation = ratelimit::Reservation(limits, self->where_.ex, std::move(*a));
+    }
+    spec.tenant = self->tenant_.to_string();
+    spec.run = self->run_.to_string();
+    std::string sources;
+    for (const auto& f : spec.files) sources += f.path + '\0' + f.content + '\0';
+    const auto digest = sha256(sources);
+    const std::string command = spec.argv.empty() ? "" : spec.argv[0];
+    auto r = co_await sb->run(std::move(spec));
+    if (!r) co_return r.error();
+    const int64_t cpu_ms = static_cast<int64_t>(std::llround(r->usage.cpu_s * 1000));
+    reservation.settle(cpu_ms, 0);
+    {
+      std::lock_guard lock(self->mu_);
+      ++self->totals_.sandbox_runs;
+      self->totals_.sandbox_cpu_ms += cpu_ms;
+    }
+    if (self->access_.audit) {
+      nlohmann::json payload{{"run_id", self->run_.to_string()},
+                   {"thread_id", self->thread_.to_string()},
+                   {"backend", sb->name()},
+                   {"command", command},
+                   {"source_sha256", hex_encode(digest.data(), digest.size())},
+                   {"outcome", std::string(sandbox::outcome_name(r->outcome))},
+                   {"exit_code", r->exit_code},
+                   {"signal", r->signal},
+                   {"cpu_ms", cpu_ms},
+                   {"wall_ms", static_cast<int64_t>(r->usage.wall_s * 1000)},
+                   {"peak_memory_bytes", r->usage.peak_memory_bytes}};
+      audit::Context ctx{self->tenant_, "run:" + self->run_.to_string(), self->run_.to_string(), self->where_.pool};
+      self->access_.audit->record(ctx, audit::Event{"code.executed", audit::Level::kReplay, std::move(payload)});
+    }
+    co_return r;
+  };
+  return wait_for<sandbox::RunResult>(where_.ex, where_.io, work(this, std::move(spec)), [this] { return stopping(); });
 }
 
 WorkerRunServices::Totals WorkerRunServices::totals() const {

@@ -1,7 +1,8 @@
 // The platform side of the agent node kinds for one run on this worker: model calls through the
 // tenant's model routes (limits admitted and settled, the provider key taken from the vault,
 // one usage record per call with the thread and run), and outbound HTTP for http tools (the
-// egress policy, a vault credential injected as a header). Node threads call it and block; the
+// egress policy, a vault credential injected as a header), and code in the sandbox (the tenant's
+// sandbox policy and CPU-seconds quota, a "code.executed" audit event). Node threads call it and block; the
 // work runs on the worker's I/O thread. A cancel of the run aborts a call in flight.
 #pragma once
 
@@ -15,6 +16,9 @@
 
 namespace boost::asio {
 class io_context;
+}
+namespace ap::audit {
+class AuditLog;
 }
 namespace ap::llm {
 struct ModelServices;
@@ -33,8 +37,10 @@ namespace ap::exec {
 
 // Process-wide services the agent nodes use (null members: that part is not configured).
 struct ModelAccess {
-  llm::ModelServices* models = nullptr;
+  llm::ModelServices* models = nullptr;  // also the limits (sandbox policy, CPU-seconds quota)
   vault::CredentialStore* credentials = nullptr;
+  sandbox::Sandbox* sandbox = nullptr;   // code nodes and the code tool
+  audit::AuditLog* audit = nullptr;      // "code.executed" events
 };
 
 class WorkerRunServices final : public graph::nodes::RunServices {
@@ -51,10 +57,12 @@ class WorkerRunServices final : public graph::nodes::RunServices {
 
   Result<llm::ChatResult> chat(const std::string& model, llm::ChatCall call, const llm::OnDelta& on_delta) override;
   Result<graph::nodes::HttpReply> http(graph::nodes::HttpCall call) override;
+  Result<sandbox::RunResult> code(sandbox::Spec spec) override;
 
   // The run's model calls so far, for its cost event.
   struct Totals {
     int64_t calls = 0, prompt_tokens = 0, completion_tokens = 0, cost_micro_usd = 0, unpriced_calls = 0;
+    int64_t sandbox_runs = 0, sandbox_cpu_ms = 0;
   };
   Totals totals() const;
 

@@ -342,11 +342,13 @@ asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot)
     };  // (g++ 12: no lambda temporaries in co_await)
     out = co_await control::run_blocking(*runners, run_graph);
   }
-  if (auto t = services->totals(); t.calls > 0) {
-    // What the run's model calls cost, for the audit log (the usage records have each call).
+  if (auto t = services->totals(); t.calls > 0 || t.sandbox_runs > 0) {
+    // What the run's model calls and sandbox runs cost, for the audit log (the usage records
+    // have each model call; "code.executed" events each sandbox run).
     out.cost = Json{{"run_id", run_id}, {"thread_id", c.thread.to_string()}, {"model_calls", t.calls},
                     {"prompt_tokens", t.prompt_tokens}, {"completion_tokens", t.completion_tokens},
-                    {"cost_micro_usd", t.cost_micro_usd}, {"unpriced_calls", t.unpriced_calls}};
+                    {"cost_micro_usd", t.cost_micro_usd}, {"unpriced_calls", t.unpriced_calls},
+                    {"sandbox_runs", t.sandbox_runs}, {"sandbox_cpu_ms", t.sandbox_cpu_ms}};
   }
   auto st = co_await finish(c, *slot, out, kwargs);
   if (!st) telemetry::log_error("run_finish_failed", {{"run_id", run_id}, {"error", st.error().message}});

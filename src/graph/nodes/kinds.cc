@@ -2,6 +2,7 @@
 
 
 #include "common/ids.h"
+#include "graph/nodes/code.h"
 #include "graph/nodes/messages.h"
 #include "graph/nodes/run_services.h"
 #include "graph/nodes/tools.h"
@@ -152,7 +153,7 @@ BuiltNode tools_kind(const NodeSpecContext& ctx) {
 
 }  // namespace
 
-void add_agent_kinds(NodeKinds& kinds) { kinds.add("llm", llm_kind).add("tools", tools_kind); }
+void add_agent_kinds(NodeKinds& kinds) { kinds.add("llm", llm_kind).add("tools", tools_kind).add("code", code_kind); }
 
 NodeKinds all_kinds() {
   NodeKinds k = NodeKinds::builtin();

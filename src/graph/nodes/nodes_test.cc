@@ -2,6 +2,7 @@
 
 #include <mutex>
 
+#include "exec/sandbox/sandbox_test_util.h"
 #include "graph/nodes/kinds.h"
 #include "graph/nodes/messages.h"
 #include "graph/nodes/run_services.h"
@@ -30,6 +31,16 @@ class FakeServices : public RunServices {
     }
     return r;
   }
+  // Code runs for real, in the native sandbox.
+  Result<sandbox::RunResult> code(sandbox::Spec spec) override {
+    {
+      std::lock_guard lock(mu_);
+      code_specs.push_back(spec);
+    }
+    auto sb = sandbox::make_sandbox("native");
+    if (!sb) return sb.error();
+    return sandbox::testing::run_sync(**sb, std::move(spec));
+  }
   Result<HttpReply> http(HttpCall call) override {
     std::lock_guard lock(mu_);
     http_calls.push_back(call);
@@ -41,6 +52,7 @@ class FakeServices : public RunServices {
   std::vector<std::string> models;
   std::vector<llm::ChatCall> calls;
   std::vector<HttpCall> http_calls;
+  std::vector<sandbox::Spec> code_specs;
 };
 
 const char* kReact = R"({
@@ -177,13 +189,14 @@ TEST(AgentNodes, SpecProblemsAreListed) {
     "channels": {"messages": "messages"},
     "nodes": {"a": {"kind": "llm", "messages": "msgs", "tools": ["calculator", "teleport", {"name": "w", "http": {"url": "ftp://x"}}],
                     "max_tokens": 0},
-              "t": {"kind": "tools", "tools": ["code"]}},
-    "edges": [["__start__", "a"], ["a", "t"], ["t", "__end__"]]})"),
+              "t": {"kind": "tools", "tools": ["code"]},
+              "c": {"kind": "code", "language": "cobol", "timeout_s": 0}},
+    "edges": [["__start__", "a"], ["a", "t"], ["t", "c"], ["c", "__end__"]]})"),
                         all_kinds());
   ASSERT_FALSE(c);
   const std::string& m = c.error().message;
   for (const char* want : {"'model'", "unknown channel 'msgs'", "unknown built-in tool 'teleport'", "http.url",
-                           "max_tokens", "code tool needs the sandbox"})
+                           "max_tokens", "unknown language 'cobol'", "'source'", "'timeout_s'"})
     EXPECT_NE(m.find(want), std::string::npos) << want << " in " << m;
 }
 
@@ -264,6 +277,59 @@ TEST(Messages, Conversions) {
   EXPECT_EQ(m->tool_calls[0].args["x"], 1);
   EXPECT_FALSE(to_chat_message(Json{{"type", "tool"}, {"content", "x"}}));  // no tool_call_id
   EXPECT_FALSE(to_chat_message(Json{{"type", "banana"}}));
+}
+
+TEST(CodeNode, TheStateGoesInAsJsonAndThePrintedObjectIsTheUpdate) {
+  auto g = compile(R"json({
+    "channels": {"numbers": "last_value", "total": "last_value", "who": "last_value"},
+    "nodes": {"sum": {"kind": "code", "language": "python",
+                      "source": "import json, sys\nstate = json.load(sys.stdin)\nprint(json.dumps({'total': sum(state['numbers'])}))"},
+              "shell": {"kind": "code", "language": "shell", "input": {"from": "total"},
+                        "source": "read t; echo \"{\\\"who\\\": \\\"shell saw $t\\\"}\""}},
+    "edges": [["__start__", "sum"], ["sum", "shell"], ["shell", "__end__"]]})json");
+  ASSERT_TRUE(g);
+  auto svc = std::make_shared<FakeServices>(Json::array());
+  RunOptions o;
+  o.scope = svc;
+  auto r = g->invoke(Input::of({{"numbers", {1, 2, 3, 4}}}), o);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->values["total"], 10) << r->values.dump();
+  EXPECT_EQ(r->values["who"], "shell saw 10");
+  ASSERT_EQ(svc->code_specs.size(), 2u);
+  EXPECT_EQ(svc->code_specs[0].argv[0], "python3");
+  EXPECT_EQ(svc->code_specs[1].stdin_data, "10");
+}
+
+TEST(CodeNode, AFailureIsTheNodesErrorWithTheEndOfStderr) {
+  auto g = compile(R"json({"channels": {"x": "last_value"},
+    "nodes": {"bad": {"kind": "code", "source": "import sys\nprint('it broke', file=sys.stderr)\nsys.exit(4)"}},
+    "edges": [["__start__", "bad"], ["bad", "__end__"]]})json");
+  ASSERT_TRUE(g);
+  auto svc = std::make_shared<FakeServices>(Json::array());
+  RunOptions o;
+  o.scope = svc;
+  auto r = g->invoke(Input::of({{"x", 1}}), o);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("exited with 4"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("it broke"), std::string::npos) << r.error().message;
+}
+
+TEST(CodeTool, RunsTheModelsCodeAndAnswersWithItsOutput) {
+  auto tools = parse_tools(Json::parse(R"(["code"])"));
+  ASSERT_TRUE(tools) << tools.error().message;
+  ASSERT_EQ(tools->size(), 1u);
+  EXPECT_EQ((*tools)[0].spec.parameters["required"][0], "code");
+  FakeServices svc(Json::array());
+  auto ok = run_tool((*tools)[0], Json{{"language", "python"}, {"code", "print(6 * 7)"}}, &svc);
+  EXPECT_FALSE(ok.error);
+  EXPECT_EQ(ok.content, "42\n");
+  auto bad = run_tool((*tools)[0], Json{{"language", "shell"}, {"code", "echo half; exit 3"}}, &svc);
+  EXPECT_TRUE(bad.error);
+  EXPECT_NE(bad.content.find("half"), std::string::npos);
+  EXPECT_NE(bad.content.find("[exited with 3]"), std::string::npos) << bad.content;
+  auto lang = run_tool((*tools)[0], Json{{"language", "cobol"}, {"code", "x"}}, &svc);
+  EXPECT_TRUE(lang.error);
+  EXPECT_NE(lang.content.find("unknown language"), std::string::npos);
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
-// What the agent node kinds (llm, tools) need from the platform while a run executes: the
-// tenant's models (route, key, limits, usage record) and outbound HTTP for http tools (egress
-// policy, a vault credential injected). The worker implements it per run (exec/worker/
+// What the agent node kinds (llm, tools, code) need from the platform while a run executes: the
+// tenant's models (route, key, limits, usage record), outbound HTTP for http tools (egress
+// policy, a vault credential injected) and the sandbox for code. The worker implements it per run (exec/worker/
 // run_services.cc) and hands it to the engine as the run's scope; tests implement it with a
 // scripted model. Methods block the calling node thread (nodes run on the worker's runner
 // threads, never on an I/O thread) and may be called from parallel tasks at once.
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "exec/sandbox/sandbox.h"
 #include "graph/graph.h"
 #include "llm/chat.h"
 
@@ -45,6 +46,10 @@ class RunServices : public RunScope {
   virtual Result<llm::ChatResult> chat(const std::string& model, llm::ChatCall call, const llm::OnDelta& on_delta) = 0;
   // An HTTP request for a tool. PermissionDenied when the egress policy refuses the address.
   virtual Result<HttpReply> http(HttpCall call) = 0;
+  // Runs code in the tenant's sandbox, under the tenant's sandbox policy (which caps the spec's
+  // limits and decides about the network). What the code did (exit 1, a limit hit) is the
+  // RunResult; errors are the platform's (no sandbox here, the CPU-seconds quota used up).
+  virtual Result<sandbox::RunResult> code(sandbox::Spec spec) = 0;
 };
 
 }  // namespace ap::graph::nodes

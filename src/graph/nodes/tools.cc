@@ -1,5 +1,7 @@
 #include "graph/nodes/tools.h"
 
+#include "graph/nodes/code.h"
+
 #include <date/tz.h>
 
 #include <cctype>
@@ -206,6 +208,15 @@ const std::map<std::string, llm::ToolSpec>& builtins() {
   return b;
 }
 
+llm::ToolSpec code_tool_spec() {
+  return {"code",
+          "Runs a script in a sandbox (no network; files live only for this call) and returns what it prints. "
+          "Print the result you need.",
+          Json::parse(R"({"type": "object", "properties": {
+            "language": {"type": "string", "enum": ["python", "shell", "node"], "description": "default python"},
+            "code": {"type": "string", "description": "the script"}}, "required": ["code"]})")};
+}
+
 std::string url_encode(std::string_view s) {
   static const char* hex = "0123456789ABCDEF";
   std::string out;
@@ -351,7 +362,11 @@ Result<std::vector<ToolDef>> parse_tools(const Json& list) {
       continue;
     }
     if (name == "code") {
-      problems.push_back(where + ": the code tool needs the sandbox, which this build does not have yet");
+      ToolDef d;
+      d.spec = code_tool_spec();
+      if (t.is_object() && t.contains("description") && t["description"].is_string()) d.spec.description = t["description"];
+      d.builtin = name;
+      out.push_back(std::move(d));
       continue;
     }
     auto b = builtins().find(name);
@@ -374,7 +389,22 @@ Result<std::vector<ToolDef>> parse_tools(const Json& list) {
   return out;
 }
 
+ToolOutcome run_code(const Json& args, RunServices* services) {
+  if (!services) return {"Error: the code tool needs the platform (run the graph on a worker)", true};
+  if (!args.is_object() || !args.contains("code") || !args["code"].is_string() || args["code"].get<std::string>().empty())
+    return {"Error: 'code' (the script to run) is required", true};
+  auto language = code_language(args.value("language", "python"));
+  if (!language) return {"Error: " + language.error().message, true};
+  auto r = services->code(code_spec(*language, args["code"].get<std::string>(), "", std::chrono::seconds(30)));
+  if (!r) return {"Error: " + r.error().message, true};
+  std::string content = tail(r->stdout_data, 16000);
+  if (!r->stderr_data.empty()) content += (content.empty() ? "" : "\n") + std::string("[stderr]\n") + tail(r->stderr_data, 4000);
+  if (!r->ok()) return {content + (content.empty() ? "" : "\n") + "[" + r->summary() + "]", true};
+  return {content.empty() ? "(no output)" : content, false};
+}
+
 ToolOutcome run_tool(const ToolDef& tool, const Json& args, RunServices* services) {
+  if (tool.builtin == "code") return run_code(args, services);
   if (tool.builtin == "calculator") return calculator(args);
   if (tool.builtin == "current_time") return current_time(args);
   return run_http(tool, args, services);

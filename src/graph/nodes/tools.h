@@ -6,7 +6,8 @@
 //   "headers", "credential": {"name", "header", "prefix"}, "timeout_s"}}; `{arg}` in the URL is
 //   replaced by the URL-encoded argument, the other arguments go in the query (GET, DELETE) or
 //   as a JSON body; the credential's value is injected by the platform from the tenant's vault.
-// - `code` (the sandbox's) is refused until the sandbox exists.
+// - `code`, named like a built-in: runs {language, code} in the tenant's sandbox (no stdin) and
+//   answers with what it printed (stdout, then stderr); a failure is an error tool message.
 #pragma once
 
 #include <string>

@@ -1,0 +1,125 @@
+// Code in runs on the real server: a `code` node computes part of a graph's state in the native
+// sandbox, the ReAct agent calls the `code` tool, failures are the run's error, each execution
+// is a "code.executed" audit event, and the tenant's sandbox policy and CPU-seconds quota hold.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include "tests/integration/fixture.h"
+
+namespace ap::testing {
+namespace {
+
+json user(const std::string& text) { return {{"messages", {{{"role", "user"}, {"content", text}}}}}; }
+
+class Code : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server = new TestServer(); }
+  static void TearDownTestSuite() {
+    delete server;
+    server = nullptr;
+  }
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "the sandbox's cgroups need root here (CI runs as root)";
+  }
+  static TestServer* server;
+};
+TestServer* Code::server = nullptr;
+
+TEST_F(Code, ACodeNodeComputesPartOfTheState) {
+  auto t = server->make_tenant("code-node");
+  const json spec = {
+      {"channels", {{"numbers", "last_value"}, {"total", "last_value"}, {"report", "last_value"}}},
+      {"nodes",
+       {{"sum", {{"kind", "code"}, {"language", "python"},
+                 {"source", "import json, sys\nstate = json.load(sys.stdin)\nprint(json.dumps({'total': sum(state['numbers'])}))"}}},
+        {"say", {{"kind", "code"}, {"language", "node"}, {"input", {{"from", "total"}}},
+                 {"source", "let s = ''; process.stdin.on('data', d => s += d).on('end', () => "
+                            "console.log(JSON.stringify({report: 'total is ' + JSON.parse(s)})))"}}}}},
+      {"edges", json::array({json::array({"__start__", "sum"}), json::array({"sum", "say"}), json::array({"say", "__end__"})})}};
+  auto put = server->call("PUT", "/v1/graphs/summer", t.key, spec.dump());
+  ASSERT_EQ(put.status / 100, 2) << put.body;
+  auto out = server->call_json("POST", "/runs/wait", t.key,
+                               json{{"assistant_id", "summer"}, {"input", {{"numbers", {1, 2, 3, 4, 5}}}}}.dump());
+  EXPECT_EQ(out["total"], 15) << out.dump();
+  EXPECT_EQ(out["report"], "total is 15") << out.dump();
+  // Each execution is audited (what ran, how it ended, what it used), and the run's cost counts them.
+  json events;
+  ASSERT_TRUE(eventually([&] {
+    events = server->call_json("GET", "/v1/audit?kind=code.executed", t.key)["items"];
+    return events.size() == 2;
+  })) << events.dump();
+  const json& p = events[0]["entry"]["payload"];
+  EXPECT_EQ(p["outcome"], "exited");
+  EXPECT_EQ(p["exit_code"], 0);
+  EXPECT_EQ(p["backend"], "native");
+  EXPECT_EQ(p["source_sha256"].get<std::string>().size(), 64u);
+  EXPECT_TRUE(p.contains("cpu_ms"));
+  EXPECT_TRUE(eventually([&] {
+    auto cost = server->call_json("GET", "/v1/audit?kind=run.cost", t.key)["items"];
+    return cost.size() == 1 && cost[0]["entry"]["payload"]["sandbox_runs"] == 2;
+  }));
+}
+
+TEST_F(Code, AFailingScriptIsTheRunsErrorWithItsStderr) {
+  auto t = server->make_tenant("code-fail");
+  const json spec = {{"channels", {{"x", "last_value"}}},
+                     {"nodes", {{"boom", {{"kind", "code"}, {"source", "import sys\nprint('bad input', file=sys.stderr)\nsys.exit(3)"}}}}},
+                     {"edges", json::array({json::array({"__start__", "boom"}), json::array({"boom", "__end__"})})}};
+  ASSERT_EQ(server->call("PUT", "/v1/graphs/boom", t.key, spec.dump()).status / 100, 2);
+  auto out = server->call_json("POST", "/runs/wait", t.key, json{{"assistant_id", "boom"}, {"input", {{"x", 1}}}}.dump());
+  ASSERT_TRUE(out.contains("__error__")) << out.dump();
+  const std::string m = out["__error__"]["message"];
+  EXPECT_NE(m.find("exited with 3"), std::string::npos) << m;
+  EXPECT_NE(m.find("bad input"), std::string::npos) << m;
+}
+
+TEST_F(Code, TheReactAgentCallsTheCodeTool) {
+  auto t = server->make_tenant("code-tool");
+  const json route = {{"provider", "scripted"},
+                      {"upstream_model", "s"},
+                      {"script", json::array({{{"content", ""},
+                                               {"tool_calls", {{{"name", "code"},
+                                                                {"args", {{"language", "python"}, {"code", "print(sum(range(10)))"}}}}}}},
+                                              "It is {{last}}"})}};
+  ASSERT_EQ(server->call("PUT", "/v1/model-routes/coder", t.key, route.dump()).status, 201);
+  const json assistant = {{"graph_id", "builtin.react_agent"},
+                          {"config", {{"configurable", {{"model", "coder"}, {"tools", {"code"}}}}}}};
+  std::string id = server->call_json("POST", "/assistants", t.key, assistant.dump())["assistant_id"];
+  auto out = server->call_json("POST", "/runs/wait", t.key, json{{"assistant_id", id}, {"input", user("sum 0..9")}}.dump());
+  const json& m = out["messages"];
+  ASSERT_EQ(m.size(), 4u) << out.dump(2);
+  EXPECT_EQ(m[2]["type"], "tool");
+  EXPECT_EQ(m[2]["content"], "45\n");
+  EXPECT_EQ(m[2]["status"], "success");
+}
+
+TEST_F(Code, TheTenantsPolicyCapsLimitsAndTheCpuQuotaRunsOut) {
+  auto t = server->make_tenant("code-policy");
+  ASSERT_EQ(server->call("PUT", "/v1/tenants/" + t.id + "/limits", server->admin_token(),
+                         json{{"sandbox_cpu_seconds_per_day", 1}, {"sandbox", {{"max_wall_s", 5}}}}.dump()).status,
+            200);
+  const json spin = {{"channels", {{"x", "last_value"}}},
+                     {"nodes", {{"spin", {{"kind", "code"}, {"language", "shell"}, {"timeout_s", 60}, {"source", "while :; do :; done"}}}}},
+                     {"edges", json::array({json::array({"__start__", "spin"}), json::array({"spin", "__end__"})})}};
+  ASSERT_EQ(server->call("PUT", "/v1/graphs/spin", t.key, spin.dump()).status / 100, 2);
+  // The spinner asks for 60 s; the quota has 1 s of CPU left today: it is stopped there.
+  auto first = server->call_json("POST", "/runs/wait", t.key, json{{"assistant_id", "spin"}, {"input", {{"x", 1}}}}.dump());
+  ASSERT_TRUE(first.contains("__error__")) << first.dump();
+  EXPECT_NE(first["__error__"]["message"].get<std::string>().find("CPU-time limit"), std::string::npos) << first.dump();
+  // The day's CPU time is used up: the next run is refused before anything starts.
+  json limits;
+  ASSERT_TRUE(eventually([&] {
+    limits = server->call_json("GET", "/v1/limits", t.key);
+    return limits["usage"]["sandbox_cpu_ms_per_day"]["remaining"] == 0;
+  })) << limits.dump();
+  auto second = server->call_json("POST", "/runs/wait", t.key, json{{"assistant_id", "spin"}, {"input", {{"x", 1}}}}.dump());
+  ASSERT_TRUE(second.contains("__error__")) << second.dump();
+  EXPECT_NE(second["__error__"]["message"].get<std::string>().find("sandbox CPU milliseconds per day"), std::string::npos)
+      << second.dump();
+  EXPECT_EQ(server->call("PUT", "/v1/tenants/" + t.id + "/limits", server->admin_token(),
+                         json{{"sandbox", {{"teleport", true}}}}.dump()).status,
+            400);
+}
+
+}  // namespace
+}  // namespace ap::testing
