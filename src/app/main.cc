@@ -5,6 +5,7 @@
 
 #include "app/cli/client.h"
 #include "app/cli/ops.h"
+#include "app/cli/sandbox.h"
 #include "app/dev.h"
 #include "app/serve.h"
 #include "store/migrate.h"
@@ -207,6 +208,21 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   add_client_opts(usage_cmd);
 
+  app::cli::SandboxRunOptions sb_opts;
+  auto* sandbox_cmd = cli.add_subcommand("sandbox", "Try the code sandbox on this host (no server needed)");
+  sandbox_cmd->require_subcommand(1);
+  auto* sandbox_run = sandbox_cmd->add_subcommand("run", "Run a command in a fresh sandbox: agentplane sandbox run -- CMD ...");
+  sandbox_run->add_option("--backend", sb_opts.backend, "native or gvisor")->check(CLI::IsMember({"native", "gvisor", "microvm"}))
+      ->capture_default_str();
+  sandbox_run->add_option("--timeout", sb_opts.timeout, "Wall-clock (and CPU) limit: 500ms, 5s, 2m")->capture_default_str();
+  sandbox_run->add_option("--memory", sb_opts.memory, "Memory limit: 64M, 1G")->capture_default_str();
+  sandbox_run->add_option("--pids", sb_opts.pids, "Processes and threads at once")->capture_default_str();
+  sandbox_run->add_option("--disk", sb_opts.disk, "Size of the workspace and of /tmp")->capture_default_str();
+  sandbox_run->add_option("--file", sb_opts.files, "A local file to copy into the workspace (repeat)");
+  sandbox_run->add_flag("--quiet", sb_opts.quiet, "No summary line on stderr");
+  sandbox_run->add_option("command", sb_opts.command, "The command and its arguments (after --)")->required();
+  auto* sandbox_probe = sandbox_cmd->add_subcommand("probe", "Which backends can run on this host, and why not");
+
   std::string key_file = env_or("AGENTPLANE_MASTER_KEY_FILE", "");
   std::string ops_db = env_or("AGENTPLANE_DATABASE_URL", "");
   int retire_version = 0;
@@ -300,6 +316,8 @@ int main(int argc, char** argv) {
                : 2;
   if (*audit_verify)
     return need(ops_db, "--database-url") ? app::cli::audit_verify(ops_db, audit_tenant, audit_checkpoint, key_file) : 2;
+  if (*sandbox_run) return app::cli::sandbox_run(sb_opts);
+  if (*sandbox_probe) return app::cli::sandbox_probe();
   if (*run_cmd) return app::cli::run_agent(client, run_assistant, run_thread, run_message, run_stream);
   if (*cred_put) return app::cli::credential_put(client, cred_name, cred_kind, cred_metadata, cred_hosts);
   if (*cred_list) return app::cli::credential_list(client);
