@@ -25,27 +25,23 @@
 
 #include <array>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/asio/write.hpp>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <deque>
 #include <fstream>
-#include <random>
 #include <sstream>
 
 #include "exec/sandbox/cgroup.h"
 #include "exec/sandbox/native.h"
 #include "exec/sandbox/seccomp.h"
+#include "exec/sandbox/supervise.h"
 
 namespace ap::sandbox {
 namespace asio = boost::asio;
-using namespace asio::experimental::awaitable_operators;
 
 namespace {
 
@@ -330,14 +326,6 @@ unsigned long locked_flags(const char* path) {
   return f;
 }
 
-std::string random_hex(size_t n) {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  static const char* hex = "0123456789abcdef";
-  std::string s;
-  for (size_t i = 0; i < n; ++i) s += hex[rng() & 15];
-  return s;
-}
-
 // The arguments and environment area of this process (fields 48-51 of /proc/self/stat).
 std::array<uintptr_t, 4> arg_env_area() {
   std::ifstream in("/proc/self/stat");
@@ -357,19 +345,6 @@ int cap_last() {
   int v = 40;
   in >> v;
   return v;
-}
-
-Status valid_rel_path(const std::string& path) {
-  if (path.empty() || path.size() > 1024 || path.front() == '/')
-    return Error::invalid_argument("file path '" + path + "' must be relative to the workspace");
-  std::istringstream in(path);
-  std::string seg;
-  while (std::getline(in, seg, '/')) {
-    if (seg.empty() || seg == "." || seg == ".." || seg.size() > 255)
-      return Error::invalid_argument("file path '" + path + "' has an empty, '.' or '..' segment");
-  }
-  if (path.find('\0') != std::string::npos) return Error::invalid_argument("file path has a NUL byte");
-  return ok_status();
 }
 
 struct Pipes {
@@ -499,28 +474,11 @@ Result<std::unique_ptr<Plan>> NativeSandbox::plan(const Spec& spec) {
   op({Op::kMount, nullptr, p->keep(R), nullptr, nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV});
 
   // The command, its arguments and environment.
-  std::string path_var = "/usr/local/bin:/usr/bin:/bin";
-  bool has_home = false, has_lang = false, has_tmp = false;
-  for (const auto& [k, v] : spec.env) {
-    if (k.empty() || k.find('=') != std::string::npos || k.find('\0') != std::string::npos || v.find('\0') != std::string::npos)
-      return Error::invalid_argument("environment variable names must be non-empty, without '=' or NUL");
-    if (k == "PATH") path_var = v;
-    has_home = has_home || k == "HOME";
-    has_lang = has_lang || k == "LANG";
-    has_tmp = has_tmp || k == "TMPDIR";
-    p->envp.push_back(p->keep_mut(k + "=" + v));
-  }
-  bool has_path = false;
-  for (const auto& [k, v] : spec.env) has_path = has_path || k == "PATH";
-  if (!has_path) p->envp.push_back(p->keep_mut("PATH=" + path_var));
-  if (!has_home) p->envp.push_back(p->keep_mut("HOME=/work"));
-  if (!has_lang) p->envp.push_back(p->keep_mut("LANG=C.UTF-8"));
-  if (!has_tmp) p->envp.push_back(p->keep_mut("TMPDIR=/tmp"));
+  std::string path_var;
+  AP_ASSIGN_OR_RETURN(auto env, environment(spec, &path_var));
+  for (auto& e : env) p->envp.push_back(p->keep_mut(std::move(e)));
   p->envp.push_back(nullptr);
-  for (const auto& a : spec.argv) {
-    if (a.find('\0') != std::string::npos) return Error::invalid_argument("arguments must not contain NUL");
-    p->argv.push_back(p->keep_mut(a));
-  }
+  for (const auto& a : spec.argv) p->argv.push_back(p->keep_mut(a));
   p->argv.push_back(nullptr);
   const std::string& cmd = spec.argv[0];
   if (cmd.find('/') != std::string::npos) {
@@ -603,66 +561,17 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   if (::write(sync.fds[1], "g", 1) != 1) co_return abandon(Error::unavailable("cannot start the sandbox"));
   ::close(sync.take(1));
 
+  Supervision sv;
+  sv.stdin_fd = in.take(1);
+  sv.stdout_fd = out.take(0);
+  sv.stderr_fd = err.take(0);
+  sv.report_fd = status.take(0);
+  sv.exit_fd = pidfd;
+  sv.kill = [pid] { ::kill(pid, SIGKILL); };  // PID 1 of the namespace: all of it dies
+  sv.cgroup = &cg;
+  sv.start = start;
+  Supervised got = co_await supervise(std::move(sv), spec, on_output);
   auto ex = co_await asio::this_coro::executor;
-  using Desc = asio::posix::stream_descriptor;
-  Desc out_d(ex, out.take(0)), err_d(ex, err.take(0)), status_d(ex, status.take(0)), in_d(ex, in.take(1)), pid_d(ex, pidfd);
-  RunResult result;
-  bool timed_out = false, cpu_killed = false;
-  auto kill_all = [&] { ::kill(pid, SIGKILL); };  // PID 1 of the namespace: all of it dies
-  const int64_t cap = spec.limits.output_bytes;
-  auto drain = [&](Desc& d, std::string& into, bool& capped, int fd_no) -> asio::awaitable<void> {
-    std::vector<char> buf(65536);
-    for (;;) {
-      auto [ec, n] = co_await d.async_read_some(asio::buffer(buf), kTuple);
-      if (ec || n == 0) break;
-      if (capped) continue;
-      const int64_t room = cap - static_cast<int64_t>(into.size());
-      const size_t take = static_cast<size_t>(std::min<int64_t>(room, static_cast<int64_t>(n)));
-      into.append(buf.data(), take);
-      if (on_output && take > 0) on_output(fd_no, std::string_view(buf.data(), take));
-      if (static_cast<int64_t>(n) > room) {  // over the cap: stop the writer now
-        capped = true;
-        kill_all();
-      }
-    }
-    d.close();
-  };
-  std::string report;
-  auto read_report = [&]() -> asio::awaitable<void> {
-    std::vector<char> buf(65536);
-    for (;;) {
-      auto [ec, n] = co_await status_d.async_read_some(asio::buffer(buf), kTuple);
-      if (ec || n == 0) break;
-      report.append(buf.data(), n);
-    }
-  };
-  auto feed = [&]() -> asio::awaitable<void> {
-    if (!spec.stdin_data.empty()) co_await asio::async_write(in_d, asio::buffer(spec.stdin_data), kTuple);
-    in_d.close();
-  };
-  auto exited = [&]() -> asio::awaitable<void> { co_await pid_d.async_wait(Desc::wait_read, kTuple); };
-  auto watchdog = [&]() -> asio::awaitable<void> {
-    asio::steady_timer t(ex);
-    const auto deadline = start + spec.limits.wall;
-    const double cpu_limit = static_cast<double>(spec.limits.cpu.count()) / 1000.0;
-    for (;;) {
-      const auto now = std::chrono::steady_clock::now();
-      if (now >= deadline && !timed_out) {
-        timed_out = true;
-        kill_all();
-      }
-      if (!timed_out && !cpu_killed && cg.stats().cpu_s > cpu_limit) {
-        cpu_killed = true;
-        kill_all();
-      }
-      t.expires_after(std::min<std::chrono::steady_clock::duration>(std::chrono::milliseconds(100), deadline > now ? deadline - now : std::chrono::milliseconds(100)));
-      auto [ec] = co_await t.async_wait(kTuple);
-      if (ec) co_return;
-    }
-  };
-  co_await ((drain(out_d, result.stdout_data, result.stdout_capped, 1) && drain(err_d, result.stderr_data, result.stderr_capped, 2) &&
-             read_report() && feed() && exited()) ||
-            watchdog());
   // Init has exited (a zombie until reaped here), or we were cancelled: either way, none of the
   // sandbox outlives this.
   ::kill(pid, SIGKILL);
@@ -670,9 +579,10 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   ::waitpid(pid, &wstatus, 0);
   const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
   const CgroupStats stats = cg.stats();
-  result.usage.cpu_s = stats.cpu_s;
-  result.usage.peak_memory_bytes = stats.peak_memory_bytes;
-  result.usage.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  Usage usage;
+  usage.cpu_s = stats.cpu_s;
+  usage.peak_memory_bytes = stats.peak_memory_bytes;
+  usage.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Removing the cgroup can take a moment after the last exit: retry without blocking.
   for (int i = 0; i < 100 && !cg.remove(); ++i) {
     asio::steady_timer t(ex, std::chrono::milliseconds(2));
@@ -680,14 +590,15 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   }
 
   if (cancelled) co_return Error::cancelled("the sandbox run was cancelled");
+  const std::string& report = got.report;
   if (!report.empty() && report[0] == 'E') {
     int32_t e = 0;
     if (report.size() >= 5) std::memcpy(&e, report.data() + 1, 4);
     co_return Error::internal("sandbox setup failed: " + report.substr(std::min<size_t>(5, report.size())) + ": " + errno_text(e));
   }
-  const std::string marker = "\n[agentplane: output truncated at " + std::to_string(cap) + " bytes]\n";
-  if (result.stdout_capped) result.stdout_data += marker;
-  if (result.stderr_capped) result.stderr_data += marker;
+  RunResult result;
+  result.usage = usage;
+  const bool killed = apply_kills(got, spec, result);
   bool have_status = report.size() >= 13 && report[0] == 'R';
   int32_t how = 0, code = 0, exec_errno = 0;
   if (have_status) {
@@ -707,15 +618,8 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
       at += static_cast<size_t>(len);
     }
   }
-  if (timed_out) {
-    result.outcome = Outcome::kTimedOut;
-    result.signal = SIGKILL;
-  } else if (cpu_killed) {
-    result.outcome = Outcome::kCpuLimit;
-    result.signal = SIGKILL;
-  } else if (result.stdout_capped || result.stderr_capped) {
-    result.outcome = Outcome::kOutputCapped;
-    result.signal = SIGKILL;
+  if (killed) {
+    // the parent's own kill: the outcome is set
   } else if (have_status) {
     if (exec_errno != 0) {
       result.outcome = Outcome::kExited;

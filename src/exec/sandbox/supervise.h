@@ -1,0 +1,43 @@
+// What every backend's parent side does while a sandbox runs: feed stdin, read stdout and stderr
+// (capped: past the cap the sandbox is killed at once and the rest discarded, so the server's
+// memory stays bounded), read the backend's report pipe, wait for the sandbox's exit, and kill
+// it at the wall-clock deadline or when its cgroup has used its CPU time. Internal.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "common/result.h"
+#include "exec/sandbox/cgroup.h"
+#include "exec/sandbox/sandbox.h"
+
+namespace ap::sandbox {
+
+struct Supervision {
+  int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;  // the parent's ends (taken: closed at the end)
+  int report_fd = -1;                                 // optional: read to EOF into `report`
+  int exit_fd = -1;                                   // a pidfd: readable when the process exits
+  std::function<void()> kill;                         // kills the whole sandbox
+  const Cgroup* cgroup = nullptr;                     // for the CPU-time limit
+  std::chrono::steady_clock::time_point start;
+};
+
+struct Supervised {
+  std::string stdout_data, stderr_data, report;
+  bool stdout_capped = false, stderr_capped = false, timed_out = false, cpu_killed = false;
+};
+
+boost::asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnOutput& on_output);
+
+// Fills a result's output, marks and outcome for the parent's own kills (timeout, CPU, output);
+// false when none of those happened (the backend's report decides).
+bool apply_kills(const Supervised& s, const Spec& spec, RunResult& r);
+
+// Shared checks of a spec: workspace paths, environment (PATH, HOME, LANG, TMPDIR defaults).
+Status valid_rel_path(const std::string& path);
+Result<std::vector<std::string>> environment(const Spec& spec, std::string* path_var);
+std::string random_hex(size_t n);
+
+}  // namespace ap::sandbox
