@@ -218,7 +218,7 @@ int main(int argc, char** argv) {
   sandbox_run->add_option("--memory", sb_opts.memory, "Memory limit: 64M, 1G")->capture_default_str();
   sandbox_run->add_option("--pids", sb_opts.pids, "Processes and threads at once")->capture_default_str();
   sandbox_run->add_option("--disk", sb_opts.disk, "Size of the workspace and of /tmp")->capture_default_str();
-  sandbox_run->add_option("--file", sb_opts.files, "A local file to copy into the workspace (repeat)");
+  sandbox_run->add_option("--file", sb_opts.files, "A local file to copy into the workspace (repeat)")->allow_extra_args(false);
   sandbox_run->add_flag("--quiet", sb_opts.quiet, "No summary line on stderr");
   sandbox_run->add_option("command", sb_opts.command, "The command and its arguments (after --)")->required();
   auto* sandbox_probe = sandbox_cmd->add_subcommand("probe", "Which backends can run on this host, and why not");

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -269,17 +270,37 @@ CgroupStats Cgroup::stats() const {
   return s;
 }
 
+namespace {
+
+// The cgroups beneath `dir` (a backend such as runsc may make its own there), deepest first.
+std::vector<std::string> descendants(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec); !ec && it != std::filesystem::recursive_directory_iterator();
+       it.increment(ec))
+    if (it->is_directory(ec)) out.push_back(it->path().string());
+  std::sort(out.begin(), out.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
+  return out;
+}
+
+}  // namespace
+
 void Cgroup::kill_all() const {
   for (const auto& d : dirs_) {
-    if (v2_ && write_file(d + "/cgroup.kill", "1")) return;
-    std::istringstream in(read_file(d + "/cgroup.procs"));
-    pid_t pid;
-    while (in >> pid) ::kill(pid, SIGKILL);
+    if (v2_ && write_file(d + "/cgroup.kill", "1")) return;  // the whole subtree
+    auto all = descendants(d);
+    all.push_back(d);
+    for (const auto& g : all) {
+      std::istringstream in(read_file(g + "/cgroup.procs"));
+      pid_t pid;
+      while (in >> pid) ::kill(pid, SIGKILL);
+    }
   }
 }
 
 bool Cgroup::remove() {
   for (auto it = dirs_.begin(); it != dirs_.end();) {
+    for (const auto& child : descendants(*it)) ::rmdir(child.c_str());
     if (::rmdir(it->c_str()) == 0 || errno == ENOENT) {
       it = dirs_.erase(it);
     } else {

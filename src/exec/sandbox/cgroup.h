@@ -37,6 +37,8 @@ class Cgroup {
   ~Cgroup();
 
   Status add(pid_t pid) const;
+  // Each hierarchy's directory (a child can move itself in by writing "0" to <dir>/cgroup.procs).
+  const std::vector<std::string>& dirs() const { return dirs_; }
   CgroupStats stats() const;
   // Every process in it, killed (v2: cgroup.kill; v1: SIGKILL to each listed).
   void kill_all() const;

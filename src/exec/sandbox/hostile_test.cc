@@ -1,6 +1,6 @@
 // The hostile-code suite: real attacks, each asserted contained and the host untouched. At the
 // end a table of cases and outcomes is printed. "Denied" means EPERM, ENOSYS or SIGSYS.
-// Runs for every backend that can run here (today: native).
+// Runs for every backend that can run here (native; gvisor where runsc is installed).
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -131,6 +131,7 @@ class Hostile : public ::testing::TestWithParam<std::string> {
     EXPECT_TRUE(err == 1 || err == 38) << what << ": errno " << err;
     outcome_ = what + ": " + (err == 1 ? "EPERM" : err == 38 ? "ENOSYS" : "errno " + std::to_string(err));
   }
+  bool native() const { return GetParam() == "native"; }
   std::unique_ptr<Sandbox> sb_;
   std::string outcome_ = "not run";
   bool contained_ = true;
@@ -151,7 +152,7 @@ TEST_P(Hostile, Allocate1GiBIsReportedAsOom) {
   auto r = run(s);
   EXPECT_EQ(r.outcome, Outcome::kOomKilled) << r.summary() << r.stderr_data;
   EXPECT_EQ(r.stdout_data.find("allocated"), std::string::npos);
-  EXPECT_LE(r.usage.peak_memory_bytes, (128ll << 20) + (1 << 20));
+  if (native()) EXPECT_LE(r.usage.peak_memory_bytes, (128ll << 20) + (1 << 20));  // gvisor: plus the sentry
 }
 
 TEST_P(Hostile, FillTheDisk) {
@@ -263,8 +264,9 @@ TEST_P(Hostile, ReachAnotherHost) {
 TEST_P(Hostile, ReadHostSecretsAndTheLaunchersFiles) {
   char exe[4096] = {0};
   ASSERT_GT(::readlink("/proc/self/exe", exe, sizeof exe - 1), 0);
-  auto r = run(sh(std::string("cat /etc/shadow; ls /root; cat ") + exe + " | head -c 4; ls /home /var /srv /opt /sys; "
-                  "readlink /proc/1/exe; ls /proc/1/root/; echo done"));
+  // Each read prints a marker only if it worked.
+  auto r = run(sh(std::string("cat /etc/shadow && echo SHADOW; cat /root/.bashrc && echo ROOT; head -c 4 ") + exe +
+                  " && echo LAUNCHER; cat /proc/1/root/etc/shadow && echo PROC-ROOT; cat /home/*/.ssh/id_* && echo SSH; echo done"));
   EXPECT_EQ(r.stdout_data, "done\n") << r.stdout_data;
   EXPECT_NE(r.stderr_data.find("/etc/shadow: No such file"), std::string::npos) << r.stderr_data;
   outcome_ = "not found / permission denied";
@@ -294,11 +296,15 @@ TEST_P(Hostile, Bpf) { expect_denied(py(syscall_py(321, "0, 0, 0, 0, 0")), "bpf"
 TEST_P(Hostile, IoUring) { expect_denied(py(syscall_py(425, "8, 0, 0, 0, 0")), "io_uring_setup"); }
 TEST_P(Hostile, PerfEventOpen) { expect_denied(py(syscall_py(298, "0, 0, -1, -1, 0")), "perf_event_open"); }
 TEST_P(Hostile, Userfaultfd) { expect_denied(py(syscall_py(323, "0, 0, 0, 0, 0")), "userfaultfd"); }
-TEST_P(Hostile, KexecLoadKills) {
+TEST_P(Hostile, KexecLoad) {
   auto r = py(syscall_py(246, "0, 0, 0, 0, 0"));
-  EXPECT_EQ(r.outcome, Outcome::kSignaled);
-  EXPECT_EQ(r.signal, SIGSYS);
-  outcome_ = "kexec_load: killed by SIGSYS";
+  if (native()) {  // the seccomp filter kills for the never-legitimate calls
+    EXPECT_EQ(r.outcome, Outcome::kSignaled);
+    EXPECT_EQ(r.signal, SIGSYS);
+    outcome_ = "kexec_load: killed by SIGSYS";
+  } else {
+    expect_denied(r, "kexec_load");
+  }
 }
 
 TEST_P(Hostile, SetuidBinariesGainNothing) {
@@ -307,19 +313,22 @@ TEST_P(Hostile, SetuidBinariesGainNothing) {
                   "[ -u $b ] && { $b root -c 'id -u' </dev/null 2>/dev/null | grep -qx 0 && echo ROOT-VIA-$b; }; done; echo done"));
   EXPECT_NE(r.stdout_data.find("CapEff:\t0000000000000000"), std::string::npos) << r.stdout_data;
   EXPECT_NE(r.stdout_data.find("CapBnd:\t0000000000000000"), std::string::npos) << r.stdout_data;
-  EXPECT_NE(r.stdout_data.find("NoNewPrivs:\t1"), std::string::npos) << r.stdout_data;
+  if (native()) EXPECT_NE(r.stdout_data.find("NoNewPrivs:\t1"), std::string::npos) << r.stdout_data;  // gvisor: no such line
   EXPECT_NE(r.stdout_data.find("Uid:\t1000\t1000\t1000\t1000"), std::string::npos) << r.stdout_data;
   EXPECT_EQ(r.stdout_data.find("ROOT-VIA"), std::string::npos) << r.stdout_data;
   outcome_ = "uid 1000, no capabilities, no_new_privs";
 }
 
 TEST_P(Hostile, WriteToDeviceNodes) {
-  auto r = run(sh("ls /dev | tr '\\n' ' '; echo; echo x > /dev/sda; echo x > /dev/mem; mknod /tmp/disk b 8 0; "
-                  "touch /dev/new; echo fine > /dev/null && echo null-ok"));
-  EXPECT_EQ(r.stdout_data, "fd full null random shm stderr stdin stdout urandom zero \nnull-ok\n") << r.stdout_data;
-  EXPECT_NE(r.stderr_data.find("Read-only file system"), std::string::npos) << r.stderr_data;
-  EXPECT_NE(r.stderr_data.find("mknod"), std::string::npos) << r.stderr_data;
-  outcome_ = "only null, zero, full, random, urandom; /dev read-only; mknod refused";
+  auto r = run(sh("ls /dev | tr '\\n' ' '; echo; echo x > /dev/sda && echo SDA; echo x > /dev/mem && echo MEM; "
+                  "mknod /tmp/disk b 8 0 && echo MKNOD; mknod /work/disk c 1 1 && echo MKNOD2; echo fine > /dev/null && echo null-ok"));
+  for (const char* m : {"SDA", "MEM", "MKNOD"}) EXPECT_EQ(r.stdout_data.find(m), std::string::npos) << m << ": " << r.stdout_data;
+  EXPECT_NE(r.stdout_data.find("null-ok"), std::string::npos) << r.stdout_data;
+  if (native()) {
+    EXPECT_EQ(r.stdout_data, "fd full null random shm stderr stdin stdout urandom zero \nnull-ok\n") << r.stdout_data;
+    EXPECT_NE(r.stderr_data.find("Read-only file system"), std::string::npos) << r.stderr_data;
+  }
+  outcome_ = "no disk or memory device; mknod refused";
 }
 
 TEST_P(Hostile, AFloodOf256MiBOnStdoutIsCapped) {
@@ -344,14 +353,20 @@ TEST_P(Hostile, ZombiesAndOrphansAreReaped) {
 }
 
 TEST_P(Hostile, ARunCannotReadAnotherRunsFiles) {
-  auto first = run(sh("echo secret-of-run-1 > /work/secret; echo secret-of-run-1 > /tmp/secret; echo secret-of-run-1 > /dev/shm/secret"));
+  auto first = run(sh("echo secret-of-run-1 > /work/secret; echo secret-of-run-1 > /tmp/secret; "
+                      "(echo secret-of-run-1 > /dev/shm/secret) 2>/dev/null; true"));
   ASSERT_TRUE(first.ok()) << first.summary() << first.stderr_data;
   auto second = run(sh("cat /work/secret /tmp/secret /dev/shm/secret; ls -A /work /tmp; echo done"));
   EXPECT_EQ(second.stdout_data.find("secret-of-run-1"), std::string::npos) << second.stdout_data;
   outcome_ = "fresh workspace, /tmp and /dev/shm per run";
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, Hostile, ::testing::Values("native"));
+std::vector<std::string> backends() {
+  std::vector<std::string> out = {"native"};
+  if (probe("gvisor").available) out.push_back("gvisor");
+  return out;
+}
+INSTANTIATE_TEST_SUITE_P(Backends, Hostile, ::testing::ValuesIn(backends()));
 
 }  // namespace
 }  // namespace ap::sandbox

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "exec/sandbox/gvisor.h"
 #include "exec/sandbox/native.h"
 
 namespace ap::sandbox {
@@ -51,12 +52,7 @@ Probe probe(std::string_view backend, const Options& options) {
                    : "not available on this host: no /dev/kvm (a microVM needs KVM; nested virtualisation is off here)";
     return p;
   }
-  if (backend == "gvisor") {
-    (void)options;
-    Probe p;
-    p.detail = "the gvisor backend is not built yet (see docs/sandbox.md)";
-    return p;
-  }
+  if (backend == "gvisor") return probe_gvisor(options);
   return Probe{false, "unknown backend '" + std::string(backend) + "' (known: native, gvisor, microvm)"};
 }
 
@@ -64,6 +60,7 @@ Result<std::unique_ptr<Sandbox>> make_sandbox(std::string_view backend, const Op
   Probe p = probe(backend, options);
   if (!p.available) return Error::failed_precondition("sandbox backend '" + std::string(backend) + "': " + p.detail);
   if (backend == "native") return make_native_sandbox(options);
+  if (backend == "gvisor") return make_gvisor_sandbox(options);
   return Error::failed_precondition("sandbox backend '" + std::string(backend) + "' is not available");
 }
 

@@ -12,51 +12,24 @@
 namespace ap::sandbox {
 namespace {
 
-struct Rule {
-  const char* name;
-  uint32_t action;
-};
-
 Result<std::vector<sock_filter>> build() {
   scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
   if (!ctx) return Error::internal("seccomp_init failed");
-  const uint32_t eperm = SCMP_ACT_ERRNO(EPERM), enosys = SCMP_ACT_ERRNO(ENOSYS), kill = SCMP_ACT_KILL_PROCESS;
-  const Rule rules[] = {
-      // Probed by runtimes, which fall back: answer ENOSYS.
-      {"clone3", enosys},  // glibc's posix_spawn/pthread_create fall back to clone (flags checked below)
-      {"io_uring_setup", enosys}, {"io_uring_enter", enosys}, {"io_uring_register", enosys},  // libuv
-      {"userfaultfd", enosys}, {"perf_event_open", enosys}, {"bpf", enosys},
-      // Other processes, namespaces, mounts, keys: EPERM (as an unprivileged process would get).
-      {"ptrace", eperm}, {"process_vm_readv", eperm}, {"process_vm_writev", eperm},
-      {"process_madvise", eperm}, {"pidfd_getfd", eperm}, {"kcmp", eperm},
-      {"unshare", eperm}, {"setns", eperm},
-      {"mount", eperm}, {"umount2", eperm}, {"pivot_root", eperm}, {"chroot", eperm},
-      {"move_mount", eperm}, {"open_tree", eperm}, {"fsopen", eperm}, {"fsconfig", eperm},
-      {"fsmount", eperm}, {"fspick", eperm}, {"mount_setattr", eperm},
-      {"keyctl", eperm}, {"add_key", eperm}, {"request_key", eperm},
-      {"fanotify_init", eperm}, {"open_by_handle_at", eperm}, {"name_to_handle_at", eperm},
-      {"personality", eperm}, {"syslog", eperm}, {"vhangup", eperm}, {"acct", eperm},
-      {"settimeofday", eperm}, {"clock_settime", eperm}, {"clock_adjtime", eperm}, {"adjtimex", eperm},
-      // Never legitimate in a sandbox: kill.
-      {"kexec_load", kill}, {"kexec_file_load", kill}, {"init_module", kill}, {"finit_module", kill},
-      {"delete_module", kill}, {"reboot", kill}, {"swapon", kill}, {"swapoff", kill},
-      {"iopl", kill}, {"ioperm", kill}, {"quotactl", kill}, {"quotactl_fd", kill}, {"lookup_dcookie", kill},
-      {"nfsservctl", kill}, {"uselib", kill}, {"_sysctl", kill}, {"create_module", kill},
-      {"get_kernel_syms", kill}, {"query_module", kill}, {"vm86", kill}, {"vm86old", kill},
-  };
-  for (const auto& r : rules) {
+  const uint32_t eperm = SCMP_ACT_ERRNO(EPERM);
+  for (const auto& r : deny_rules()) {
     int nr = seccomp_syscall_resolve_name(r.name);
     if (nr == __NR_SCMP_ERROR) continue;  // not on this architecture
-    if (seccomp_rule_add(ctx, r.action, nr, 0) != 0) {
+    const uint32_t action = r.action == DenyRule::kEperm    ? eperm
+                            : r.action == DenyRule::kEnosys ? SCMP_ACT_ERRNO(ENOSYS)
+                                                            : SCMP_ACT_KILL_PROCESS;
+    if (seccomp_rule_add(ctx, action, nr, 0) != 0) {
       seccomp_release(ctx);
       return Error::internal(std::string("seccomp rule for ") + r.name + " failed");
     }
   }
   // clone: any namespace flag (seccomp sees clone's flags, unlike clone3's: hence its ENOSYS).
-  const uint64_t ns_flags[] = {CLONE_NEWUSER, CLONE_NEWNS,  CLONE_NEWPID,    CLONE_NEWNET,
-                               CLONE_NEWIPC,  CLONE_NEWUTS, CLONE_NEWCGROUP, 0x00000080 /* CLONE_NEWTIME */};
   bool ok = true;
-  for (uint64_t f : ns_flags) ok = ok && seccomp_rule_add(ctx, eperm, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, f, f)) == 0;
+  for (uint64_t f : clone_namespace_flags()) ok = ok && seccomp_rule_add(ctx, eperm, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, f, f)) == 0;
   // Typing into a terminal (there is none, but the fds could be one in other uses).
   ok = ok && seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI)) == 0;
   ok = ok && seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCLINUX)) == 0;
@@ -88,6 +61,39 @@ Result<std::vector<sock_filter>> build() {
 }
 
 }  // namespace
+
+std::vector<DenyRule> deny_rules() {
+  using A = DenyRule;
+  return {
+      // Probed by runtimes, which fall back: answer ENOSYS.
+      {"clone3", A::kEnosys},  // glibc's posix_spawn/pthread_create fall back to clone (flags checked)
+      {"io_uring_setup", A::kEnosys}, {"io_uring_enter", A::kEnosys}, {"io_uring_register", A::kEnosys},  // libuv
+      {"userfaultfd", A::kEnosys}, {"perf_event_open", A::kEnosys}, {"bpf", A::kEnosys},
+      // Other processes, namespaces, mounts, keys: EPERM (as an unprivileged process would get).
+      {"ptrace", A::kEperm}, {"process_vm_readv", A::kEperm}, {"process_vm_writev", A::kEperm},
+      {"process_madvise", A::kEperm}, {"pidfd_getfd", A::kEperm}, {"kcmp", A::kEperm},
+      {"unshare", A::kEperm}, {"setns", A::kEperm},
+      {"mount", A::kEperm}, {"umount2", A::kEperm}, {"pivot_root", A::kEperm}, {"chroot", A::kEperm},
+      {"move_mount", A::kEperm}, {"open_tree", A::kEperm}, {"fsopen", A::kEperm}, {"fsconfig", A::kEperm},
+      {"fsmount", A::kEperm}, {"fspick", A::kEperm}, {"mount_setattr", A::kEperm},
+      {"keyctl", A::kEperm}, {"add_key", A::kEperm}, {"request_key", A::kEperm},
+      {"fanotify_init", A::kEperm}, {"open_by_handle_at", A::kEperm}, {"name_to_handle_at", A::kEperm},
+      {"personality", A::kEperm}, {"syslog", A::kEperm}, {"vhangup", A::kEperm}, {"acct", A::kEperm},
+      {"settimeofday", A::kEperm}, {"clock_settime", A::kEperm}, {"clock_adjtime", A::kEperm}, {"adjtimex", A::kEperm},
+      // Never legitimate in a sandbox: kill.
+      {"kexec_load", A::kKill}, {"kexec_file_load", A::kKill}, {"init_module", A::kKill}, {"finit_module", A::kKill},
+      {"delete_module", A::kKill}, {"reboot", A::kKill}, {"swapon", A::kKill}, {"swapoff", A::kKill},
+      {"iopl", A::kKill}, {"ioperm", A::kKill}, {"quotactl", A::kKill}, {"quotactl_fd", A::kKill},
+      {"lookup_dcookie", A::kKill}, {"nfsservctl", A::kKill}, {"uselib", A::kKill}, {"_sysctl", A::kKill},
+      {"create_module", A::kKill}, {"get_kernel_syms", A::kKill}, {"query_module", A::kKill}, {"vm86", A::kKill},
+      {"vm86old", A::kKill},
+  };
+}
+
+std::vector<unsigned long> clone_namespace_flags() {
+  return {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP,
+          0x00000080 /* CLONE_NEWTIME */};
+}
 
 Result<const std::vector<sock_filter>*> seccomp_program() {
   static std::once_flag once;

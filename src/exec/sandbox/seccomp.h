@@ -12,6 +12,17 @@
 
 namespace ap::sandbox {
 
+// One denied system call and what a call gets.
+struct DenyRule {
+  enum Action { kEperm, kEnosys, kKill };
+  const char* name;
+  Action action;
+};
+// The list (the same for every backend: gvisor hands it to runsc as the OCI seccomp profile).
+std::vector<DenyRule> deny_rules();
+// clone's namespace flags (any of them set: EPERM).
+std::vector<unsigned long> clone_namespace_flags();
+
 // The program, built on first use (thread-safe). Internal error if libseccomp fails.
 Result<const std::vector<sock_filter>*> seccomp_program();
 

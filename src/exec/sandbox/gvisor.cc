@@ -1,0 +1,428 @@
+// runsc runs as root here (its rootless mode cannot apply limits), on the platform given
+// (ptrace on these machines; systrap on a current gVisor in production). Per run: an OCI bundle
+// in a private folder (a read-only root holding only mount points, /usr bound read-only, a
+// minimal /etc, the workspace as a host folder, /tmp as gVisor's own tmpfs), and a cgroup of
+// ours that runsc and everything it starts (gofer, sandbox) are put in before runsc execs, so
+// that memory, PIDs and CPU are bounded and a kill of the cgroup ends the lot.
+#include "exec/sandbox/gvisor.h"
+
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <nlohmann/json.hpp>
+
+#include "exec/sandbox/cgroup.h"
+#include "exec/sandbox/seccomp.h"
+#include "exec/sandbox/supervise.h"
+
+namespace ap::sandbox {
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
+constexpr int64_t kOverheadBytes = 256ll << 20;  // the sentry and gofer, in the same cgroup
+constexpr int64_t kOverheadPids = 448;  // the ptrace platform: a host stub per app thread, plus the Go runtimes
+constexpr int64_t kMaxReadBack = 8ll << 20;
+
+std::string find_runsc(const std::string& name) {
+  if (name.find('/') != std::string::npos) return ::access(name.c_str(), X_OK) == 0 ? name : "";
+  for (const char* dir : {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"}) {
+    const std::string p = std::string(dir) + "/" + name;
+    if (::access(p.c_str(), X_OK) == 0) return p;
+  }
+  return "";
+}
+
+std::string state_root(const Options& o) {
+  if (!o.state_dir.empty()) return o.state_dir;
+  return ::geteuid() == 0 ? "/run/agentplane-gvisor" : "/tmp/agentplane-gvisor-" + std::to_string(::geteuid());
+}
+
+bool write_text(const fs::path& p, const std::string& text, int mode) {
+  int fd = ::open(p.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0) return false;
+  size_t off = 0;
+  while (off < text.size()) {
+    ssize_t n = ::write(fd, text.data() + off, text.size() - off);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return off == text.size();
+}
+
+// A regular file beneath `dir`, never through a symlink: what the code left in its workspace.
+std::optional<std::string> read_beneath(int dir_fd, const std::string& rel) {
+  // O_PATH first: nothing is opened for reading (a device node's open can act) unless it is a
+  // regular file, and then that very inode is reopened.
+  struct open_how how{};
+  how.flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  int path_fd = static_cast<int>(::syscall(SYS_openat2, dir_fd, rel.c_str(), &how, sizeof how));
+  if (path_fd < 0) return std::nullopt;
+  struct stat st{};
+  if (::fstat(path_fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMaxReadBack) {
+    ::close(path_fd);
+    return std::nullopt;
+  }
+  int fd = ::open(("/proc/self/fd/" + std::to_string(path_fd)).c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ::close(path_fd);
+  if (fd < 0) return std::nullopt;
+  std::optional<std::string> out;
+  if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= kMaxReadBack) {
+    std::string data(static_cast<size_t>(st.st_size), '\0');
+    ssize_t n = ::pread(fd, data.data(), data.size(), 0);
+    if (n >= 0) {
+      data.resize(static_cast<size_t>(n));
+      out = std::move(data);
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+// Starts `argv` with the given stdio, first moved into `cgroup_dirs` (by the child itself,
+// before exec: nothing it starts escapes the cgroup). Only system calls after the clone.
+struct Spawned {
+  pid_t pid = -1;
+  int pidfd = -1;
+};
+Result<Spawned> spawn(const std::vector<std::string>& args, int in, int out, int err, const std::vector<std::string>& cgroup_procs) {
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  static char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+  char* envp[] = {path_env, nullptr};
+  pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
+  if (pid < 0) return Error::unavailable(std::string("fork: ") + std::strerror(errno));
+  if (pid == 0) {
+    for (const auto& procs : cgroup_procs) {
+      int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(126);
+      ::close(fd);
+    }
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    ::syscall(SYS_close_range, 3u, ~0u, 0u);
+    ::setsid();
+    ::execve(argv[0], argv.data(), envp);
+    ::_exit(127);
+  }
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return Error::unavailable(std::string("pidfd_open: ") + std::strerror(errno));
+  }
+  return Spawned{pid, pidfd};
+}
+
+// Runs a runsc housekeeping command to its end (output discarded), without blocking the thread.
+asio::awaitable<int> run_quietly(const std::vector<std::string>& args) {
+  int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  auto s = spawn(args, null_fd, null_fd, null_fd, {});
+  ::close(null_fd);
+  if (!s) co_return -1;
+  asio::posix::stream_descriptor d(co_await asio::this_coro::executor, s->pidfd);
+  co_await d.async_wait(asio::posix::stream_descriptor::wait_read, kTuple);
+  int st = 0;
+  ::waitpid(s->pid, &st, 0);
+  co_return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+struct Fds {
+  int fds[2] = {-1, -1};
+  ~Fds() {
+    for (int f : fds)
+      if (f >= 0) ::close(f);
+  }
+  int take(int i) { return std::exchange(fds[i], -1); }
+};
+
+// The same denials as the native backend's filter, as an OCI profile that the sentry applies to
+// the code (gVisor implements seccomp itself). Also: no device nodes made in its file systems.
+Json oci_seccomp() {
+  Json eperm = Json::array(), enosys = Json::array(), kill = Json::array();
+  for (const auto& r : deny_rules()) {
+    // clone3: Debian's runsc ignores errnoRet (every ERRNO is EPERM), and glibc falls back to clone
+    // only on ENOSYS; the sentry's own clone3 answers that already.
+    if (std::string_view(r.name) == "clone3") continue;
+    (r.action == DenyRule::kEperm ? eperm : r.action == DenyRule::kEnosys ? enosys : kill).push_back(r.name);
+  }
+  Json rules = Json::array({Json{{"names", eperm}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", EPERM}},
+                            Json{{"names", enosys}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", ENOSYS}},
+                            Json{{"names", kill}, {"action", "SCMP_ACT_KILL"}}});
+  for (unsigned long f : clone_namespace_flags())
+    rules.push_back(Json{{"names", {"clone"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", EPERM},
+                         {"args", {{{"index", 0}, {"value", f}, {"valueTwo", f}, {"op", "SCMP_CMP_MASKED_EQ"}}}}});
+  for (unsigned long type : {S_IFCHR, S_IFBLK}) {
+    rules.push_back(Json{{"names", {"mknod"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", EPERM},
+                         {"args", {{{"index", 1}, {"value", S_IFMT}, {"valueTwo", type}, {"op", "SCMP_CMP_MASKED_EQ"}}}}});
+    rules.push_back(Json{{"names", {"mknodat"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", EPERM},
+                         {"args", {{{"index", 2}, {"value", S_IFMT}, {"valueTwo", type}, {"op", "SCMP_CMP_MASKED_EQ"}}}}});
+  }
+  return Json{{"defaultAction", "SCMP_ACT_ALLOW"}, {"architectures", {"SCMP_ARCH_X86_64"}}, {"syscalls", rules}};
+}
+
+struct RemoveOnExit {
+  fs::path dir;
+  ~RemoveOnExit() {
+    std::error_code e;
+    fs::remove_all(dir, e);
+  }
+};
+
+class GvisorSandbox final : public Sandbox {
+ public:
+  GvisorSandbox(Options o, std::string runsc) : o_(std::move(o)), runsc_(std::move(runsc)), root_(state_root(o_)) {
+    ::signal(SIGPIPE, SIG_IGN);
+  }
+  std::string name() const override { return "gvisor"; }
+  asio::awaitable<Result<RunResult>> run(Spec spec, OnOutput on_output) override;
+
+ private:
+  Result<Json> bundle(const Spec& spec, const fs::path& dir);
+  Options o_;
+  std::string runsc_, root_;
+};
+
+Result<Json> GvisorSandbox::bundle(const Spec& spec, const fs::path& dir) {
+  std::error_code ec;
+  const fs::path rootfs = dir / "rootfs", work = dir / "work";
+  for (const char* d : {"usr", "proc", "dev", "tmp", "work", "etc"}) fs::create_directories(rootfs / d, ec);
+  if (ec) return Error::unavailable("cannot make the bundle: " + ec.message());
+  Json mounts = Json::array({Json{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
+                             Json{{"destination", "/usr"}, {"type", "bind"}, {"source", "/usr"}, {"options", {"rbind", "ro", "nosuid", "nodev"}}},
+                             Json{{"destination", "/tmp"}, {"type", "tmpfs"}, {"source", "tmpfs"}, {"options", {"nosuid", "nodev"}}},
+                             Json{{"destination", "/work"}, {"type", "bind"}, {"source", work.string()}, {"options", {"rbind", "rw", "nosuid", "nodev"}}}});
+  for (const char* d : {"/bin", "/lib", "/lib64", "/sbin"}) {
+    struct stat st{};
+    if (::lstat(d, &st) != 0) continue;
+    if (S_ISLNK(st.st_mode)) {
+      fs::create_symlink(fs::read_symlink(d, ec), rootfs / (d + 1), ec);
+    } else if (S_ISDIR(st.st_mode)) {
+      fs::create_directories(rootfs / (d + 1), ec);
+      mounts.push_back(Json{{"destination", d}, {"type", "bind"}, {"source", d}, {"options", {"rbind", "ro", "nosuid", "nodev"}}});
+    }
+  }
+  if (!write_text(rootfs / "etc/passwd", "root:x:0:0:root:/:/usr/sbin/nologin\nsandbox:x:1000:1000:sandbox:/work:/bin/sh\n", 0644) ||
+      !write_text(rootfs / "etc/group", "root:x:0:\nsandbox:x:1000:\n", 0644) ||
+      !write_text(rootfs / "etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n", 0644) ||
+      !write_text(rootfs / "etc/resolv.conf", "", 0644))
+    return Error::unavailable("cannot write the bundle's /etc");
+  // The workspace: the spec's files, owned by the sandbox's user (uid 1000 inside and out: gVisor
+  // checks permissions itself; the bundle's folder is root's alone, 0700).
+  fs::create_directories(work, ec);
+  int64_t total = 0;
+  for (const auto& f : spec.files) {
+    AP_RETURN_IF_ERROR(valid_rel_path(f.path));
+    total += static_cast<int64_t>(f.content.size());
+    if (total > spec.limits.disk_bytes) return Error::invalid_argument("the files are larger than the disk limit");
+    if (f.mode < 0 || f.mode > 0777) return Error::invalid_argument("file mode must be within 0777");
+    const fs::path p = work / f.path;
+    fs::create_directories(p.parent_path(), ec);
+    if (!write_text(p, f.content, f.mode)) return Error::unavailable("cannot write " + f.path + " into the workspace");
+    ::chmod(p.c_str(), static_cast<mode_t>(f.mode));
+  }
+  for (auto it = fs::recursive_directory_iterator(work, ec); it != fs::recursive_directory_iterator(); it.increment(ec))
+    (void)!::lchown(it->path().c_str(), 1000, 1000);
+  (void)!::chown(work.c_str(), 1000, 1000);
+  std::string path_var;
+  AP_ASSIGN_OR_RETURN(auto env, environment(spec, &path_var));
+  std::vector<std::string> args = spec.argv;
+  if (args[0].find('/') == std::string::npos) {  // runsc needs the path: look it up as the sandbox would
+    const std::string name = args[0];
+    std::istringstream dirs(path_var);
+    std::string d;
+    while (std::getline(dirs, d, ':'))
+      if (!d.empty() && d.front() == '/' && ::access((d + "/" + args[0]).c_str(), X_OK) == 0 &&
+          (d.rfind("/usr/", 0) == 0 || d == "/bin" || d == "/sbin")) {
+        args[0] = d + "/" + name;
+        break;
+      }
+    if (args[0] == name) return Error::not_found("cannot execute " + name + ": not found on the sandbox's PATH");
+  }
+  const Limits& l = spec.limits;
+  const uint64_t fsize = static_cast<uint64_t>(l.disk_bytes), nofile = static_cast<uint64_t>(l.open_files),
+                 cpu = static_cast<uint64_t>((l.cpu.count() + 999) / 1000);
+  Json config = {
+      {"ociVersion", "1.0.0"},
+      {"process",
+       {{"terminal", false},
+        {"user", {{"uid", 1000}, {"gid", 1000}}},
+        {"args", args},
+        {"env", env},
+        {"cwd", "/work"},
+        {"noNewPrivileges", true},
+        {"capabilities", {{"bounding", Json::array()}, {"effective", Json::array()}, {"permitted", Json::array()},
+                          {"inheritable", Json::array()}, {"ambient", Json::array()}}},
+        {"rlimits", Json::array({Json{{"type", "RLIMIT_CORE"}, {"hard", 0}, {"soft", 0}},
+                                 Json{{"type", "RLIMIT_FSIZE"}, {"hard", fsize}, {"soft", fsize}},
+                                 Json{{"type", "RLIMIT_NOFILE"}, {"hard", nofile}, {"soft", nofile}},
+                                 Json{{"type", "RLIMIT_CPU"}, {"hard", cpu + 1}, {"soft", cpu}}})}}},
+      {"root", {{"path", rootfs.string()}, {"readonly", true}}},
+      {"hostname", "sandbox"},
+      {"mounts", mounts},
+      {"linux",
+       {{"namespaces", Json::array({Json{{"type", "pid"}}, Json{{"type", "network"}}, Json{{"type", "ipc"}},
+                                    Json{{"type", "uts"}}, Json{{"type", "mount"}}})},
+        // runsc moves its gofer and sandbox into a cgroup of its own; a relative path puts that
+        // one beneath runsc's cgroup, which is ours (runsc is put in it before it starts): our
+        // limits bound the sentry, the gofer and the code together. (Without a path, runsc
+        // would make one at the hierarchy's root.)
+        {"cgroupsPath", "sandbox"},
+        {"seccomp", oci_seccomp()}}}};
+  return config;
+}
+
+asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_output) {
+  co_await asio::this_coro::throw_if_cancelled(false);
+  if (spec.argv.empty() || spec.argv[0].empty()) co_return Error::invalid_argument("the command is empty");
+  AP_CO_RETURN_IF_ERROR(spec.limits.validate());
+  if (spec.network) co_return Error::unimplemented("network egress is not available in the gvisor sandbox (runsc --network=none)");
+  for (const auto& f : spec.read_back) AP_CO_RETURN_IF_ERROR(valid_rel_path(f));
+  const auto start = std::chrono::steady_clock::now();
+  const std::string id = "ap-" + random_hex(16);
+  std::error_code ec;
+  fs::create_directories(root_ + "/bundles", ec);
+  ::chmod(root_.c_str(), 0700);
+  const fs::path dir = fs::path(root_) / "bundles" / id;
+  if (!fs::create_directory(dir, ec)) co_return Error::unavailable("cannot make the bundle folder: " + ec.message());
+  ::chmod(dir.c_str(), 0700);
+  RemoveOnExit cleanup{dir};
+  auto config = bundle(spec, dir);
+  if (!config && config.error().code == Code::kNotFound) {  // as a shell says it: exit 127
+    RunResult r;
+    r.exit_code = 127;
+    r.stderr_data = "agentplane sandbox: " + config.error().message + "\n";
+    co_return r;
+  }
+  if (!config) co_return config.error();
+  {
+    std::ofstream out(dir / "config.json");
+    out << config->dump();
+  }
+  CgroupLimits cl{spec.limits.memory_bytes + kOverheadBytes, spec.limits.pids + kOverheadPids, spec.limits.cpus};
+  AP_CO_ASSIGN_OR_RETURN(auto cg, Cgroup::create(o_.cgroup_name, "gv-" + id, cl));
+  std::vector<std::string> procs;
+  for (const auto& d : cg.dirs()) procs.push_back(d + "/cgroup.procs");
+  Fds in, out, err;
+  for (Fds* p : {&in, &out, &err})
+    if (::pipe2(p->fds, O_CLOEXEC) != 0) co_return Error::unavailable(std::string("pipe: ") + std::strerror(errno));
+  std::vector<std::string> args = {runsc_, "--root", root_ + "/state", "--platform", o_.runsc_platform, "--network", "none",
+                                   "--oci-seccomp"};
+  if (const char* dbg = getenv("AP_RUNSC_DEBUG")) {
+    args.push_back("--debug");
+    args.push_back(std::string("--debug-log=") + dbg + "/");
+  }
+  for (const char* a : {"run", "--bundle"}) args.push_back(a);
+  args.push_back(dir.string());
+  args.push_back(id);
+  auto child = spawn(args, in.fds[0], out.fds[1], err.fds[1], procs);
+  if (!child) co_return child.error();
+  ::close(in.take(0));
+  ::close(out.take(1));
+  ::close(err.take(1));
+
+  Supervision sv;
+  sv.stdin_fd = in.take(1);
+  sv.stdout_fd = out.take(0);
+  sv.stderr_fd = err.take(0);
+  sv.exit_fd = child->pidfd;
+  const Cgroup* cgp = &cg;
+  sv.kill = [cgp] { cgp->kill_all(); };  // runsc, its gofer and its sandbox: all in the cgroup
+  sv.cgroup = &cg;
+  sv.start = start;
+  Supervised got = co_await supervise(std::move(sv), spec, on_output);
+  cg.kill_all();
+  int wstatus = 0;
+  ::waitpid(child->pid, &wstatus, 0);
+  const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
+  const CgroupStats stats = cg.stats();
+  RunResult result;
+  result.usage.cpu_s = stats.cpu_s;
+  result.usage.peak_memory_bytes = stats.peak_memory_bytes;
+  result.usage.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const bool killed = apply_kills(got, spec, result);
+  // runsc's own state of a container it did not see end (killed): removed.
+  if (killed || cancelled || !WIFEXITED(wstatus)) {
+    const std::vector<std::string> del = {runsc_, "--root", root_ + "/state", "delete", "--force", id};
+    (void)co_await run_quietly(del);
+  }
+  for (int i = 0; i < 100 && !cg.remove(); ++i) {
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
+    co_await t.async_wait(kTuple);
+  }
+  if (cancelled) co_return Error::cancelled("the sandbox run was cancelled");
+  if (!killed) {
+    const int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+    // The kernel's OOM killer in our cgroup, or the sentry's own (it kills the code with SIGKILL
+    // when the cgroup is full: peak usage at the limit).
+    const bool oom = stats.oom_kills > 0 || (code == 128 + SIGKILL && stats.peak_memory_bytes >= spec.limits.memory_bytes);
+    if (oom) {
+      result.outcome = Outcome::kOomKilled;
+      result.signal = SIGKILL;
+    } else if (code > 128 && code < 128 + 65) {  // runsc reports a signal as 128 + its number
+      result.outcome = code - 128 == SIGXCPU ? Outcome::kCpuLimit : Outcome::kSignaled;
+      result.signal = code - 128;
+    } else {
+      result.outcome = Outcome::kExited;
+      result.exit_code = code;
+    }
+  }
+  int work_fd = ::open((dir / "work").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (work_fd >= 0) {
+    for (const auto& f : spec.read_back)
+      if (auto data = read_beneath(work_fd, f)) result.files[f] = std::move(*data);
+    ::close(work_fd);
+  }
+  co_return result;
+}
+
+}  // namespace
+
+std::unique_ptr<Sandbox> make_gvisor_sandbox(const Options& options) {
+  return std::make_unique<GvisorSandbox>(options, find_runsc(options.runsc));
+}
+
+Probe probe_gvisor(const Options& options) {
+  Probe p;
+  const std::string runsc = find_runsc(options.runsc);
+  if (runsc.empty()) {
+    p.detail = "runsc is not installed (Debian package runsc)";
+    return p;
+  }
+  if (::geteuid() != 0) {
+    p.detail = "runsc is at " + runsc + ", but the gvisor backend needs root (runsc's rootless mode cannot apply limits)";
+    return p;
+  }
+  auto layout = Cgroup::layout();
+  if (!layout) {
+    p.detail = layout.error().message;
+    return p;
+  }
+  p.available = true;
+  p.detail = runsc + " on the " + options.runsc_platform + " platform, --network=none; cgroups " + *layout;
+  return p;
+}
+
+}  // namespace ap::sandbox
