@@ -120,12 +120,37 @@ constexpr const char* kDemoGraph = R"({
               "default": "tools"}},
   "edges": [["__start__", "agent"], ["agent", "route"], ["tools", "agent"]]})";
 
+// The agent "coder": the same loop with the `code` tool on the scripted route "coder-model",
+// which wraps the user's Python expression in print() and runs it in the sandbox.
+constexpr const char* kCoderModel = R"json({"provider": "scripted", "upstream_model": "agentplane-coder",
+  "script": {"token_delay_ms": 40,
+    "replies": [
+      {"content": "", "tool_calls": [{"name": "code", "args": {"language": "python", "code": "print({{last_user}})"}}]},
+      "{{last_user}} is {{last}}That ran as Python in a fresh sandbox (namespaces, seccomp, cgroups; no network)."],
+    "rules": [{"when_last_contains": "Error:",
+               "reply": "The sandbox said: {{last}}"}]}})json";
+
+constexpr const char* kCoderGraph = R"({
+  "channels": {"messages": "messages"},
+  "nodes": {
+    "agent": {"kind": "llm", "model": "coder-model", "tools": ["code"],
+              "system": "You are agentplane's demo coder. Run Python to answer."},
+    "tools": {"kind": "tools", "tools": ["code"]},
+    "route": {"kind": "router",
+              "cases": [{"when": {"path": "messages[-1].tool_calls", "op": "empty"}, "goto": "__end__"}],
+              "default": "tools"}},
+  "edges": [["__start__", "agent"], ["agent", "route"], ["tools", "agent"]]})";
+
 Status register_demo_agent(const std::string& url, const json& dev) {
   std::vector<std::pair<std::string, std::string>> h = {{"x-api-key", dev.value("demo_api_key", "")}};
   AP_ASSIGN_OR_RETURN(auto m, net::http_request(url, "PUT", "/v1/model-routes/demo-model", h, kDemoModel));
   if (m.status != 200 && m.status != 201) return Error::internal("registering the demo model failed: " + m.body);
   AP_ASSIGN_OR_RETURN(auto r, net::http_request(url, "PUT", "/v1/graphs/demo", h, kDemoGraph));
   if (r.status != 200 && r.status != 201) return Error::internal("registering the demo graph failed: " + r.body);
+  AP_ASSIGN_OR_RETURN(auto cm, net::http_request(url, "PUT", "/v1/model-routes/coder-model", h, kCoderModel));
+  if (cm.status != 200 && cm.status != 201) return Error::internal("registering the coder model failed: " + cm.body);
+  AP_ASSIGN_OR_RETURN(auto cg, net::http_request(url, "PUT", "/v1/graphs/coder", h, kCoderGraph));
+  if (cg.status != 200 && cg.status != 201) return Error::internal("registering the coder graph failed: " + cg.body);
   return ok_status();
 }
 
@@ -142,7 +167,8 @@ void print_banner(const json& dev, const std::string& data_dir, const Layout& l,
             << "  logs           " << (log_file.empty() ? "stderr" : log_file) << "\n\n"
             << "  try:  curl -H 'x-api-key: " << key << "' " << dev.value("url", "")
             << "/v1/keys\n"
-            << "        agentplane run --assistant demo --stream \"(2 + 3) * 7\"   (an agent run: model, tool, streamed tokens)\n\n"
+            << "        agentplane run --assistant demo --stream \"(2 + 3) * 7\"   (an agent run: model, tool, streamed tokens)\n"
+            << "        agentplane run --assistant coder --stream \"sum(i * i for i in range(10))\"   (the agent runs Python in the sandbox)\n\n"
             << "  Ctrl-C stops the server and PostgreSQL.\n"
             << std::endl;
 }

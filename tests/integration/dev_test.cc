@@ -98,6 +98,13 @@ TEST(Dev, StartsRestartsAndStopsCleanly) {
   auto chat = agentplane({"run", "--assistant", "demo", "--data-dir", data, "hello"});
   EXPECT_EQ(chat.code, 0) << chat.err;
   EXPECT_NE(chat.out.find("only do arithmetic"), std::string::npos) << chat.out;
+  // The coder agent runs the user's Python expression in the sandbox (cgroups need root).
+  if (geteuid() == 0) {
+    auto code = agentplane({"run", "--assistant", "coder", "--stream", "--data-dir", data, "sum(i * i for i in range(10))"});
+    EXPECT_EQ(code.code, 0) << code.err;
+    EXPECT_NE(code.out.find("tool code: 285"), std::string::npos) << code.out;
+    EXPECT_NE(code.out.find("is 285"), std::string::npos) << code.out;
+  }
   EXPECT_EQ(first.stop(SIGTERM), 0);
   EXPECT_FALSE(fs::exists(cluster + "/postmaster.pid")) << "PostgreSQL did not stop";
 
