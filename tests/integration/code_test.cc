@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include "tests/integration/fixture.h"
 
 namespace ap::testing {
@@ -91,6 +93,31 @@ TEST_F(Code, TheReactAgentCallsTheCodeTool) {
   EXPECT_EQ(m[2]["type"], "tool");
   EXPECT_EQ(m[2]["content"], "45\n");
   EXPECT_EQ(m[2]["status"], "success");
+}
+
+TEST_F(Code, ACancelKillsTheSandboxAndItsCpuTimeStillCounts) {
+  auto t = server->make_tenant("code-cancel");
+  const json spin = {{"channels", {{"x", "last_value"}}},
+                     {"nodes", {{"spin", {{"kind", "code"}, {"language", "shell"}, {"timeout_s", 60}, {"source", "while :; do :; done"}}}}},
+                     {"edges", json::array({json::array({"__start__", "spin"}), json::array({"spin", "__end__"})})}};
+  ASSERT_EQ(server->call("PUT", "/v1/graphs/spin", t.key, spin.dump()).status / 100, 2);
+  const std::string thread = server->call_json("POST", "/threads", t.key, "{}")["thread_id"];
+  const std::string run = server->call_json("POST", "/threads/" + thread + "/runs", t.key,
+                                            json{{"assistant_id", "spin"}, {"input", {{"x", 1}}}}.dump())["run_id"];
+  const std::string path = "/threads/" + thread + "/runs/" + run;
+  ASSERT_TRUE(eventually([&] { return server->call_json("GET", path, t.key)["status"] == "running"; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // spinning in the sandbox
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(server->call("POST", path + "/cancel?wait=true", t.key).status / 100, 2);
+  EXPECT_TRUE(eventually([&] { return server->call_json("GET", path, t.key)["status"] == "interrupted"; }));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3)) << "the sandbox was not killed";
+  json events;
+  ASSERT_TRUE(eventually([&] {
+    events = server->call_json("GET", "/v1/audit?kind=code.executed", t.key)["items"];
+    return events.size() == 1;
+  })) << events.dump();
+  EXPECT_EQ(events[0]["entry"]["payload"]["outcome"], "cancelled");
+  EXPECT_GT(events[0]["entry"]["payload"]["cpu_ms"].get<int64_t>(), 300) << events.dump();
 }
 
 TEST_F(Code, TheTenantsPolicyCapsLimitsAndTheCpuQuotaRunsOut) {

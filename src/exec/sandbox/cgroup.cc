@@ -50,7 +50,7 @@ bool write_file(const std::string& path, const std::string& value, int* err = nu
     return false;
   }
   ssize_t n = ::write(fd, value.data(), value.size());
-  if (n < 0 && err) *err = errno;
+  if (err) *err = n < 0 ? errno : EIO;  // a short write is a failure too
   ::close(fd);
   return n == static_cast<ssize_t>(value.size());
 }
@@ -213,8 +213,8 @@ Result<Cgroup> Cgroup::create(const std::string& parent, const std::string& name
     }
     if (limits.pids > 0 && !write_file(d + "/pids.max", std::to_string(limits.pids), &err))
       return Error::unavailable("cgroup pids.max: " + std::string(std::strerror(err)));
-    if (limits.cpus > 0)
-      write_file(d + "/cpu.max", std::to_string(static_cast<int64_t>(limits.cpus * 100000)) + " 100000");
+    if (limits.cpus > 0 && !write_file(d + "/cpu.max", std::to_string(static_cast<int64_t>(limits.cpus * 100000)) + " 100000", &err))
+      return Error::unavailable("cgroup cpu.max: " + std::string(std::strerror(err)));
     return cg;
   }
   if (l.v1.empty()) return Error::unavailable("cgroups: " + l.error);
@@ -229,10 +229,10 @@ Result<Cgroup> Cgroup::create(const std::string& parent, const std::string& name
     }
     if (has(h, "pids") && limits.pids > 0 && !write_file(d + "/pids.max", std::to_string(limits.pids), &err))
       return Error::unavailable("cgroup pids.max: " + std::string(std::strerror(err)));
-    if (has(h, "cpu") && limits.cpus > 0) {
-      write_file(d + "/cpu.cfs_period_us", "100000");
-      write_file(d + "/cpu.cfs_quota_us", std::to_string(static_cast<int64_t>(limits.cpus * 100000)));
-    }
+    if (has(h, "cpu") && limits.cpus > 0 &&
+        (!write_file(d + "/cpu.cfs_period_us", "100000", &err) ||
+         !write_file(d + "/cpu.cfs_quota_us", std::to_string(static_cast<int64_t>(limits.cpus * 100000)), &err)))
+      return Error::unavailable("cgroup cpu.cfs_quota_us: " + std::string(std::strerror(err)));
   }
   return cg;
 }

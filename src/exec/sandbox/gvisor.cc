@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -114,6 +115,8 @@ Result<Spawned> spawn(const std::vector<std::string>& args, int in, int out, int
   pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
   if (pid < 0) return Error::unavailable(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    reset_signals();
     for (const auto& procs : cgroup_procs) {
       int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
       if (fd < 0 || ::write(fd, "0", 1) != 1) ::_exit(126);
@@ -179,6 +182,13 @@ Json oci_seccomp() {
                          {"args", {{{"index", 1}, {"value", S_IFMT}, {"valueTwo", type}, {"op", "SCMP_CMP_MASKED_EQ"}}}}});
     rules.push_back(Json{{"names", {"mknodat"}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", EPERM},
                          {"args", {{{"index", 2}, {"value", S_IFMT}, {"valueTwo", type}, {"op", "SCMP_CMP_MASKED_EQ"}}}}});
+  }
+  for (const char* sc : {"socket", "socketpair"}) {
+    rules.push_back(Json{{"names", {sc}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", EAFNOSUPPORT},
+                         {"args", {{{"index", 0}, {"value", kFirstDeniedFamily}, {"op", "SCMP_CMP_GE"}}}}});
+    for (int af : denied_low_families())
+      rules.push_back(Json{{"names", {sc}}, {"action", "SCMP_ACT_ERRNO"}, {"errnoRet", EAFNOSUPPORT},
+                           {"args", {{{"index", 0}, {"value", af}, {"op", "SCMP_CMP_EQ"}}}}});
   }
   return Json{{"defaultAction", "SCMP_ACT_ALLOW"}, {"architectures", {"SCMP_ARCH_X86_64"}}, {"syscalls", rules}};
 }
@@ -372,7 +382,11 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
     asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
     co_await t.async_wait(kTuple);
   }
-  if (cancelled) co_return Error::cancelled("the sandbox run was cancelled");
+  if (cancelled) {  // what it used still counts (the caller bills it)
+    result.outcome = Outcome::kCancelled;
+    result.signal = SIGKILL;
+    co_return result;
+  }
   if (!killed) {
     const int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
     // The kernel's OOM killer in our cgroup, or the sentry's own (it kills the code with SIGKILL

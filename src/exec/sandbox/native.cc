@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -160,6 +162,25 @@ void run_ops(const Plan& p, int status_fd) {
   }
 }
 
+}  // namespace
+
+// Nothing of the server's signal state reaches the code: an empty mask, every disposition the
+// default (execve keeps ignored signals and the mask). Raw system calls (see reset_signals' use).
+void reset_signals() {
+  const uint64_t empty = 0;
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, nullptr, sizeof empty);
+  struct {
+    void* handler;
+    unsigned long flags;
+    void* restorer;
+    uint64_t mask;
+  } dfl{nullptr, 0, nullptr, 0};  // the kernel's struct sigaction; SIG_DFL is 0
+  for (int sig = 1; sig <= 64; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof(uint64_t));
+}
+
+namespace {
+
 // The user's command (PID 2): its pipes as 0, 1, 2, limits, seccomp, then execve.
 [[noreturn]] void exec_user(const Plan& p, int exec_err_fd) {
   ::dup2(5, 0);
@@ -169,11 +190,31 @@ void run_ops(const Plan& p, int status_fd) {
   ::fcntl(3, F_SETFD, FD_CLOEXEC);
   ::syscall(SYS_close_range, 4u, ~0u, 0u);
   ::setsid();
-  struct rlimit core{0, 0}, fsize{p.fsize, p.fsize}, nofile{p.nofile, p.nofile}, cpu{p.cpu_s, p.cpu_s + 1};
-  ::setrlimit(RLIMIT_CORE, &core);
-  ::setrlimit(RLIMIT_FSIZE, &fsize);
-  ::setrlimit(RLIMIT_NOFILE, &nofile);
-  ::setrlimit(RLIMIT_CPU, &cpu);
+  // Every rlimit set, none inherited from the (root) server.
+  const struct {
+    int resource;
+    rlim_t soft, hard;
+  } limits[] = {{RLIMIT_CORE, 0, 0},
+                {RLIMIT_FSIZE, p.fsize, p.fsize},
+                {RLIMIT_NOFILE, p.nofile, p.nofile},
+                {RLIMIT_CPU, p.cpu_s, p.cpu_s + 1},
+                {RLIMIT_STACK, 8 << 20, 8 << 20},
+                {RLIMIT_MEMLOCK, 64 << 10, 64 << 10},
+                {RLIMIT_NICE, 0, 0},
+                {RLIMIT_RTPRIO, 0, 0},
+                {RLIMIT_RTTIME, 0, 0},
+                {RLIMIT_MSGQUEUE, 819200, 819200},
+                {RLIMIT_SIGPENDING, 4096, 4096},
+                {RLIMIT_LOCKS, 1024, 1024},
+                {RLIMIT_AS, RLIM_INFINITY, RLIM_INFINITY},
+                {RLIMIT_DATA, RLIM_INFINITY, RLIM_INFINITY},
+                {RLIMIT_RSS, RLIM_INFINITY, RLIM_INFINITY},
+                {RLIMIT_NPROC, RLIM_INFINITY, RLIM_INFINITY}};  // PIDs: the cgroup
+  for (const auto& l : limits) {
+    struct rlimit r{l.soft, l.hard};
+    ::syscall(SYS_prlimit64, 0, l.resource, &r, nullptr);
+  }
+  reset_signals();
   if (::chdir("/work") != 0) (void)!::chdir("/");
   if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &p.seccomp) != 0) {
     const int32_t e = errno;
@@ -193,10 +234,14 @@ int child_main(void* arg) {
   const Plan& p = *static_cast<const Plan*>(arg);
   // Our descriptors at fixed numbers (3 sync, 4 status, 5-7 the command's stdin/out/err), every
   // other one the server had closed.
+  // The server's thread that started us gone (the server died): so are we, and the sandbox.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   const int want[5] = {p.sync_fd, p.status_fd, p.in_fd, p.out_fd, p.err_fd};
   int high[5];
-  for (int i = 0; i < 5; ++i) high[i] = ::fcntl(want[i], F_DUPFD, 1000);
-  for (int i = 0; i < 5; ++i) ::dup2(high[i], 3 + i);
+  for (int i = 0; i < 5; ++i)
+    if ((high[i] = ::fcntl(want[i], F_DUPFD, 8)) < 0) ::_exit(1);
+  for (int i = 0; i < 5; ++i)
+    if (::dup2(high[i], 3 + i) != 3 + i) ::_exit(1);
   ::syscall(SYS_close_range, 8u, ~0u, 0u);
   const int status_fd = 4;
   // Wait until the parent has written our id maps and put us in the cgroup.
@@ -204,7 +249,21 @@ int child_main(void* arg) {
   if (::read(3, &go, 1) != 1) ::_exit(1);
   ::close(3);
   if (::unshare(CLONE_NEWCGROUP) != 0) die(status_fd, "unshare", "cgroup namespace");
-  if (::setresgid(0, 0, 0) != 0 || ::setresuid(0, 0, 0) != 0) die(status_fd, "setresuid", "0 (setup)");
+  // Raw system calls: glibc's set-id wrappers signal every thread of the process, and the
+  // server's threads are not in this copy of it.
+  if (::syscall(SYS_setresgid, 0, 0, 0) != 0 || ::syscall(SYS_setresuid, 0, 0, 0) != 0)
+    die(status_fd, "setresuid", "0 (setup)");
+  // This user namespace's own quotas (charged to the host's root too): small ones, and no
+  // namespaces within (seccomp refuses them as well).
+  for (const auto& [file, value] : {std::pair{"/proc/sys/user/max_inotify_instances", "16"},
+                                    std::pair{"/proc/sys/user/max_inotify_watches", "8192"},
+                                    std::pair{"/proc/sys/user/max_user_namespaces", "0"}}) {
+    int fd = ::open(file, O_WRONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      (void)!::write(fd, value, std::strlen(value));
+      ::close(fd);
+    }
+  }
   run_ops(p, status_fd);
   // pivot_root: the new root stacked over the old, then the old detached.
   if (::chdir(kRoot) != 0) die(status_fd, "chdir", kRoot);
@@ -232,18 +291,21 @@ int child_main(void* arg) {
   // our copy (so /proc/1/cmdline and /proc/1/environ show nothing of it) and make it unreadable.
   if (p.arg_end > p.arg_start) std::memset(reinterpret_cast<void*>(p.arg_start), 0, p.arg_end - p.arg_start);
   if (p.env_end > p.env_start) std::memset(reinterpret_cast<void*>(p.env_start), 0, p.env_end - p.env_start);
-  ::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   // Every privilege dropped: bounding set, ambient set, groups, ids, then the capabilities.
   for (int cap = 0; cap <= p.cap_last; ++cap) ::prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
   ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-  if (p.set_groups && ::setgroups(0, nullptr) != 0) die(status_fd, "setgroups", nullptr);
-  if (::setresgid(p.user_gid, p.user_gid, p.user_gid) != 0) die(status_fd, "setresgid", nullptr);
-  if (::setresuid(p.user_uid, p.user_uid, p.user_uid) != 0) die(status_fd, "setresuid", nullptr);
+  if (p.set_groups && ::syscall(SYS_setgroups, 0, nullptr) != 0) die(status_fd, "setgroups", nullptr);
+  if (::syscall(SYS_setresgid, p.user_gid, p.user_gid, p.user_gid) != 0) die(status_fd, "setresgid", nullptr);
+  if (::syscall(SYS_setresuid, p.user_uid, p.user_uid, p.user_uid) != 0) die(status_fd, "setresuid", nullptr);
   {
     struct __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
     struct __user_cap_data_struct data[2]{};
     if (::syscall(SYS_capset, &hdr, data) != 0) die(status_fd, "capset", nullptr);
   }
+  // After the id change (which resets it to fs.suid_dumpable): the code shares our uid and must
+  // not read this process's memory (a copy of the server's) through /proc.
+  if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0)
+    die(status_fd, "dumpable", nullptr);
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die(status_fd, "no_new_privs", nullptr);
   int ep[2];
   if (::pipe2(ep, O_CLOEXEC) != 0) die(status_fd, "pipe", nullptr);
@@ -284,9 +346,14 @@ int child_main(void* arg) {
   put(head, n, &exec_errno, 4);
   write_all(status_fd, head, n);
   static char buf[65536];  // this process's own copy: not shared with the server
+  // Beneath /work, through no symlink at all (/work is nodev: no device node opens here).
+  const int work_fd = ::open("/work", O_PATH | O_DIRECTORY | O_CLOEXEC);
   for (uint32_t i = 0; i < p.read_back.size(); ++i) {
     int64_t len = -1;
-    int fd = ::open(p.read_back[i], O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    struct open_how how{};
+    how.flags = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+    int fd = work_fd < 0 ? -1 : static_cast<int>(::syscall(SYS_openat2, work_fd, p.read_back[i], &how, sizeof how));
     struct stat st{};
     if (fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size <= p.read_back_cap) len = st.st_size;
     char frame[12];
@@ -492,7 +559,7 @@ Result<std::unique_ptr<Plan>> NativeSandbox::plan(const Spec& spec) {
   }
   for (const auto& f : spec.read_back) {
     AP_RETURN_IF_ERROR(valid_rel_path(f));
-    p->read_back.push_back(p->keep("/work/" + f));
+    p->read_back.push_back(p->keep(f));  // relative to /work
   }
   p->read_back_cap = std::min<int64_t>(kMaxReadBack, l.disk_bytes);
   return p;
@@ -550,10 +617,11 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   // Id maps: inside, 0 (for the setup only) and 1000 (the user) map to unprivileged host ids;
   // without root, our own id is all there is to map.
   const bool root = ::geteuid() == 0;
-  const std::string uid_map = root ? "0 " + std::to_string(o_.host_uid) + " 1\n1000 " + std::to_string(o_.host_uid + 1) + " 1\n"
-                                   : "0 " + std::to_string(::geteuid()) + " 1\n";
-  const std::string gid_map = root ? "0 " + std::to_string(o_.host_gid) + " 1\n1000 " + std::to_string(o_.host_gid + 1) + " 1\n"
-                                   : "0 " + std::to_string(::getegid()) + " 1\n";
+  static std::atomic<uint32_t> next_ids{0};
+  const uint32_t base = o_.host_id_base + 2 * (next_ids.fetch_add(1) % std::max<uint32_t>(o_.id_range, 1));
+  const std::string ids = "0 " + std::to_string(base) + " 1\n1000 " + std::to_string(base + 1) + " 1\n";
+  const std::string uid_map = root ? ids : "0 " + std::to_string(::geteuid()) + " 1\n";
+  const std::string gid_map = root ? ids : "0 " + std::to_string(::getegid()) + " 1\n";
   if ((!root && !write_proc(pid, "setgroups", "deny")) || !write_proc(pid, "uid_map", uid_map) ||
       !write_proc(pid, "gid_map", gid_map))
     co_return abandon(Error::unavailable("cannot write the sandbox's user namespace id maps: " + errno_text(errno)));
@@ -566,6 +634,7 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   sv.stdout_fd = out.take(0);
   sv.stderr_fd = err.take(0);
   sv.report_fd = status.take(0);
+  sv.report_cap = 64 + spec.read_back.size() * (12 + static_cast<size_t>(plan->read_back_cap)) + 4096;
   sv.exit_fd = pidfd;
   sv.kill = [pid] { ::kill(pid, SIGKILL); };  // PID 1 of the namespace: all of it dies
   sv.cgroup = &cg;
@@ -589,7 +658,13 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
     co_await t.async_wait(kTuple);
   }
 
-  if (cancelled) co_return Error::cancelled("the sandbox run was cancelled");
+  if (cancelled) {  // what it used still counts (the caller bills it)
+    RunResult r;
+    r.outcome = Outcome::kCancelled;
+    r.signal = SIGKILL;
+    r.usage = usage;
+    co_return r;
+  }
   const std::string& report = got.report;
   if (!report.empty() && report[0] == 'E') {
     int32_t e = 0;

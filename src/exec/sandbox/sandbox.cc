@@ -15,7 +15,7 @@ Status Limits::validate() const {
   if (disk_bytes < 4096) return Error::invalid_argument("limits.disk_bytes must be at least 4 KiB");
   if (output_bytes < 1) return Error::invalid_argument("limits.output_bytes must be positive");
   if (open_files < 8 || open_files > 1 << 20) return Error::invalid_argument("limits.open_files must be in [8, 1048576]");
-  if (!(cpus > 0 && cpus <= 1024)) return Error::invalid_argument("limits.cpus must be in (0, 1024]");
+  if (!(cpus >= 0.01 && cpus <= 1024)) return Error::invalid_argument("limits.cpus must be in [0.01, 1024]");
   return ok_status();
 }
 
@@ -27,6 +27,7 @@ std::string_view outcome_name(Outcome o) {
     case Outcome::kCpuLimit: return "cpu_limit";
     case Outcome::kOomKilled: return "oom_killed";
     case Outcome::kOutputCapped: return "output_capped";
+    case Outcome::kCancelled: return "cancelled";
   }
   return "unknown";
 }
@@ -39,6 +40,7 @@ std::string RunResult::summary() const {
     case Outcome::kCpuLimit: return "killed: CPU-time limit";
     case Outcome::kOomKilled: return "killed: memory limit";
     case Outcome::kOutputCapped: return "killed: output limit";
+    case Outcome::kCancelled: return "cancelled";
   }
   return "unknown";
 }

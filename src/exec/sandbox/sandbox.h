@@ -59,6 +59,7 @@ enum class Outcome {
   kCpuLimit,      // the CPU-time limit
   kOomKilled,     // the memory limit
   kOutputCapped,  // stdout or stderr passed output_bytes
+  kCancelled,     // the caller cancelled it: killed (usage says what it had used)
 };
 std::string_view outcome_name(Outcome o);  // "exited", "signaled", "timed_out", ...
 
@@ -92,9 +93,12 @@ class Sandbox {
 };
 
 struct Options {
-  // Host user and group the sandbox's user (uid 1000 inside) maps to when the server runs as
-  // root; otherwise the server's own ids are used.
-  uint32_t host_uid = 200000, host_gid = 200000;
+  // Host ids the sandboxes' ids map to when the server runs as root (otherwise the server's own
+  // ids are used): each run takes two (setup, code) from a range of 2 * id_range starting here,
+  // round robin, so that runs do not share per-user kernel quotas. The default sits above the
+  // ranges /etc/subuid hands out, so that no other user's containers share these ids.
+  uint32_t host_id_base = 2100000000;
+  uint32_t id_range = 65536;
   // The name of the cgroup made beneath the server's own (one child per run inside it).
   std::string cgroup_name = "agentplane-sandbox";
   std::string runsc = "runsc";  // gvisor: the runsc binary

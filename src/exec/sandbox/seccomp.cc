@@ -30,12 +30,17 @@ Result<std::vector<sock_filter>> build() {
   // clone: any namespace flag (seccomp sees clone's flags, unlike clone3's: hence its ENOSYS).
   bool ok = true;
   for (uint64_t f : clone_namespace_flags()) ok = ok && seccomp_rule_add(ctx, eperm, SCMP_SYS(clone), 1, SCMP_A0(SCMP_CMP_MASKED_EQ, f, f)) == 0;
+  for (int sc : {SCMP_SYS(socket), SCMP_SYS(socketpair)}) {
+    ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), sc, 1, SCMP_A0(SCMP_CMP_GE, kFirstDeniedFamily)) == 0;
+    for (int af : denied_low_families())
+      ok = ok && seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EAFNOSUPPORT), sc, 1, SCMP_A0(SCMP_CMP_EQ, static_cast<uint64_t>(af))) == 0;
+  }
   // Typing into a terminal (there is none, but the fds could be one in other uses).
   ok = ok && seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI)) == 0;
   ok = ok && seccomp_rule_add(ctx, eperm, SCMP_SYS(ioctl), 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCLINUX)) == 0;
   if (!ok) {
     seccomp_release(ctx);
-    return Error::internal("seccomp: a clone or ioctl rule failed");
+    return Error::internal("seccomp: a clone, socket or ioctl rule failed");
   }
   int fd = ::memfd_create("agentplane-seccomp", MFD_CLOEXEC);
   if (fd < 0) {
@@ -78,7 +83,7 @@ std::vector<DenyRule> deny_rules() {
       {"fsmount", A::kEperm}, {"fspick", A::kEperm}, {"mount_setattr", A::kEperm},
       {"keyctl", A::kEperm}, {"add_key", A::kEperm}, {"request_key", A::kEperm},
       {"fanotify_init", A::kEperm}, {"open_by_handle_at", A::kEperm}, {"name_to_handle_at", A::kEperm},
-      {"personality", A::kEperm}, {"syslog", A::kEperm}, {"vhangup", A::kEperm}, {"acct", A::kEperm},
+      {"personality", A::kEperm}, {"modify_ldt", A::kEperm}, {"syslog", A::kEperm}, {"vhangup", A::kEperm}, {"acct", A::kEperm},
       {"settimeofday", A::kEperm}, {"clock_settime", A::kEperm}, {"clock_adjtime", A::kEperm}, {"adjtimex", A::kEperm},
       // Never legitimate in a sandbox: kill.
       {"kexec_load", A::kKill}, {"kexec_file_load", A::kKill}, {"init_module", A::kKill}, {"finit_module", A::kKill},
@@ -89,6 +94,8 @@ std::vector<DenyRule> deny_rules() {
       {"vm86old", A::kKill},
   };
 }
+
+std::vector<int> denied_low_families() { return {0, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15}; }
 
 std::vector<unsigned long> clone_namespace_flags() {
   return {CLONE_NEWUSER, CLONE_NEWNS, CLONE_NEWPID, CLONE_NEWNET, CLONE_NEWIPC, CLONE_NEWUTS, CLONE_NEWCGROUP,

@@ -22,6 +22,11 @@ struct DenyRule {
 std::vector<DenyRule> deny_rules();
 // clone's namespace flags (any of them set: EPERM).
 std::vector<unsigned long> clone_namespace_flags();
+// socket/socketpair address families refused with EAFNOSUPPORT: all but AF_UNIX, AF_INET,
+// AF_INET6 and AF_NETLINK, i.e. these below 17 and everything from 17 on (AF_VSOCK among them:
+// it ignores network namespaces and reaches the VM's host).
+std::vector<int> denied_low_families();
+constexpr int kFirstDeniedFamily = 17;
 
 // The program, built on first use (thread-safe). Internal error if libseccomp fails.
 Result<const std::vector<sock_filter>*> seccomp_program();

@@ -52,6 +52,10 @@ asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnO
     for (;;) {
       auto [ec, n] = co_await report_d->async_read_some(asio::buffer(buf), kTuple);
       if (ec || n == 0) break;
+      if (out.report.size() + n > s.report_cap) {  // a backend never says this much: stop it
+        s.kill();
+        break;
+      }
       out.report.append(buf.data(), n);
     }
   };
@@ -66,14 +70,9 @@ asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnO
     const double cpu_limit = static_cast<double>(spec.limits.cpu.count()) / 1000.0;
     for (;;) {
       const auto now = std::chrono::steady_clock::now();
-      if (now >= deadline && !out.timed_out) {
-        out.timed_out = true;
-        s.kill();
-      }
-      if (s.cgroup && !out.timed_out && !out.cpu_killed && s.cgroup->stats().cpu_s > cpu_limit) {
-        out.cpu_killed = true;
-        s.kill();
-      }
+      if (now >= deadline && !out.timed_out) out.timed_out = true;
+      if (s.cgroup && !out.timed_out && !out.cpu_killed && s.cgroup->stats().cpu_s > cpu_limit) out.cpu_killed = true;
+      if (out.timed_out || out.cpu_killed) s.kill();  // again on every tick until it is gone
       const std::chrono::steady_clock::duration step = std::chrono::milliseconds(100);
       t.expires_after(deadline > now ? std::min(step, deadline - now) : step);
       auto [ec] = co_await t.async_wait(kTuple);

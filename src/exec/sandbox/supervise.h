@@ -18,6 +18,7 @@ namespace ap::sandbox {
 struct Supervision {
   int stdin_fd = -1, stdout_fd = -1, stderr_fd = -1;  // the parent's ends (taken: closed at the end)
   int report_fd = -1;                                 // optional: read to EOF into `report`
+  size_t report_cap = 1 << 20;                        // more than this on it: killed
   int exit_fd = -1;                                   // a pidfd: readable when the process exits
   std::function<void()> kill;                         // kills the whole sandbox
   const Cgroup* cgroup = nullptr;                     // for the CPU-time limit
@@ -37,6 +38,9 @@ bool apply_kills(const Supervised& s, const Spec& spec, RunResult& r);
 
 // Shared checks of a spec: workspace paths, environment (PATH, HOME, LANG, TMPDIR defaults).
 Status valid_rel_path(const std::string& path);
+// In a child after clone/fork, before execve: an empty signal mask and default dispositions
+// (raw system calls only).
+void reset_signals();
 Result<std::vector<std::string>> environment(const Spec& spec, std::string* path_var);
 std::string random_hex(size_t n);
 

@@ -302,6 +302,8 @@ Result<sandbox::RunResult> WorkerRunServices::code(sandbox::Spec spec) {
       audit::Context ctx{self->tenant_, "run:" + self->run_.to_string(), self->run_.to_string(), self->where_.pool};
       self->access_.audit->record(ctx, audit::Event{"code.executed", audit::Level::kReplay, std::move(payload)});
     }
+    // Settled and audited first: a cancel does not make the CPU time free.
+    if (r->outcome == sandbox::Outcome::kCancelled) co_return Error::cancelled("the run was stopped while its code ran");
     co_return r;
   };
   return wait_for<sandbox::RunResult>(where_.ex, where_.io, work(this, std::move(spec)), [this] { return stopping(); });
