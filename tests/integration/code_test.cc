@@ -133,16 +133,19 @@ TEST_F(Code, TheTenantsPolicyCapsLimitsAndTheCpuQuotaRunsOut) {
   auto first = server->call_json("POST", "/runs/wait", t.key, json{{"assistant_id", "spin"}, {"input", {{"x", 1}}}}.dump());
   ASSERT_TRUE(first.contains("__error__")) << first.dump();
   EXPECT_NE(first["__error__"]["message"].get<std::string>().find("CPU-time limit"), std::string::npos) << first.dump();
-  // The day's CPU time is used up: the next run is refused before anything starts.
-  json limits;
-  ASSERT_TRUE(eventually([&] {
-    limits = server->call_json("GET", "/v1/limits", t.key);
-    return limits["usage"]["sandbox_cpu_ms_per_day"]["remaining"] == 0;
-  })) << limits.dump();
-  auto second = server->call_json("POST", "/runs/wait", t.key, json{{"assistant_id", "spin"}, {"input", {{"x", 1}}}}.dump());
-  ASSERT_TRUE(second.contains("__error__")) << second.dump();
-  EXPECT_NE(second["__error__"]["message"].get<std::string>().find("sandbox CPU milliseconds per day"), std::string::npos)
-      << second.dump();
+  // What is left of the day's CPU time (the kill lands within ~100 ms of the limit) goes to the
+  // next run as its whole CPU limit; once none is left, a run is refused before anything starts.
+  std::string refused;
+  for (int i = 0; i < 3 && refused.empty(); ++i) {
+    auto next = server->call_json("POST", "/runs/wait", t.key, json{{"assistant_id", "spin"}, {"input", {{"x", 1}}}}.dump());
+    ASSERT_TRUE(next.contains("__error__")) << next.dump();
+    const std::string m = next["__error__"]["message"];
+    if (m.find("sandbox CPU milliseconds per day") != std::string::npos) refused = m;
+    else EXPECT_NE(m.find("CPU-time limit"), std::string::npos) << m;
+  }
+  EXPECT_FALSE(refused.empty()) << "the quota never refused a run";
+  auto limits = server->call_json("GET", "/v1/limits", t.key);
+  EXPECT_GE(limits["usage"]["sandbox_cpu_ms_per_day"]["used"].get<int64_t>(), 1000) << limits.dump();
   EXPECT_EQ(server->call("PUT", "/v1/tenants/" + t.id + "/limits", server->admin_token(),
                          json{{"sandbox", {{"teleport", true}}}}.dump()).status,
             400);

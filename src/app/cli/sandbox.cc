@@ -13,38 +13,39 @@
 namespace ap::app::cli {
 namespace {
 
+// A positive number and its unit ("500ms", "64M"); false if malformed.
+bool number_unit(const std::string& s, double* v, std::string* unit) {
+  size_t n = 0;
+  try {
+    *v = std::stod(s, &n);
+  } catch (...) {
+    return false;
+  }
+  *unit = s.substr(n);
+  return *v > 0;
+}
+
 // "500ms", "5s", "2m" -> milliseconds; -1 if malformed.
 int64_t parse_duration_ms(const std::string& s) {
-  size_t n = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &n);
-  } catch (...) {
-    return -1;
-  }
-  const std::string unit = s.substr(n);
-  if (v <= 0) return -1;
+  double v;
+  std::string unit;
+  if (!number_unit(s, &v, &unit)) return -1;
   if (unit == "ms") return static_cast<int64_t>(v);
   if (unit == "s" || unit.empty()) return static_cast<int64_t>(v * 1000);
   if (unit == "m") return static_cast<int64_t>(v * 60000);
   return -1;
 }
 
-// "64M", "1G", "512K", "4096" -> bytes; -1 if malformed.
+// "64M", "1G", "512K", "4096" (and KiB/MB spellings) -> bytes; -1 if malformed.
 int64_t parse_size(const std::string& s) {
-  size_t n = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &n);
-  } catch (...) {
-    return -1;
-  }
-  std::string unit = s.substr(n);
+  double v;
+  std::string unit;
+  if (!number_unit(s, &v, &unit)) return -1;
   if (!unit.empty() && (unit.back() == 'B' || unit.back() == 'b')) unit.pop_back();
   if (unit.size() == 2 && (unit[1] == 'i' || unit[1] == 'I')) unit.pop_back();
   const double mul = unit.empty() ? 1 : unit == "K" || unit == "k" ? 1024.0 : unit == "M" || unit == "m" ? 1048576.0
                                    : unit == "G" || unit == "g" ? 1073741824.0 : -1;
-  if (mul < 0 || v <= 0) return -1;
+  if (mul < 0) return -1;
   return static_cast<int64_t>(v * mul);
 }
 

@@ -152,14 +152,6 @@ asio::awaitable<int> run_quietly(const std::vector<std::string>& args) {
   co_return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-struct Fds {
-  int fds[2] = {-1, -1};
-  ~Fds() {
-    for (int f : fds)
-      if (f >= 0) ::close(f);
-  }
-  int take(int i) { return std::exchange(fds[i], -1); }
-};
 
 // The same denials as the native backend's filter, as an OCI profile that the sentry applies to
 // the code (gVisor implements seccomp itself). Also: no device nodes made in its file systems.
@@ -335,9 +327,8 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
   AP_CO_ASSIGN_OR_RETURN(auto cg, Cgroup::create(o_.cgroup_name, "gv-" + id, cl));
   std::vector<std::string> procs;
   for (const auto& d : cg.dirs()) procs.push_back(d + "/cgroup.procs");
-  Fds in, out, err;
-  for (Fds* p : {&in, &out, &err})
-    if (::pipe2(p->fds, O_CLOEXEC) != 0) co_return Error::unavailable(std::string("pipe: ") + std::strerror(errno));
+  Pipe in, out, err;
+  for (Pipe* p : {&in, &out, &err}) AP_CO_RETURN_IF_ERROR(p->open());
   std::vector<std::string> args = {runsc_, "--root", root_ + "/state", "--platform", o_.runsc_platform, "--network", "none",
                                    "--oci-seccomp"};
   if (const char* dbg = getenv("AP_RUNSC_DEBUG")) {

@@ -414,14 +414,6 @@ int cap_last() {
   return v;
 }
 
-struct Pipes {
-  int fds[2] = {-1, -1};
-  ~Pipes() {
-    for (int f : fds)
-      if (f >= 0) ::close(f);
-  }
-  int take(int i) { return std::exchange(fds[i], -1); }
-};
 
 class NativeSandbox final : public Sandbox {
  public:
@@ -588,9 +580,8 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   CgroupLimits cl{spec.limits.memory_bytes, spec.limits.pids, spec.limits.cpus};
   AP_CO_ASSIGN_OR_RETURN(auto cg, Cgroup::create(o_.cgroup_name, "run-" + random_hex(16), cl));
 
-  Pipes sync, status, in, out, err;
-  for (Pipes* pp : {&sync, &status, &in, &out, &err})
-    if (::pipe2(pp->fds, O_CLOEXEC) != 0) co_return Error::unavailable("pipe: " + errno_text(errno));
+  Pipe sync, status, in, out, err;
+  for (Pipe* pp : {&sync, &status, &in, &out, &err}) AP_CO_RETURN_IF_ERROR(pp->open());
   plan->sync_fd = sync.fds[0];
   plan->status_fd = status.fds[1];
   plan->in_fd = in.fds[0];
@@ -606,8 +597,8 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   const int clone_errno = errno;
   ::munmap(stack, kStack);
   if (pid < 0) co_return Error::unavailable("clone into new namespaces failed: " + errno_text(clone_errno));
-  for (Pipes* pp : {&sync, &in}) ::close(pp->take(0));
-  for (Pipes* pp : {&status, &out, &err}) ::close(pp->take(1));
+  for (Pipe* pp : {&sync, &in}) ::close(pp->take(0));
+  for (Pipe* pp : {&status, &out, &err}) ::close(pp->take(1));
   auto abandon = [&](Error e) -> Error {
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);

@@ -1,5 +1,6 @@
 #include "exec/sandbox/supervise.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -9,7 +10,9 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <random>
 #include <sstream>
 
@@ -99,6 +102,16 @@ bool apply_kills(const Supervised& s, const Spec& spec, RunResult& r) {
   else return false;
   r.signal = SIGKILL;
   return true;
+}
+
+Pipe::~Pipe() {
+  for (int f : fds)
+    if (f >= 0) ::close(f);
+}
+
+Status Pipe::open() {
+  if (::pipe2(fds, O_CLOEXEC) != 0) return Error::unavailable(std::string("pipe: ") + std::strerror(errno));
+  return ok_status();
 }
 
 Status valid_rel_path(const std::string& path) {

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <utility>
 
 #include "common/result.h"
 #include "exec/sandbox/cgroup.h"
@@ -35,6 +36,17 @@ boost::asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, co
 // Fills a result's output, marks and outcome for the parent's own kills (timeout, CPU, output);
 // false when none of those happened (the backend's report decides).
 bool apply_kills(const Supervised& s, const Spec& spec, RunResult& r);
+
+// A pipe whose ends close with it unless taken.
+struct Pipe {
+  int fds[2] = {-1, -1};
+  Pipe() = default;
+  Pipe(const Pipe&) = delete;
+  Pipe& operator=(const Pipe&) = delete;
+  ~Pipe();
+  Status open();  // pipe2(O_CLOEXEC)
+  int take(int i) { return std::exchange(fds[i], -1); }
+};
 
 // Shared checks of a spec: workspace paths, environment (PATH, HOME, LANG, TMPDIR defaults).
 Status valid_rel_path(const std::string& path);
