@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -185,9 +186,11 @@ Json oci_seccomp() {
   return Json{{"defaultAction", "SCMP_ACT_ALLOW"}, {"architectures", {"SCMP_ARCH_X86_64"}}, {"syscalls", rules}};
 }
 
+// The bundle folder, removed at the end (its workspace tmpfs unmounted first).
 struct RemoveOnExit {
   fs::path dir;
   ~RemoveOnExit() {
+    ::umount2((dir / "work").c_str(), MNT_DETACH);
     std::error_code e;
     fs::remove_all(dir, e);
   }
@@ -234,6 +237,11 @@ Result<Json> GvisorSandbox::bundle(const Spec& spec, const fs::path& dir) {
   // The workspace: the spec's files, owned by the sandbox's user (uid 1000 inside and out: gVisor
   // checks permissions itself; the bundle's folder is root's alone, 0700).
   fs::create_directories(work, ec);
+  // The workspace is a tmpfs of the disk limit's size (and a bounded number of files), so the
+  // code cannot fill the host's /run; where mounting is not allowed, a plain folder (per-file
+  // size bound only).
+  const std::string opts = "size=" + std::to_string(spec.limits.disk_bytes) + ",nr_inodes=65536,mode=0755,uid=1000,gid=1000";
+  (void)::mount("tmpfs", work.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str());
   int64_t total = 0;
   for (const auto& f : spec.files) {
     AP_RETURN_IF_ERROR(valid_rel_path(f.path));
