@@ -232,10 +232,10 @@ namespace {
 
 int child_main(void* arg) {
   const Plan& p = *static_cast<const Plan*>(arg);
-  // Our descriptors at fixed numbers (3 sync, 4 status, 5-7 the command's stdin/out/err), every
-  // other one the server had closed.
   // The server's thread that started us gone (the server died): so are we, and the sandbox.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  // Our descriptors at fixed numbers (3 sync, 4 status, 5-7 the command's stdin/out/err), every
+  // other one the server had closed.
   const int want[5] = {p.sync_fd, p.status_fd, p.in_fd, p.out_fd, p.err_fd};
   int high[5];
   for (int i = 0; i < 5; ++i)
