@@ -339,9 +339,9 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
   for (Pipe* p : {&in, &out, &err}) AP_CO_RETURN_IF_ERROR(p->open());
   std::vector<std::string> args = {runsc_, "--root", root_ + "/state", "--platform", o_.runsc_platform, "--network", "none",
                                    "--oci-seccomp"};
-  if (const char* dbg = getenv("AP_RUNSC_DEBUG")) {
+  if (!o_.runsc_debug_dir.empty()) {  // runsc's own logs, for operators chasing a runsc problem
     args.push_back("--debug");
-    args.push_back(std::string("--debug-log=") + dbg + "/");
+    args.push_back("--debug-log=" + o_.runsc_debug_dir + "/");
   }
   for (const char* a : {"run", "--bundle"}) args.push_back(a);
   args.push_back(dir.string());

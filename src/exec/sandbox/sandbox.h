@@ -104,6 +104,7 @@ struct Options {
   std::string runsc = "runsc";  // gvisor: the runsc binary
   std::string runsc_platform = "ptrace";
   std::string state_dir;  // gvisor: its state and bundles (default: a folder under /run or /tmp)
+  std::string runsc_debug_dir;  // gvisor: set, runsc writes its debug logs there
 };
 
 // Whether a backend can run on this host, and if not, why.
