@@ -292,6 +292,24 @@ TEST_F(AgentModels, ACallThatFailsBeforeTheModelGivesItsReservationBack) {
   }
 }
 
+TEST_F(AgentModels, ARouteCannotSendACredentialOutsideItsAllowedHosts) {
+  auto other = server->make_tenant("agent-models-allowed-hosts");
+  ASSERT_EQ(server->call("PUT", "/v1/credentials/provider", other.key,
+                         json{{"value", "sk-test-allowed-hosts"}, {"kind", "provider_key"}, {"allowed_hosts", {"api.example.com"}}}.dump())
+                .status,
+            201);
+  const json route = {{"provider", "openai"}, {"upstream_model", "m"}, {"base_url", "http://127.0.0.1:9/v1"}, {"credential", "provider"}};
+  ASSERT_EQ(server->call("PUT", "/v1/model-routes/elsewhere", other.key, route.dump()).status, 201);
+  auto r = server->call("POST", "/v1/chat/completions", other.key,
+                        json{{"model", "elsewhere"}, {"messages", {{{"role", "user"}, {"content", "hi"}}}}}.dump());
+  EXPECT_EQ(r.status, 403) << r.body;
+  EXPECT_NE(r.body.find("may not be sent to '127.0.0.1'"), std::string::npos) << r.body;
+  EXPECT_TRUE(eventually([&] {
+    return server->call_json("GET", "/v1/audit?kind=credential.refused", other.key)["items"].size() == 1;
+  }));
+  EXPECT_EQ(server->call_json("GET", "/v1/audit?kind=credential.use", other.key)["items"].size(), 0u);
+}
+
 TEST_F(AgentModels, GatewayCallsBecomeCostEventsInTheAuditLog) {
   auto other = server->make_tenant("agent-models-costs");
   const json route = {{"provider", "scripted"}, {"upstream_model", "s"}, {"script", json::array({"hi there"})},
