@@ -114,6 +114,9 @@ int main(int argc, char** argv) {
                         "Limits (JSON, as PUT /v1/tenants/{id}/limits) for tenants the operator has not set");
   serve_cmd->add_option("--sandbox", serve.sandbox_backend, "Where code nodes run: native, gvisor or none")
       ->check(CLI::IsMember({"native", "gvisor", "none"}))->capture_default_str();
+  serve_cmd->add_option("--sandbox-warm-pool", serve.sandbox_warm_pool,
+                        "gvisor: started sandboxes kept per tenant for fast starts (0: none)")
+      ->check(CLI::Range(0, 64))->capture_default_str();
   serve_cmd->add_option("--master-key-file", serve_key_file,
                         "Master key file (env AGENTPLANE_MASTER_KEY_FILE; or AGENTPLANE_MASTER_KEY = "
                         "base64 of 32 bytes). Without one the credential vault is off");

@@ -104,7 +104,9 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
     wo.renew_every = std::chrono::milliseconds(std::max(100, c.worker_lease_ms / 5));
     wo.max_attempts = c.worker_max_attempts;
     if (c.sandbox_backend != "none") {
-      auto sb = sandbox::make_sandbox(c.sandbox_backend);
+      sandbox::Options so;
+      so.warm_pool = c.sandbox_warm_pool;
+      auto sb = sandbox::make_sandbox(c.sandbox_backend, so);
       if (sb) {
         w->sandbox = std::move(*sb);
       } else {  // the server still serves; code nodes say why they cannot run

@@ -97,10 +97,12 @@ int sandbox_run(const SandboxRunOptions& o) {
     return 125;
   }
   boost::asio::io_context ioc;
-  auto on_output = [](int fd, std::string_view chunk) {
+  size_t streamed[3] = {0, 0, 0};
+  auto on_output = [&streamed](int fd, std::string_view chunk) {
     std::ostream& out = fd == 1 ? std::cout : std::cerr;
     out.write(chunk.data(), static_cast<std::streamsize>(chunk.size()));
     out.flush();
+    streamed[fd] += chunk.size();
   };
   auto f = boost::asio::co_spawn(ioc, (*sb)->run(std::move(spec), on_output), boost::asio::use_future);
   ioc.run();
@@ -109,7 +111,9 @@ int sandbox_run(const SandboxRunOptions& o) {
     std::cerr << "agentplane sandbox run: " << r.error().message << "\n";
     return 125;
   }
-  if (r->stdout_capped || r->stderr_capped) std::cerr << "\n[output truncated]\n";
+  // What the result holds beyond what streamed (the platform's own messages).
+  if (r->stdout_data.size() > streamed[1]) std::cout << r->stdout_data.substr(streamed[1]) << std::flush;
+  if (r->stderr_data.size() > streamed[2]) std::cerr << r->stderr_data.substr(streamed[2]);
   if (!o.quiet)
     std::cerr << "[sandbox " << (*sb)->name() << ": " << r->summary() << "; cpu " << r->usage.cpu_s << " s, wall "
               << r->usage.wall_s << " s, peak memory " << (r->usage.peak_memory_bytes >> 10) << " KiB]\n";

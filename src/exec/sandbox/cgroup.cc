@@ -285,6 +285,13 @@ std::vector<std::string> descendants(const std::string& dir) {
 
 }  // namespace
 
+void Cgroup::reset_peak() const {
+  for (const auto& d : dirs_) {
+    write_file(d + (v2_ ? "/memory.peak" : "/memory.max_usage_in_bytes"), "0");
+    if (!v2_) write_file(d + "/memory.failcnt", "0");
+  }
+}
+
 void Cgroup::kill_all() const {
   for (const auto& d : dirs_) {
     if (v2_ && write_file(d + "/cgroup.kill", "1")) return;  // the whole subtree

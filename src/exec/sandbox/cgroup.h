@@ -40,6 +40,8 @@ class Cgroup {
   // Each hierarchy's directory (a child can move itself in by writing "0" to <dir>/cgroup.procs).
   const std::vector<std::string>& dirs() const { return dirs_; }
   CgroupStats stats() const;
+  // Starts peak memory over (v1: max_usage_in_bytes; v2: memory.peak where the kernel allows).
+  void reset_peak() const;
   // Every process in it, killed (v2: cgroup.kill; v1: SIGKILL to each listed).
   void kill_all() const;
   // Removes the directories; a cgroup may be busy for a moment after its last process exits:

@@ -16,6 +16,8 @@
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -25,6 +27,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
@@ -187,6 +191,45 @@ Json oci_seccomp() {
 }
 
 // The bundle folder, removed at the end (its workspace tmpfs unmounted first).
+// The spec's files in the workspace, owned by the sandbox's user (uid 1000 inside and out:
+// gVisor checks permissions itself; the bundle's folder is root's alone, 0700).
+Status write_files(const fs::path& work, const Spec& spec) {
+  std::error_code ec;
+  int64_t total = 0;
+  for (const auto& f : spec.files) {
+    AP_RETURN_IF_ERROR(valid_rel_path(f.path));
+    total += static_cast<int64_t>(f.content.size());
+    if (total > spec.limits.disk_bytes) return Error::invalid_argument("the files are larger than the disk limit");
+    if (f.mode < 0 || f.mode > 0777) return Error::invalid_argument("file mode must be within 0777");
+    const fs::path p = work / f.path;
+    fs::create_directories(p.parent_path(), ec);
+    if (!write_text(p, f.content, f.mode)) return Error::unavailable("cannot write " + f.path + " into the workspace");
+    ::chmod(p.c_str(), static_cast<mode_t>(f.mode));
+  }
+  for (auto it = fs::recursive_directory_iterator(work, ec); it != fs::recursive_directory_iterator(); it.increment(ec))
+    (void)!::lchown(it->path().c_str(), 1000, 1000);
+  (void)!::chown(work.c_str(), 1000, 1000);
+  return ok_status();
+}
+
+// argv with its command looked up on the sandbox's PATH as the sandbox would (runsc needs the
+// path). NotFound when it is not there.
+Result<std::vector<std::string>> resolve_command(const Spec& spec, const std::string& path_var) {
+  std::vector<std::string> args = spec.argv;
+  if (args[0].find('/') != std::string::npos) return args;
+  const std::string name = args[0];
+  std::istringstream dirs(path_var);
+  std::string d;
+  while (std::getline(dirs, d, ':'))
+    if (!d.empty() && d.front() == '/' && ::access((d + "/" + name).c_str(), X_OK) == 0 &&
+        (d.rfind("/usr/", 0) == 0 || d == "/bin" || d == "/sbin"))
+    {
+      args[0] = d + "/" + name;
+      return args;
+    }
+  return Error::not_found("cannot execute " + name + ": not found on the sandbox's PATH");
+}
+
 struct RemoveOnExit {
   fs::path dir;
   ~RemoveOnExit() {
@@ -196,19 +239,277 @@ struct RemoveOnExit {
   }
 };
 
+// A started sandbox of the warm pool: its container runs a keeper (PID 1, reaping orphans)
+// until a run execs into it.
+struct Warm {
+  std::string id;
+  fs::path dir;
+  std::unique_ptr<Cgroup> cg;
+};
+
+// The classification both paths share: runsc's (or runsc exec's) status, the cgroup's numbers.
+void classify(int wstatus, const CgroupStats& stats, const Spec& spec, RunResult& r) {
+  const int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+  // The kernel's OOM killer in our cgroup, or the sentry's own (it kills the code with SIGKILL
+  // when the cgroup is full: peak usage at the limit).
+  const bool oom = stats.oom_kills > 0 || (code == 128 + SIGKILL && stats.peak_memory_bytes >= spec.limits.memory_bytes);
+  if (oom) {
+    r.outcome = Outcome::kOomKilled;
+    r.signal = SIGKILL;
+  } else if (code > 128 && code < 128 + 65) {  // runsc reports a signal as 128 + its number
+    r.outcome = code - 128 == SIGXCPU ? Outcome::kCpuLimit : Outcome::kSignaled;
+    r.signal = code - 128;
+  } else {
+    r.outcome = Outcome::kExited;
+    r.exit_code = code;
+  }
+}
+
+void read_back_files(const fs::path& work, const Spec& spec, RunResult& r) {
+  int work_fd = ::open(work.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (work_fd < 0) return;
+  for (const auto& f : spec.read_back)
+    if (auto data = read_beneath(work_fd, f)) r.files[f] = std::move(*data);
+  ::close(work_fd);
+}
+
 class GvisorSandbox final : public Sandbox {
  public:
   GvisorSandbox(Options o, std::string runsc) : o_(std::move(o)), runsc_(std::move(runsc)), root_(state_root(o_)) {
     ::signal(SIGPIPE, SIG_IGN);
   }
+  ~GvisorSandbox() override;
   std::string name() const override { return "gvisor"; }
   asio::awaitable<Result<RunResult>> run(Spec spec, OnOutput on_output) override;
 
  private:
   Result<Json> bundle(const Spec& spec, const fs::path& dir);
+  std::vector<std::string> runsc(std::initializer_list<std::string> args) const;
+  static std::string pool_key(const Spec& spec);
+  asio::awaitable<Result<std::unique_ptr<Warm>>> start_warm(Spec shape);
+  asio::awaitable<void> refill(std::string key, Spec shape);
+  asio::awaitable<Result<RunResult>> run_warm(std::unique_ptr<Warm> w, std::string key, Spec spec, OnOutput on_output);
+  asio::awaitable<bool> reset(Warm& w);
+  asio::awaitable<void> recycle(std::unique_ptr<Warm> w, std::string key, bool reusable);
+  asio::awaitable<void> destroy(std::unique_ptr<Warm> w);
+  void destroy_now(Warm& w);
+
   Options o_;
   std::string runsc_, root_;
+  std::mutex mu_;
+  std::map<std::string, std::vector<std::unique_ptr<Warm>>> pool_;  // tenant|limits -> ready
+  std::map<std::string, int> starting_;                             // tenant|limits -> being started
 };
+
+std::vector<std::string> GvisorSandbox::runsc(std::initializer_list<std::string> args) const {
+  std::vector<std::string> v = {runsc_, "--root", root_ + "/state", "--platform", o_.runsc_platform, "--network", "none",
+                                "--oci-seccomp"};
+  if (!o_.runsc_debug_dir.empty()) {  // runsc's own logs, for operators chasing a runsc problem
+    v.push_back("--debug");
+    v.push_back("--debug-log=" + o_.runsc_debug_dir + "/");
+  }
+  v.insert(v.end(), args.begin(), args.end());
+  return v;
+}
+
+// Warm sandboxes are shared by runs of one tenant with the same limits (a sandbox's cgroup and
+// workspace size are fixed when it starts).
+std::string GvisorSandbox::pool_key(const Spec& spec) {
+  const Limits& l = spec.limits;
+  return spec.tenant + "|" + std::to_string(l.memory_bytes) + "|" + std::to_string(l.pids) + "|" +
+         std::to_string(l.disk_bytes) + "|" + std::to_string(l.open_files) + "|" + std::to_string(l.cpus) + "|" +
+         std::to_string(l.cpu.count());
+}
+
+asio::awaitable<Result<std::unique_ptr<Warm>>> GvisorSandbox::start_warm(Spec shape) {
+  auto w = std::make_unique<Warm>();
+  w->id = "apw-" + random_hex(16);
+  w->dir = fs::path(root_) / "bundles" / w->id;
+  std::error_code ec;
+  fs::create_directories(w->dir.parent_path(), ec);
+  if (!fs::create_directory(w->dir, ec)) co_return Error::unavailable("cannot make the bundle folder: " + ec.message());
+  ::chmod(w->dir.c_str(), 0700);
+  shape.argv = {"python3", "-c",
+                "import os, time\nwhile True:\n  try:\n    os.waitpid(-1, 0)\n  except ChildProcessError:\n    time.sleep(0.05)"};
+  shape.files.clear();
+  auto config = bundle(shape, w->dir);
+  if (!config) {
+    destroy_now(*w);
+    co_return config.error();
+  }
+  {
+    std::ofstream out(w->dir / "config.json");
+    out << config->dump();
+  }
+  CgroupLimits cl{shape.limits.memory_bytes + kOverheadBytes, shape.limits.pids + kOverheadPids, shape.limits.cpus};
+  auto cg = Cgroup::create(o_.cgroup_name, "gv-" + w->id, cl);
+  if (!cg) {
+    destroy_now(*w);
+    co_return cg.error();
+  }
+  w->cg = std::make_unique<Cgroup>(std::move(*cg));
+  std::vector<std::string> procs;
+  for (const auto& d : w->cg->dirs()) procs.push_back(d + "/cgroup.procs");
+  const auto args = runsc({"run", "--detach", "--bundle", w->dir.string(), w->id});
+  int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  auto child = spawn(args, null_fd, null_fd, null_fd, procs);
+  ::close(null_fd);
+  if (!child) {
+    destroy_now(*w);
+    co_return child.error();
+  }
+  asio::posix::stream_descriptor d(co_await asio::this_coro::executor, child->pidfd);
+  co_await d.async_wait(asio::posix::stream_descriptor::wait_read, kTuple);
+  int st = 0;
+  ::waitpid(child->pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+    destroy_now(*w);
+    co_return Error::unavailable("runsc could not start a warm sandbox");
+  }
+  co_return w;
+}
+
+asio::awaitable<void> GvisorSandbox::refill(std::string key, Spec shape) {
+  auto w = co_await start_warm(std::move(shape));
+  std::unique_ptr<Warm> extra;
+  {
+    std::lock_guard lock(mu_);
+    --starting_[key];
+    if (w && static_cast<int>(pool_[key].size()) < o_.warm_pool) pool_[key].push_back(std::move(*w));
+    else if (w) extra = std::move(*w);
+  }
+  if (extra) co_await destroy(std::move(extra));
+}
+
+asio::awaitable<bool> GvisorSandbox::reset(Warm& w) {
+  // Every process but the keeper (PID 1) killed, twice for one forked in between; /tmp and
+  // /dev/shm emptied from inside; the workspace emptied from here.
+  const auto args = runsc({"exec", "--user", "1000:1000", w.id, "/bin/sh", "-c",
+                           "kill -9 -1 2>/dev/null; sleep 0.05; kill -9 -1 2>/dev/null; "
+                           "rm -rf /tmp/* /tmp/.[!.]* /tmp/..?* /dev/shm/* /dev/shm/.[!.]* 2>/dev/null; exit 0"});
+  if (co_await run_quietly(args) != 0) co_return false;
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(w.dir / "work", ec)) fs::remove_all(e.path(), ec);
+  w.cg->reset_peak();
+  co_return !ec;
+}
+
+void GvisorSandbox::destroy_now(Warm& w) {
+  if (w.cg) w.cg->kill_all();
+  int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  const std::vector<std::string> del = {runsc_, "--root", root_ + "/state", "delete", "--force", w.id};
+  if (auto s = spawn(del, null_fd, null_fd, null_fd, {})) {
+    ::waitpid(s->pid, nullptr, 0);
+    ::close(s->pidfd);
+  }
+  ::close(null_fd);
+  RemoveOnExit gone{w.dir};
+  if (w.cg)
+    for (int i = 0; i < 100 && !w.cg->remove(); ++i) ::usleep(5000);
+}
+
+asio::awaitable<void> GvisorSandbox::destroy(std::unique_ptr<Warm> w) {
+  if (w->cg) w->cg->kill_all();
+  const std::vector<std::string> del = {runsc_, "--root", root_ + "/state", "delete", "--force", w->id};
+  (void)co_await run_quietly(del);
+  RemoveOnExit gone{w->dir};
+  for (int i = 0; i < 100 && w->cg && !w->cg->remove(); ++i) {
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
+    co_await t.async_wait(kTuple);
+  }
+}
+
+GvisorSandbox::~GvisorSandbox() {
+  std::lock_guard lock(mu_);
+  for (auto& [key, ws] : pool_)
+    for (auto& w : ws) destroy_now(*w);
+}
+
+asio::awaitable<Result<RunResult>> GvisorSandbox::run_warm(std::unique_ptr<Warm> w, std::string key, Spec spec,
+                                                           OnOutput on_output) {
+  const auto start = std::chrono::steady_clock::now();
+  std::string path_var;
+  auto env = environment(spec, &path_var);
+  Status ready = env ? write_files(w->dir / "work", spec) : Status(env.error());
+  if (!ready) {  // a bad spec: the sandbox is not kept (its workspace may hold part of the files)
+    co_await destroy(std::move(w));
+    co_return ready.error();
+  }
+  auto argv = resolve_command(spec, path_var);
+  if (!argv) {
+    RunResult r;
+    r.exit_code = 127;
+    r.warm = true;
+    r.stderr_data = "agentplane sandbox: " + argv.error().message + "\n";
+    asio::co_spawn(co_await asio::this_coro::executor, recycle(std::move(w), key, true), asio::detached);
+    co_return r;
+  }
+  std::vector<std::string> args = runsc({"exec", "--user", "1000:1000", "--cwd", "/work"});
+  for (const auto& e : *env) {
+    args.push_back("--env");
+    args.push_back(e);
+  }
+  args.push_back(w->id);
+  args.insert(args.end(), argv->begin(), argv->end());
+  Pipe in, out, err;
+  Status piped = ok_status();
+  for (Pipe* p : {&in, &out, &err})
+    if (piped) piped = p->open();
+  auto child = piped ? spawn(args, in.fds[0], out.fds[1], err.fds[1], {}) : Result<Spawned>(piped.error());
+  if (!child) {
+    co_await destroy(std::move(w));
+    co_return child.error();
+  }
+  ::close(in.take(0));
+  ::close(out.take(1));
+  ::close(err.take(1));
+  const double cpu_base = w->cg->stats().cpu_s;
+  Supervision sv;
+  sv.stdin_fd = in.take(1);
+  sv.stdout_fd = out.take(0);
+  sv.stderr_fd = err.take(0);
+  sv.exit_fd = child->pidfd;
+  const Cgroup* cgp = w->cg.get();
+  const pid_t client = child->pid;
+  sv.kill = [cgp, client] {  // the whole sandbox (it is not reused after a kill) and runsc exec
+    cgp->kill_all();
+    ::kill(client, SIGKILL);
+  };
+  sv.cgroup = cgp;
+  sv.cpu_base_s = cpu_base;
+  sv.start = start;
+  Supervised got = co_await supervise(std::move(sv), spec, on_output);
+  int wstatus = 0;
+  ::kill(client, SIGKILL);  // (no-op once it has exited)
+  ::waitpid(client, &wstatus, 0);
+  const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
+  const CgroupStats stats = w->cg->stats();
+  RunResult result;
+  result.warm = true;
+  result.usage.cpu_s = stats.cpu_s - cpu_base;
+  result.usage.peak_memory_bytes = stats.peak_memory_bytes;
+  result.usage.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const bool killed = apply_kills(got, spec, result);
+  if (cancelled) {
+    result.outcome = Outcome::kCancelled;
+    result.signal = SIGKILL;
+  } else if (!killed) {
+    classify(wstatus, stats, spec, result);
+  }
+  read_back_files(w->dir / "work", spec, result);
+  // After the answer, behind it: kept if it ended on its own and resets cleanly, else destroyed.
+  const bool reusable = !killed && !cancelled && result.outcome != Outcome::kOomKilled;
+  asio::co_spawn(co_await asio::this_coro::executor, recycle(std::move(w), key, reusable), asio::detached);
+  co_return result;
+}
+
+asio::awaitable<void> GvisorSandbox::recycle(std::unique_ptr<Warm> w, std::string key, bool reusable) {
+  if (reusable && co_await reset(*w)) {
+    std::lock_guard lock(mu_);
+    if (static_cast<int>(pool_[key].size()) < o_.warm_pool) pool_[key].push_back(std::move(w));
+  }
+  if (w) co_await destroy(std::move(w));
+}
 
 Result<Json> GvisorSandbox::bundle(const Spec& spec, const fs::path& dir) {
   std::error_code ec;
@@ -234,43 +535,16 @@ Result<Json> GvisorSandbox::bundle(const Spec& spec, const fs::path& dir) {
       !write_text(rootfs / "etc/hosts", "127.0.0.1 localhost sandbox\n::1 localhost\n", 0644) ||
       !write_text(rootfs / "etc/resolv.conf", "", 0644))
     return Error::unavailable("cannot write the bundle's /etc");
-  // The workspace: the spec's files, owned by the sandbox's user (uid 1000 inside and out: gVisor
-  // checks permissions itself; the bundle's folder is root's alone, 0700).
   fs::create_directories(work, ec);
   // The workspace is a tmpfs of the disk limit's size (and a bounded number of files), so the
   // code cannot fill the host's /run; where mounting is not allowed, a plain folder (per-file
   // size bound only).
   const std::string opts = "size=" + std::to_string(spec.limits.disk_bytes) + ",nr_inodes=65536,mode=0755,uid=1000,gid=1000";
   (void)::mount("tmpfs", work.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, opts.c_str());
-  int64_t total = 0;
-  for (const auto& f : spec.files) {
-    AP_RETURN_IF_ERROR(valid_rel_path(f.path));
-    total += static_cast<int64_t>(f.content.size());
-    if (total > spec.limits.disk_bytes) return Error::invalid_argument("the files are larger than the disk limit");
-    if (f.mode < 0 || f.mode > 0777) return Error::invalid_argument("file mode must be within 0777");
-    const fs::path p = work / f.path;
-    fs::create_directories(p.parent_path(), ec);
-    if (!write_text(p, f.content, f.mode)) return Error::unavailable("cannot write " + f.path + " into the workspace");
-    ::chmod(p.c_str(), static_cast<mode_t>(f.mode));
-  }
-  for (auto it = fs::recursive_directory_iterator(work, ec); it != fs::recursive_directory_iterator(); it.increment(ec))
-    (void)!::lchown(it->path().c_str(), 1000, 1000);
-  (void)!::chown(work.c_str(), 1000, 1000);
+  AP_RETURN_IF_ERROR(write_files(work, spec));
   std::string path_var;
   AP_ASSIGN_OR_RETURN(auto env, environment(spec, &path_var));
-  std::vector<std::string> args = spec.argv;
-  if (args[0].find('/') == std::string::npos) {  // runsc needs the path: look it up as the sandbox would
-    const std::string name = args[0];
-    std::istringstream dirs(path_var);
-    std::string d;
-    while (std::getline(dirs, d, ':'))
-      if (!d.empty() && d.front() == '/' && ::access((d + "/" + args[0]).c_str(), X_OK) == 0 &&
-          (d.rfind("/usr/", 0) == 0 || d == "/bin" || d == "/sbin")) {
-        args[0] = d + "/" + name;
-        break;
-      }
-    if (args[0] == name) return Error::not_found("cannot execute " + name + ": not found on the sandbox's PATH");
-  }
+  AP_ASSIGN_OR_RETURN(auto args, resolve_command(spec, path_var));
   const Limits& l = spec.limits;
   const uint64_t fsize = static_cast<uint64_t>(l.disk_bytes), nofile = static_cast<uint64_t>(l.open_files),
                  cpu = static_cast<uint64_t>((l.cpu.count() + 999) / 1000);
@@ -310,6 +584,26 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
   AP_CO_RETURN_IF_ERROR(spec.limits.validate());
   if (spec.network) co_return Error::unimplemented("network egress is not available in the gvisor sandbox (runsc --network=none)");
   for (const auto& f : spec.read_back) AP_CO_RETURN_IF_ERROR(valid_rel_path(f));
+  if (o_.warm_pool > 0 && !spec.tenant.empty()) {
+    // A warm sandbox of this tenant and these limits, if one is ready; one more started behind.
+    const std::string key = pool_key(spec);
+    std::unique_ptr<Warm> w;
+    bool start_one = false;
+    {
+      std::lock_guard lock(mu_);
+      auto& ready = pool_[key];
+      if (!ready.empty()) {
+        w = std::move(ready.back());
+        ready.pop_back();
+      }
+      if (static_cast<int>(ready.size()) + starting_[key] < o_.warm_pool) {
+        ++starting_[key];
+        start_one = true;
+      }
+    }
+    if (start_one) asio::co_spawn(co_await asio::this_coro::executor, refill(key, spec), asio::detached);
+    if (w) co_return co_await run_warm(std::move(w), key, std::move(spec), std::move(on_output));
+  }
   const auto start = std::chrono::steady_clock::now();
   const std::string id = "ap-" + random_hex(16);
   std::error_code ec;
@@ -337,15 +631,7 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
   for (const auto& d : cg.dirs()) procs.push_back(d + "/cgroup.procs");
   Pipe in, out, err;
   for (Pipe* p : {&in, &out, &err}) AP_CO_RETURN_IF_ERROR(p->open());
-  std::vector<std::string> args = {runsc_, "--root", root_ + "/state", "--platform", o_.runsc_platform, "--network", "none",
-                                   "--oci-seccomp"};
-  if (!o_.runsc_debug_dir.empty()) {  // runsc's own logs, for operators chasing a runsc problem
-    args.push_back("--debug");
-    args.push_back("--debug-log=" + o_.runsc_debug_dir + "/");
-  }
-  for (const char* a : {"run", "--bundle"}) args.push_back(a);
-  args.push_back(dir.string());
-  args.push_back(id);
+  const auto args = runsc({"run", "--bundle", dir.string(), id});
   auto child = spawn(args, in.fds[0], out.fds[1], err.fds[1], procs);
   if (!child) co_return child.error();
   ::close(in.take(0));
@@ -386,28 +672,8 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
     result.signal = SIGKILL;
     co_return result;
   }
-  if (!killed) {
-    const int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
-    // The kernel's OOM killer in our cgroup, or the sentry's own (it kills the code with SIGKILL
-    // when the cgroup is full: peak usage at the limit).
-    const bool oom = stats.oom_kills > 0 || (code == 128 + SIGKILL && stats.peak_memory_bytes >= spec.limits.memory_bytes);
-    if (oom) {
-      result.outcome = Outcome::kOomKilled;
-      result.signal = SIGKILL;
-    } else if (code > 128 && code < 128 + 65) {  // runsc reports a signal as 128 + its number
-      result.outcome = code - 128 == SIGXCPU ? Outcome::kCpuLimit : Outcome::kSignaled;
-      result.signal = code - 128;
-    } else {
-      result.outcome = Outcome::kExited;
-      result.exit_code = code;
-    }
-  }
-  int work_fd = ::open((dir / "work").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (work_fd >= 0) {
-    for (const auto& f : spec.read_back)
-      if (auto data = read_beneath(work_fd, f)) result.files[f] = std::move(*data);
-    ::close(work_fd);
-  }
+  if (!killed) classify(wstatus, stats, spec, result);
+  read_back_files(dir / "work", spec, result);
   co_return result;
 }
 

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include "exec/sandbox/sandbox.h"
 #include "exec/sandbox/sandbox_test_util.h"
 
@@ -115,6 +117,46 @@ TEST_P(Native, BadSpecsAreRefusedBeforeAnythingRuns) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Native, ::testing::ValuesIn(backends()));
+
+TEST(GvisorWarmPool, ARunTakesAStartedSandboxOfItsTenantResetToFresh) {
+  if (::geteuid() != 0 || !probe("gvisor").available) GTEST_SKIP() << "gvisor cannot run here";
+  Options o;
+  o.warm_pool = 1;
+  auto sb = make_sandbox("gvisor", o);
+  ASSERT_TRUE(sb) << sb.error().message;
+  auto run = [&](const std::string& tenant, const std::string& script) {
+    Spec s = testing::sh(script);
+    s.tenant = tenant;
+    auto r = testing::run_sync(**sb, s);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? *r : RunResult{};
+  };
+  // The first run of a tenant is cold and starts a warm sandbox behind it.
+  auto first = run("tenant-a", "echo left > /work/a; echo left > /tmp/b; (sleep 60 &) ; echo cold");
+  EXPECT_FALSE(first.warm);
+  EXPECT_EQ(first.stdout_data, "cold\n");
+  RunResult warm;
+  for (int i = 0; i < 20 && !warm.warm; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    warm = run("tenant-a", "ls -A /work /tmp 2>/dev/null; cat /work/a /tmp/b 2>/dev/null; echo x > /work/a; "
+                           "(sleep 60 &); echo warm $(pwd) $HOME");
+  }
+  ASSERT_TRUE(warm.warm) << "no warm sandbox was used";
+  EXPECT_TRUE(warm.ok()) << warm.summary() << warm.stderr_data;
+  EXPECT_EQ(warm.stdout_data, "warm /work /work\n") << "a warm sandbox must start empty";
+  // Reset after that run: its file and its background process are gone for the next one.
+  RunResult again;
+  for (int i = 0; i < 20 && !again.warm; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    again = run("tenant-a", "cat /work/a 2>/dev/null; set -- /proc/[0-9]*; echo $#");
+  }
+  ASSERT_TRUE(again.warm);
+  // The keeper (1) and this shell: nothing left from before.
+  EXPECT_EQ(again.stdout_data, "2\n") << again.stdout_data;
+  // Another tenant never gets tenant-a's sandbox.
+  auto other = run("tenant-b", "echo b");
+  EXPECT_FALSE(other.warm);
+}
 
 TEST(Backends, MicrovmSaysWhyItIsAbsent) {
   Probe p = probe("microvm");

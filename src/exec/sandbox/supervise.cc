@@ -32,6 +32,10 @@ asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnO
   std::optional<Desc> report_d;
   if (s.report_fd >= 0) report_d.emplace(ex, s.report_fd);
   const int64_t cap = spec.limits.output_bytes;
+  // Streams still open; when the sandbox has exited, stragglers (a pipe held by something the
+  // command left behind, as in a warm sandbox) get a short grace and are then cut.
+  int open_streams = 2;
+  asio::steady_timer streams_done(ex, std::chrono::steady_clock::time_point::max());
   auto drain = [&](Desc& d, std::string& into, bool& capped, int fd_no) -> asio::awaitable<void> {
     std::vector<char> buf(65536);
     for (;;) {
@@ -48,6 +52,7 @@ asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnO
       }
     }
     d.close();
+    if (--open_streams == 0) streams_done.cancel();
   };
   auto read_report = [&]() -> asio::awaitable<void> {
     if (!report_d) co_return;
@@ -66,7 +71,22 @@ asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnO
     if (!spec.stdin_data.empty()) co_await asio::async_write(in_d, asio::buffer(spec.stdin_data), kTuple);
     in_d.close();
   };
-  auto exited = [&]() -> asio::awaitable<void> { co_await exit_d.async_wait(Desc::wait_read, kTuple); };
+  auto exited = [&]() -> asio::awaitable<void> {
+    co_await exit_d.async_wait(Desc::wait_read, kTuple);
+    if (open_streams > 0) {
+      streams_done.expires_after(std::chrono::milliseconds(200));
+      co_await streams_done.async_wait(kTuple);
+    }
+    if (open_streams > 0) {
+      boost::system::error_code ignored;
+      out_d.cancel(ignored);
+      err_d.cancel(ignored);
+    }
+    if (in_d.is_open()) {
+      boost::system::error_code ignored;
+      in_d.cancel(ignored);
+    }
+  };
   auto watchdog = [&]() -> asio::awaitable<void> {
     asio::steady_timer t(ex);
     const auto deadline = s.start + spec.limits.wall;
@@ -74,7 +94,7 @@ asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnO
     for (;;) {
       const auto now = std::chrono::steady_clock::now();
       if (now >= deadline && !out.timed_out) out.timed_out = true;
-      if (s.cgroup && !out.timed_out && !out.cpu_killed && s.cgroup->stats().cpu_s > cpu_limit) out.cpu_killed = true;
+      if (s.cgroup && !out.timed_out && !out.cpu_killed && s.cgroup->stats().cpu_s - s.cpu_base_s > cpu_limit) out.cpu_killed = true;
       if (out.timed_out || out.cpu_killed) s.kill();  // again on every tick until it is gone
       const std::chrono::steady_clock::duration step = std::chrono::milliseconds(100);
       t.expires_after(deadline > now ? std::min(step, deadline - now) : step);

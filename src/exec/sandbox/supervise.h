@@ -23,6 +23,7 @@ struct Supervision {
   int exit_fd = -1;                                   // a pidfd: readable when the process exits
   std::function<void()> kill;                         // kills the whole sandbox
   const Cgroup* cgroup = nullptr;                     // for the CPU-time limit
+  double cpu_base_s = 0;                              // the cgroup's CPU time before this run
   std::chrono::steady_clock::time_point start;
 };
 
