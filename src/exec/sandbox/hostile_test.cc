@@ -378,12 +378,7 @@ TEST_P(Hostile, ARunCannotReadAnotherRunsFiles) {
   outcome_ = "fresh workspace, /tmp and /dev/shm per run";
 }
 
-std::vector<std::string> backends() {
-  std::vector<std::string> out = {"native"};
-  if (probe("gvisor").available) out.push_back("gvisor");
-  return out;
-}
-INSTANTIATE_TEST_SUITE_P(Backends, Hostile, ::testing::ValuesIn(backends()));
+INSTANTIATE_TEST_SUITE_P(Backends, Hostile, ::testing::ValuesIn(testing::backends()));
 
 }  // namespace
 }  // namespace ap::sandbox

@@ -13,12 +13,6 @@ namespace {
 using testing::run_sync;
 using testing::sh;
 
-// Every backend that can run here: native always, gvisor where runsc is installed (and root).
-std::vector<std::string> backends() {
-  std::vector<std::string> out = {"native"};
-  if (probe("gvisor").available) out.push_back("gvisor");
-  return out;
-}
 
 class Native : public ::testing::TestWithParam<std::string> {
  protected:
@@ -116,7 +110,7 @@ TEST_P(Native, BadSpecsAreRefusedBeforeAnythingRuns) {
   EXPECT_EQ(run_sync(*sb_, net).error().code, Code::kUnimplemented);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, Native, ::testing::ValuesIn(backends()));
+INSTANTIATE_TEST_SUITE_P(Backends, Native, ::testing::ValuesIn(testing::backends()));
 
 TEST(GvisorWarmPool, ARunTakesAStartedSandboxOfItsTenantResetToFresh) {
   if (::geteuid() != 0 || !probe("gvisor").available) GTEST_SKIP() << "gvisor cannot run here";

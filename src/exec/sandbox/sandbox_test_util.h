@@ -16,6 +16,13 @@ inline Result<RunResult> run_sync(Sandbox& sb, Spec spec, OnOutput on_output = {
   return f.get();
 }
 
+// Every backend that can run here: native always, gvisor where runsc is installed (and root).
+inline std::vector<std::string> backends() {
+  std::vector<std::string> out = {"native"};
+  if (probe("gvisor").available) out.push_back("gvisor");
+  return out;
+}
+
 inline Spec sh(const std::string& script) {
   Spec s;
   s.argv = {"/bin/sh", "-c", script};
