@@ -245,6 +245,14 @@ struct Warm {
   std::string id;
   fs::path dir;
   std::unique_ptr<Cgroup> cg;
+  std::string runsc, state;  // to delete its container
+  bool cleaned = false;      // destroyed already (asynchronously)
+  Warm() = default;
+  Warm(const Warm&) = delete;
+  Warm& operator=(const Warm&) = delete;
+  // Never leaked, even when dropped unfinished (a shutdown destroys pending coroutines): blocks
+  // for runsc's delete (~50 ms) when it was not cleaned asynchronously before.
+  ~Warm();
 };
 
 // The classification both paths share: runsc's (or runsc exec's) status, the cgroup's numbers.
@@ -292,7 +300,6 @@ class GvisorSandbox final : public Sandbox {
   asio::awaitable<bool> reset(Warm& w);
   asio::awaitable<void> recycle(std::unique_ptr<Warm> w, std::string key, bool reusable);
   asio::awaitable<void> destroy(std::unique_ptr<Warm> w);
-  void destroy_now(Warm& w);
 
   Options o_;
   std::string runsc_, root_;
@@ -324,6 +331,8 @@ std::string GvisorSandbox::pool_key(const Spec& spec) {
 asio::awaitable<Result<std::unique_ptr<Warm>>> GvisorSandbox::start_warm(Spec shape) {
   auto w = std::make_unique<Warm>();
   w->id = "apw-" + random_hex(16);
+  w->runsc = runsc_;
+  w->state = root_ + "/state";
   w->dir = fs::path(root_) / "bundles" / w->id;
   std::error_code ec;
   fs::create_directories(w->dir.parent_path(), ec);
@@ -334,7 +343,6 @@ asio::awaitable<Result<std::unique_ptr<Warm>>> GvisorSandbox::start_warm(Spec sh
   shape.files.clear();
   auto config = bundle(shape, w->dir);
   if (!config) {
-    destroy_now(*w);
     co_return config.error();
   }
   {
@@ -344,7 +352,6 @@ asio::awaitable<Result<std::unique_ptr<Warm>>> GvisorSandbox::start_warm(Spec sh
   CgroupLimits cl{shape.limits.memory_bytes + kOverheadBytes, shape.limits.pids + kOverheadPids, shape.limits.cpus};
   auto cg = Cgroup::create(o_.cgroup_name, "gv-" + w->id, cl);
   if (!cg) {
-    destroy_now(*w);
     co_return cg.error();
   }
   w->cg = std::make_unique<Cgroup>(std::move(*cg));
@@ -355,7 +362,6 @@ asio::awaitable<Result<std::unique_ptr<Warm>>> GvisorSandbox::start_warm(Spec sh
   auto child = spawn(args, null_fd, null_fd, null_fd, procs);
   ::close(null_fd);
   if (!child) {
-    destroy_now(*w);
     co_return child.error();
   }
   asio::posix::stream_descriptor d(co_await asio::this_coro::executor, child->pidfd);
@@ -363,7 +369,6 @@ asio::awaitable<Result<std::unique_ptr<Warm>>> GvisorSandbox::start_warm(Spec sh
   int st = 0;
   ::waitpid(child->pid, &st, 0);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-    destroy_now(*w);
     co_return Error::unavailable("runsc could not start a warm sandbox");
   }
   co_return w;
@@ -394,35 +399,36 @@ asio::awaitable<bool> GvisorSandbox::reset(Warm& w) {
   co_return !ec;
 }
 
-void GvisorSandbox::destroy_now(Warm& w) {
-  if (w.cg) w.cg->kill_all();
+asio::awaitable<void> GvisorSandbox::destroy(std::unique_ptr<Warm> w) {
+  if (w->cg) w->cg->kill_all();
+  const std::vector<std::string> del = {runsc_, "--root", root_ + "/state", "delete", "--force", w->id};
+  (void)co_await run_quietly(del);
+  for (int i = 0; i < 100 && w->cg && !w->cg->remove(); ++i) {
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
+    co_await t.async_wait(kTuple);
+  }
+  w->cleaned = true;
+  RemoveOnExit gone{w->dir};
+}
+
+Warm::~Warm() {
+  if (cleaned || id.empty()) return;
+  if (cg) cg->kill_all();
   int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-  const std::vector<std::string> del = {runsc_, "--root", root_ + "/state", "delete", "--force", w.id};
+  const std::vector<std::string> del = {runsc, "--root", state, "delete", "--force", id};
   if (auto s = spawn(del, null_fd, null_fd, null_fd, {})) {
     ::waitpid(s->pid, nullptr, 0);
     ::close(s->pidfd);
   }
   ::close(null_fd);
-  RemoveOnExit gone{w.dir};
-  if (w.cg)
-    for (int i = 0; i < 100 && !w.cg->remove(); ++i) ::usleep(5000);
-}
-
-asio::awaitable<void> GvisorSandbox::destroy(std::unique_ptr<Warm> w) {
-  if (w->cg) w->cg->kill_all();
-  const std::vector<std::string> del = {runsc_, "--root", root_ + "/state", "delete", "--force", w->id};
-  (void)co_await run_quietly(del);
-  RemoveOnExit gone{w->dir};
-  for (int i = 0; i < 100 && w->cg && !w->cg->remove(); ++i) {
-    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(5));
-    co_await t.async_wait(kTuple);
-  }
+  RemoveOnExit gone{dir};
+  if (cg)
+    for (int i = 0; i < 100 && !cg->remove(); ++i) ::usleep(5000);
 }
 
 GvisorSandbox::~GvisorSandbox() {
   std::lock_guard lock(mu_);
-  for (auto& [key, ws] : pool_)
-    for (auto& w : ws) destroy_now(*w);
+  pool_.clear();  // each Warm deletes its container
 }
 
 asio::awaitable<Result<RunResult>> GvisorSandbox::run_warm(std::unique_ptr<Warm> w, std::string key, Spec spec,
