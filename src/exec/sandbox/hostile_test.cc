@@ -282,6 +282,13 @@ TEST_P(Hostile, ProcShowsNoHostEnvironmentOrCommandLines) {
   EXPECT_EQ(r.stdout_data.find("launcher-secret-value"), std::string::npos);
   EXPECT_EQ(r.stdout_data.find("hostile"), std::string::npos) << "a launcher's command line is visible: " << r.stdout_data;
   EXPECT_EQ(r.stdout_data.find("sandbox_test"), std::string::npos) << r.stdout_data;
+  if (native()) {  // PID 1 is our small init, exec'd: no copy of the launcher's memory
+    auto init = run(sh("tr '\\0' ' ' < /proc/1/cmdline; echo; grep VmSize /proc/1/status"));
+    EXPECT_EQ(init.stdout_data.rfind("agentplane-sandbox-init \n", 0), 0u) << init.stdout_data;
+    const auto at = init.stdout_data.find("VmSize:");
+    ASSERT_NE(at, std::string::npos) << init.stdout_data;
+    EXPECT_LT(std::stol(init.stdout_data.substr(at + 7)), 16 * 1024) << "PID 1 maps more than 16 MiB: " << init.stdout_data;
+  }
   outcome_ = "/proc/1/environ unreadable, no host process visible";
 }
 

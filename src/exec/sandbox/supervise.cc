@@ -1,6 +1,7 @@
 #include "exec/sandbox/supervise.h"
 
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -106,6 +107,21 @@ asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnO
              read_report() && feed() && exited()) ||
             watchdog());
   co_return out;
+}
+
+// Nothing of the server's signal state reaches the code: an empty mask, every disposition the
+// default (execve keeps ignored signals and the mask). Raw system calls (see reset_signals' use).
+void reset_signals() {
+  const uint64_t empty = 0;
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, nullptr, sizeof empty);
+  struct {
+    void* handler;
+    unsigned long flags;
+    void* restorer;
+    uint64_t mask;
+  } dfl{nullptr, 0, nullptr, 0};  // the kernel's struct sigaction; SIG_DFL is 0
+  for (int sig = 1; sig <= 64; ++sig)
+    if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof(uint64_t));
 }
 
 bool apply_kills(const Supervised& s, const Spec& spec, RunResult& r) {
