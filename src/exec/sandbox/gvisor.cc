@@ -588,7 +588,8 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
   co_await asio::this_coro::throw_if_cancelled(false);
   if (spec.argv.empty() || spec.argv[0].empty()) co_return Error::invalid_argument("the command is empty");
   AP_CO_RETURN_IF_ERROR(spec.limits.validate());
-  if (spec.network) co_return Error::unimplemented("network egress is not available in the gvisor sandbox (runsc --network=none)");
+  if (spec.network)
+    co_return Error::unimplemented("network egress is offered by the native sandbox only (gvisor runs with --network=none)");
   for (const auto& f : spec.read_back) AP_CO_RETURN_IF_ERROR(valid_rel_path(f));
   if (o_.warm_pool > 0 && !spec.tenant.empty()) {
     // A warm sandbox of this tenant and these limits, if one is ready; one more started behind.

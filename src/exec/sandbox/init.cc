@@ -17,6 +17,7 @@
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -176,6 +177,37 @@ struct Exec {
   ::_exit(127);
 }
 
+// Egress: a listening socket on this namespace's loopback, handed to the server (which serves it
+// as the egress proxy); the code can connect to it but never holds it.
+void share_egress_listener(const InitPlan& p) {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (s < 0) die("socket", "egress");
+  const int one = 1;
+  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(p.egress_port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("bind", "egress proxy port");
+  if (::listen(s, 64) != 0) die("listen", "egress");
+  char byte = 'L';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(c), &s, sizeof s);
+  if (::sendmsg(ap::sandbox::kInitEgressFd, &msg, MSG_NOSIGNAL) != 1) die("sendmsg", "egress listener");
+  ::close(s);
+  ::close(ap::sandbox::kInitEgressFd);
+}
+
 std::string read_plan() {
   struct stat st{};
   if (::fstat(ap::sandbox::kInitPlanFd, &st) != 0) die("fstat", "plan");
@@ -232,6 +264,7 @@ int main() {
     }
     if (s >= 0) ::close(s);
   }
+  if (p.egress_port != 0) share_egress_listener(p);
   // /dev/null as 0-2.
   int null_fd = ::open("/dev/null", O_RDWR);
   if (null_fd < 0) die("open", "/dev/null");

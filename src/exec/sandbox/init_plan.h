@@ -36,6 +36,7 @@ struct InitPlan {
   uint32_t cap_last = 40;
   std::string seccomp;                      // the BPF program (struct sock_filter array)
   uint64_t fsize = 0, nofile = 0, cpu_s = 0;  // rlimits
+  uint32_t egress_port = 0;  // egress: a listener at 127.0.0.1:<port>, handed to the server (0: none)
 };
 
 // The new root's mount point, in the sandbox's own mount namespace.
@@ -45,6 +46,7 @@ inline constexpr const char* kInitRoot = "/tmp";
 inline constexpr int kInitStatusFd = 4;  // the report (see init.cc)
 inline constexpr int kInitStdinFd = 5, kInitStdoutFd = 6, kInitStderrFd = 7;
 inline constexpr int kInitPlanFd = 8;
+inline constexpr int kInitEgressFd = 9;  // with network: a unix socket to send the listener on
 
 namespace plan_codec {
 
@@ -108,7 +110,7 @@ inline std::string encode_plan(const InitPlan& p) {
   strs(out, p.envp);
   strs(out, p.read_back);
   for (uint64_t v : {static_cast<uint64_t>(p.read_back_cap), uint64_t{p.user_uid}, uint64_t{p.user_gid},
-                     uint64_t{p.set_groups}, uint64_t{p.cap_last}, p.fsize, p.nofile, p.cpu_s})
+                     uint64_t{p.set_groups}, uint64_t{p.cap_last}, p.fsize, p.nofile, p.cpu_s, uint64_t{p.egress_port}})
     u64(out, v);
   str(out, p.seccomp);
   return out;
@@ -145,6 +147,7 @@ inline bool decode_plan(std::string_view in, InitPlan& p) {
   p.fsize = r.u64();
   p.nofile = r.u64();
   p.cpu_s = r.u64();
+  p.egress_port = static_cast<uint32_t>(r.u64());
   p.seccomp = r.str().value_or("");
   return r.ok && r.in.empty();
 }

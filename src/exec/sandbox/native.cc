@@ -11,6 +11,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -20,6 +21,8 @@
 
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -31,6 +34,7 @@
 #include <sstream>
 
 #include "exec/sandbox/cgroup.h"
+#include "exec/sandbox/egress_proxy.h"
 #include "exec/sandbox/init_plan.h"
 #include "exec/sandbox/native.h"
 #include "exec/sandbox/seccomp.h"
@@ -75,7 +79,8 @@ long raw(long n, long a = 0, long b = 0, long c = 0, long d = 0, long e = 0) {
 
 // What the child needs, in the server's memory (read only by the child).
 struct Launch {
-  int fds[6] = {-1, -1, -1, -1, -1, -1};  // sync, status, stdin, stdout, stderr, plan: become 3..8
+  // sync, status, stdin, stdout, stderr, plan, egress (-1: none): become 3..9
+  int fds[7] = {-1, -1, -1, -1, -1, -1, -1};
   int init_fd = -1;
 };
 
@@ -101,15 +106,16 @@ int pre_exec(void* arg) {
   raw(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
   // Our descriptors at fixed numbers, every other one the server had closed (this is our own
   // copy of the table: no CLONE_FILES).
-  int high[7];
-  for (int i = 0; i < 7; ++i) {
-    high[i] = static_cast<int>(raw(SYS_fcntl, i < 6 ? l.fds[i] : l.init_fd, F_DUPFD_CLOEXEC, 10));
-    if (high[i] < 0) raw(SYS_exit_group, 1);
+  int high[8];
+  for (int i = 0; i < 8; ++i) {
+    const int fd = i < 7 ? l.fds[i] : l.init_fd;
+    high[i] = fd < 0 ? -1 : static_cast<int>(raw(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 11));
+    if (fd >= 0 && high[i] < 0) raw(SYS_exit_group, 1);
   }
-  for (int i = 0; i < 6; ++i)
-    if (raw(SYS_dup3, high[i], 3 + i, 0) != 3 + i) raw(SYS_exit_group, 1);
-  if (raw(SYS_dup3, high[6], 9, O_CLOEXEC) != 9) raw(SYS_exit_group, 1);
-  raw(SYS_close_range, 10, ~0u, 0);
+  for (int i = 0; i < 7; ++i)
+    if (high[i] >= 0 && raw(SYS_dup3, high[i], 3 + i, 0) != 3 + i) raw(SYS_exit_group, 1);
+  if (raw(SYS_dup3, high[7], 10, O_CLOEXEC) != 10) raw(SYS_exit_group, 1);
+  raw(SYS_close_range, 11, ~0u, 0);
   // Wait until the parent has written our id maps and put us in the cgroup; then become root
   // of the user namespace, so that the exec keeps the namespace's capabilities.
   char go = 0;
@@ -118,7 +124,7 @@ int pre_exec(void* arg) {
   if (long e = raw(SYS_setresgid, 0, 0, 0); e != 0) child_exit(e, "setresgid 0");
   if (long e = raw(SYS_setresuid, 0, 0, 0); e != 0) child_exit(e, "setresuid 0");
   raw(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);  // the id change cleared it
-  long e = raw(SYS_execveat, 9, reinterpret_cast<long>(""), reinterpret_cast<long>(kInitArgv),
+  long e = raw(SYS_execveat, 10, reinterpret_cast<long>(""), reinterpret_cast<long>(kInitArgv),
                reinterpret_cast<long>(kInitEnvp), AT_EMPTY_PATH);
   child_exit(e, "exec of the sandbox init");
 }
@@ -147,6 +153,31 @@ Result<int> init_program_fd() {
   }
   fd = m;
   return fd;
+}
+
+// A descriptor sent with SCM_RIGHTS on `channel` (taken over): -1 when the peer closed first.
+asio::awaitable<Result<int>> receive_fd(int channel) {
+  using namespace asio::experimental::awaitable_operators;
+  asio::posix::stream_descriptor d(co_await asio::this_coro::executor, channel);
+  asio::steady_timer timer(d.get_executor(), std::chrono::seconds(10));
+  auto ready = co_await (d.async_wait(asio::posix::stream_descriptor::wait_read, kTuple) || timer.async_wait(kTuple));
+  if (ready.index() == 1) co_return Error::unavailable("the sandbox did not set up its network within 10 s");
+  char byte = 0;
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  if (::recvmsg(d.native_handle(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT) <= 0) co_return -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+      int fd = -1;
+      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+      co_return fd;
+    }
+  co_return -1;
 }
 
 // The cloned child: killed and reaped, and its stack freed, on every path out.
@@ -328,6 +359,7 @@ Result<InitPlan> NativeSandbox::plan(const Spec& spec) {
     p->read_back.push_back(f);  // relative to /work
   }
   p->read_back_cap = std::min<int64_t>(kMaxReadBack, l.disk_bytes);
+  p->egress_port = spec.network ? kEgressProxyPort : 0;
   return plan;
 }
 
@@ -347,8 +379,7 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   co_await asio::this_coro::throw_if_cancelled(false);
   if (spec.argv.empty() || spec.argv[0].empty()) co_return Error::invalid_argument("the command is empty");
   AP_CO_RETURN_IF_ERROR(spec.limits.validate());
-  if (spec.network)
-    co_return Error::unimplemented("network egress is not available in the native sandbox (the sandbox has only loopback)");
+  if (spec.network && !spec.egress_check) co_return Error::invalid_argument("network egress needs an egress check (the policy)");
   AP_CO_ASSIGN_OR_RETURN(auto plan, this->plan(spec));
   const auto start = std::chrono::steady_clock::now();
   CgroupLimits cl{spec.limits.memory_bytes, spec.limits.pids, spec.limits.cpus};
@@ -383,6 +414,15 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   launch.fds[4] = err.fds[1];
   launch.fds[5] = plan_fd;
   launch.init_fd = init_fd;
+  int egress_pair[2] = {-1, -1};  // [0] ours: the init sends the proxy's listener on it
+  if (spec.network && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, egress_pair) != 0) {
+    ::close(plan_fd);
+    co_return Error::unavailable("socketpair: " + errno_text(errno));
+  }
+  Pipe egress_channel;  // owns the pair's ends
+  egress_channel.fds[0] = egress_pair[0];
+  egress_channel.fds[1] = egress_pair[1];
+  launch.fds[6] = egress_pair[1];
 
   // The child shares our memory until its exec: its own small stack, every signal blocked in it
   // (no handler of the server's may run on it; the init resets the mask).
@@ -405,7 +445,8 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   ::close(plan_fd);
   if (child.pid < 0) co_return Error::unavailable("clone into new namespaces failed: " + errno_text(clone_errno));
   for (Pipe* pp : {&sync, &in}) ::close(pp->take(0));
-  for (Pipe* pp : {&status, &out, &err}) ::close(pp->take(1));
+  for (Pipe* pp : {&status, &out, &err, &egress_channel})
+    if (pp->fds[1] >= 0) ::close(pp->take(1));
   const pid_t pid = child.pid;
   // Id maps: inside, 0 (for the setup only) and 1000 (the user) map to unprivileged host ids;
   // without root, our own id is all there is to map.
@@ -421,6 +462,11 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   AP_CO_RETURN_IF_ERROR(cg.add(pid));
   if (::write(sync.fds[1], "g", 1) != 1) co_return Error::unavailable("cannot start the sandbox");
   ::close(sync.take(1));
+  std::shared_ptr<EgressProxy> proxy;
+  if (spec.network) {  // the listener comes from the init once lo is up; serve it before the command starts
+    AP_CO_ASSIGN_OR_RETURN(int listener, co_await receive_fd(egress_channel.take(0)));
+    if (listener >= 0) proxy = EgressProxy::start(co_await asio::this_coro::executor, listener, spec.egress_check);
+  }
 
   Supervision sv;
   sv.stdin_fd = in.take(1);
@@ -438,6 +484,8 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   // Init has exited (a zombie until reaped here), or we were cancelled: either way, none of the
   // sandbox outlives this.
   const int wstatus = child.wait();
+  RunResult egress;  // the proxy's record, kept for every outcome
+  if (proxy) proxy->stop(egress);
   const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
   const CgroupStats stats = cg.stats();
   Usage usage;
@@ -455,6 +503,8 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
     r.outcome = Outcome::kCancelled;
     r.signal = SIGKILL;
     r.usage = usage;
+    r.egress = std::move(egress.egress);
+    r.egress_dropped = egress.egress_dropped;
     co_return r;
   }
   const std::string& report = got.report;
@@ -465,6 +515,8 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   }
   RunResult result;
   result.usage = usage;
+  result.egress = std::move(egress.egress);
+  result.egress_dropped = egress.egress_dropped;
   const bool killed = apply_kills(got, spec, result);
   bool have_status = report.size() >= 13 && report[0] == 'R';
   int32_t how = 0, code = 0, exec_errno = 0;

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -40,6 +41,13 @@ struct File {
   int mode = 0644;
 };
 
+// Whether the sandbox may reach `host` (as the code named it) at `address` (what it resolved
+// to): OK, or PermissionDenied saying why (e.g. net::Egress::check).
+using EgressCheck = std::function<Status(std::string_view host, const boost::asio::ip::address& address)>;
+
+// The port of the egress proxy inside a sandbox with network (127.0.0.1 there).
+inline constexpr int kEgressProxyPort = 3128;
+
 struct Spec {
   std::vector<std::string> argv;  // argv[0]: a command on the sandbox's PATH or an absolute path
   std::string stdin_data;
@@ -47,7 +55,11 @@ struct Spec {
   // The whole environment (nothing is inherited): PATH, HOME, LANG and TMPDIR default when absent.
   std::vector<std::pair<std::string, std::string>> env;
   Limits limits;
-  bool network = false;                // egress; no backend here offers it yet (see docs)
+  // Egress (native backend): an HTTP(S) proxy at 127.0.0.1:3128 inside (HTTP_PROXY, HTTPS_PROXY
+  // and ALL_PROXY set unless given), which connects only where `egress_check` allows (required
+  // then). There is still no interface but `lo`: only what goes through the proxy leaves.
+  bool network = false;
+  EgressCheck egress_check;
   std::vector<std::string> read_back;  // workspace files to return after the run
   std::string tenant, run;             // whose code this is (cgroup names, logs)
 };
@@ -69,6 +81,16 @@ struct Usage {
   double wall_s = 0;
 };
 
+// One connection through the egress proxy.
+struct EgressRecord {
+  std::string host;  // as the code asked for it
+  int port = 0;
+  std::string address;  // where it went ("" when refused before connecting)
+  bool allowed = false;
+  std::string reason;   // refused or failed: why
+  int64_t bytes_out = 0, bytes_in = 0;
+};
+
 struct RunResult {
   Outcome outcome = Outcome::kExited;
   int exit_code = -1;  // kExited
@@ -78,6 +100,8 @@ struct RunResult {
   std::map<std::string, std::string> files;  // read_back files that exist (regular files only)
   Usage usage;
   bool warm = false;  // ran in a pre-started sandbox of the warm pool
+  std::vector<EgressRecord> egress;  // with network: each destination (at most 256 kept)
+  int64_t egress_dropped = 0;        // records beyond those
   bool ok() const { return outcome == Outcome::kExited && exit_code == 0; }
   std::string summary() const;  // "exited with 1", "killed: memory limit (256 MiB)", ...
 };

@@ -182,6 +182,14 @@ Result<std::vector<std::string>> environment(const Spec& spec, std::string* path
   if (!has_home) env.push_back("HOME=/work");
   if (!has_lang) env.push_back("LANG=C.UTF-8");
   if (!has_tmp) env.push_back("TMPDIR=/tmp");
+  if (spec.network) {  // the egress proxy, for every client that honours these
+    const std::string proxy = "http://127.0.0.1:" + std::to_string(kEgressProxyPort);
+    for (const char* k : {"HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"}) {
+      bool given = false;
+      for (const auto& [key, v] : spec.env) given = given || key == k;
+      if (!given) env.push_back(std::string(k) + "=" + proxy);
+    }
+  }
   for (const auto& a : spec.argv)
     if (a.find('\0') != std::string::npos) return Error::invalid_argument("arguments must not contain NUL");
   return env;
