@@ -222,6 +222,11 @@ int main(int argc, char** argv) {
   sandbox_run->add_option("--pids", sb_opts.pids, "Processes and threads at once")->capture_default_str();
   sandbox_run->add_option("--disk", sb_opts.disk, "Size of the workspace and of /tmp")->capture_default_str();
   sandbox_run->add_option("--file", sb_opts.files, "A local file to copy into the workspace (repeat)")->allow_extra_args(false);
+  sandbox_run->add_flag("--network", sb_opts.network,
+                        "Egress through the sandbox's HTTP(S) proxy (HTTP_PROXY set inside), to public addresses and --egress-allow");
+  sandbox_run->add_option("--egress-allow", sb_opts.egress_allow, "With --network: hosts or networks allowed besides public ones (repeat)")
+      ->allow_extra_args(false);
+  sandbox_run->add_flag("!--no-egress-public", sb_opts.egress_public, "With --network: only the --egress-allow list");
   sandbox_run->add_flag("--quiet", sb_opts.quiet, "No summary line on stderr");
   sandbox_run->add_option("command", sb_opts.command, "The command and its arguments (after --)")->required();
   auto* sandbox_probe = sandbox_cmd->add_subcommand("probe", "Which backends can run on this host, and why not");

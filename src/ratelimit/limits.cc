@@ -7,6 +7,7 @@
 #include <date/tz.h>
 #include <nlohmann/json.hpp>
 
+#include "net/egress.h"
 #include "store/tx.h"
 #include "telemetry/log.h"
 #include "telemetry/metrics.h"
@@ -148,11 +149,11 @@ Result<TenantLimits> TenantLimits::parse(const std::string& text) {
     const Json& sb = j["sandbox"];
     if (!sb.is_object()) return Error::invalid_argument("sandbox must be an object");
     static const std::vector<std::string> sb_known = {"backend", "max_wall_s", "max_cpu_s", "max_memory_mb", "max_pids",
-                                                      "max_disk_mb", "egress"};
+                                                      "max_disk_mb", "egress", "egress_hosts"};
     for (auto it = sb.begin(); it != sb.end(); ++it)
       if (std::find(sb_known.begin(), sb_known.end(), it.key()) == sb_known.end())
         return Error::invalid_argument("unknown field 'sandbox." + it.key() +
-                                       "' (known: backend, max_wall_s, max_cpu_s, max_memory_mb, max_pids, max_disk_mb, egress)");
+                                       "' (known: backend, max_wall_s, max_cpu_s, max_memory_mb, max_pids, max_disk_mb, egress, egress_hosts)");
     if (sb.contains("backend") && !sb["backend"].is_null()) {
       if (sb["backend"] != "native" && sb["backend"] != "gvisor" && sb["backend"] != "microvm")
         return Error::invalid_argument("sandbox.backend must be native, gvisor or microvm");
@@ -169,6 +170,16 @@ Result<TenantLimits> TenantLimits::parse(const std::string& text) {
     if (sb.contains("egress") && !sb["egress"].is_null()) {
       if (!sb["egress"].is_boolean()) return Error::invalid_argument("sandbox.egress must be true or false");
       l.sandbox.egress = sb["egress"].get<bool>();
+    }
+    if (sb.contains("egress_hosts") && !sb["egress_hosts"].is_null()) {
+      const Json& hosts = sb["egress_hosts"];
+      if (!hosts.is_array() || hosts.size() > 256) return Error::invalid_argument("sandbox.egress_hosts must be a list of at most 256 hosts or networks");
+      for (const auto& h : hosts) {
+        if (!h.is_string()) return Error::invalid_argument("sandbox.egress_hosts must hold strings");
+        l.sandbox.egress_hosts.push_back(h.get<std::string>());
+      }
+      if (auto e = net::Egress::parse(l.sandbox.egress_hosts, false); !e)
+        return Error::invalid_argument("sandbox.egress_hosts: " + e.error().message);
     }
   }
   if (j.contains("time_zone") && !j["time_zone"].is_null()) {
@@ -214,6 +225,7 @@ std::string TenantLimits::to_json() const {
   put_sb("max_pids", sandbox.max_pids);
   put_sb("max_disk_mb", sandbox.max_disk_mb);
   sb["egress"] = sandbox.egress;
+  if (!sandbox.egress_hosts.empty()) sb["egress_hosts"] = sandbox.egress_hosts;
   j["sandbox"] = sb;
   return j.dump();
 }

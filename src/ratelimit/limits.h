@@ -38,7 +38,10 @@ struct Rate {
 struct SandboxPolicy {
   std::string backend;  // empty: the deployment's default
   std::optional<int64_t> max_wall_s, max_cpu_s, max_memory_mb, max_pids, max_disk_mb;
-  bool egress = false;
+  bool egress = false;  // the sandbox may reach the network (through its egress proxy)
+  // With egress: only these destinations (host names, "*.example.com", addresses or networks),
+  // within what the operator's egress policy allows anyway; empty: all that policy allows.
+  std::vector<std::string> egress_hosts;
 };
 
 struct TenantLimits {

@@ -151,5 +151,51 @@ TEST_F(Code, TheTenantsPolicyCapsLimitsAndTheCpuQuotaRunsOut) {
             400);
 }
 
+TEST_F(Code, EgressOnlyWhenTheTenantsPolicyAllowsAndOnlyToItsHosts) {
+  auto t = server->make_tenant("code-egress");
+  const std::string port = server->url().substr(server->url().rfind(':') + 1);
+  const json spec = {
+      {"channels", {{"fetched", "last_value"}}},
+      {"nodes",
+       {{"fetch", {{"kind", "code"}, {"network", true},
+                   {"source", "import json, urllib.request, urllib.error\n"
+                              "def get(url):\n"
+                              "  try:\n"
+                              "    return urllib.request.urlopen(url, timeout=10).status\n"
+                              "  except urllib.error.HTTPError as e:\n"
+                              "    return e.code\n"
+                              "print(json.dumps({'fetched': [get('http://127.0.0.1:" + port + "/ok'), get('http://127.0.0.2:" + port + "/ok')]}))"}}}}},
+      {"edges", json::array({json::array({"__start__", "fetch"}), json::array({"fetch", "__end__"})})}};
+  ASSERT_EQ(server->call("PUT", "/v1/graphs/fetch", t.key, spec.dump()).status / 100, 2);
+  // By default a tenant's code has no network at all.
+  auto denied = server->call_json("POST", "/runs/wait", t.key, json{{"assistant_id", "fetch"}, {"input", json::object()}}.dump());
+  ASSERT_TRUE(denied.contains("__error__")) << denied.dump();
+  EXPECT_NE(denied["__error__"]["message"].get<std::string>().find("allows no network"), std::string::npos) << denied.dump();
+  // A bad host list is refused and changes nothing.
+  EXPECT_EQ(server->call("PUT", "/v1/tenants/" + t.id + "/limits", server->admin_token(),
+                         json{{"sandbox", {{"egress", true}, {"egress_hosts", {"not a host!"}}}}}.dump()).status,
+            400);
+  // Allowed, to its own list only (within the operator's policy, which allows loopback here).
+  ASSERT_EQ(server->call("PUT", "/v1/tenants/" + t.id + "/limits", server->admin_token(),
+                         json{{"sandbox", {{"egress", true}, {"egress_hosts", {"127.0.0.1"}}}}}.dump()).status,
+            200);
+  auto out = server->call_json("POST", "/runs/wait", t.key, json{{"assistant_id", "fetch"}, {"input", json::object()}}.dump());
+  EXPECT_EQ(out["fetched"], json::array({200, 403})) << out.dump();
+  // The audit event says where the code went, and what was refused and why.
+  json events;
+  ASSERT_TRUE(eventually([&] {
+    events = server->call_json("GET", "/v1/audit?kind=code.executed", t.key)["items"];
+    return events.size() == 1;
+  })) << events.dump();
+  const json& egress = events[0]["entry"]["payload"]["egress"];
+  ASSERT_EQ(egress.size(), 2u) << egress.dump();
+  EXPECT_EQ(egress[0]["host"], "127.0.0.1");
+  EXPECT_EQ(egress[0]["allowed"], true);
+  EXPECT_GT(egress[0]["bytes_in"].get<int64_t>(), 0);
+  EXPECT_EQ(egress[1]["host"], "127.0.0.2");
+  EXPECT_EQ(egress[1]["allowed"], false);
+  EXPECT_NE(egress[1]["reason"].get<std::string>().find("egress_hosts"), std::string::npos) << egress.dump();
+}
+
 }  // namespace
 }  // namespace ap::testing

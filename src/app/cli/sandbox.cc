@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "exec/sandbox/sandbox.h"
+#include "net/egress.h"
 
 namespace ap::app::cli {
 namespace {
@@ -67,6 +68,16 @@ int sandbox_run(const SandboxRunOptions& o) {
   sandbox::Spec spec;
   spec.argv = o.command;
   spec.network = o.network;
+  if (o.network) {
+    auto egress = net::Egress::parse(o.egress_allow, o.egress_public);
+    if (!egress) {
+      std::cerr << "agentplane sandbox run: " << egress.error().message << "\n";
+      return 2;
+    }
+    spec.egress_check = [e = std::make_shared<net::Egress>(std::move(*egress))](std::string_view host, const boost::asio::ip::address& a) {
+      return e->check(host, a);
+    };
+  }
   const int64_t wall = parse_duration_ms(o.timeout), memory = parse_size(o.memory), disk = parse_size(o.disk);
   if (wall < 0 || memory < 0 || disk < 0) {
     std::cerr << "agentplane sandbox run: --timeout takes 500ms/5s/2m, --memory and --disk 64M/1G\n";
@@ -117,6 +128,10 @@ int sandbox_run(const SandboxRunOptions& o) {
   if (!o.quiet)
     std::cerr << "[sandbox " << (*sb)->name() << ": " << r->summary() << "; cpu " << r->usage.cpu_s << " s, wall "
               << r->usage.wall_s << " s, peak memory " << (r->usage.peak_memory_bytes >> 10) << " KiB]\n";
+  if (!o.quiet)
+    for (const auto& e : r->egress)
+      std::cerr << "[egress " << e.host << ":" << e.port << " " << (e.allowed ? "-> " + e.address : "refused") << " "
+                << (e.reason.empty() ? "" : e.reason + " ") << e.bytes_out << " B out, " << e.bytes_in << " B in]\n";
   if (r->outcome == sandbox::Outcome::kExited) return r->exit_code;
   return 128 + (r->signal > 0 ? r->signal : 9);
 }

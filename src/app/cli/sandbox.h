@@ -14,7 +14,9 @@ struct SandboxRunOptions {
   std::string memory = "256M";   // 64M, 1G
   int pids = 64;
   std::string disk = "64M";
-  bool network = false;
+  bool network = false;          // egress through the sandbox's proxy, as the policy below allows
+  std::vector<std::string> egress_allow;  // hosts / networks besides public addresses
+  bool egress_public = true;
   bool quiet = false;            // no summary line
   std::vector<std::string> files;  // local files copied into the workspace (by their base name)
   std::vector<std::string> command;

@@ -248,6 +248,7 @@ Result<sandbox::RunResult> WorkerRunServices::code(sandbox::Spec spec) {
     auto* sb = self->access_.sandbox;
     if (!sb) co_return Error::failed_precondition("code execution is not configured on this worker (no sandbox backend)");
     auto* limits = self->access_.models ? self->access_.models->limits : nullptr;
+    if (spec.network && !limits) co_return Error::permission_denied("network for code needs a sandbox policy (no limits are configured)");
     ratelimit::Reservation reservation;  // the CPU-seconds quota: settled with what the run used
     if (limits) {
       auto l = co_await limits->of(*self->where_.pool, self->tenant_);
@@ -256,7 +257,23 @@ Result<sandbox::RunResult> WorkerRunServices::code(sandbox::Spec spec) {
       if (!policy.backend.empty() && policy.backend != sb->name())
         co_return Error::failed_precondition("the tenant's sandbox backend '" + policy.backend +
                                              "' is not available on this worker (it runs '" + sb->name() + "')");
-      if (spec.network && !policy.egress) co_return Error::permission_denied("the tenant's sandbox policy allows no network");
+      if (spec.network) {
+        if (!policy.egress) co_return Error::permission_denied("the tenant's sandbox policy allows no network");
+        // The operator's egress policy, and within it the tenant's own list if it has one.
+        const net::Egress* operator_policy = &self->access_.models->egress;
+        std::shared_ptr<const net::Egress> tenant_list;
+        if (!policy.egress_hosts.empty()) {
+          auto t = net::Egress::parse(policy.egress_hosts, false);
+          if (!t) co_return Error::invalid_argument("the tenant's sandbox.egress_hosts: " + t.error().message);
+          tenant_list = std::make_shared<const net::Egress>(std::move(*t));
+        }
+        spec.egress_check = [operator_policy, tenant_list](std::string_view host, const asio::ip::address& a) -> Status {
+          if (tenant_list)
+            if (auto ok = tenant_list->check(host, a); !ok)
+              return Error::permission_denied(std::string(host) + " is not in the tenant's sandbox.egress_hosts");
+          return operator_policy->check(host, a);
+        };
+      }
       auto cap = [](auto& value, const std::optional<int64_t>& max, auto unit) {
         if (max && value > unit * *max) value = unit * *max;
       };
@@ -278,6 +295,7 @@ Result<sandbox::RunResult> WorkerRunServices::code(sandbox::Spec spec) {
     for (const auto& f : spec.files) sources += f.path + '\0' + f.content + '\0';
     const auto digest = sha256(sources);
     const std::string command = spec.argv.empty() ? "" : spec.argv[0];
+    const bool network = spec.network;
     auto r = co_await sb->run(std::move(spec));
     if (!r) co_return r.error();
     const int64_t cpu_ms = static_cast<int64_t>(std::llround(r->usage.cpu_s * 1000));
@@ -299,6 +317,14 @@ Result<sandbox::RunResult> WorkerRunServices::code(sandbox::Spec spec) {
                    {"cpu_ms", cpu_ms},
                    {"wall_ms", static_cast<int64_t>(r->usage.wall_s * 1000)},
                    {"peak_memory_bytes", r->usage.peak_memory_bytes}};
+      if (network) {  // where the code went through its egress proxy (hosts, never paths)
+        auto list = nlohmann::json::array();
+        for (const auto& e : r->egress)
+          list.push_back({{"host", e.host}, {"port", e.port}, {"address", e.address}, {"allowed", e.allowed},
+                          {"reason", e.reason}, {"bytes_out", e.bytes_out}, {"bytes_in", e.bytes_in}});
+        payload["egress"] = std::move(list);
+        if (r->egress_dropped > 0) payload["egress_not_recorded"] = r->egress_dropped;
+      }
       audit::Context ctx{self->tenant_, "run:" + self->run_.to_string(), self->run_.to_string(), self->where_.pool};
       self->access_.audit->record(ctx, audit::Event{"code.executed", audit::Level::kReplay, std::move(payload)});
     }

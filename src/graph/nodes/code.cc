@@ -51,6 +51,9 @@ BuiltNode code_kind(const NodeSpecContext& ctx) {
   const Json t = ctx.spec.value("timeout_s", Json(30));
   if (!t.is_number() || t.get<double>() <= 0 || t.get<double>() > 300) ctx.problem("'timeout_s' must be in (0, 300]");
   const auto timeout = std::chrono::milliseconds(t.is_number() ? static_cast<int64_t>(t.get<double>() * 1000) : 30000);
+  const Json net = ctx.spec.value("network", Json(false));
+  if (!net.is_boolean()) ctx.problem("'network' must be true or false");
+  const bool network = net.is_boolean() && net.get<bool>();
   const std::set<std::string> channels = ctx.channels;
   const std::string script = source.is_string() ? source.get<std::string>() : "";
   b.fn = [=](NodeContext& c) -> Result<NodeOutput> {
@@ -62,7 +65,9 @@ BuiltNode code_kind(const NodeSpecContext& ctx) {
     } else {
       AP_ASSIGN_OR_RETURN(in, eval_value(c, input));
     }
-    AP_ASSIGN_OR_RETURN(auto r, svc->code(code_spec(language, script, in.dump(), timeout)));
+    auto spec = code_spec(language, script, in.dump(), timeout);
+    spec.network = network;
+    AP_ASSIGN_OR_RETURN(auto r, svc->code(std::move(spec)));
     if (!r.ok())
       return Error::failed_precondition("node '" + c.node() + "': the " + language + " code " + r.summary() +
                                         (r.stderr_data.empty() ? "" : "; stderr: " + tail(r.stderr_data)));

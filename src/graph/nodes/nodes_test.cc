@@ -188,16 +188,18 @@ TEST(AgentNodes, PromptTemplatesOverTheState) {
 TEST(AgentNodes, SpecProblemsAreListed) {
   auto c = compile_spec(Json::parse(R"({
     "channels": {"messages": "messages"},
-    "nodes": {"a": {"kind": "llm", "messages": "msgs", "tools": ["calculator", "teleport", {"name": "w", "http": {"url": "ftp://x"}}],
+    "nodes": {"a": {"kind": "llm", "messages": "msgs", "tools": ["calculator", "teleport", {"name": "w", "http": {"url": "ftp://x"}},
+                                                                {"name": "code", "network": "yes"}],
                     "max_tokens": 0},
               "t": {"kind": "tools", "tools": ["code"]},
-              "c": {"kind": "code", "language": "cobol", "timeout_s": 0}},
+              "c": {"kind": "code", "language": "cobol", "timeout_s": 0, "network": 1}},
     "edges": [["__start__", "a"], ["a", "t"], ["t", "c"], ["c", "__end__"]]})"),
                         all_kinds());
   ASSERT_FALSE(c);
   const std::string& m = c.error().message;
   for (const char* want : {"'model'", "unknown channel 'msgs'", "unknown built-in tool 'teleport'", "http.url",
-                           "max_tokens", "unknown language 'cobol'", "'source'", "'timeout_s'"})
+                           "max_tokens", "unknown language 'cobol'", "'source'", "'timeout_s'", "(code): 'network'",
+                           "'network' must be true or false"})
     EXPECT_NE(m.find(want), std::string::npos) << want << " in " << m;
 }
 

@@ -365,6 +365,13 @@ Result<std::vector<ToolDef>> parse_tools(const Json& list) {
       ToolDef d;
       d.spec = code_tool_spec();
       if (t.is_object() && t.contains("description") && t["description"].is_string()) d.spec.description = t["description"];
+      if (t.is_object() && t.contains("network")) {
+        if (!t["network"].is_boolean()) {
+          problems.push_back(where + " (code): 'network' must be true or false");
+          continue;
+        }
+        d.network = t["network"].get<bool>();
+      }
       d.builtin = name;
       out.push_back(std::move(d));
       continue;
@@ -389,13 +396,15 @@ Result<std::vector<ToolDef>> parse_tools(const Json& list) {
   return out;
 }
 
-ToolOutcome run_code(const Json& args, RunServices* services) {
+ToolOutcome run_code(const ToolDef& tool, const Json& args, RunServices* services) {
   if (!services) return {"Error: the code tool needs the platform (run the graph on a worker)", true};
   if (!args.is_object() || !args.contains("code") || !args["code"].is_string() || args["code"].get<std::string>().empty())
     return {"Error: 'code' (the script to run) is required", true};
   auto language = code_language(args.value("language", "python"));
   if (!language) return {"Error: " + language.error().message, true};
-  auto r = services->code(code_spec(*language, args["code"].get<std::string>(), "", std::chrono::seconds(30)));
+  auto spec = code_spec(*language, args["code"].get<std::string>(), "", std::chrono::seconds(30));
+  spec.network = tool.network;
+  auto r = services->code(std::move(spec));
   if (!r) return {"Error: " + r.error().message, true};
   std::string content = tail(r->stdout_data, 16000);
   if (!r->stderr_data.empty()) content += (content.empty() ? "" : "\n") + std::string("[stderr]\n") + tail(r->stderr_data, 4000);
@@ -404,7 +413,7 @@ ToolOutcome run_code(const Json& args, RunServices* services) {
 }
 
 ToolOutcome run_tool(const ToolDef& tool, const Json& args, RunServices* services) {
-  if (tool.builtin == "code") return run_code(args, services);
+  if (tool.builtin == "code") return run_code(tool, args, services);
   if (tool.builtin == "calculator") return calculator(args);
   if (tool.builtin == "current_time") return current_time(args);
   return run_http(tool, args, services);

@@ -22,6 +22,7 @@ struct ToolDef {
   llm::ToolSpec spec;    // what the model sees
   std::string builtin;   // a built-in's name, or empty for http
   HttpCall http;         // http: method, url template, headers, credential, timeout
+  bool network = false;  // code: the sandbox gets egress (if the tenant's policy allows it)
 };
 
 // Parses a list of tool definitions. InvalidArgument naming every bad entry.
