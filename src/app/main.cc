@@ -115,7 +115,7 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--sandbox", serve.sandbox_backend, "Where code nodes run: native, gvisor or none")
       ->check(CLI::IsMember({"native", "gvisor", "none"}))->capture_default_str();
   serve_cmd->add_option("--sandbox-warm-pool", serve.sandbox_warm_pool,
-                        "gvisor: started sandboxes kept per tenant for fast starts (0: none)")
+                        "Started sandboxes kept per tenant and limits for fast starts (0: none; see docs/sandbox.md)")
       ->check(CLI::Range(0, 64))->capture_default_str();
   serve_cmd->add_option("--master-key-file", serve_key_file,
                         "Master key file (env AGENTPLANE_MASTER_KEY_FILE; or AGENTPLANE_MASTER_KEY = "

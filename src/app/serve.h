@@ -75,7 +75,7 @@ struct ServeConfig {
   std::optional<int64_t> upstream_key_rpm;     // per upstream provider credential
   std::string default_limits;                  // JSON TenantLimits for tenants without their own
   std::string sandbox_backend = "native";      // code nodes and the code tool: native | gvisor | none
-  int sandbox_warm_pool = 0;                   // gvisor: started sandboxes kept per tenant
+  int sandbox_warm_pool = 0;                   // started sandboxes kept per tenant and limits
 };
 
 // Everything the server uses, owned in one place and destroyed after the server stops.

@@ -208,6 +208,38 @@ void share_egress_listener(const InitPlan& p) {
   ::close(ap::sandbox::kInitEgressFd);
 }
 
+// A warm sandbox's command: the second plan on fd 3 (its length first). EOF: the server let this
+// sandbox go unused; we exit and the namespaces go with us.
+void take_command(InitPlan& p) {
+  auto read_exact = [](void* into, size_t len) {
+    char* c = static_cast<char*>(into);
+    while (len > 0) {
+      ssize_t n = ::read(ap::sandbox::kInitSyncFd, c, len);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) ::_exit(0);
+      c += n;
+      len -= static_cast<size_t>(n);
+    }
+  };
+  uint64_t len = 0;
+  read_exact(&len, 8);
+  if (len > (1ull << 32)) die("read", "command");
+  std::string data(len, '\0');
+  read_exact(data.data(), len);
+  ::close(ap::sandbox::kInitSyncFd);
+  InitPlan c;
+  if (!decode_plan(data, c)) {
+    errno = EINVAL;
+    die("decode", "command");
+  }
+  run_ops(c);  // the files, as the code's user: we are that user by now
+  p.argv = std::move(c.argv);
+  p.envp = std::move(c.envp);
+  p.exec_paths = std::move(c.exec_paths);
+  p.read_back = std::move(c.read_back);
+  p.read_back_cap = c.read_back_cap;
+}
+
 std::string read_plan() {
   struct stat st{};
   if (::fstat(ap::sandbox::kInitPlanFd, &st) != 0) die("fstat", "plan");
@@ -234,6 +266,7 @@ int main() {
     errno = EINVAL;
     die("decode", "plan");
   }
+  if (!p.deferred) ::close(ap::sandbox::kInitSyncFd);
   // The run's cgroup is ours already (the server moved us in before the exec).
   if (::unshare(CLONE_NEWCGROUP) != 0) die("unshare", "cgroup namespace");
   // This user namespace's own quotas (charged to the host's root too): small ones, and no
@@ -287,6 +320,7 @@ int main() {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || ::prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0) die("dumpable");
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) die("no_new_privs");
+  if (p.deferred) take_command(p);
   if (p.seccomp.empty() || p.seccomp.size() % sizeof(sock_filter) != 0) {
     errno = EINVAL;
     die("seccomp", "program");

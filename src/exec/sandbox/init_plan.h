@@ -37,12 +37,16 @@ struct InitPlan {
   std::string seccomp;                      // the BPF program (struct sock_filter array)
   uint64_t fsize = 0, nofile = 0, cpu_s = 0;  // rlimits
   uint32_t egress_port = 0;  // egress: a listener at 127.0.0.1:<port>, handed to the server (0: none)
+  // A warm sandbox: after the setup, the init waits on fd 3 for a second plan (u64 length, then
+  // the encoding) with the files, argv, envp, exec paths and read-back list.
+  bool deferred = false;
 };
 
 // The new root's mount point, in the sandbox's own mount namespace.
 inline constexpr const char* kInitRoot = "/tmp";
 
 // The init's descriptors: the server's pipes and the plan at fixed numbers.
+inline constexpr int kInitSyncFd = 3;    // the server's go (read before the exec); warm: the command
 inline constexpr int kInitStatusFd = 4;  // the report (see init.cc)
 inline constexpr int kInitStdinFd = 5, kInitStdoutFd = 6, kInitStderrFd = 7;
 inline constexpr int kInitPlanFd = 8;
@@ -110,7 +114,7 @@ inline std::string encode_plan(const InitPlan& p) {
   strs(out, p.envp);
   strs(out, p.read_back);
   for (uint64_t v : {static_cast<uint64_t>(p.read_back_cap), uint64_t{p.user_uid}, uint64_t{p.user_gid},
-                     uint64_t{p.set_groups}, uint64_t{p.cap_last}, p.fsize, p.nofile, p.cpu_s, uint64_t{p.egress_port}})
+                     uint64_t{p.set_groups}, uint64_t{p.cap_last}, p.fsize, p.nofile, p.cpu_s, uint64_t{p.egress_port}, uint64_t{p.deferred}})
     u64(out, v);
   str(out, p.seccomp);
   return out;
@@ -148,6 +152,7 @@ inline bool decode_plan(std::string_view in, InitPlan& p) {
   p.nofile = r.u64();
   p.cpu_s = r.u64();
   p.egress_port = static_cast<uint32_t>(r.u64());
+  p.deferred = r.u64() != 0;
   p.seccomp = r.str().value_or("");
   return r.ok && r.in.empty();
 }

@@ -23,12 +23,17 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <deque>
+#include <map>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -120,7 +125,6 @@ int pre_exec(void* arg) {
   // of the user namespace, so that the exec keeps the namespace's capabilities.
   char go = 0;
   if (raw(SYS_read, 3, reinterpret_cast<long>(&go), 1) != 1) raw(SYS_exit_group, 1);
-  raw(SYS_close, 3);
   if (long e = raw(SYS_setresgid, 0, 0, 0); e != 0) child_exit(e, "setresgid 0");
   if (long e = raw(SYS_setresuid, 0, 0, 0); e != 0) child_exit(e, "setresuid 0");
   raw(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);  // the id change cleared it
@@ -229,20 +233,13 @@ int cap_last() {
   return v;
 }
 
-class NativeSandbox final : public Sandbox {
- public:
-  explicit NativeSandbox(Options o) : o_(std::move(o)) { ::signal(SIGPIPE, SIG_IGN); }
-  std::string name() const override { return "native"; }
+Status add_command(const Spec& spec, const std::string& root, InitPlan& plan);
 
-  asio::awaitable<Result<RunResult>> run(Spec spec, OnOutput on_output) override;
-
- private:
-  Result<InitPlan> plan(const Spec& spec);
-  Options o_;
-};
-
-Result<InitPlan> NativeSandbox::plan(const Spec& spec) {
+// What the init does: build the root, then (unless `deferred`: a warm sandbox, whose command
+// comes later) write the files and run the command.
+Result<InitPlan> make_plan(const Spec& spec, bool deferred) {
   InitPlan plan;
+  plan.deferred = deferred;
   InitPlan* p = &plan;
   const bool root = ::geteuid() == 0;
   p->user_uid = root ? 1000 : 0;
@@ -325,6 +322,20 @@ Result<InitPlan> NativeSandbox::plan(const Spec& spec) {
   op({InitOp::kMkdir, path("/tmp")});
   op({InitOp::kMount, "tmpfs", path("/tmp"), "tmpfs",
       "size=" + std::to_string(l.disk_bytes) + ",nr_inodes=65536,mode=1777", MS_NOSUID | MS_NODEV});
+  // Then the root and /dev read-only.
+  op({InitOp::kMount, std::nullopt, path("/dev"), std::nullopt, std::nullopt, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC});
+  op({InitOp::kMount, std::nullopt, R, std::nullopt, std::nullopt, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV});
+  p->egress_port = spec.network ? kEgressProxyPort : 0;
+  if (!deferred) AP_RETURN_IF_ERROR(add_command(spec, R, *p));
+  return plan;
+}
+
+// The spec's files (beneath `root`/work) and its command: the end of a plan, or a warm
+// sandbox's whole second plan (root "": the init has pivoted and is the code's user by then).
+Status add_command(const Spec& spec, const std::string& root, InitPlan& plan) {
+  InitPlan* p = &plan;
+  const Limits& l = spec.limits;
+  const bool chown = !root.empty();
   int64_t total = 0;
   for (const auto& f : spec.files) {
     AP_RETURN_IF_ERROR(valid_rel_path(f.path));
@@ -332,13 +343,9 @@ Result<InitPlan> NativeSandbox::plan(const Spec& spec) {
     if (total > l.disk_bytes) return Error::invalid_argument("the files are larger than the disk limit");
     if (f.mode < 0 || f.mode > 0777) return Error::invalid_argument("file mode must be within 0777");
     for (size_t slash = f.path.find('/'); slash != std::string::npos; slash = f.path.find('/', slash + 1))
-      op({InitOp::kMkdir, path("/work/" + f.path.substr(0, slash)), std::nullopt, std::nullopt, std::nullopt, 0, 0755, true});
-    op({InitOp::kWrite, path("/work/" + f.path), f.content, std::nullopt, std::nullopt, 0, static_cast<uint32_t>(f.mode), true});
+      p->ops.push_back({InitOp::kMkdir, root + "/work/" + f.path.substr(0, slash), std::nullopt, std::nullopt, std::nullopt, 0, 0755, chown});
+    p->ops.push_back({InitOp::kWrite, root + "/work/" + f.path, f.content, std::nullopt, std::nullopt, 0, static_cast<uint32_t>(f.mode), chown});
   }
-  // Then the root and /dev read-only.
-  op({InitOp::kMount, std::nullopt, path("/dev"), std::nullopt, std::nullopt, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC});
-  op({InitOp::kMount, std::nullopt, R, std::nullopt, std::nullopt, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV});
-
   // The command, its arguments and environment.
   std::string path_var;
   AP_ASSIGN_OR_RETURN(auto env, environment(spec, &path_var));
@@ -359,8 +366,7 @@ Result<InitPlan> NativeSandbox::plan(const Spec& spec) {
     p->read_back.push_back(f);  // relative to /work
   }
   p->read_back_cap = std::min<int64_t>(kMaxReadBack, l.disk_bytes);
-  p->egress_port = spec.network ? kEgressProxyPort : 0;
-  return plan;
+  return ok_status();
 }
 
 bool write_proc(pid_t pid, const char* file, const std::string& value) {
@@ -374,16 +380,26 @@ bool write_proc(pid_t pid, const char* file, const std::string& value) {
 
 std::string errno_text(int e) { return std::strerror(e); }
 
-asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_output) {
-  // A cancel must not skip the clean-up below: operations report it, coroutines do not throw.
-  co_await asio::this_coro::throw_if_cancelled(false);
-  if (spec.argv.empty() || spec.argv[0].empty()) co_return Error::invalid_argument("the command is empty");
-  AP_CO_RETURN_IF_ERROR(spec.limits.validate());
-  if (spec.network && !spec.egress_check) co_return Error::invalid_argument("network egress needs an egress check (the policy)");
-  AP_CO_ASSIGN_OR_RETURN(auto plan, this->plan(spec));
-  const auto start = std::chrono::steady_clock::now();
+// A sandbox started: its init is building the root (or, warm, waits for its command).
+struct Started {
+  Child child;
+  std::unique_ptr<Cgroup> cg;
+  Pipe sync, status, in, out, err;  // our ends: sync[1] (a warm one's command), status[0], in[1], out[0], err[0]
+  std::shared_ptr<EgressProxy> proxy;
+  int64_t read_back_cap = 0;
+  Launch launch;  // read by the child after the clone: lives as long as the child may
+};
+
+// Clones the child, writes its id maps, puts it in a new cgroup, lets it go.
+asio::awaitable<Result<std::unique_ptr<Started>>> start_sandbox(const Options& o, const Spec& spec, bool deferred) {
+  AP_CO_ASSIGN_OR_RETURN(auto plan, make_plan(spec, deferred));
+  auto st = std::make_unique<Started>();
+  st->read_back_cap = plan.read_back_cap;
   CgroupLimits cl{spec.limits.memory_bytes, spec.limits.pids, spec.limits.cpus};
-  AP_CO_ASSIGN_OR_RETURN(auto cg, Cgroup::create(o_.cgroup_name, "run-" + random_hex(16), cl));
+  AP_CO_ASSIGN_OR_RETURN(auto cg, Cgroup::create(o.cgroup_name, (deferred ? "warm-" : "run-") + random_hex(16), cl));
+  st->cg = std::make_unique<Cgroup>(std::move(cg));
+  Pipe &sync = st->sync, &status = st->status, &in = st->in, &out = st->out, &err = st->err;
+  Child& child = st->child;
 
   AP_CO_ASSIGN_OR_RETURN(const int init_fd, init_program_fd());
   const int plan_fd = ::memfd_create("agentplane-sandbox-plan", MFD_CLOEXEC);
@@ -400,13 +416,12 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
       off += static_cast<size_t>(n);
     }
   }
-  Pipe sync, status, in, out, err;
   for (Pipe* pp : {&sync, &status, &in, &out, &err})
     if (auto st = pp->open(); !st) {
       ::close(plan_fd);
       co_return st.error();
     }
-  Launch launch;
+  Launch& launch = st->launch;
   launch.fds[0] = sync.fds[0];
   launch.fds[1] = status.fds[1];
   launch.fds[2] = in.fds[0];
@@ -426,7 +441,6 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
 
   // The child shares our memory until its exec: its own small stack, every signal blocked in it
   // (no handler of the server's may run on it; the init resets the mask).
-  Child child;
   child.stack_size = 64 << 10;
   child.stack = ::mmap(nullptr, child.stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (child.stack == MAP_FAILED) {
@@ -452,32 +466,41 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   // without root, our own id is all there is to map.
   const bool root = ::geteuid() == 0;
   static std::atomic<uint32_t> next_ids{0};
-  const uint32_t base = o_.host_id_base + 2 * (next_ids.fetch_add(1) % std::max<uint32_t>(o_.id_range, 1));
+  const uint32_t base = o.host_id_base + 2 * (next_ids.fetch_add(1) % std::max<uint32_t>(o.id_range, 1));
   const std::string ids = "0 " + std::to_string(base) + " 1\n1000 " + std::to_string(base + 1) + " 1\n";
   const std::string uid_map = root ? ids : "0 " + std::to_string(::geteuid()) + " 1\n";
   const std::string gid_map = root ? ids : "0 " + std::to_string(::getegid()) + " 1\n";
   if ((!root && !write_proc(pid, "setgroups", "deny")) || !write_proc(pid, "uid_map", uid_map) ||
       !write_proc(pid, "gid_map", gid_map))
     co_return Error::unavailable("cannot write the sandbox's user namespace id maps: " + errno_text(errno));
-  AP_CO_RETURN_IF_ERROR(cg.add(pid));
+  AP_CO_RETURN_IF_ERROR(st->cg->add(pid));
   if (::write(sync.fds[1], "g", 1) != 1) co_return Error::unavailable("cannot start the sandbox");
-  ::close(sync.take(1));
-  std::shared_ptr<EgressProxy> proxy;
+  if (!deferred) ::close(sync.take(1));
   if (spec.network) {  // the listener comes from the init once lo is up; serve it before the command starts
     AP_CO_ASSIGN_OR_RETURN(int listener, co_await receive_fd(egress_channel.take(0)));
-    if (listener >= 0) proxy = EgressProxy::start(co_await asio::this_coro::executor, listener, spec.egress_check);
+    if (listener >= 0) st->proxy = EgressProxy::start(co_await asio::this_coro::executor, listener, spec.egress_check);
   }
+  co_return st;
+}
+
+// Supervises a started sandbox to its end and reads its report. `cpu_base_s`: the cgroup's CPU
+// time before the command (a warm sandbox's setup is not the run's).
+asio::awaitable<Result<RunResult>> finish(std::unique_ptr<Started> st, const Spec& spec, const OnOutput& on_output,
+                                          std::chrono::steady_clock::time_point start, double cpu_base_s) {
+  Child& child = st->child;
+  Cgroup& cg = *st->cg;
 
   Supervision sv;
-  sv.stdin_fd = in.take(1);
-  sv.stdout_fd = out.take(0);
-  sv.stderr_fd = err.take(0);
-  sv.report_fd = status.take(0);
-  sv.report_cap = 64 + spec.read_back.size() * (12 + static_cast<size_t>(plan.read_back_cap)) + 4096;
+  sv.stdin_fd = st->in.take(1);
+  sv.stdout_fd = st->out.take(0);
+  sv.stderr_fd = st->err.take(0);
+  sv.report_fd = st->status.take(0);
+  sv.report_cap = 64 + spec.read_back.size() * (12 + static_cast<size_t>(st->read_back_cap)) + 4096;
   sv.exit_fd = child.pidfd;
   child.pidfd = -1;  // the supervision owns it now
-  sv.kill = [pid] { ::kill(pid, SIGKILL); };  // PID 1 of the namespace: all of it dies
+  sv.kill = [pid = child.pid] { ::kill(pid, SIGKILL); };  // PID 1 of the namespace: all of it dies
   sv.cgroup = &cg;
+  sv.cpu_base_s = cpu_base_s;
   sv.start = start;
   Supervised got = co_await supervise(std::move(sv), spec, on_output);
   auto ex = co_await asio::this_coro::executor;
@@ -485,11 +508,11 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   // sandbox outlives this.
   const int wstatus = child.wait();
   RunResult egress;  // the proxy's record, kept for every outcome
-  if (proxy) proxy->stop(egress);
+  if (st->proxy) st->proxy->stop(egress);
   const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
   const CgroupStats stats = cg.stats();
   Usage usage;
-  usage.cpu_s = stats.cpu_s;
+  usage.cpu_s = std::max(0.0, stats.cpu_s - cpu_base_s);
   usage.peak_memory_bytes = stats.peak_memory_bytes;
   usage.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   // Removing the cgroup can take a moment after the last exit: retry without blocking.
@@ -565,6 +588,116 @@ asio::awaitable<Result<RunResult>> NativeSandbox::run(Spec spec, OnOutput on_out
   }
   co_return result;
 }
+
+// Warm sandboxes (Options::warm_pool): started ahead per tenant and limits, their root built,
+// their init waiting for a command; each is used once (so it is as fresh as a cold one) and
+// another is started behind it. Shared with the refills in flight, which may outlive the sandbox.
+struct WarmPool {
+  std::mutex mu;
+  bool closed = false;
+  std::map<std::string, std::deque<std::unique_ptr<Started>>> ready;
+  std::map<std::string, int> starting;
+};
+
+class NativeSandbox final : public Sandbox {
+ public:
+  explicit NativeSandbox(Options o) : o_(std::move(o)), pool_(std::make_shared<WarmPool>()) { ::signal(SIGPIPE, SIG_IGN); }
+  ~NativeSandbox() override {
+    std::lock_guard lock(pool_->mu);
+    pool_->closed = true;
+    pool_->ready.clear();  // each init killed and reaped, its cgroup removed
+  }
+  std::string name() const override { return "native"; }
+
+  asio::awaitable<Result<RunResult>> run(Spec spec, OnOutput on_output) override {
+    // A cancel must not skip the clean-up: operations report it, coroutines do not throw.
+    co_await asio::this_coro::throw_if_cancelled(false);
+    if (spec.argv.empty() || spec.argv[0].empty()) co_return Error::invalid_argument("the command is empty");
+    AP_CO_RETURN_IF_ERROR(spec.limits.validate());
+    if (spec.network && !spec.egress_check) co_return Error::invalid_argument("network egress needs an egress check (the policy)");
+    const bool poolable = o_.warm_pool > 0 && !spec.network;
+    const std::string key = poolable ? pool_key(spec) : "";
+    std::unique_ptr<Started> warm;
+    if (poolable) {
+      std::lock_guard lock(pool_->mu);
+      auto& q = pool_->ready[key];
+      if (!q.empty()) {
+        warm = std::move(q.front());
+        q.pop_front();
+      }
+    }
+    // Replacements start once this run is done (not to compete with it for the CPU).
+    struct Refill {
+      NativeSandbox* self;
+      const std::string& key;
+      const Spec& spec;
+      asio::any_io_executor ex;
+      ~Refill() {
+        if (!key.empty()) self->refill(key, spec, ex);
+      }
+    } refill_after{this, key, spec, co_await asio::this_coro::executor};
+    if (warm) {
+      InitPlan command;
+      AP_CO_RETURN_IF_ERROR(add_command(spec, "", command));
+      std::string msg = encode_plan(command);
+      const uint64_t len = msg.size();
+      msg.insert(0, reinterpret_cast<const char*>(&len), 8);
+      const auto start = std::chrono::steady_clock::now();
+      warm->cg->reset_peak();
+      const double cpu_base = warm->cg->stats().cpu_s;  // the setup's, not the run's
+      asio::posix::stream_descriptor d(co_await asio::this_coro::executor, warm->sync.take(1));
+      auto [ec, n] = co_await asio::async_write(d, asio::buffer(msg), kTuple);
+      if (!ec) {
+        d.close();
+        auto r = co_await finish(std::move(warm), spec, on_output, start, cpu_base);
+        if (r) r->warm = true;
+        co_return r;
+      }
+      // The warm sandbox died meanwhile: a cold one instead.
+    }
+    const auto start = std::chrono::steady_clock::now();
+    AP_CO_ASSIGN_OR_RETURN(auto st, co_await start_sandbox(o_, spec, false));
+    co_return co_await finish(std::move(st), spec, on_output, start, 0);
+  }
+
+ private:
+  // What a warm sandbox is made for: the tenant, and every limit its setup applies.
+  static std::string pool_key(const Spec& s) {
+    const Limits& l = s.limits;
+    return s.tenant + "|" + std::to_string(l.cpu.count()) + "|" + std::to_string(l.memory_bytes) + "|" + std::to_string(l.pids) +
+           "|" + std::to_string(l.disk_bytes) + "|" + std::to_string(l.open_files) + "|" + std::to_string(l.cpus);
+  }
+
+  // Starts warm sandboxes for `key` until the pool holds `warm_pool` (ready or starting).
+  void refill(const std::string& key, const Spec& spec, asio::any_io_executor ex) {
+    Spec shape;
+    shape.argv = {"true"};
+    shape.limits = spec.limits;
+    shape.tenant = spec.tenant;
+    int more = 0;
+    {
+      std::lock_guard lock(pool_->mu);
+      const int have = static_cast<int>(pool_->ready[key].size()) + pool_->starting[key];
+      more = std::max(0, o_.warm_pool - have);
+      pool_->starting[key] += more;
+    }
+    for (int i = 0; i < more; ++i)
+      asio::co_spawn(ex, fill(pool_, o_, key, shape), asio::detached);
+  }
+
+  static asio::awaitable<void> fill(std::shared_ptr<WarmPool> pool, Options o, std::string key, Spec shape) {
+    auto st = co_await start_sandbox(o, shape, true);
+    std::unique_ptr<Started> drop;  // destroyed outside the lock
+    std::lock_guard lock(pool->mu);
+    --pool->starting[key];
+    if (!st) co_return;  // the next run starts cold (and tries again)
+    if (pool->closed) drop = std::move(*st);
+    else pool->ready[key].push_back(std::move(*st));
+  }
+
+  Options o_;
+  std::shared_ptr<WarmPool> pool_;
+};
 
 }  // namespace
 

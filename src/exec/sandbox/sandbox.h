@@ -130,10 +130,11 @@ struct Options {
   std::string runsc_platform = "ptrace";
   std::string state_dir;  // gvisor: its state and bundles (default: a folder under /run or /tmp)
   std::string runsc_debug_dir;  // gvisor: set, runsc writes its debug logs there
-  // gvisor: sandboxes kept started per tenant and limits (0: none). A run of that tenant with
-  // those limits takes one (`runsc exec`, ~7x faster than a cold start here) and a new one is
+  // Sandboxes kept started per tenant and limits (0: none). gvisor: a run of that tenant with
+  // those limits takes one (`runsc exec`, ~4x faster than a cold start here) and a new one is
   // started behind it; after a run that ended on its own, the sandbox is reset (every process
   // but its keeper killed, workspace, /tmp and /dev/shm emptied) and kept; otherwise destroyed.
+  // native: the init waits with its root built; each is used once (docs/sandbox.md).
   int warm_pool = 0;
 };
 
