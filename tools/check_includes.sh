@@ -7,7 +7,7 @@ src=${1:-$(dirname "$0")/../src}
 declare -A allow=(
   [common]=""
   [telemetry]=""
-  [net]="" [store]="" [ratelimit]="store" [exec/sandbox]="" [graph]=""
+  [net]="" [store]="" [ratelimit]="store net" [exec/sandbox]="" [graph]=""
   [audit]="store" [vault]="store audit"
   [llm]="net store"
   [auth]="store net audit"

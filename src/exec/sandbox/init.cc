@@ -190,20 +190,13 @@ void share_egress_listener(const InitPlan& p) {
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) die("bind", "egress proxy port");
   if (::listen(s, 64) != 0) die("listen", "egress");
-  char byte = 'L';
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  ap::sandbox::FdMessage m;
+  cmsghdr* c = CMSG_FIRSTHDR(&m.msg);
   c->cmsg_level = SOL_SOCKET;
   c->cmsg_type = SCM_RIGHTS;
   c->cmsg_len = CMSG_LEN(sizeof(int));
   std::memcpy(CMSG_DATA(c), &s, sizeof s);
-  if (::sendmsg(ap::sandbox::kInitEgressFd, &msg, MSG_NOSIGNAL) != 1) die("sendmsg", "egress listener");
+  if (::sendmsg(ap::sandbox::kInitEgressFd, &m.msg, MSG_NOSIGNAL) != 1) die("sendmsg", "egress listener");
   ::close(s);
   ::close(ap::sandbox::kInitEgressFd);
 }

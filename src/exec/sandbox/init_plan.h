@@ -3,6 +3,9 @@
 // as the sandbox's PID 1, decodes it. Standard library only: the init links nothing else.
 #pragma once
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -51,6 +54,22 @@ inline constexpr int kInitStatusFd = 4;  // the report (see init.cc)
 inline constexpr int kInitStdinFd = 5, kInitStdoutFd = 6, kInitStderrFd = 7;
 inline constexpr int kInitPlanFd = 8;
 inline constexpr int kInitEgressFd = 9;  // with network: a unix socket to send the listener on
+
+// One byte with room for one descriptor (SCM_RIGHTS): how the init hands over the egress listener.
+struct FdMessage {
+  char byte = 'L';
+  iovec iov{&byte, 1};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
+  msghdr msg{};
+  FdMessage() {
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+  }
+  FdMessage(const FdMessage&) = delete;
+  FdMessage& operator=(const FdMessage&) = delete;
+};
 
 namespace plan_codec {
 

@@ -166,16 +166,9 @@ asio::awaitable<Result<int>> receive_fd(int channel) {
   asio::steady_timer timer(d.get_executor(), std::chrono::seconds(10));
   auto ready = co_await (d.async_wait(asio::posix::stream_descriptor::wait_read, kTuple) || timer.async_wait(kTuple));
   if (ready.index() == 1) co_return Error::unavailable("the sandbox did not set up its network within 10 s");
-  char byte = 0;
-  iovec iov{&byte, 1};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))]{};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  if (::recvmsg(d.native_handle(), &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT) <= 0) co_return -1;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+  FdMessage m;
+  if (::recvmsg(d.native_handle(), &m.msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT) <= 0) co_return -1;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&m.msg); c; c = CMSG_NXTHDR(&m.msg, c))
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
       int fd = -1;
       std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
@@ -402,25 +395,16 @@ asio::awaitable<Result<std::unique_ptr<Started>>> start_sandbox(const Options& o
   Child& child = st->child;
 
   AP_CO_ASSIGN_OR_RETURN(const int init_fd, init_program_fd());
-  const int plan_fd = ::memfd_create("agentplane-sandbox-plan", MFD_CLOEXEC);
+  Pipe plan_file;  // [0]: a memfd with the encoded plan (closed here once the child has its copy)
+  const int plan_fd = plan_file.fds[0] = ::memfd_create("agentplane-sandbox-plan", MFD_CLOEXEC);
   if (plan_fd < 0) co_return Error::unavailable("memfd_create: " + errno_text(errno));
-  {
-    const std::string encoded = encode_plan(plan);
-    size_t off = 0;
-    while (off < encoded.size()) {
-      ssize_t n = ::write(plan_fd, encoded.data() + off, encoded.size() - off);
-      if (n <= 0) {
-        ::close(plan_fd);
-        co_return Error::unavailable("cannot write the sandbox's plan: " + errno_text(errno));
-      }
-      off += static_cast<size_t>(n);
-    }
+  const std::string encoded = encode_plan(plan);
+  for (size_t off = 0; off < encoded.size();) {
+    ssize_t n = ::write(plan_fd, encoded.data() + off, encoded.size() - off);
+    if (n <= 0) co_return Error::unavailable("cannot write the sandbox's plan: " + errno_text(errno));
+    off += static_cast<size_t>(n);
   }
-  for (Pipe* pp : {&sync, &status, &in, &out, &err})
-    if (auto st = pp->open(); !st) {
-      ::close(plan_fd);
-      co_return st.error();
-    }
+  for (Pipe* pp : {&sync, &status, &in, &out, &err}) AP_CO_RETURN_IF_ERROR(pp->open());
   Launch& launch = st->launch;
   launch.fds[0] = sync.fds[0];
   launch.fds[1] = status.fds[1];
@@ -430,10 +414,8 @@ asio::awaitable<Result<std::unique_ptr<Started>>> start_sandbox(const Options& o
   launch.fds[5] = plan_fd;
   launch.init_fd = init_fd;
   int egress_pair[2] = {-1, -1};  // [0] ours: the init sends the proxy's listener on it
-  if (spec.network && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, egress_pair) != 0) {
-    ::close(plan_fd);
+  if (spec.network && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, egress_pair) != 0)
     co_return Error::unavailable("socketpair: " + errno_text(errno));
-  }
   Pipe egress_channel;  // owns the pair's ends
   egress_channel.fds[0] = egress_pair[0];
   egress_channel.fds[1] = egress_pair[1];
@@ -445,7 +427,6 @@ asio::awaitable<Result<std::unique_ptr<Started>>> start_sandbox(const Options& o
   child.stack = ::mmap(nullptr, child.stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (child.stack == MAP_FAILED) {
     child.stack = nullptr;
-    ::close(plan_fd);
     co_return Error::unavailable("mmap: " + errno_text(errno));
   }
   sigset_t all, old;
@@ -456,7 +437,6 @@ asio::awaitable<Result<std::unique_ptr<Started>>> start_sandbox(const Options& o
   child.pid = ::clone(pre_exec, static_cast<char*>(child.stack) + child.stack_size, flags, &launch, &child.pidfd);
   const int clone_errno = errno;
   ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  ::close(plan_fd);
   if (child.pid < 0) co_return Error::unavailable("clone into new namespaces failed: " + errno_text(clone_errno));
   for (Pipe* pp : {&sync, &in}) ::close(pp->take(0));
   for (Pipe* pp : {&status, &out, &err, &egress_channel})
