@@ -3,6 +3,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
 
 #include <cstring>
@@ -11,6 +12,20 @@
 
 namespace ap {
 namespace {
+
+// Randomness for ids, drawn from the system's CSPRNG a block at a time per thread (RAND_bytes
+// costs a lock and a DRBG call each time; ids are made on every request). Never used for keys
+// or tokens, which take random_bytes directly.
+void id_random(uint8_t* out, size_t n) {
+  thread_local std::array<uint8_t, 4096> block;
+  thread_local size_t used = block.size();
+  if (used + n > block.size()) {
+    random_bytes(block.data(), block.size());
+    used = 0;
+  }
+  std::memcpy(out, block.data() + used, n);
+  used += n;
+}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -49,7 +64,7 @@ Uuid Uuid::random_v4() {
 
 Uuid Uuid::v7(int64_t unix_ms) {
   std::array<uint8_t, 16> b{};
-  random_bytes(b.data(), b.size());
+  id_random(b.data(), b.size());
   for (int i = 0; i < 6; ++i) b[i] = static_cast<uint8_t>(unix_ms >> (40 - 8 * i));
   b[6] = (b[6] & 0x0f) | 0x70;
   b[8] = (b[8] & 0x3f) | 0x80;
