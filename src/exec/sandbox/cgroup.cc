@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -284,6 +285,33 @@ std::vector<std::string> descendants(const std::string& dir) {
 }
 
 }  // namespace
+
+int Cgroup::sweep(const std::string& parent, int min_age_s) {
+  const Layout& l = layout_once();
+  std::vector<std::string> roots;
+  if (l.v2) roots.push_back(l.v2_dir + "/" + parent);
+  for (const auto& h : l.v1) roots.push_back(h.dir + "/" + parent);
+  std::set<std::string> removed;  // by name (one per hierarchy on v1)
+  const auto now = std::filesystem::file_time_type::clock::now();
+  for (const auto& root : roots) {
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
+      const std::string name = e.path().filename().string();
+      if (!e.is_directory(ec) || !(name.starts_with("run-") || name.starts_with("warm-") || name.starts_with("gv-"))) continue;
+      const auto mtime = std::filesystem::last_write_time(e.path(), ec);
+      if (ec || now - mtime < std::chrono::seconds(min_age_s)) continue;
+      auto all = descendants(e.path().string());
+      all.push_back(e.path().string());
+      bool empty = true;
+      for (const auto& g : all) empty = empty && read_file(g + "/cgroup.procs").find_first_not_of(" \n") == std::string::npos;
+      if (!empty) continue;  // a live sandbox (this server's or another's)
+      bool gone = true;
+      for (const auto& g : all) gone = (::rmdir(g.c_str()) == 0 || errno == ENOENT) && gone;
+      if (gone) removed.insert(name);
+    }
+  }
+  return static_cast<int>(removed.size());
+}
 
 void Cgroup::reset_peak() const {
   for (const auto& d : dirs_) {

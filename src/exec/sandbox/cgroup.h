@@ -28,6 +28,10 @@ class Cgroup {
  public:
   // Where sandbox cgroups go on this host, found once: "v2 at ..." or "v1: memory at ..., ...".
   static Result<std::string> layout();
+  // Removes what a crashed server left beneath `<parent>`: cgroups of runs (run-*, warm-*, gv-*)
+  // that hold no process and are older than `min_age_s` (not one a live server is filling).
+  // Returns how many were removed. Best effort: errors are skipped.
+  static int sweep(const std::string& parent, int min_age_s = 60);
   // A new cgroup `<parent>/<name>` with the limits set. Unavailable when none can be made.
   static Result<Cgroup> create(const std::string& parent, const std::string& name, const CgroupLimits& limits);
 

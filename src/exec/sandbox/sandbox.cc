@@ -1,5 +1,9 @@
 #include "exec/sandbox/sandbox.h"
 
+#include <mutex>
+
+#include "exec/sandbox/cgroup.h"
+
 #include <unistd.h>
 
 #include "exec/sandbox/gvisor.h"
@@ -61,6 +65,9 @@ Probe probe(std::string_view backend, const Options& options) {
 Result<std::unique_ptr<Sandbox>> make_sandbox(std::string_view backend, const Options& options) {
   Probe p = probe(backend, options);
   if (!p.available) return Error::failed_precondition("sandbox backend '" + std::string(backend) + "': " + p.detail);
+  // Once per process: the run cgroups a crashed server left behind (empty ones only).
+  static std::once_flag swept;
+  std::call_once(swept, [&] { Cgroup::sweep(options.cgroup_name); });
   if (backend == "native") return make_native_sandbox(options);
   if (backend == "gvisor") return make_gvisor_sandbox(options);
   return Error::failed_precondition("sandbox backend '" + std::string(backend) + "' is not available");

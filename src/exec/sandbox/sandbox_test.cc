@@ -4,6 +4,7 @@
 
 #include <thread>
 
+#include "exec/sandbox/cgroup.h"
 #include "exec/sandbox/sandbox.h"
 #include "exec/sandbox/sandbox_test_util.h"
 
@@ -192,6 +193,34 @@ TEST(GvisorWarmPool, ARunTakesAStartedSandboxOfItsTenantResetToFresh) {
   // Another tenant never gets tenant-a's sandbox.
   auto other = run("tenant-b", "echo b");
   EXPECT_FALSE(other.warm);
+}
+
+TEST(Cgroups, TheSweepRemovesEmptyRunCgroupsAndKeepsLiveOnes) {
+  if (::geteuid() != 0) GTEST_SKIP() << "cgroups need root here";
+  const std::string parent = "agentplane-sweep-test-" + std::to_string(::getpid());
+  auto empty = Cgroup::create(parent, "run-left-behind", {});
+  auto live = Cgroup::create(parent, "run-live", {});
+  auto other = Cgroup::create(parent, "not-a-run", {});
+  ASSERT_TRUE(empty && live && other);
+  pid_t sleeper = ::fork();
+  if (sleeper == 0) {
+    ::execl("/bin/sleep", "sleep", "30", nullptr);
+    ::_exit(127);
+  }
+  ASSERT_TRUE(live->add(sleeper));
+  auto exists = [](const Cgroup& c) { return ::access(c.dirs().front().c_str(), F_OK) == 0; };
+  EXPECT_EQ(Cgroup::sweep(parent, 3600), 0) << "nothing that young is swept";
+  EXPECT_EQ(Cgroup::sweep(parent, 0), 1);
+  EXPECT_FALSE(exists(*empty));
+  EXPECT_TRUE(exists(*live)) << "a cgroup with a process stays";
+  EXPECT_TRUE(exists(*other)) << "only run cgroups are swept";
+  ::kill(sleeper, SIGKILL);
+  ::waitpid(sleeper, nullptr, 0);
+  std::vector<std::string> parents;
+  for (const auto& d : live->dirs()) parents.push_back(d.substr(0, d.rfind('/')));
+  for (int i = 0; i < 100 && !live->remove(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_TRUE(other->remove());
+  for (const auto& p : parents) EXPECT_EQ(::rmdir(p.c_str()), 0) << p;
 }
 
 TEST(Backends, MicrovmSaysWhyItIsAbsent) {
