@@ -4,6 +4,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -23,6 +24,7 @@ namespace ap::sandbox {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 using tcp = asio::ip::tcp;
+using stream = asio::generic::stream_protocol;  // the listener: TCP (native) or a unix socket (gvisor)
 using namespace asio::experimental::awaitable_operators;
 
 namespace {
@@ -82,8 +84,14 @@ Result<Target> parse_target(bool connect, std::string_view t) {
 class Proxy final : public EgressProxy, public std::enable_shared_from_this<Proxy> {
  public:
   Proxy(asio::any_io_executor ex, int fd, EgressCheck check) : ex_(ex), acceptor_(ex), check_(std::move(check)) {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
     boost::system::error_code ec;
-    acceptor_.assign(tcp::v4(), fd, ec);
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      ::close(fd);
+      return;
+    }
+    acceptor_.assign(stream(a.ss_family, SOCK_STREAM), fd, ec);
     if (ec) ::close(fd);
   }
 
@@ -94,7 +102,7 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
     acceptor_.close(ec);
     std::lock_guard lock(mu_);
     stopped_ = true;
-    for (auto* s : sockets_) s->close(ec);
+    for (auto* close : sockets_) (*close)();
     into.egress.assign(records_.begin(), records_.end());
     into.egress_dropped = dropped_;
   }
@@ -120,18 +128,19 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
   // A socket closed by stop() (tracked while the connection lives).
   struct Tracked {
     Proxy* p;
-    tcp::socket* s;
-    Tracked(Proxy* proxy, tcp::socket* sock) : p(proxy), s(sock) {
+    std::function<void()> close;
+    template <class Socket>
+    Tracked(Proxy* proxy, Socket* s) : p(proxy), close([s] {
+      boost::system::error_code ec;
+      s->close(ec);
+    }) {
       std::lock_guard lock(p->mu_);
-      if (p->stopped_) {
-        boost::system::error_code ec;
-        s->close(ec);
-      }
-      p->sockets_.push_back(s);
+      if (p->stopped_) close();
+      p->sockets_.push_back(&close);
     }
     ~Tracked() {
       std::lock_guard lock(p->mu_);
-      p->sockets_.remove(s);
+      p->sockets_.remove(&close);
     }
   };
 
@@ -150,7 +159,7 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
     f(*r);
   }
 
-  static asio::awaitable<void> reply(tcp::socket& s, std::string_view status, const std::string& text) {
+  static asio::awaitable<void> reply(stream::socket& s, std::string_view status, const std::string& text) {
     const std::string body = "agentplane egress: " + text + "\r\n";
     const std::string msg = "HTTP/1.1 " + std::string(status) + "\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: " +
                             std::to_string(body.size()) + "\r\n\r\n" + body;
@@ -158,7 +167,8 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
   }
 
   // Bytes one way until EOF or an error, counted; then the other side's sending half shut.
-  asio::awaitable<void> pump(tcp::socket& from, tcp::socket& to, EgressRecord* r, bool out) {
+  template <class From, class To>
+  asio::awaitable<void> pump(From& from, To& to, EgressRecord* r, bool out) {
     std::vector<char> buf(32 * 1024);
     for (;;) {
       auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), kTuple);
@@ -168,10 +178,10 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
       update(r, [&](EgressRecord& e) { (out ? e.bytes_out : e.bytes_in) += static_cast<int64_t>(wn); });
     }
     boost::system::error_code ec;
-    to.shutdown(tcp::socket::shutdown_send, ec);
+    to.shutdown(asio::socket_base::shutdown_send, ec);
   }
 
-  static asio::awaitable<void> serve(std::shared_ptr<Proxy> self, tcp::socket client) {
+  static asio::awaitable<void> serve(std::shared_ptr<Proxy> self, stream::socket client) {
     ++self->live_;
     struct Live {
       std::atomic<int>& n;
@@ -263,12 +273,12 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
   }
 
   asio::any_io_executor ex_;
-  tcp::acceptor acceptor_;
+  asio::basic_socket_acceptor<stream> acceptor_;
   EgressCheck check_;
   std::atomic<int> live_{0};
   std::mutex mu_;
   bool stopped_ = false;
-  std::list<tcp::socket*> sockets_;
+  std::list<std::function<void()>*> sockets_;
   std::list<EgressRecord> records_;  // stable addresses: connections update theirs
   int64_t dropped_ = 0;
 };

@@ -10,8 +10,10 @@
 #include <linux/openat2.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +35,8 @@
 #include <nlohmann/json.hpp>
 
 #include "exec/sandbox/cgroup.h"
+#include "exec/sandbox/egress_proxy.h"
+#include "exec/sandbox/native.h"
 #include "exec/sandbox/seccomp.h"
 #include "exec/sandbox/supervise.h"
 
@@ -228,6 +232,21 @@ Result<std::vector<std::string>> resolve_command(const Spec& spec, const std::st
       return args;
     }
   return Error::not_found("cannot execute " + name + ": not found on the sandbox's PATH");
+}
+
+// A listening unix socket at `path` (0666 in a 0700 folder: only the sandbox's gofer reaches it).
+Result<int> unix_listener(const fs::path& path) {
+  int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (path.string().size() >= sizeof a.sun_path) return Error::unavailable("the egress socket's path is too long: " + path.string());
+  std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
+  if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::chmod(path.c_str(), 0666) != 0 || ::listen(s, 64) != 0) {
+    const int e = errno;
+    if (s >= 0) ::close(s);
+    return Error::unavailable("cannot listen for the sandbox's egress: " + std::string(std::strerror(e)));
+  }
+  return s;
 }
 
 struct RemoveOnExit {
@@ -520,7 +539,7 @@ asio::awaitable<void> GvisorSandbox::recycle(std::unique_ptr<Warm> w, std::strin
 Result<Json> GvisorSandbox::bundle(const Spec& spec, const fs::path& dir) {
   std::error_code ec;
   const fs::path rootfs = dir / "rootfs", work = dir / "work";
-  for (const char* d : {"usr", "proc", "dev", "tmp", "work", "etc"}) fs::create_directories(rootfs / d, ec);
+  for (const char* d : {"usr", "proc", "dev", "tmp", "work", "etc", "run/agentplane"}) fs::create_directories(rootfs / d, ec);
   if (ec) return Error::unavailable("cannot make the bundle: " + ec.message());
   Json mounts = Json::array({Json{{"destination", "/proc"}, {"type", "proc"}, {"source", "proc"}},
                              Json{{"destination", "/usr"}, {"type", "bind"}, {"source", "/usr"}, {"options", {"rbind", "ro", "nosuid", "nodev"}}},
@@ -551,6 +570,16 @@ Result<Json> GvisorSandbox::bundle(const Spec& spec, const fs::path& dir) {
   std::string path_var;
   AP_ASSIGN_OR_RETURN(auto env, environment(spec, &path_var));
   AP_ASSIGN_OR_RETURN(auto args, resolve_command(spec, path_var));
+  if (spec.network) {
+    // Egress: the init's relay (in the bundle's egress folder, with the proxy's socket) listens
+    // on the sandbox's loopback and becomes the command.
+    fs::create_directories(dir / "egress", ec);
+    const std::string_view relay = sandbox_init_program();
+    if (ec || !write_text(dir / "egress" / "relay", std::string(relay), 0555)) return Error::unavailable("cannot write the egress relay");
+    mounts.push_back(Json{{"destination", "/run/agentplane"}, {"type", "bind"}, {"source", (dir / "egress").string()},
+                          {"options", {"rbind", "ro", "nosuid", "nodev"}}});
+    args.insert(args.begin(), {"/run/agentplane/relay", "--forward", std::to_string(kEgressProxyPort), "/run/agentplane/proxy.sock", "--"});
+  }
   const Limits& l = spec.limits;
   const uint64_t fsize = static_cast<uint64_t>(l.disk_bytes), nofile = static_cast<uint64_t>(l.open_files),
                  cpu = static_cast<uint64_t>((l.cpu.count() + 999) / 1000);
@@ -588,10 +617,9 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
   co_await asio::this_coro::throw_if_cancelled(false);
   if (spec.argv.empty() || spec.argv[0].empty()) co_return Error::invalid_argument("the command is empty");
   AP_CO_RETURN_IF_ERROR(spec.limits.validate());
-  if (spec.network)
-    co_return Error::unimplemented("network egress is offered by the native sandbox only (gvisor runs with --network=none)");
+  if (spec.network && !spec.egress_check) co_return Error::invalid_argument("network egress needs an egress check (the policy)");
   for (const auto& f : spec.read_back) AP_CO_RETURN_IF_ERROR(valid_rel_path(f));
-  if (o_.warm_pool > 0 && !spec.tenant.empty()) {
+  if (o_.warm_pool > 0 && !spec.tenant.empty() && !spec.network) {
     // A warm sandbox of this tenant and these limits, if one is ready; one more started behind.
     const std::string key = pool_key(spec);
     std::unique_ptr<Warm> w;
@@ -636,9 +664,15 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
   AP_CO_ASSIGN_OR_RETURN(auto cg, Cgroup::create(o_.cgroup_name, "gv-" + id, cl));
   std::vector<std::string> procs;
   for (const auto& d : cg.dirs()) procs.push_back(d + "/cgroup.procs");
+  std::shared_ptr<EgressProxy> proxy;
+  if (spec.network) {  // the proxy's socket, in the folder the relay sees as /run/agentplane
+    AP_CO_ASSIGN_OR_RETURN(int listener, unix_listener(dir / "egress" / "proxy.sock"));
+    proxy = EgressProxy::start(co_await asio::this_coro::executor, listener, spec.egress_check);
+  }
   Pipe in, out, err;
   for (Pipe* p : {&in, &out, &err}) AP_CO_RETURN_IF_ERROR(p->open());
-  const auto args = runsc({"run", "--bundle", dir.string(), id});
+  auto args = runsc({"run", "--bundle", dir.string(), id});
+  if (spec.network) args.insert(args.begin() + 1, "--host-uds=open");  // the relay may connect to the proxy's socket
   auto child = spawn(args, in.fds[0], out.fds[1], err.fds[1], procs);
   if (!child) co_return child.error();
   ::close(in.take(0));
@@ -661,6 +695,7 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
   const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
   const CgroupStats stats = cg.stats();
   RunResult result;
+  if (proxy) proxy->stop(result);
   result.usage.cpu_s = stats.cpu_s;
   result.usage.peak_memory_bytes = stats.peak_memory_bytes;
   result.usage.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -18,6 +18,7 @@
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <netinet/in.h>
+#include <sys/un.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -33,6 +34,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
+#include <thread>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -250,7 +253,89 @@ std::string read_plan() {
 
 }  // namespace
 
-int main() {
+// --forward PORT SOCKET -- COMMAND...: egress inside a gVisor sandbox, whose netstack has only
+// its own loopback. A child relays 127.0.0.1:PORT to the server's egress proxy on a unix socket
+// (mounted from the host), then this process becomes the command (its exit status stays the
+// command's). The relay is untrusted plumbing: the policy is the proxy's, in the server.
+void relay(int a, int b) {
+  char buf[16384];
+  for (;;) {
+    ssize_t n = ::read(a, buf, sizeof buf);
+    if (n <= 0) break;
+    for (ssize_t off = 0; off < n;) {
+      ssize_t w = ::write(b, buf + off, static_cast<size_t>(n - off));
+      if (w <= 0) {
+        n = -1;
+        break;
+      }
+      off += w;
+    }
+    if (n < 0) break;
+  }
+  ::shutdown(b, SHUT_WR);
+}
+
+int forward_main(int argc, char** argv) {
+  if (argc < 6 || std::strcmp(argv[4], "--") != 0) {
+    std::fputs("usage: agentplane-sandbox-init --forward PORT SOCKET -- COMMAND...\n", stderr);
+    return 2;
+  }
+  const int port = std::atoi(argv[2]);
+  const char* path = argv[3];
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const int one = 1;
+  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s, 64) != 0) {
+    std::perror("agentplane sandbox: egress relay");
+    return 125;
+  }
+  pid_t child = ::fork();
+  if (child < 0) {
+    std::perror("agentplane sandbox: fork");
+    return 125;
+  }
+  if (child == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    int null_fd = ::open("/dev/null", O_RDWR);
+    for (int fd = 0; fd < 3; ++fd) ::dup2(null_fd, fd);  // the command's pipes are not held open
+    for (;;) {
+      int c = ::accept4(s, nullptr, nullptr, SOCK_CLOEXEC);
+      if (c < 0) {
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        ::_exit(0);
+      }
+      int u = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      sockaddr_un ua{};
+      ua.sun_family = AF_UNIX;
+      std::strncpy(ua.sun_path, path, sizeof ua.sun_path - 1);
+      if (u < 0 || ::connect(u, reinterpret_cast<sockaddr*>(&ua), sizeof ua) != 0) {
+        static constexpr char kDown[] = "HTTP/1.1 502 Bad Gateway\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+        (void)!::write(c, kDown, sizeof kDown - 1);
+        ::close(c);
+        if (u >= 0) ::close(u);
+        continue;
+      }
+      std::thread([c, u] {
+        std::thread back([c, u] { relay(u, c); });
+        relay(c, u);
+        back.join();
+        ::close(c);
+        ::close(u);
+      }).detach();
+    }
+  }
+  ::close(s);
+  ::execvp(argv[5], argv + 5);
+  std::fprintf(stderr, "agentplane sandbox: cannot execute %s: %s\n", argv[5], std::strerror(errno));
+  return 127;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--forward") == 0) return forward_main(argc, argv);
   // The server's thread that started us gone (the server died): so are we, and the sandbox.
   ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   reset_signals();  // the server's mask and ignored signals survive an exec

@@ -681,6 +681,10 @@ class NativeSandbox final : public Sandbox {
 
 }  // namespace
 
+std::string_view sandbox_init_program() {
+  return {ap_sandbox_init_start, static_cast<size_t>(ap_sandbox_init_end - ap_sandbox_init_start)};
+}
+
 std::unique_ptr<Sandbox> make_native_sandbox(const Options& options) { return std::make_unique<NativeSandbox>(options); }
 
 Probe probe_native() {

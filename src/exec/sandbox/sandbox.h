@@ -55,7 +55,7 @@ struct Spec {
   // The whole environment (nothing is inherited): PATH, HOME, LANG and TMPDIR default when absent.
   std::vector<std::pair<std::string, std::string>> env;
   Limits limits;
-  // Egress (native backend): an HTTP(S) proxy at 127.0.0.1:3128 inside (HTTP_PROXY, HTTPS_PROXY
+  // Egress: an HTTP(S) proxy at 127.0.0.1:3128 inside (HTTP_PROXY, HTTPS_PROXY
   // and ALL_PROXY set unless given), which connects only where `egress_check` allows (required
   // then). There is still no interface but `lo`: only what goes through the proxy leaves.
   bool network = false;
