@@ -15,7 +15,10 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <charconv>
+#include <thread>
 #include <list>
 #include <mutex>
 #include <sstream>
@@ -34,6 +37,22 @@ constexpr size_t kMaxRecords = 256;
 constexpr int kMaxConnections = 64;  // at once, per sandbox
 constexpr auto kHeadTimeout = std::chrono::seconds(10);
 constexpr auto kConnectTimeout = std::chrono::seconds(10);
+constexpr auto kResolveTimeout = std::chrono::seconds(10);
+
+// Names are resolved on an io_context of the egress proxies' own: Asio resolves each context's
+// names on one internal thread with a blocking getaddrinfo, and a sandbox asking for names whose
+// DNS never answers must not hold up the platform's own lookups (model calls, Redis).
+asio::io_context& resolver_context() {
+  static asio::io_context* ctx = [] {
+    auto* c = new asio::io_context(1);
+    std::thread([c] {
+      auto guard = asio::make_work_guard(*c);
+      c->run();
+    }).detach();
+    return c;
+  }();
+  return *ctx;
+}
 
 struct Target {
   std::string host;
@@ -113,12 +132,13 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
       auto [ec, sock] = co_await self->acceptor_.async_accept(kTuple);
       if (ec) {
         if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor || !self->acceptor_.is_open()) co_return;
-        continue;  // e.g. EMFILE: try the next one
+        // e.g. EMFILE: the listener stays readable; wait a little rather than spin.
+        asio::steady_timer pause(self->ex_, std::chrono::milliseconds(100));
+        co_await pause.async_wait(kTuple);
+        continue;
       }
       if (self->live_ >= kMaxConnections) {
-        static constexpr std::string_view busy =
-            "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 42\r\n\r\nagentplane egress: too many connections\r\n\r\n";
-        (void)co_await asio::async_write(sock, asio::buffer(busy.data(), busy.size()), kTuple);
+        co_await reply(sock, "503 Service Unavailable", "too many connections at once (" + std::to_string(kMaxConnections) + ")");
         continue;
       }
       asio::co_spawn(self->ex_, serve(self, std::move(sock)), asio::detached);
@@ -167,15 +187,17 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
   }
 
   // Bytes one way until EOF or an error, counted; then the other side's sending half shut.
+  // At most `limit` bytes (the rest of a plain request's body).
   template <class From, class To>
-  asio::awaitable<void> pump(From& from, To& to, EgressRecord* r, bool out) {
+  asio::awaitable<void> pump(From& from, To& to, EgressRecord* r, bool out, uint64_t limit) {
     std::vector<char> buf(32 * 1024);
-    for (;;) {
-      auto [ec, n] = co_await from.async_read_some(asio::buffer(buf), kTuple);
+    while (limit > 0) {
+      auto [ec, n] = co_await from.async_read_some(asio::buffer(buf.data(), static_cast<size_t>(std::min<uint64_t>(buf.size(), limit))), kTuple);
       if (ec || n == 0) break;
       auto [wec, wn] = co_await asio::async_write(to, asio::buffer(buf.data(), n), kTuple);
       if (wec) break;
       update(r, [&](EgressRecord& e) { (out ? e.bytes_out : e.bytes_in) += static_cast<int64_t>(wn); });
+      limit -= wn;
     }
     boost::system::error_code ec;
     to.shutdown(asio::socket_base::shutdown_send, ec);
@@ -209,10 +231,12 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
     EgressRecord rec;
     rec.host = target->host;
     rec.port = target->port;
-    tcp::resolver resolver(ex);
-    auto [rec_ec, results] = co_await resolver.async_resolve(target->host, std::to_string(target->port), kTuple);
-    if (rec_ec) {
-      rec.reason = "cannot resolve " + target->host + ": " + rec_ec.message();
+    tcp::resolver resolver(resolver_context());
+    timer.expires_after(kResolveTimeout);
+    auto resolved = co_await (resolver.async_resolve(target->host, std::to_string(target->port), kTuple) || timer.async_wait(kTuple));
+    if (resolved.index() == 1 || std::get<0>(std::get<0>(resolved))) {
+      rec.reason = "cannot resolve " + target->host + ": " +
+                   (resolved.index() == 1 ? std::string("timed out") : std::get<0>(std::get<0>(resolved)).message());
       self->record(rec);
       co_await reply(client, "502 Bad Gateway", rec.reason);
       co_return;
@@ -220,6 +244,7 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
     // The first address the check allows, and only that one is connected to.
     std::optional<tcp::endpoint> to;
     std::string refused;
+    const auto results = std::get<1>(std::get<0>(std::move(resolved)));
     for (const auto& e : results) {
       auto ok = self->check_ ? self->check_(target->host, e.endpoint().address()) : Status(Error::permission_denied("no egress policy"));
       if (ok) {
@@ -248,28 +273,41 @@ class Proxy final : public EgressProxy, public std::enable_shared_from_this<Prox
       co_return;
     }
     std::string first;
+    uint64_t body_left = 0;  // plain HTTP: the one request's body, then nothing more from the client
     if (connect) {
       static constexpr std::string_view established = "HTTP/1.1 200 Connection established\r\n\r\n";
       auto [wec, wn] = co_await asio::async_write(client, asio::buffer(established.data(), established.size()), kTuple);
       if (wec) co_return;
     } else {
-      // The request in origin-form, one per connection, no proxy headers.
+      // The request in origin-form, one per connection, no proxy headers; Host is the host that
+      // was checked (a different Host would reach another site behind an allowed address).
+      if (req.chunked()) {
+        self->update(r, [&](EgressRecord& e) { e.reason = "refused: a chunked request body"; });
+        co_await reply(client, "411 Length Required", "plain-HTTP requests need a Content-Length body (or use https)");
+        co_return;
+      }
+      body_left = parser.content_length().value_or(0);
       req.target(target->path);
       req.erase("Proxy-Connection");
       req.erase("Proxy-Authorization");
+      req.set(http::field::host, target->port == 80 ? target->host : target->host + ":" + std::to_string(target->port));
       req.set(http::field::connection, "close");
       std::ostringstream os;
       os << req.base();
       first = os.str();
     }
-    // What the client sent past the head (a TLS hello, a request body) goes first.
-    first.append(static_cast<const char*>(buf.data().data()), buf.size());
+    // What the client sent past the head (a TLS hello, a request body) goes first; for plain
+    // HTTP only the request's own body, nothing pipelined after it.
+    const size_t extra = connect ? buf.size() : static_cast<size_t>(std::min<uint64_t>(buf.size(), body_left));
+    first.append(static_cast<const char*>(buf.data().data()), extra);
+    body_left -= connect ? 0 : extra;
     if (!first.empty()) {
       auto [wec, wn] = co_await asio::async_write(upstream, asio::buffer(first), kTuple);
       if (wec) co_return;
       self->update(r, [&](EgressRecord& e) { e.bytes_out += static_cast<int64_t>(wn); });
     }
-    co_await (self->pump(client, upstream, r, true) && self->pump(upstream, client, r, false));
+    if (connect) co_await (self->pump(client, upstream, r, true, UINT64_MAX) && self->pump(upstream, client, r, false, UINT64_MAX));
+    else co_await (self->pump(client, upstream, r, true, body_left) && self->pump(upstream, client, r, false, UINT64_MAX));
   }
 
   asio::any_io_executor ex_;

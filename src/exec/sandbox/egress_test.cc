@@ -47,6 +47,10 @@ class Upstream {
     std::lock_guard lock(mu_);
     return requests_;
   }
+  std::vector<std::string> received() {  // everything each connection sent
+    std::lock_guard lock(mu_);
+    return received_;
+  }
 
  private:
   void serve() {
@@ -64,12 +68,21 @@ class Upstream {
         if (n <= 0) break;
         got.append(buf, static_cast<size_t>(n));
       }
+      const std::string reply = "HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+      (void)!::write(c, reply.data(), reply.size());
+      ::shutdown(c, SHUT_WR);
+      for (;;) {  // and whatever else comes on this connection, until the client is done
+        pollfd q{c, POLLIN, 0};
+        if (::poll(&q, 1, 300) <= 0) break;
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        got.append(buf, static_cast<size_t>(n));
+      }
       {
         std::lock_guard lock(mu_);
         requests_.push_back(got.substr(0, got.find("\r\n")));
+        received_.push_back(got);
       }
-      const std::string reply = "HTTP/1.0 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
-      (void)!::write(c, reply.data(), reply.size());
       ::close(c);
     }
   }
@@ -77,7 +90,7 @@ class Upstream {
   std::atomic<bool> stop_{false};
   std::thread thread_;
   std::mutex mu_;
-  std::vector<std::string> requests_;
+  std::vector<std::string> requests_, received_;
 };
 
 class Egress : public ::testing::TestWithParam<std::string> {
@@ -162,6 +175,29 @@ TEST_P(Egress, ThroughTheProxyOnlyWhereTheCheckAllows) {
   EXPECT_EQ(r->egress[1].host, "127.0.0.2");
   EXPECT_NE(r->egress[1].reason.find("not on the test's allowlist"), std::string::npos) << r->egress[1].reason;
   EXPECT_TRUE(r->egress[2].allowed);
+}
+
+TEST_P(Egress, APlainRequestGoesOutAsCheckedAndAlone) {
+  Upstream up;
+  const std::string port = std::to_string(up.port());
+  // Another Host behind the allowed address, and a second request smuggled after the body.
+  Spec s = python(
+      "import socket\n"
+      "t = socket.create_connection(('127.0.0.1', 3128), timeout=10)\n"
+      "t.sendall(b'POST http://127.0.0.1:" + port + "/p HTTP/1.1\\r\\nHost: other.example\\r\\nContent-Length: 3\\r\\n\\r\\n'\n"
+      "          b'abcGET /smuggled HTTP/1.1\\r\\nHost: other.example\\r\\n\\r\\n')\n"
+      "print(t.recv(4096).split(b'\\r\\n')[0].decode())\n");
+  s.network = true;
+  s.egress_check = only_127_0_0_1;
+  auto r = run_sync(*sb_, s);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->stdout_data, "HTTP/1.0 200 OK\n") << r->stderr_data;
+  auto got = up.received();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_NE(got[0].find("Host: 127.0.0.1:" + port + "\r\n"), std::string::npos) << got[0];
+  EXPECT_EQ(got[0].find("other.example"), std::string::npos) << got[0];
+  EXPECT_EQ(got[0].find("smuggled"), std::string::npos) << got[0];
+  EXPECT_TRUE(got[0].ends_with("\r\n\r\nabc")) << got[0];
 }
 
 TEST_P(Egress, BadProxyRequestsGetAClearAnswer) {

@@ -340,6 +340,8 @@ std::vector<std::string> GvisorSandbox::runsc(std::initializer_list<std::string>
 
 // Warm sandboxes are shared by runs of one tenant with the same limits (a sandbox's cgroup and
 // workspace size are fixed when it starts).
+constexpr int kWarmSetsKept = 8;  // warm_pool sandboxes for at most this many tenant|limits sets at once
+
 std::string GvisorSandbox::pool_key(const Spec& spec) {
   const Limits& l = spec.limits;
   return spec.tenant + "|" + std::to_string(l.memory_bytes) + "|" + std::to_string(l.pids) + "|" +
@@ -631,7 +633,10 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
         w = std::move(ready.back());
         ready.pop_back();
       }
-      if (static_cast<int>(ready.size()) + starting_[key] < o_.warm_pool) {
+      int total = 0;  // bounded overall: tenants and limit sets come and go
+      for (const auto& [k, q] : pool_) total += static_cast<int>(q.size());
+      for (const auto& [k, n] : starting_) total += n;
+      if (static_cast<int>(ready.size()) + starting_[key] < o_.warm_pool && total < o_.warm_pool * kWarmSetsKept) {
         ++starting_[key];
         start_one = true;
       }

@@ -234,6 +234,9 @@ void take_command(InitPlan& p) {
   p.exec_paths = std::move(c.exec_paths);
   p.read_back = std::move(c.read_back);
   p.read_back_cap = c.read_back_cap;
+  p.fsize = c.fsize;
+  p.nofile = c.nofile;
+  p.cpu_s = c.cpu_s;
 }
 
 std::string read_plan() {

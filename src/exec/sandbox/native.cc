@@ -33,6 +33,7 @@
 #include <csignal>
 #include <cstring>
 #include <deque>
+#include <list>
 #include <map>
 #include <fstream>
 #include <mutex>
@@ -117,10 +118,13 @@ int pre_exec(void* arg) {
     high[i] = fd < 0 ? -1 : static_cast<int>(raw(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 11));
     if (fd >= 0 && high[i] < 0) raw(SYS_exit_group, 1);
   }
-  for (int i = 0; i < 7; ++i)
-    if (high[i] >= 0 && raw(SYS_dup3, high[i], 3 + i, 0) != 3 + i) raw(SYS_exit_group, 1);
+  for (int i = 0; i < 7; ++i) {
+    if (high[i] < 0) raw(SYS_close, 3 + i);  // unused (no egress): nothing of the server's there
+    else if (raw(SYS_dup3, high[i], 3 + i, 0) != 3 + i) raw(SYS_exit_group, 1);
+  }
   if (raw(SYS_dup3, high[7], 10, O_CLOEXEC) != 10) raw(SYS_exit_group, 1);
   raw(SYS_close_range, 11, ~0u, 0);
+  for (int fd = 0; fd < 3; ++fd) raw(SYS_close, fd);  // the server's stdio (the init puts /dev/null there)
   // Wait until the parent has written our id maps and put us in the cgroup; then become root
   // of the user namespace, so that the exec keeps the namespace's capabilities.
   char go = 0;
@@ -242,10 +246,6 @@ Result<InitPlan> make_plan(const Spec& spec, bool deferred) {
   AP_ASSIGN_OR_RETURN(auto prog, seccomp_program());
   p->seccomp.assign(reinterpret_cast<const char*>(prog->data()), prog->size() * sizeof(sock_filter));
   const Limits& l = spec.limits;
-  p->fsize = static_cast<uint64_t>(l.disk_bytes);
-  p->nofile = static_cast<uint64_t>(l.open_files);
-  p->cpu_s = static_cast<uint64_t>((l.cpu.count() + 999) / 1000);
-
   const std::string R = kInitRoot;
   auto op = [&](InitOp o) { p->ops.push_back(std::move(o)); };
   auto path = [&](const std::string& s) { return R + s; };
@@ -329,6 +329,9 @@ Status add_command(const Spec& spec, const std::string& root, InitPlan& plan) {
   InitPlan* p = &plan;
   const Limits& l = spec.limits;
   const bool chown = !root.empty();
+  p->fsize = static_cast<uint64_t>(l.disk_bytes);  // the command's rlimits
+  p->nofile = static_cast<uint64_t>(l.open_files);
+  p->cpu_s = static_cast<uint64_t>((l.cpu.count() + 999) / 1000);
   int64_t total = 0;
   for (const auto& f : spec.files) {
     AP_RETURN_IF_ERROR(valid_rel_path(f.path));
@@ -367,7 +370,9 @@ bool write_proc(pid_t pid, const char* file, const std::string& value) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
   if (fd < 0) return false;
   bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+  const int e = errno;
   ::close(fd);
+  errno = e;  // the caller reports it
   return ok;
 }
 
@@ -381,6 +386,14 @@ struct Started {
   std::shared_ptr<EgressProxy> proxy;
   int64_t read_back_cap = 0;
   Launch launch;  // read by the child after the clone: lives as long as the child may
+  // The child first (killed and reaped: its cgroup can go), the proxy stopped.
+  ~Started() {
+    child.wait();
+    if (proxy) {
+      RunResult ignored;
+      proxy->stop(ignored);
+    }
+  }
 };
 
 // Clones the child, writes its id maps, puts it in a new cgroup, lets it go.
@@ -577,7 +590,9 @@ struct WarmPool {
   bool closed = false;
   std::map<std::string, std::deque<std::unique_ptr<Started>>> ready;
   std::map<std::string, int> starting;
+  std::list<std::string> order;  // the keys, least recently refilled first
 };
+constexpr int kWarmSetsKept = 8;  // warm_pool sandboxes for at most this many tenant|limits sets
 
 class NativeSandbox final : public Sandbox {
  public:
@@ -600,10 +615,9 @@ class NativeSandbox final : public Sandbox {
     std::unique_ptr<Started> warm;
     if (poolable) {
       std::lock_guard lock(pool_->mu);
-      auto& q = pool_->ready[key];
-      if (!q.empty()) {
-        warm = std::move(q.front());
-        q.pop_front();
+      if (auto it = pool_->ready.find(key); it != pool_->ready.end() && !it->second.empty()) {
+        warm = std::move(it->second.front());
+        it->second.pop_front();
       }
     }
     // Replacements start once this run is done (not to compete with it for the CPU).
@@ -619,6 +633,7 @@ class NativeSandbox final : public Sandbox {
     if (warm) {
       InitPlan command;
       AP_CO_RETURN_IF_ERROR(add_command(spec, "", command));
+      warm->read_back_cap = command.read_back_cap;
       std::string msg = encode_plan(command);
       const uint64_t len = msg.size();
       msg.insert(0, reinterpret_cast<const char*>(&len), 8);
@@ -641,28 +656,56 @@ class NativeSandbox final : public Sandbox {
   }
 
  private:
-  // What a warm sandbox is made for: the tenant, and every limit its setup applies.
+  // What a warm sandbox is made for: the tenant, and the limits its setup applies (cgroup,
+  // tmpfs sizes); the command's rlimits come with the command.
   static std::string pool_key(const Spec& s) {
     const Limits& l = s.limits;
-    return s.tenant + "|" + std::to_string(l.cpu.count()) + "|" + std::to_string(l.memory_bytes) + "|" + std::to_string(l.pids) +
-           "|" + std::to_string(l.disk_bytes) + "|" + std::to_string(l.open_files) + "|" + std::to_string(l.cpus);
+    return s.tenant + "|" + std::to_string(l.memory_bytes) + "|" + std::to_string(l.pids) + "|" + std::to_string(l.disk_bytes) +
+           "|" + std::to_string(l.cpus);
   }
 
-  // Starts warm sandboxes for `key` until the pool holds `warm_pool` (ready or starting).
+  // Starts warm sandboxes for `key` until the pool holds `warm_pool` (ready or starting), within
+  // an overall bound: tenants and limit sets come and go, the least recently used sets make room.
   void refill(const std::string& key, const Spec& spec, asio::any_io_executor ex) {
     Spec shape;
     shape.argv = {"true"};
     shape.limits = spec.limits;
     shape.tenant = spec.tenant;
+    std::vector<std::unique_ptr<Started>> dropped;  // ended outside the lock
     int more = 0;
     {
       std::lock_guard lock(pool_->mu);
+      pool_->order.remove(key);
+      pool_->order.push_back(key);
+      const int cap = std::max(o_.warm_pool * kWarmSetsKept, 1);
+      auto total = [&] {
+        int n = 0;
+        for (const auto& [k, q] : pool_->ready) n += static_cast<int>(q.size());
+        for (const auto& [k, n_starting] : pool_->starting) n += n_starting;
+        return n;
+      };
       const int have = static_cast<int>(pool_->ready[key].size()) + pool_->starting[key];
       more = std::max(0, o_.warm_pool - have);
+      for (auto it = pool_->order.begin(); more > 0 && total() + more > cap && it != pool_->order.end();) {
+        if (*it == key) {
+          ++it;
+          continue;
+        }
+        if (auto r = pool_->ready.find(*it); r != pool_->ready.end()) {
+          for (auto& st : r->second) dropped.push_back(std::move(st));
+          pool_->ready.erase(r);
+        }
+        if (pool_->starting[*it] == 0) {
+          pool_->starting.erase(*it);
+          it = pool_->order.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      more = std::max(0, std::min(more, cap - total()));
       pool_->starting[key] += more;
     }
-    for (int i = 0; i < more; ++i)
-      asio::co_spawn(ex, fill(pool_, o_, key, shape), asio::detached);
+    for (int i = 0; i < more; ++i) asio::co_spawn(ex, fill(pool_, o_, key, shape), asio::detached);
   }
 
   static asio::awaitable<void> fill(std::shared_ptr<WarmPool> pool, Options o, std::string key, Spec shape) {
