@@ -93,21 +93,14 @@ class Upstream {
   std::vector<std::string> requests_, received_;
 };
 
-class Egress : public ::testing::TestWithParam<std::string> {
+class Egress : public testing::BackendTest {
  protected:
-  void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "sandboxes need root here (cgroups; CI runs as root)";
-    auto sb = make_sandbox(GetParam());
-    ASSERT_TRUE(sb) << sb.error().message;
-    sb_ = std::move(*sb);
-  }
   Spec python(const std::string& code) {
     Spec s;
     s.argv = {"python3", "-c", code};
     s.limits.wall = std::chrono::seconds(20);
     return s;
   }
-  std::unique_ptr<Sandbox> sb_;
 };
 
 // Only 127.0.0.1 (what the test's upstream listens on) is allowed; 127.0.0.2 is refused.

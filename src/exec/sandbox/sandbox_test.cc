@@ -14,17 +14,7 @@ namespace {
 using testing::run_sync;
 using testing::sh;
 
-
-class Native : public ::testing::TestWithParam<std::string> {
- protected:
-  void SetUp() override {
-    if (::geteuid() != 0) GTEST_SKIP() << "sandboxes need root here (cgroups; CI runs as root)";
-    auto sb = make_sandbox(GetParam());
-    ASSERT_TRUE(sb) << sb.error().message;
-    sb_ = std::move(*sb);
-  }
-  std::unique_ptr<Sandbox> sb_;
-};
+using Native = testing::BackendTest;
 
 TEST_P(Native, StdinStdoutStderrAndTheExitCode) {
   Spec s = sh("cat; echo oops >&2; exit 3");

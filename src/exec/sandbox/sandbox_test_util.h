@@ -1,6 +1,9 @@
 // Runs a sandbox spec to completion on a private io_context (tests only).
 #pragma once
 
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
@@ -22,6 +25,18 @@ inline std::vector<std::string> backends() {
   if (probe("gvisor").available) out.push_back("gvisor");
   return out;
 }
+
+// A test per backend (the parameter): sb_ is that backend's sandbox; skipped without root.
+class BackendTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "sandboxes need root here (cgroups; CI runs as root)";
+    auto sb = make_sandbox(GetParam());
+    ASSERT_TRUE(sb) << sb.error().message;
+    sb_ = std::move(*sb);
+  }
+  std::unique_ptr<Sandbox> sb_;
+};
 
 inline Spec sh(const std::string& script) {
   Spec s;
