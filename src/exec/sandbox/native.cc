@@ -621,41 +621,43 @@ class NativeSandbox final : public Sandbox {
       }
     }
     // Replacements start once this run is done (not to compete with it for the CPU).
-    struct Refill {
-      NativeSandbox* self;
-      const std::string& key;
-      const Spec& spec;
-      asio::any_io_executor ex;
-      ~Refill() {
-        if (!key.empty()) self->refill(key, spec, ex);
-      }
-    } refill_after{this, key, spec, co_await asio::this_coro::executor};
-    if (warm) {
-      InitPlan command;
-      AP_CO_RETURN_IF_ERROR(add_command(spec, "", command));
-      warm->read_back_cap = command.read_back_cap;
-      std::string msg = encode_plan(command);
-      const uint64_t len = msg.size();
-      msg.insert(0, reinterpret_cast<const char*>(&len), 8);
-      const auto start = std::chrono::steady_clock::now();
-      warm->cg->reset_peak();
-      const double cpu_base = warm->cg->stats().cpu_s;  // the setup's, not the run's
-      asio::posix::stream_descriptor d(co_await asio::this_coro::executor, warm->sync.take(1));
-      auto [ec, n] = co_await asio::async_write(d, asio::buffer(msg), kTuple);
-      if (!ec) {
-        d.close();
-        auto r = co_await finish(std::move(warm), spec, on_output, start, cpu_base);
-        if (r) r->warm = true;
-        co_return r;
-      }
-      // The warm sandbox died meanwhile: a cold one instead.
-    }
+    Result<RunResult> r = Error::internal("unset");
+    if (warm) r = co_await run_warm(std::move(warm), spec, on_output);
+    else r = co_await run_cold(spec, on_output);
+    if (poolable) refill(key, spec, co_await asio::this_coro::executor);
+    co_return r;
+  }
+
+ private:
+  asio::awaitable<Result<RunResult>> run_cold(const Spec& spec, const OnOutput& on_output) {
     const auto start = std::chrono::steady_clock::now();
     AP_CO_ASSIGN_OR_RETURN(auto st, co_await start_sandbox(o_, spec, false));
     co_return co_await finish(std::move(st), spec, on_output, start, 0);
   }
 
- private:
+  // The command goes to a warm sandbox's waiting init (its length, then the second plan).
+  asio::awaitable<Result<RunResult>> run_warm(std::unique_ptr<Started> warm, const Spec& spec, const OnOutput& on_output) {
+    InitPlan command;
+    AP_CO_RETURN_IF_ERROR(add_command(spec, "", command));
+    warm->read_back_cap = command.read_back_cap;
+    std::string msg = encode_plan(command);
+    const uint64_t len = msg.size();
+    msg.insert(0, reinterpret_cast<const char*>(&len), 8);
+    const auto start = std::chrono::steady_clock::now();
+    warm->cg->reset_peak();
+    const double cpu_base = warm->cg->stats().cpu_s;  // the setup's, not the run's
+    asio::posix::stream_descriptor d(co_await asio::this_coro::executor, warm->sync.take(1));
+    auto [ec, n] = co_await asio::async_write(d, asio::buffer(msg), kTuple);
+    if (ec) {  // the warm sandbox died meanwhile: a cold one instead
+      warm.reset();
+      co_return co_await run_cold(spec, on_output);
+    }
+    d.close();
+    auto r = co_await finish(std::move(warm), spec, on_output, start, cpu_base);
+    if (r) r->warm = true;
+    co_return r;
+  }
+
   // What a warm sandbox is made for: the tenant, and the limits its setup applies (cgroup,
   // tmpfs sizes); the command's rlimits come with the command.
   static std::string pool_key(const Spec& s) {
