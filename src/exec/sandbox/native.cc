@@ -476,6 +476,23 @@ asio::awaitable<Result<std::unique_ptr<Started>>> start_sandbox(const Options& o
   co_return st;
 }
 
+// Behind the answer: the init's exit awaited (without blocking), then reaped, and the cgroup
+// removed. (If the executor stops first, ~Started does the same at once.)
+asio::awaitable<void> clean_up(std::unique_ptr<Started> st) {
+  auto ex = co_await asio::this_coro::executor;
+  {
+    asio::posix::stream_descriptor exit_d(ex, ::fcntl(st->child.pidfd, F_DUPFD_CLOEXEC, 0));
+    asio::steady_timer limit(ex, std::chrono::seconds(5));
+    using namespace asio::experimental::awaitable_operators;
+    (void)co_await (exit_d.async_wait(asio::posix::stream_descriptor::wait_read, kTuple) || limit.async_wait(kTuple));
+  }
+  st->child.wait();  // exited by now (or killed now, after 5 s)
+  for (int i = 0; i < 100 && !st->cg->remove(); ++i) {
+    asio::steady_timer t(ex, std::chrono::milliseconds(2));
+    co_await t.async_wait(kTuple);
+  }
+}
+
 // Supervises a started sandbox to its end and reads its report. `cpu_base_s`: the cgroup's CPU
 // time before the command (a warm sandbox's setup is not the run's).
 asio::awaitable<Result<RunResult>> finish(std::unique_ptr<Started> st, const Spec& spec, const OnOutput& on_output,
@@ -489,29 +506,37 @@ asio::awaitable<Result<RunResult>> finish(std::unique_ptr<Started> st, const Spe
   sv.stderr_fd = st->err.take(0);
   sv.report_fd = st->status.take(0);
   sv.report_cap = 64 + spec.read_back.size() * (12 + static_cast<size_t>(st->read_back_cap)) + 4096;
-  sv.exit_fd = child.pidfd;
-  child.pidfd = -1;  // the supervision owns it now
+  sv.exit_fd = ::fcntl(child.pidfd, F_DUPFD_CLOEXEC, 0);  // the supervision's own copy
+  if (sv.exit_fd < 0) co_return Error::unavailable("dup: " + errno_text(errno));
+  sv.report_ends_run = true;
   sv.kill = [pid = child.pid] { ::kill(pid, SIGKILL); };  // PID 1 of the namespace: all of it dies
   sv.cgroup = &cg;
   sv.cpu_base_s = cpu_base_s;
   sv.start = start;
   Supervised got = co_await supervise(std::move(sv), spec, on_output);
   auto ex = co_await asio::this_coro::executor;
-  // Init has exited (a zombie until reaped here), or we were cancelled: either way, none of the
-  // sandbox outlives this.
-  const int wstatus = child.wait();
+  const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
+  // A run that ended on its own: the init has reaped everything, reported, and is exiting (its
+  // namespaces' teardown takes a while): the answer goes now and the clean-up behind it. Otherwise
+  // (killed, cancelled, no report) none of the sandbox outlives this.
+  const bool clean_end = !cancelled && got.report_complete && !got.report.empty() && got.report[0] == 'R' && !got.timed_out &&
+                         !got.cpu_killed && !got.stdout_capped && !got.stderr_capped;
+  const int wstatus = clean_end ? 0 : child.wait();
   RunResult egress;  // the proxy's record, kept for every outcome
   if (st->proxy) st->proxy->stop(egress);
-  const bool cancelled = (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none;
   const CgroupStats stats = cg.stats();
   Usage usage;
   usage.cpu_s = std::max(0.0, stats.cpu_s - cpu_base_s);
   usage.peak_memory_bytes = stats.peak_memory_bytes;
   usage.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  // Removing the cgroup can take a moment after the last exit: retry without blocking.
-  for (int i = 0; i < 100 && !cg.remove(); ++i) {
-    asio::steady_timer t(ex, std::chrono::milliseconds(2));
-    co_await t.async_wait(kTuple);
+  if (clean_end) {
+    asio::co_spawn(ex, clean_up(std::move(st)), asio::detached);
+  } else {
+    // Removing the cgroup can take a moment after the last exit: retry without blocking.
+    for (int i = 0; i < 100 && !cg.remove(); ++i) {
+      asio::steady_timer t(ex, std::chrono::milliseconds(2));
+      co_await t.async_wait(kTuple);
+    }
   }
 
   if (cancelled) {  // what it used still counts (the caller bills it)

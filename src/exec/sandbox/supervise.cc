@@ -55,17 +55,27 @@ asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnO
     d.close();
     if (--open_streams == 0) streams_done.cancel();
   };
+  bool report_done = false;
   auto read_report = [&]() -> asio::awaitable<void> {
     if (!report_d) co_return;
     std::vector<char> buf(65536);
     for (;;) {
       auto [ec, n] = co_await report_d->async_read_some(asio::buffer(buf), kTuple);
-      if (ec || n == 0) break;
+      if (ec == asio::error::eof || (!ec && n == 0)) {
+        out.report_complete = true;
+        break;
+      }
+      if (ec) break;
       if (out.report.size() + n > s.report_cap) {  // a backend never says this much: stop it
         s.kill();
         break;
       }
       out.report.append(buf.data(), n);
+    }
+    if (s.report_ends_run && out.report_complete) {
+      report_done = true;
+      boost::system::error_code ignored;
+      exit_d.cancel(ignored);
     }
   };
   auto feed = [&]() -> asio::awaitable<void> {
@@ -73,7 +83,7 @@ asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnO
     in_d.close();
   };
   auto exited = [&]() -> asio::awaitable<void> {
-    co_await exit_d.async_wait(Desc::wait_read, kTuple);
+    if (!report_done) co_await exit_d.async_wait(Desc::wait_read, kTuple);
     if (open_streams > 0) {
       streams_done.expires_after(std::chrono::milliseconds(200));
       co_await streams_done.async_wait(kTuple);

@@ -21,6 +21,9 @@ struct Supervision {
   int report_fd = -1;                                 // optional: read to EOF into `report`
   size_t report_cap = 1 << 20;                        // more than this on it: killed
   int exit_fd = -1;                                   // a pidfd: readable when the process exits
+  // The report's EOF ends the run as well as the exit does (native: the init writes its report
+  // once everything else is reaped, then exits; its own exit need not be waited for here).
+  bool report_ends_run = false;
   std::function<void()> kill;                         // kills the whole sandbox
   const Cgroup* cgroup = nullptr;                     // for the CPU-time limit
   double cpu_base_s = 0;                              // the cgroup's CPU time before this run
@@ -30,6 +33,7 @@ struct Supervision {
 struct Supervised {
   std::string stdout_data, stderr_data, report;
   bool stdout_capped = false, stderr_capped = false, timed_out = false, cpu_killed = false;
+  bool report_complete = false;  // read to its EOF (not cut at the cap)
 };
 
 boost::asio::awaitable<Supervised> supervise(Supervision s, const Spec& spec, const OnOutput& on_output);
