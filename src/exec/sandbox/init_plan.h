@@ -1,6 +1,7 @@
 // What the native sandbox's init (src/exec/sandbox/init.cc, a small static program of ours) is
-// told to do: the server builds an InitPlan, encodes it into a sealed memfd, and the init, exec'd
-// as the sandbox's PID 1, decodes it. Standard library only: the init links nothing else.
+// told to do: the server builds an InitPlan, encodes it into a memfd, and the init, exec'd as
+// the sandbox's PID 1, decodes it. The standard library and libc only: the init links nothing
+// else.
 #pragma once
 
 #include <sys/socket.h>
