@@ -7,6 +7,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "common/thread_name.h"
 #include "control/run_hub.h"
 #include "store/listener.h"
 #include "store/pool.h"
@@ -146,6 +147,7 @@ void RunRelay::start() {
   };
   asio::co_spawn(i.ioc, i.listener.run(on_notify, on_ready), asio::detached);
   i.thread = std::thread([&i] {
+    set_thread_name("ap-run-relay");
     auto guard = asio::make_work_guard(i.ioc);
     i.ioc.run();
   });

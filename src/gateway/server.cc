@@ -1,6 +1,7 @@
 #include "gateway/server.h"
 
 #include "audit/audit_log.h"
+#include "common/thread_name.h"
 
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
@@ -611,12 +612,13 @@ Status Server::start() {
   }
   asio::co_spawn(first, impl_->accept_loop(*impl_->acceptor, false), asio::detached);
   impl_->authn.start(first.get_executor(), *impl_->shards[0]->pool);
-  for (auto& s : impl_->shards) {
-    Shard* sp = s.get();
+  for (size_t n = 0; n < impl_->shards.size(); ++n) {
+    Shard* sp = impl_->shards[n].get();
     sp->sweeper = std::make_unique<asio::steady_timer>(sp->ioc);
     sp->upkeep.purge_interval = o.purge_interval;
     asio::co_spawn(sp->ioc, impl_->sweep(*sp), asio::detached);
-    sp->thread = std::thread([sp] {
+    sp->thread = std::thread([sp, n] {
+      set_thread_name("ap-io-" + std::to_string(n));
       auto guard = asio::make_work_guard(sp->ioc);
       // The guard keeps run() alive until stop() posts its release.
       sp->ioc.run();

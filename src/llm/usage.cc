@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
+#include "common/thread_name.h"
 #include "store/tx.h"
 #include "telemetry/log.h"
 #include "telemetry/metrics.h"
@@ -168,7 +169,10 @@ UsageRecorder::UsageRecorder(Options options) : impl_(std::make_unique<Impl>()) 
   impl_->pool = std::make_unique<store::Pool>(impl_->ioc.get_executor(), po);
   impl_->timer = std::make_unique<asio::steady_timer>(impl_->ioc);
   asio::co_spawn(impl_->ioc, impl_->loop(), asio::detached);
-  impl_->thread = std::thread([this] { impl_->ioc.run(); });
+  impl_->thread = std::thread([this] {
+    set_thread_name("ap-usage");
+    impl_->ioc.run();
+  });
 }
 
 UsageRecorder::~UsageRecorder() {

@@ -3,8 +3,10 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
@@ -15,13 +17,13 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <charconv>
-#include <thread>
 #include <list>
 #include <mutex>
 #include <sstream>
+#include <thread>
+
+#include "common/thread_name.h"
 
 namespace ap::sandbox {
 namespace asio = boost::asio;
@@ -46,6 +48,7 @@ asio::io_context& resolver_context() {
   static asio::io_context* ctx = [] {
     auto* c = new asio::io_context(1);
     std::thread([c] {
+      set_thread_name("ap-egress-dns");
       auto guard = asio::make_work_guard(*c);
       c->run();
     }).detach();

@@ -15,6 +15,7 @@
 #include <unordered_map>
 
 #include "audit/audit_log.h"
+#include "common/thread_name.h"
 #include "control/blocking.h"
 #include "control/graphs.h"
 #include "control/run_hub.h"
@@ -464,6 +465,7 @@ Status Worker::start() {
   asio::co_spawn(i.ioc, i.claim_loop(), asio::detached);
   asio::co_spawn(i.ioc, i.renew_loop(), asio::detached);
   i.thread = std::thread([&i] {
+    set_thread_name("ap-worker");
     auto guard = asio::make_work_guard(i.ioc);
     i.ioc.run();
   });
