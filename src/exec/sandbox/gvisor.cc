@@ -8,6 +8,7 @@
 
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -31,7 +32,9 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <set>
 #include <sstream>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "exec/sandbox/cgroup.h"
@@ -249,6 +252,84 @@ Result<int> unix_listener(const fs::path& path) {
   return s;
 }
 
+// A bundle in use: an exclusive lock on `<bundle>/.lock`, held (fd open) for its whole life, so
+// that another server's sweep leaves it alone.
+struct BundleLock {
+  int fd = -1;
+  BundleLock() = default;
+  explicit BundleLock(const fs::path& dir) {
+    fd = ::open((dir / ".lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd >= 0) ::flock(fd, LOCK_EX);
+  }
+  BundleLock(BundleLock&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
+  BundleLock& operator=(BundleLock&& o) noexcept {
+    std::swap(fd, o.fd);
+    return *this;
+  }
+  ~BundleLock() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// Whether a bundle's lock is held (by a live server).
+bool bundle_in_use(const fs::path& dir) {
+  int fd = ::open((dir / ".lock").c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) return false;
+  const bool held = ::flock(fd, LOCK_EX | LOCK_NB) != 0;
+  ::close(fd);
+  return held;
+}
+
+// Runs `args` to its end and returns its stdout (a housekeeping command at start-up).
+std::string capture(const std::vector<std::string>& args) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) return "";
+  int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  auto s = spawn(args, null_fd, p[1], null_fd, {});
+  ::close(null_fd);
+  ::close(p[1]);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while (s && (n = ::read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(p[0]);
+  if (s) {
+    ::waitpid(s->pid, nullptr, 0);
+    ::close(s->pidfd);
+  }
+  return out;
+}
+
+}  // namespace
+
+// What a killed server left in the state root (shared by the servers of a host): the bundles,
+// their workspace tmpfs still mounted, of containers runsc no longer runs and older than
+// `min_age`. Each is deleted from runsc's state, unmounted and removed; a running one is left.
+int sweep_bundles(const std::string& root, const std::string& runsc, std::chrono::seconds min_age) {
+  std::error_code ec;
+  if (runsc.empty() || !fs::is_directory(root + "/bundles", ec)) return 0;
+  std::set<std::string> running;
+  const Json listed = Json::parse(capture({runsc, "--root", root + "/state", "list", "-format=json"}), nullptr, false);
+  if (listed.is_array())
+    for (const auto& c : listed)
+      if (c.is_object() && c.value("status", "") == "running") running.insert(c.value("id", ""));
+  int removed = 0;
+  const auto now = fs::file_time_type::clock::now();
+  for (const auto& e : fs::directory_iterator(root + "/bundles", ec)) {
+    const std::string id = e.path().filename().string();
+    if (!(id.starts_with("ap-") || id.starts_with("apw-")) || running.count(id) || bundle_in_use(e.path())) continue;
+    const auto mtime = fs::last_write_time(e.path(), ec);
+    if (ec || now - mtime < min_age) continue;
+    (void)capture({runsc, "--root", root + "/state", "delete", "--force", id});
+    ::umount2((e.path() / "work").c_str(), MNT_DETACH);
+    fs::remove_all(e.path(), ec);
+    if (!ec) ++removed;
+  }
+  return removed;
+}
+
+namespace {
+
 struct RemoveOnExit {
   fs::path dir;
   ~RemoveOnExit() {
@@ -265,6 +346,7 @@ struct Warm {
   fs::path dir;
   std::unique_ptr<Cgroup> cg;
   std::string runsc, state;  // to delete its container
+  BundleLock lock;           // the bundle is in use
   bool cleaned = false;      // destroyed already (asynchronously)
   Warm() = default;
   Warm(const Warm&) = delete;
@@ -304,6 +386,7 @@ class GvisorSandbox final : public Sandbox {
  public:
   GvisorSandbox(Options o, std::string runsc) : o_(std::move(o)), runsc_(std::move(runsc)), root_(state_root(o_)) {
     ::signal(SIGPIPE, SIG_IGN);
+    sweep_bundles(root_, runsc_, std::chrono::seconds(60));
   }
   ~GvisorSandbox() override;
   std::string name() const override { return "gvisor"; }
@@ -358,6 +441,7 @@ asio::awaitable<Result<std::unique_ptr<Warm>>> GvisorSandbox::start_warm(Spec sh
   std::error_code ec;
   fs::create_directories(w->dir.parent_path(), ec);
   if (!fs::create_directory(w->dir, ec)) co_return Error::unavailable("cannot make the bundle folder: " + ec.message());
+  w->lock = BundleLock(w->dir);
   ::chmod(w->dir.c_str(), 0700);
   shape.argv = {"python3", "-c",
                 "import os, time\nwhile True:\n  try:\n    os.waitpid(-1, 0)\n  except ChildProcessError:\n    time.sleep(0.05)"};
@@ -653,6 +737,7 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
   if (!fs::create_directory(dir, ec)) co_return Error::unavailable("cannot make the bundle folder: " + ec.message());
   ::chmod(dir.c_str(), 0700);
   RemoveOnExit cleanup{dir};
+  BundleLock in_use(dir);  // (released before the folder goes: declared after)
   auto config = bundle(spec, dir);
   if (!config && config.error().code == Code::kNotFound) {  // as a shell says it: exit 127
     RunResult r;

@@ -1,7 +1,11 @@
 // The sandbox's interface on every backend that runs here: what goes in comes out.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "exec/sandbox/cgroup.h"
@@ -213,6 +217,33 @@ TEST(Cgroups, TheSweepRemovesEmptyRunCgroupsAndKeepsLiveOnes) {
   for (int i = 0; i < 100 && !live->remove(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_TRUE(other->remove());
   for (const auto& p : parents) EXPECT_EQ(::rmdir(p.c_str()), 0) << p;
+}
+
+TEST(GvisorSweep, BundlesAKilledServerLeftAreRemovedAndUnmounted) {
+  if (::geteuid() != 0 || !probe("gvisor").available) GTEST_SKIP() << "gvisor cannot run here";
+  namespace fs = std::filesystem;
+  const fs::path root = fs::temp_directory_path() / ("ap-sweep-" + std::to_string(::getpid()));
+  for (const char* d : {"bundles/ap-stale/work", "bundles/ap-fresh/work", "bundles/ap-in-use/work", "bundles/other/work", "state"})
+    fs::create_directories(root / d);
+  // Another server's bundle, old but in use: it holds the bundle's lock.
+  int held = ::open((root / "bundles/ap-in-use/.lock").c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+  ASSERT_EQ(::flock(held, LOCK_EX), 0);
+  ASSERT_EQ(::mount("tmpfs", (root / "bundles/ap-stale/work").c_str(), "tmpfs", 0, "size=1m"), 0);
+  const auto old = fs::file_time_type::clock::now() - std::chrono::hours(1);
+  fs::last_write_time(root / "bundles/ap-stale", old);
+  fs::last_write_time(root / "bundles/other", old);
+  fs::last_write_time(root / "bundles/ap-in-use", old);
+  Options o;
+  o.state_dir = root.string();
+  auto sb = make_sandbox("gvisor", o);  // sweeps its state root
+  ASSERT_TRUE(sb) << sb.error().message;
+  EXPECT_FALSE(fs::exists(root / "bundles/ap-stale")) << "a stale bundle (and its mounted workspace) is removed";
+  EXPECT_TRUE(fs::exists(root / "bundles/ap-fresh")) << "a young one may be another server's run starting";
+  EXPECT_TRUE(fs::exists(root / "bundles/other")) << "only ours";
+  EXPECT_TRUE(fs::exists(root / "bundles/ap-in-use")) << "a bundle another server holds stays";
+  ::close(held);
+  std::error_code ec;
+  fs::remove_all(root, ec);
 }
 
 TEST(Backends, MicrovmSaysWhyItIsAbsent) {
