@@ -37,11 +37,21 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+// A cgroup file, whole ("" when it cannot be read). Plain system calls: stats are read on every
+// run (and by the watchdog), and a stream costs more than the read.
 std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  std::string out;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
 }
 
 bool write_file(const std::string& path, const std::string& value, int* err = nullptr) {
@@ -131,15 +141,24 @@ const Layout& layout_once() {
 
 bool has(const Hierarchy& h, const char* c) { return std::find(h.controllers.begin(), h.controllers.end(), c) != h.controllers.end(); }
 
-int64_t read_int(const std::string& path, const std::string& key = "") {
-  std::string text = read_file(path);
-  if (key.empty()) return std::atoll(text.c_str());
-  std::istringstream in(text);
-  std::string k;
-  int64_t v = 0;
-  while (in >> k >> v)
-    if (k == key) return v;
+// The value of `key` in a "key value" per line text (0 when absent).
+int64_t value_of(const std::string& text, std::string_view key) {
+  for (size_t at = 0; at < text.size();) {
+    const size_t end = std::min(text.find('\n', at), text.size());
+    const std::string_view line(text.data() + at, end - at);
+    if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == ' ')
+      return std::atoll(std::string(line.substr(key.size() + 1)).c_str());
+    at = end + 1;
+  }
   return 0;
+}
+
+// The number in a one-number file, or the value of `key` in a "key value" per line file; -1
+// when the file cannot be read.
+int64_t read_int(const std::string& path, std::string_view key = "") {
+  const std::string text = read_file(path);
+  if (text.empty()) return -1;
+  return key.empty() ? std::atoll(text.c_str()) : value_of(text, key);
 }
 
 // v2 lets a cgroup hand controllers to its children only while it holds no processes itself
@@ -255,17 +274,18 @@ CgroupStats Cgroup::stats() const {
   CgroupStats s;
   for (const auto& d : dirs_) {
     if (v2_) {
-      s.cpu_s = static_cast<double>(read_int(d + "/cpu.stat", "usage_usec")) / 1e6;
-      s.peak_memory_bytes = read_int(d + "/memory.peak");
-      s.oom_kills = read_int(d + "/memory.events", "oom_kill");
+      s.cpu_s = static_cast<double>(std::max<int64_t>(0, read_int(d + "/cpu.stat", "usage_usec"))) / 1e6;
+      s.peak_memory_bytes = std::max<int64_t>(0, read_int(d + "/memory.peak"));
+      s.oom_kills = std::max<int64_t>(0, read_int(d + "/memory.events", "oom_kill"));
       continue;
     }
-    if (::access((d + "/cpuacct.usage").c_str(), F_OK) == 0) s.cpu_s = static_cast<double>(read_int(d + "/cpuacct.usage")) / 1e9;
-    if (::access((d + "/memory.max_usage_in_bytes").c_str(), F_OK) == 0) {
-      s.peak_memory_bytes = read_int(d + "/memory.max_usage_in_bytes");
-      s.oom_kills = read_int(d + "/memory.oom_control", "oom_kill");
-      if (s.oom_kills == 0 && read_int(d + "/memory.failcnt") > 0 && read_int(d + "/memory.oom_control", "under_oom") > 0)
-        s.oom_kills = 1;
+    // v1: each hierarchy has the files of its own controllers (the others cannot be read).
+    if (const int64_t ns = read_int(d + "/cpuacct.usage"); ns >= 0) s.cpu_s = static_cast<double>(ns) / 1e9;
+    if (const int64_t peak = read_int(d + "/memory.max_usage_in_bytes"); peak >= 0) {
+      s.peak_memory_bytes = peak;
+      const std::string oom = read_file(d + "/memory.oom_control");
+      s.oom_kills = value_of(oom, "oom_kill");
+      if (s.oom_kills == 0 && value_of(oom, "under_oom") > 0 && read_int(d + "/memory.failcnt") > 0) s.oom_kills = 1;
     }
   }
   return s;
