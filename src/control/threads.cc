@@ -69,6 +69,57 @@ Result<std::string> thread_filters(const Json& body, std::vector<store::Param>& 
   return where;
 }
 
+// `select` for state reads: top-level fields, or "values.<key>" for single state keys (the SDK's
+// getState/getHistory option). Null or empty: everything. Checked before any work.
+Status check_state_select(const Json& select) {
+  static const std::set<std::string> kFields = {"values",     "next",     "tasks",   "checkpoint", "metadata",
+                                                "created_at", "parent_checkpoint", "interrupts"};
+  if (select.is_null()) return {};
+  const char* shape =
+      "'select' must be a list of state fields (values, next, tasks, checkpoint, metadata, created_at, "
+      "parent_checkpoint, interrupts) or values.<key>";
+  if (!select.is_array()) return Error::invalid_argument(shape);
+  for (const auto& f : select) {
+    if (!f.is_string()) return Error::invalid_argument(shape);
+    const std::string& name = f.get_ref<const std::string&>();
+    if (!kFields.count(name) && !(name.starts_with("values.") && name.size() > 7))
+      return Error::invalid_argument(std::string(shape) + ": unknown field '" + name + "'");
+  }
+  return {};
+}
+
+Json select_state(Json state, const Json& select) {
+  if (!select.is_array() || select.empty()) return state;
+  Json out = Json::object();
+  for (const auto& f : select) {
+    const std::string& name = f.get_ref<const std::string&>();
+    if (!name.starts_with("values.")) {
+      out[name] = state[name];
+      continue;
+    }
+    if (!out.contains("values") || !out["values"].is_object()) out["values"] = Json::object();
+    const Json& values = state["values"];
+    const std::string key = name.substr(7);
+    if (values.is_object() && values.contains(key)) out["values"][key] = values[key];
+  }
+  return out;
+}
+
+// A pending task's `state`: its subgraph's state when it was read (get_state with subgraphs),
+// else the config that names the subgraph's namespace; null for a task that runs no subgraph.
+Json task_state(const graph::StateSnapshot& snap, size_t k) {
+  if (k < snap.next_task_states.size() && snap.next_task_states[k]) {
+    const graph::StateSnapshot& child = *snap.next_task_states[k];
+    if (!child.config.checkpoint_id.empty()) return state_json(child);
+    Json empty = empty_state();
+    empty["checkpoint"] = {{"thread_id", child.config.thread_id}, {"checkpoint_ns", child.config.checkpoint_ns}};
+    return empty;
+  }
+  if (k < snap.next_task_ns.size() && !snap.next_task_ns[k].empty())
+    return {{"configurable", {{"thread_id", snap.config.thread_id}, {"checkpoint_ns", snap.next_task_ns[k]}}}};
+  return nullptr;
+}
+
 }  // namespace
 
 ThreadSummary summarize(const graph::StateSnapshot& snap) {
@@ -95,7 +146,7 @@ Json state_json(const graph::StateSnapshot& snap) {
                      {"error", nullptr},
                      {"interrupts", interrupts},
                      {"checkpoint", nullptr},
-                     {"state", nullptr},
+                     {"state", task_state(snap, k)},
                      {"result", nullptr}});
   }
   Json interrupts = Json::array();
@@ -304,23 +355,25 @@ Task<Json> Threads::thread_graph(Scope s, const std::string& id, std::string* gr
   co_return thread;
 }
 
-Task<Json> Threads::state(Scope s, std::string id, std::string checkpoint_id, std::string checkpoint_ns, bool) {
+Task<Json> Threads::state(Scope s, std::string id, std::string checkpoint_id, std::string checkpoint_ns, bool subgraphs,
+                          Json select) {
+  AP_CO_RETURN_IF_ERROR(check_state_select(select));
   std::string graph_id;
   AP_CO_RETURN_IF_ERROR(co_await thread_graph(s, id, &graph_id));
-  if (graph_id.empty()) co_return empty_state();
+  if (graph_id.empty()) co_return select_state(empty_state(), select);
   AP_CO_ASSIGN_OR_RETURN(auto g, co_await graphs_.load(s, graph_id));
   auto saver = savers_;
   TenantId tenant = s.tenant;
   graph::CheckpointConfig cfg{id, checkpoint_ns, checkpoint_id};
-  auto read_state = [saver, tenant, g, cfg]() -> Result<Json> {
+  auto read_state = [saver, tenant, g, cfg, subgraphs, select]() -> Result<Json> {
     auto cp = saver(tenant);
-    auto snap = g.graph->get_state(*cp, cfg);
+    auto snap = g.graph->get_state(*cp, cfg, subgraphs);
     if (!snap) {
-      if (snap.error().code == Code::kNotFound && cfg.checkpoint_id.empty()) return empty_state();
+      if (snap.error().code == Code::kNotFound && cfg.checkpoint_id.empty()) return select_state(empty_state(), select);
       return snap.error();
     }
-    if (snap->config.checkpoint_id.empty()) return empty_state();
-    return state_json(*snap);
+    if (snap->config.checkpoint_id.empty()) return select_state(empty_state(), select);
+    return select_state(state_json(*snap), select);
   };  // (g++ 12: no lambda temporaries in co_await)
   co_return co_await run_blocking(blocking_, read_state);
 }
@@ -352,17 +405,19 @@ Task<Json> Threads::history(Scope s, std::string id, Json body) {
   for (const auto& [k, v] : md.items()) o.filter.emplace_back(k, v.dump());
   AP_CO_ASSIGN_OR_RETURN(Json cp, object_field(body, "checkpoint"));
   if (cp.contains("checkpoint_ns") && cp["checkpoint_ns"].is_string()) o.checkpoint_ns = cp["checkpoint_ns"].get<std::string>();
+  Json select = body.value("select", Json());
+  AP_CO_RETURN_IF_ERROR(check_state_select(select));
   std::string graph_id;
   AP_CO_RETURN_IF_ERROR(co_await thread_graph(s, id, &graph_id));
   if (graph_id.empty()) co_return Json::array();
   AP_CO_ASSIGN_OR_RETURN(auto g, co_await graphs_.load(s, graph_id));
   auto saver = savers_;
   TenantId tenant = s.tenant;
-  auto read_history = [saver, tenant, g, o]() -> Result<Json> {
+  auto read_history = [saver, tenant, g, o, select]() -> Result<Json> {
     auto cp = saver(tenant);
     AP_ASSIGN_OR_RETURN(auto snaps, g.graph->get_state_history(*cp, o));
     Json out = Json::array();
-    for (const auto& snap : snaps) out.push_back(state_json(snap));
+    for (const auto& snap : snaps) out.push_back(select_state(state_json(snap), select));
     return out;
   };  // (g++ 12: no lambda temporaries in co_await)
   co_return co_await run_blocking(blocking_, read_history);

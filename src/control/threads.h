@@ -36,9 +36,12 @@ class Threads {
   // POST /threads/prune: {thread_ids, strategy: delete|keep_latest}.
   Task<Json> prune(Scope s, Json body);
 
-  // GET /threads/{id}/state[/{checkpoint_id}] (subgraphs: nested states of pending subgraphs).
-  Task<Json> state(Scope s, std::string id, std::string checkpoint_id, std::string checkpoint_ns, bool subgraphs);
-  // POST /threads/{id}/history: {limit, before, metadata, checkpoint}.
+  // GET /threads/{id}/state[/{checkpoint_id}], POST /threads/{id}/state/checkpoint. subgraphs:
+  // pending subgraph tasks carry their subgraph's state (recursively). select: only these fields
+  // ("values.<key>" for one state key); null: all.
+  Task<Json> state(Scope s, std::string id, std::string checkpoint_id, std::string checkpoint_ns, bool subgraphs,
+                   Json select = nullptr);
+  // POST /threads/{id}/history: {limit, before, metadata, checkpoint, select}.
   Task<Json> history(Scope s, std::string id, Json body);
   // POST /threads/{id}/state: {values, as_node?, checkpoint?|checkpoint_id?}. FailedPrecondition
   // (409) while a run is active on the thread.

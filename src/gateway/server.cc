@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_map>
 #include <list>
+#include <nlohmann/json.hpp>
 
 #include "auth/authenticator.h"
 #include "common/crypto.h"
@@ -492,6 +493,9 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
   Result<Response> r = Error::internal("handler did not run");
   try {
     r = co_await route->handler(ctx);
+  } catch (const nlohmann::json::type_error& e) {
+    // A request field of the wrong type that a handler read without checking: the client's error.
+    r = Error::invalid_argument(std::string("a field of the request has the wrong type (") + e.what() + ")");
   } catch (const std::exception& e) {
     r = Error::internal(e.what());
   }

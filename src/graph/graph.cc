@@ -27,8 +27,9 @@ StateGraph& StateGraph::channel(std::string name, Reducer reducer) {
   return *this;
 }
 
-StateGraph& StateGraph::node(std::string name, NodeFn fn, RetryPolicy retry) {
-  nodes_.push_back({std::move(name), std::move(fn), std::move(retry)});
+StateGraph& StateGraph::node(std::string name, NodeFn fn, RetryPolicy retry,
+                             std::shared_ptr<const CompiledGraph> subgraph) {
+  nodes_.push_back({std::move(name), std::move(fn), std::move(retry), std::move(subgraph)});
   return *this;
 }
 
@@ -48,7 +49,7 @@ StateGraph& StateGraph::branch(std::string from, RouterFn router, std::vector<st
 }
 
 StateGraph& StateGraph::subgraph(std::string name, std::shared_ptr<const CompiledGraph> child) {
-  return node(std::move(name), [child](NodeContext& ctx) -> Result<NodeOutput> {
+  auto fn = [child](NodeContext& ctx) -> Result<NodeOutput> {
     Json in = Json::object();
     for (const auto& c : child->state_channel_names())
       if (const auto& v = ctx.channel(c)) in[c] = v->to_json();
@@ -58,7 +59,13 @@ StateGraph& StateGraph::subgraph(std::string name, std::shared_ptr<const Compile
     for (auto it = out.begin(); it != out.end(); ++it)
       if (ctx.has_channel(it.key())) o.write(it.key(), it.value());
     return o;
-  });
+  };
+  return node(std::move(name), std::move(fn), {}, child);
+}
+
+std::shared_ptr<const CompiledGraph> CompiledGraph::subgraph_of(std::string_view name) const {
+  auto n = impl_->node(name);
+  return n ? impl_->nodes[*n].subgraph : nullptr;
 }
 
 std::vector<std::string> CompiledGraph::state_channel_names() const {
@@ -83,7 +90,7 @@ Result<std::shared_ptr<const CompiledGraph>> StateGraph::compile() const {
   };
   impl->start_channel = add_internal(kStart, Reducer::kEphemeral);
 
-  impl->nodes.push_back({kStart, nullptr, {}, {impl->start_channel}, {}, {}, {}});
+  impl->nodes.push_back({kStart, nullptr, {}, nullptr, {impl->start_channel}, {}, {}, {}});
   impl->node_index[kStart] = 0;
   for (const auto& n : nodes_) {
     if (reserved(n.name)) problems.push_back("node name '" + n.name + "' is reserved");
@@ -92,7 +99,7 @@ Result<std::shared_ptr<const CompiledGraph>> StateGraph::compile() const {
       problems.push_back("node '" + n.name + "' has the name of a channel");
     if (!n.fn) problems.push_back("node '" + n.name + "' has no function");
     impl->node_index[n.name] = impl->nodes.size();
-    impl->nodes.push_back({n.name, n.fn, n.retry, {}, {}, {}, {}});
+    impl->nodes.push_back({n.name, n.fn, n.retry, n.subgraph, {}, {}, {}, {}});
   }
   impl->branch_channel.assign(impl->nodes.size(), 0);
   for (size_t i = 1; i < impl->nodes.size(); ++i) {

@@ -24,7 +24,10 @@ class CompiledGraph;
 class StateGraph {
  public:
   StateGraph& channel(std::string name, Reducer reducer = Reducer::kLastValue);
-  StateGraph& node(std::string name, NodeFn fn, RetryPolicy retry = {});
+  // `subgraph`: the graph that `fn` runs with NodeContext::run_subgraph, if any (get_state then
+  // shows the task's subgraph and its state).
+  StateGraph& node(std::string name, NodeFn fn, RetryPolicy retry = {},
+                   std::shared_ptr<const CompiledGraph> subgraph = nullptr);
   StateGraph& edge(std::string from, std::string to);
   // `to` runs once every node in `from` has run (LangGraph's add_edge([a, b], c)).
   StateGraph& join(std::vector<std::string> from, std::string to);
@@ -47,6 +50,7 @@ class StateGraph {
     std::string name;
     NodeFn fn;
     RetryPolicy retry;
+    std::shared_ptr<const CompiledGraph> subgraph;
   };
   struct BranchDef {
     std::string from;
@@ -142,6 +146,10 @@ struct StateSnapshot {
   Json values() const;
   std::vector<std::string> next;  // nodes that would run next
   std::vector<std::string> next_task_ids;  // their task ids, in the same order
+  // Per next task: the checkpoint namespace of its subgraph ("" if the node runs none), and with
+  // get_state(..., subgraphs = true) the subgraph's own state (recursively; null if none).
+  std::vector<std::string> next_task_ns;
+  std::vector<std::shared_ptr<const StateSnapshot>> next_task_states;
   CheckpointConfig config;
   std::optional<CheckpointConfig> parent_config;
   Json metadata;
@@ -157,7 +165,9 @@ class CompiledGraph {
   Result<RunResult> invoke(const Input& input, const RunOptions& options,
                            Checkpointer* checkpointer = nullptr) const;
 
-  Result<StateSnapshot> get_state(Checkpointer& cp, const CheckpointConfig& config) const;
+  // `subgraphs`: also read the states of the pending tasks' subgraphs (next_task_states); a
+  // subgraph that has not started yet has an empty state (config without a checkpoint id).
+  Result<StateSnapshot> get_state(Checkpointer& cp, const CheckpointConfig& config, bool subgraphs = false) const;
   // Newest first, across branches (forks), with parent links.
   Result<std::vector<StateSnapshot>> get_state_history(Checkpointer& cp, const ListOptions& o) const;
   // Applies `values` as if node `as_node` wrote them (empty: the last node that ran), as a new
@@ -166,6 +176,8 @@ class CompiledGraph {
                                         const Json& values, const std::string& as_node = "") const;
 
   const std::vector<std::string>& node_names() const { return *nodes_; }
+  // The graph that node `name` runs as its subgraph (null: none, or no such node).
+  std::shared_ptr<const CompiledGraph> subgraph_of(std::string_view name) const;
   const std::vector<std::string>& channel_names() const { return *channels_; }
   // The state channels (channel_names() also lists internal ones).
   std::vector<std::string> state_channel_names() const;

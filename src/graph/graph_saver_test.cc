@@ -290,6 +290,80 @@ TEST_P(GraphOnSaver, NativeSubgraphSharesStateAndResumesAfterACrash) {
   EXPECT_EQ(r->values["messages"][1]["content"], "from child");
 }
 
+TEST_P(GraphOnSaver, GetStateShowsPendingSubgraphs) {
+  // parent: START -> team (subgraph: draft -> review, which interrupts) -> END
+  StateGraph child;
+  child.channel("log", Reducer::kAppend).node("draft", append("draft"));
+  child.node("review", [](NodeContext& ctx) -> Result<NodeOutput> {
+    AP_ASSIGN_OR_RETURN(Json ok, ctx.interrupt("ok?"));
+    return NodeOutput().write("log", "review " + ok.get<std::string>());
+  });
+  child.edge(kStart, "draft").edge("draft", "review");
+  StateGraph parent;
+  parent.channel("log", Reducer::kAppend).subgraph("team", compile(child)).edge(kStart, "team");
+  auto graph = compile(parent);
+  EXPECT_NE(graph->subgraph_of("team"), nullptr);
+  EXPECT_EQ(graph->subgraph_of("nope"), nullptr);
+  Checkpointer& saver = *saver_;
+  auto r = graph->invoke(Input::of({{"log", Json::array()}}), on_thread("sub-state"), &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(r->interrupted);
+
+  // Without subgraphs: the task names its subgraph's namespace, no state.
+  auto plain = graph->get_state(saver, {"sub-state", "", ""});
+  ASSERT_TRUE(plain) << plain.error().message;
+  ASSERT_EQ(plain->next, std::vector<std::string>{"team"});
+  const std::string ns = "team:" + plain->next_task_ids[0];
+  EXPECT_EQ(plain->next_task_ns, std::vector<std::string>{ns});
+  ASSERT_EQ(plain->next_task_states.size(), 1u);
+  EXPECT_EQ(plain->next_task_states[0], nullptr);
+
+  // With subgraphs: the child's own state, paused at its interrupt, under that namespace.
+  auto deep = graph->get_state(saver, {"sub-state", "", ""}, true);
+  ASSERT_TRUE(deep) << deep.error().message;
+  ASSERT_NE(deep->next_task_states[0], nullptr);
+  const StateSnapshot& inner = *deep->next_task_states[0];
+  EXPECT_EQ(inner.config.checkpoint_ns, ns);
+  EXPECT_FALSE(inner.config.checkpoint_id.empty());
+  EXPECT_EQ(inner.values()["log"], Json::array({"draft"}));
+  EXPECT_EQ(inner.next, std::vector<std::string>{"review"});
+  EXPECT_EQ(inner.next_task_ns, std::vector<std::string>{""});  // review runs no subgraph
+  ASSERT_EQ(inner.interrupts.size(), 1u);
+  EXPECT_EQ(inner.interrupts[0].value, "ok?");
+  ASSERT_EQ(deep->interrupts.size(), 1u);
+  EXPECT_EQ(deep->interrupts[0].id, inner.interrupts[0].id);  // the same interrupt, seen from the parent
+
+  // Resumed to the end: nothing pending, so no subgraph states.
+  r = graph->invoke(Input::resume_with("yes"), on_thread("sub-state"), &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->values["log"], Json::array({"draft", "review yes"}));
+  auto done = graph->get_state(saver, {"sub-state", "", ""}, true);
+  ASSERT_TRUE(done);
+  EXPECT_TRUE(done->next.empty());
+  EXPECT_TRUE(done->next_task_states.empty());
+}
+
+TEST_P(GraphOnSaver, GetStateOfASubgraphNotStartedYet) {
+  // interrupt_before the subgraph node: the child has no checkpoint yet.
+  StateGraph child;
+  child.channel("log", Reducer::kAppend).node("inner", append("inner")).edge(kStart, "inner");
+  StateGraph parent;
+  parent.channel("log", Reducer::kAppend).subgraph("team", compile(child)).edge(kStart, "team");
+  auto graph = compile(parent);
+  Checkpointer& saver = *saver_;
+  auto o = on_thread("sub-later");
+  o.interrupt_before = {"team"};
+  auto r = graph->invoke(Input::of({{"log", Json::array()}}), o, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  auto deep = graph->get_state(saver, {"sub-later", "", ""}, true);
+  ASSERT_TRUE(deep) << deep.error().message;
+  ASSERT_EQ(deep->next_task_states.size(), 1u);
+  ASSERT_NE(deep->next_task_states[0], nullptr);
+  EXPECT_EQ(deep->next_task_states[0]->config.checkpoint_ns, deep->next_task_ns[0]);
+  EXPECT_TRUE(deep->next_task_states[0]->config.checkpoint_id.empty());
+  EXPECT_EQ(deep->next_task_states[0]->values(), Json::object());
+}
+
 TEST_P(GraphOnSaver, CommandToParentRoutesTheEnclosingGraph) {
   StateGraph child;
   child.channel("x").node("escalate", [](NodeContext&) -> Result<NodeOutput> {

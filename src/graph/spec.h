@@ -37,6 +37,7 @@ struct BuiltNode {
   NodeFn fn;
   RouterFn router;                   // may be empty
   std::vector<std::string> targets;  // what `router` may return (nodes, __end__)
+  std::shared_ptr<const CompiledGraph> subgraph;  // what `fn` runs as its subgraph, if any
 };
 
 // Builds a node from its spec. Problems go to ctx.problems; the node is then never run.

@@ -149,6 +149,7 @@ BuiltNode subgraph_kind(const NodeSpecContext& ctx) {
         ctx.problem("'output' reads unknown subgraph channel for '" + it.key() + "'");
     }
   }
+  b.subgraph = g;
   b.fn = [g, input, output, child_channels](NodeContext& c) -> Result<NodeOutput> {
     Json in = Json::object();
     if (input.is_object()) {
@@ -235,7 +236,7 @@ Result<std::shared_ptr<const CompiledGraph>> compile_spec(const Json& spec, cons
     NodeSpecContext ctx{it.key(), ns, channels, nodes, problems, kinds};
     BuiltNode b = (*f)(ctx);
     g.node(it.key(), b.fn ? b.fn : [](NodeContext&) -> Result<NodeOutput> { return NodeOutput(); },
-           parse_retry(ns.value("retry", Json()), it.key(), problems));
+           parse_retry(ns.value("retry", Json()), it.key(), problems), b.subgraph);
     if (b.router) g.branch(it.key(), b.router, b.targets);
   }
   const Json edges = spec.value("edges", Json::array());

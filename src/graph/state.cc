@@ -21,8 +21,14 @@ StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t) {
       done = done || (w.task_id == task.id && !is_special_write(w.channel));
     task_node[task.id] = g.nodes[task.node].name;
     if (!done) {
-      s.next.push_back(g.nodes[task.node].name);
+      const auto& node = g.nodes[task.node];
+      s.next.push_back(node.name);
       s.next_task_ids.push_back(task.id);
+      // The namespace run_subgraph gives this task's subgraph.
+      s.next_task_ns.push_back(!node.subgraph ? ""
+                               : t.config.checkpoint_ns.empty()
+                                   ? node.name + ":" + task.id
+                                   : t.config.checkpoint_ns + "|" + node.name + ":" + task.id);
     }
   }
   for (const auto& w : t.pending_writes)
@@ -47,10 +53,29 @@ Json StateSnapshot::values() const {
   return out;
 }
 
-Result<StateSnapshot> CompiledGraph::get_state(Checkpointer& cp, const CheckpointConfig& config) const {
+Result<StateSnapshot> CompiledGraph::get_state(Checkpointer& cp, const CheckpointConfig& config,
+                                               bool subgraphs) const {
   AP_ASSIGN_OR_RETURN(auto t, cp.get_tuple(config));
   if (!t) return Error::not_found("no checkpoint for this thread");
-  return snapshot(*impl_, *t);
+  StateSnapshot s = snapshot(*impl_, *t);
+  s.next_task_states.resize(s.next.size());
+  if (!subgraphs) return s;
+  for (size_t k = 0; k < s.next.size(); ++k) {
+    if (s.next_task_ns[k].empty()) continue;
+    const auto child = subgraph_of(s.next[k]);
+    CheckpointConfig at{config.thread_id, s.next_task_ns[k], ""};
+    auto state = child->get_state(cp, at, true);
+    if (!state && state.error().code != Code::kNotFound) return state.error();
+    if (!state) {
+      // Not started yet: LangGraph's empty snapshot for the namespace.
+      StateSnapshot empty;
+      empty.channel_names = child->impl_->state_names;
+      empty.config = at;
+      state = std::move(empty);
+    }
+    s.next_task_states[k] = std::make_shared<const StateSnapshot>(std::move(*state));
+  }
+  return s;
 }
 
 Result<std::vector<StateSnapshot>> CompiledGraph::get_state_history(Checkpointer& cp,

@@ -37,6 +37,8 @@ const G = {
   slow: `e2e-slow-${RUN}`,
   // before -> child (subgraph: inner writes note) -> __end__
   par: `e2e-par-${RUN}`,
+  // before -> review (subgraph: ask interrupts "ok {{count}}?" -> done writes the verdict) -> __end__
+  subask: `e2e-subask-${RUN}`,
 };
 
 const SPECS = {
@@ -76,6 +78,25 @@ const SPECS = {
       },
     },
     edges: [["__start__", "before"], ["before", "child"], ["child", "__end__"]],
+  },
+  [G.subask]: {
+    channels: { count: "last_value", log: "append" },
+    nodes: {
+      before: step("before"),
+      review: {
+        kind: "subgraph",
+        spec: {
+          channels: { count: "last_value", answer: "last_value", verdict: "last_value" },
+          nodes: {
+            ask: { kind: "interrupt", payload: { template: "ok {{count}}?" }, resume_to: "answer" },
+            done: { kind: "set", values: { verdict: { template: "reviewed {{answer}}" } } },
+          },
+          edges: [["__start__", "ask"], ["ask", "done"], ["done", "__end__"]],
+        },
+        output: { log: "verdict" },
+      },
+    },
+    edges: [["__start__", "before"], ["before", "review"], ["review", "__end__"]],
   },
 };
 
@@ -1015,6 +1036,56 @@ describe("runs: create / wait / join / list / get / cancel / delete", { skip: SK
     assert.equal(t2.status, "idle");
     assert.deepEqual(t2.interrupts, {});
     assert.deepEqual((await A.threads.getState(th.thread_id)).next, []);
+  });
+
+  test("getState with subgraphs: a paused subgraph's own state", async () => {
+    const th = await A.threads.create({ metadata: { suite: RUN } });
+    const out = await A.runs.wait(th.thread_id, G.subask, { input: { count: 0 } });
+    assert.equal(out.__interrupt__?.[0]?.value, "ok 1?", JSON.stringify(out));
+    const flat = await A.threads.getState(th.thread_id);
+    assert.deepEqual(flat.next, ["review"]);
+    const ns = `review:${flat.tasks[0].id}`;
+    // without subgraphs the task names its subgraph's namespace, as LangGraph does
+    assert.deepEqual(flat.tasks[0].state, { configurable: { thread_id: th.thread_id, checkpoint_ns: ns } });
+    const deep = await A.threads.getState(th.thread_id, undefined, { subgraphs: true });
+    const inner = deep.tasks[0].state;
+    assert.equal(inner.checkpoint.checkpoint_ns, ns, JSON.stringify(deep.tasks[0]));
+    assert.equal(inner.checkpoint.thread_id, th.thread_id);
+    assert.deepEqual(inner.values, { count: 1 });
+    assert.deepEqual(inner.next, ["ask"]);
+    const pending = [{ id: out.__interrupt__[0].id, value: "ok 1?" }];
+    assert.deepEqual(inner.tasks[0].interrupts, pending);
+    assert.deepEqual(deep.tasks[0].interrupts, pending);
+    // at a checkpoint: by id (GET /state/{id}) and by object (POST /state/checkpoint)
+    const byId = await A.threads.getState(th.thread_id, deep.checkpoint.checkpoint_id, { subgraphs: true });
+    assert.deepEqual(byId.tasks[0].state, inner);
+    const byObj = await A.threads.getState(th.thread_id, { checkpoint_id: deep.checkpoint.checkpoint_id }, { subgraphs: true });
+    assert.deepEqual(byObj.tasks[0].state, inner);
+    // history shows the pending subgraph task's namespace too
+    const [latest] = await A.threads.getHistory(th.thread_id, { limit: 1 });
+    assert.deepEqual(latest.tasks[0].state, flat.tasks[0].state);
+
+    const done = await A.runs.wait(th.thread_id, G.subask, { command: { resume: "yes" } });
+    assert.deepEqual(done, { count: 1, log: ["before0", "reviewed yes"] });
+    assert.deepEqual((await A.threads.getState(th.thread_id, undefined, { subgraphs: true })).tasks, []);
+    // B sees none of it
+    await rejectsWith(404, B.threads.getState(th.thread_id, undefined, { subgraphs: true }));
+  });
+
+  test("getState and getHistory with select", async () => {
+    const th = await A.threads.create({ metadata: { suite: RUN } });
+    await A.runs.wait(th.thread_id, G.lin, { input: { count: 0 } });
+    const one = await A.threads.getState(th.thread_id, undefined, { select: ["values.log"] });
+    assert.deepEqual(one, { values: { log: ["a0", "b1", "c2"] } });
+    const two = await A.threads.getState(th.thread_id, undefined, { select: ["next", "values.count"] });
+    assert.deepEqual(two, { next: [], values: { count: 3 } });
+    const hist = await A.threads.getHistory(th.thread_id, { limit: 2, select: ["checkpoint", "values.count"] });
+    assert.equal(hist.length, 2);
+    assert.deepEqual(Object.keys(hist[0]).sort(), ["checkpoint", "values"]);
+    assert.deepEqual(hist[0].values, { count: 3 });
+    assert.ok(hist[0].checkpoint.checkpoint_id);
+    await rejectsWith(400, A.threads.getState(th.thread_id, undefined, { select: ["secrets"] }), "unknown field");
+    await rejectsWith(400, A.threads.getHistory(th.thread_id, { select: "values" }), "select not a list");
   });
 
   test("interrupt via stream (values carry __interrupt__), resume via stream", async () => {

@@ -57,27 +57,58 @@ Task prune_threads(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(json r, co_await p->threads.prune(audit_context(ctx), body));
   co_return ok_json(r);
 }
+// ?subgraphs=true|false (also 1|0); absent: false.
+Result<bool> subgraphs_param(RequestContext& ctx) {
+  auto sub = ctx.request.query_param("subgraphs");
+  if (!sub) return false;
+  if (*sub == "true" || *sub == "1") return true;
+  if (*sub == "false" || *sub == "0") return false;
+  return Error::invalid_argument("'subgraphs' must be true or false");
+}
+// ?select=values.messages&select=next (repeated); absent: null (every field).
+json select_param(RequestContext& ctx) {
+  auto all = ctx.request.query_params("select");
+  if (all.empty()) return nullptr;
+  json out = json::array();
+  for (auto& f : all) out.push_back(std::move(f));
+  return out;
+}
 Task get_state(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
-  auto sub = ctx.request.query_param("subgraphs");
-  AP_CO_ASSIGN_OR_RETURN(json st, co_await p->threads.state(audit_context(ctx), tid(ctx), "", "",
-                                                            sub && (*sub == "true" || *sub == "1")));
+  AP_CO_ASSIGN_OR_RETURN(bool subgraphs, subgraphs_param(ctx));
+  json select = select_param(ctx);
+  AP_CO_ASSIGN_OR_RETURN(json st, co_await p->threads.state(audit_context(ctx), tid(ctx), "", "", subgraphs, select));
   co_return ok_json(st);
 }
 Task get_state_at(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
+  AP_CO_ASSIGN_OR_RETURN(bool subgraphs, subgraphs_param(ctx));
+  json select = select_param(ctx);
   AP_CO_ASSIGN_OR_RETURN(json st, co_await p->threads.state(audit_context(ctx), tid(ctx), std::string(ctx.param("checkpoint_id")),
-                                                            "", false));
+                                                            "", subgraphs, select));
   co_return ok_json(st);
 }
 // POST /threads/{id}/state/checkpoint: {checkpoint: {checkpoint_id, checkpoint_ns}, subgraphs}.
 Task post_state_checkpoint(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(auto* p, plane(ctx));
   AP_CO_ASSIGN_OR_RETURN(json body, any_body(ctx.request));
-  json cp = body.is_object() ? body.value("checkpoint", json::object()) : json::object();
+  if (!body.is_object()) co_return Error::invalid_argument("the body must be a JSON object");
+  json cp = body.value("checkpoint", json::object());
+  if (cp.is_null()) cp = json::object();
   if (!cp.is_object()) co_return Error::invalid_argument("'checkpoint' must be an object");
-  AP_CO_ASSIGN_OR_RETURN(json st, co_await p->threads.state(audit_context(ctx), tid(ctx), cp.value("checkpoint_id", ""),
-                                                            cp.value("checkpoint_ns", ""), body.value("subgraphs", false)));
+  std::string fields[2];  // checkpoint_id, checkpoint_ns
+  const char* names[2] = {"checkpoint_id", "checkpoint_ns"};
+  for (int i = 0; i < 2; ++i) {
+    json v = cp.value(names[i], json());
+    if (!v.is_null() && !v.is_string())
+      co_return Error::invalid_argument(std::string("'checkpoint.") + names[i] + "' must be a string");
+    if (v.is_string()) fields[i] = v.get<std::string>();
+  }
+  json sub = body.value("subgraphs", json());
+  if (!sub.is_null() && !sub.is_boolean()) co_return Error::invalid_argument("'subgraphs' must be true or false");
+  json select = body.value("select", json());
+  AP_CO_ASSIGN_OR_RETURN(json st, co_await p->threads.state(audit_context(ctx), tid(ctx), fields[0], fields[1],
+                                                            sub.is_boolean() && sub.get<bool>(), select));
   co_return ok_json(st);
 }
 Task patch_state(RequestContext& ctx) {

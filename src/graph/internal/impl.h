@@ -12,6 +12,7 @@ struct CompiledGraph::Impl {
     std::string name;
     NodeFn fn;  // null for the START node, which applies the input
     RetryPolicy retry;
+    std::shared_ptr<const CompiledGraph> subgraph;  // what fn runs as its subgraph, if any
     std::vector<size_t> triggers;     // channels that start this node
     std::vector<size_t> edge_writes;  // branch:to:X channels it writes when it finishes
     std::vector<size_t> join_writes;  // barrier channels it writes its name to
