@@ -7,6 +7,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <deque>
+#include <future>
+#include <thread>
 
 #include "audit/canonical.h"
 #include "common/crypto.h"
@@ -57,7 +59,8 @@ void report_failure(const TenantId& tenant, const Error& e, size_t events) {
 // One shard's queue. Used only on its pool's executor, so it needs no lock.
 class AuditLog::Batcher {
  public:
-  explicit Batcher(store::Pool& pool) : pool_(pool) {}
+  Batcher(store::Pool& pool, std::chrono::milliseconds linger)
+      : pool_(pool), linger_(pool.executor(), asio::steady_timer::time_point::max()), linger_for_(linger) {}
 
   struct Waiter {
     explicit Waiter(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
@@ -73,17 +76,35 @@ class AuditLog::Batcher {
   };
 
   void enqueue(Item item) {
+    const bool urgent = item.waiter != nullptr;
+    if (urgent) ++urgent_;
     queue_.push_back(std::move(item));
+    if (lingering_) {
+      // The next batch is gathering: someone waiting, or a full batch, sends it now.
+      if (urgent || queue_.size() >= kFullBatch) linger_.cancel();
+      return;
+    }
     if (flushing_ < kMaxFlushes) {
       ++flushing_;
       asio::co_spawn(pool_.executor(), flush(), asio::detached);
     }
   }
 
+  // Stops lingering: what is queued goes out now, and so does everything after (shutdown).
+  void stop_lingering() {
+    draining_ = true;
+    linger_.cancel();
+  }
+  bool idle() const { return queue_.empty() && flushing_ == 0; }
+  asio::any_io_executor executor() { return pool_.executor(); }
+
  private:
   // Two batches may be on their way at once (one being written while the next is sent); one
   // tenant's appends still commit one after the other, as each locks its chain's head row.
   static constexpr int kMaxFlushes = 2;
+  // A batch of events nobody waits for gathers for up to `linger_for_` (or this many events)
+  // before it is written: one commit for many events instead of one each.
+  static constexpr size_t kFullBatch = 512;
 
   // One batch, every tenant in it, in one transaction and one round trip: per tenant (in id
   // order, so that two shards never wait on each other's head rows), its set_config and one
@@ -113,8 +134,18 @@ class AuditLog::Batcher {
 
   asio::awaitable<void> flush() {
     while (!queue_.empty()) {
+      if (lingering_) break;  // another flush gathers the next batch
+      if (linger_for_.count() > 0 && urgent_ == 0 && !draining_ && queue_.size() < kFullBatch) {
+        lingering_ = true;
+        linger_.expires_after(linger_for_);
+        boost::system::error_code ec;
+        co_await linger_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        lingering_ = false;
+        if (queue_.empty()) break;
+      }
       std::deque<Item> batch;
       batch.swap(queue_);
+      urgent_ = 0;
       std::unordered_map<TenantId, std::vector<Item*>, UuidHash> by_tenant;
       for (auto& it : batch) by_tenant[it.tenant].push_back(&it);
       std::vector<TenantId> tenants;
@@ -149,16 +180,48 @@ class AuditLog::Batcher {
   store::Pool& pool_;
   std::deque<Item> queue_;
   int flushing_ = 0;
+  size_t urgent_ = 0;  // queued events someone waits for
+  asio::steady_timer linger_;
+  std::chrono::milliseconds linger_for_;
+  bool lingering_ = false, draining_ = false;
 };
 
-AuditLog::AuditLog(Clock& clock) : clock_(clock) {}
+AuditLog::AuditLog(Clock& clock, std::chrono::milliseconds linger) : clock_(clock), linger_(linger) {}
 AuditLog::~AuditLog() = default;
 
 AuditLog::Batcher& AuditLog::batcher(store::Pool& pool) {
   std::lock_guard lock(mu_);
   auto& b = batchers_[&pool];
-  if (!b) b = std::make_unique<Batcher>(pool);
+  if (!b) b = std::make_unique<Batcher>(pool, linger_);
   return *b;
+}
+
+void AuditLog::drain(const std::vector<store::Pool*>& pools, std::chrono::milliseconds max_wait) {
+  std::vector<Batcher*> all;
+  {
+    std::lock_guard lock(mu_);
+    for (auto* pool : pools)
+      if (auto it = batchers_.find(pool); it != batchers_.end()) all.push_back(it->second.get());
+  }
+  const auto deadline = std::chrono::steady_clock::now() + max_wait;
+  for (Batcher* b : all) {
+    for (;;) {
+      auto idle = std::make_shared<std::promise<bool>>();
+      auto f = idle->get_future();
+      asio::post(b->executor(), [b, idle] {
+        b->stop_lingering();
+        idle->set_value(b->idle());
+      });
+      if (f.wait_until(deadline) != std::future_status::ready || f.get()) break;
+      if (std::chrono::steady_clock::now() >= deadline) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+}
+
+void AuditLog::forget(const std::vector<store::Pool*>& pools) {
+  std::lock_guard lock(mu_);
+  for (auto* pool : pools) batchers_.erase(pool);
 }
 
 std::string AuditLog::entry_bytes(const Context& ctx, const Event& event) const {

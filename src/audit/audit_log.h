@@ -1,10 +1,12 @@
 // The audit log: every tenant's events in a hash chain (docs/audit_format.md). Appends are
 // batched per server shard and per tenant: events that arrive while a batch is being written go
-// in the next one, so the rate is bounded by neither one commit per event nor a platform-wide
-// lock (each tenant's chain head is its own row). Runs on a shard's executor; thread-safe.
+// in the next one, and events nobody waits for gather for a few milliseconds first, so the rate
+// is bounded by neither one commit per event nor a platform-wide lock (each tenant's chain head
+// is its own row). Runs on a shard's executor; thread-safe.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -48,8 +50,18 @@ struct Context {
 
 class AuditLog {
  public:
-  explicit AuditLog(Clock& clock = Clock::system());
+  // `linger`: how long events that nobody waits for (record) may gather into one batch before
+  // they are written; 0 writes each batch at once. An append() is never held back.
+  explicit AuditLog(Clock& clock = Clock::system(), std::chrono::milliseconds linger = kDefaultLinger);
   ~AuditLog();
+  static constexpr std::chrono::milliseconds kDefaultLinger{20};
+
+  // Shutdown of the users of these pools, before their executors stop: writes what is queued
+  // now and stops lingering; returns when their queues are empty or after `max_wait`. Not from
+  // a pool's own thread.
+  void drain(const std::vector<store::Pool*>& pools, std::chrono::milliseconds max_wait);
+  // Drops the queues of these pools once their executors have stopped, before the pools go.
+  void forget(const std::vector<store::Pool*>& pools);
 
   // Appends and returns once the event is committed (durable). Callers that must not go on
   // unless the event is recorded (decrypting a credential) wait for this and stop on error.
@@ -65,6 +77,7 @@ class AuditLog {
   class Batcher;
   Batcher& batcher(store::Pool& pool);
   Clock& clock_;
+  std::chrono::milliseconds linger_;
   std::mutex mu_;
   std::unordered_map<store::Pool*, std::unique_ptr<Batcher>> batchers_;
 };

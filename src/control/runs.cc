@@ -158,20 +158,28 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
   Json thread_md = {{"graph_id", assistant->graph_id}, {"assistant_id", assistant->assistant_id.to_string()}};
 
   AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*s.pool, s.tenant));
-  AP_CO_ASSIGN_OR_RETURN(auto th, co_await tx.exec("SELECT metadata::text FROM threads WHERE tenant_id = $1 AND thread_id = $2 FOR UPDATE",
-                                                   store::params(tenant, tid)));
   Json run_md = Json::object();
-  if (th.empty()) {
-    if (!stateless && if_not_exists != "create") co_return Error::not_found("thread not found");
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec("INSERT INTO threads (tenant_id, thread_id, metadata) VALUES ($1, $2, $3::jsonb)",
-                                           store::params(tenant, tid, thread_md.dump())));
+  store::Rows active;
+  if (stateless) {
+    // A fresh temporary thread (a new v7 id): nothing to lock or to wait for; busy at once.
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec(
+        "INSERT INTO threads (tenant_id, thread_id, metadata, status) VALUES ($1, $2, $3::jsonb, 'busy')",
+        store::params(tenant, tid, thread_md.dump())));
   } else {
-    run_md = Json::parse(th.get(0, 0));
+    AP_CO_ASSIGN_OR_RETURN(auto th, co_await tx.exec("SELECT metadata::text FROM threads WHERE tenant_id = $1 AND thread_id = $2 FOR UPDATE",
+                                                     store::params(tenant, tid)));
+    if (th.empty()) {
+      if (if_not_exists != "create") co_return Error::not_found("thread not found");
+      AP_CO_RETURN_IF_ERROR(co_await tx.exec("INSERT INTO threads (tenant_id, thread_id, metadata) VALUES ($1, $2, $3::jsonb)",
+                                             store::params(tenant, tid, thread_md.dump())));
+    } else {
+      run_md = Json::parse(th.get(0, 0));
+    }
+    AP_CO_ASSIGN_OR_RETURN(active, co_await tx.exec(
+                                       "SELECT run_id, status FROM runs WHERE tenant_id = $1 AND thread_id = $2 "
+                                       "AND status IN ('pending', 'running')",
+                                       store::params(tenant, tid)));
   }
-  AP_CO_ASSIGN_OR_RETURN(auto active, co_await tx.exec(
-                                          "SELECT run_id, status FROM runs WHERE tenant_id = $1 AND thread_id = $2 "
-                                          "AND status IN ('pending', 'running')",
-                                          store::params(tenant, tid)));
   if (!active.empty()) {
     if (strategy == "reject")
       co_return Error::failed_precondition(
@@ -198,18 +206,24 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
   merged_md.merge_patch(metadata);
   merged_md.merge_patch(thread_md);
   run_md = std::move(merged_md);
-  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await tx.exec(
-                                        std::string("INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, metadata, kwargs, "
-                                                    "multitask_strategy, stateless, created_by, run_after, watchers) VALUES ($1, $2, "
-                                                    "$3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, now() + $10::float8 * interval "
-                                                    "'1 second', $11::text[]) RETURNING ") + kRunJson,
-                                        store::params(tenant, run_id.to_string(), tid, assistant->assistant_id.to_string(),
-                                                      run_md.dump(), kwargs.dump(), strategy, stateless ? "true" : "false",
-                                                      s.actor, std::to_string(after.get<double>()), watchers_of(watch))));
-  AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(
-      "UPDATE threads SET status = 'busy', metadata = metadata || $3::jsonb, updated_at = now() "
-      "WHERE tenant_id = $1 AND thread_id = $2",
-      store::params(tenant, tid, thread_md.dump())));
+  const std::string insert_run =
+      std::string("INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, metadata, kwargs, "
+                  "multitask_strategy, stateless, created_by, run_after, watchers) VALUES ($1, $2, "
+                  "$3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, now() + $10::float8 * interval "
+                  "'1 second', $11::text[]) RETURNING ") + kRunJson;
+  auto run_params = store::params(tenant, run_id.to_string(), tid, assistant->assistant_id.to_string(), run_md.dump(),
+                                  kwargs.dump(), strategy, stateless ? "true" : "false", s.actor,
+                                  std::to_string(after.get<double>()), watchers_of(watch));
+  store::Rows rows;
+  if (stateless) {
+    AP_CO_ASSIGN_OR_RETURN(rows, co_await tx.exec_and_commit(insert_run, std::move(run_params)));
+  } else {
+    AP_CO_ASSIGN_OR_RETURN(rows, co_await tx.exec(insert_run, std::move(run_params)));
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(
+        "UPDATE threads SET status = 'busy', metadata = metadata || $3::jsonb, updated_at = now() "
+        "WHERE tenant_id = $1 AND thread_id = $2",
+        store::params(tenant, tid, thread_md.dump())));
+  }
   CreatedRun out;
   out.run = Json::parse(rows.get(0, 0));
   out.run_id = run_id;

@@ -667,12 +667,17 @@ void Server::stop() {
     }
   }
   impl_->authn.stop();
+  // Audit events still gathering go out now.
+  std::vector<store::Pool*> pools;
+  for (auto& s : impl_->shards) pools.push_back(s->pool.get());
+  if (impl_->services.audit) impl_->services.audit->drain(pools, std::chrono::seconds(2));
   // Give the last-used flush a moment, then stop every shard.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   for (auto& s : impl_->shards) s->ioc.stop();
   for (auto& s : impl_->shards)
     if (s->thread.joinable()) s->thread.join();
   impl_->authn.detach();
+  if (impl_->services.audit) impl_->services.audit->forget(pools);
   for (auto& s : impl_->shards) s->pool->close();
   impl_->acceptor.reset();
   impl_->metrics_acceptor.reset();

@@ -9,6 +9,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <fstream>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -48,6 +49,9 @@ class VaultAudit : public ::testing::Test {
     std::optional<Result<T>> out;
     asio::co_spawn(ioc, [&]() -> asio::awaitable<void> { out = co_await f(pool); }, asio::detached);
     ioc.run();
+    // The server's audit log keeps a queue per pool: this one's goes with it.
+    const std::vector<store::Pool*> pools(1, &pool);
+    server->wiring().audit->forget(pools);
     pool.close();
     return out ? std::move(*out) : Result<T>(Error::internal("did not run"));
   }
@@ -191,6 +195,58 @@ TEST_F(VaultAudit, UseWritesItsAuditEventFirstAndFailsClosed) {
   ASSERT_TRUE(again);
   EXPECT_EQ(again->reveal(), "v-456-c0ffee");
   EXPECT_FALSE(on_pool<SecretString>([&](store::Pool& pool) { return store.use(ctx(pool), "missing", "test"); }));
+}
+
+TEST_F(VaultAudit, RecordedEventsGatherAndAppendsAreNotHeldBack) {
+  // A linger far longer than the test: whatever is written early was sent on purpose.
+  audit::AuditLog log(Clock::system(), std::chrono::seconds(60));
+  asio::io_context ioc;
+  store::PoolOptions po;
+  po.conninfo = Database::get().app_url();
+  store::Pool pool(ioc.get_executor(), po);
+  auto work = asio::make_work_guard(ioc);
+  std::thread io([&] { ioc.run(); });
+  const std::string gathered = "SELECT count(*) FROM agentplane.audit_events WHERE tenant_id = $1 AND kind = 'test.gather'";
+  auto record = [&](int n) {
+    std::promise<void> queued;
+    asio::post(ioc, [&] {
+      for (int i = 0; i < n; ++i) log.record(ctx(pool), audit::Event{"test.gather", audit::Level::kReplay, json::object()});
+      queued.set_value();
+    });
+    queued.get_future().wait();
+  };
+
+  record(3);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(count(gathered), 0);  // still gathering
+  // An append goes at once and takes the gathered events with it, in their order before it.
+  std::promise<Status> appended;
+  asio::co_spawn(ioc, [&]() -> asio::awaitable<void> {
+    audit::Event marker{"test.marker", audit::Level::kReplay, json::object()};
+    appended.set_value(co_await log.append(ctx(pool), marker));
+  }, asio::detached);
+  auto f = appended.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(f.get());
+  EXPECT_EQ(count(gathered), 3);
+  auto order = su->exec("SELECT kind FROM agentplane.audit_events WHERE tenant_id = $1 AND kind LIKE 'test.%' ORDER BY seq", {t.id});
+  ASSERT_TRUE(order && order->size() == 4);
+  EXPECT_EQ(order->get(3, 0), "test.marker");
+
+  // Shutdown: drain sends what is gathering without waiting out the linger.
+  record(2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(count(gathered), 3);
+  const std::vector<store::Pool*> pools(1, &pool);
+  auto t0 = std::chrono::steady_clock::now();
+  log.drain(pools, std::chrono::seconds(10));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_EQ(count(gathered), 5);
+  work.reset();
+  ioc.stop();
+  io.join();
+  log.forget(pools);
+  pool.close();
 }
 
 TEST_F(VaultAudit, RotateRewrapAndRetire) {

@@ -489,10 +489,13 @@ void Worker::stop() {
     if (f.wait_for(std::chrono::seconds(1)) != std::future_status::ready || f.get() == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  const std::vector<store::Pool*> pools(1, i.pool.get());
+  if (i.audit) i.audit->drain(pools, std::chrono::seconds(2));  // the runs' last events, still gathering
   i.ioc.stop();
   i.thread.join();
   i.http.reset();
   i.runners->join();
+  if (i.audit) i.audit->forget(pools);
   i.pool->close();
 }
 
