@@ -94,6 +94,7 @@ Result<Json> kwargs_of(const Json& body, const std::string& run_id, const std::s
   AP_ASSIGN_OR_RETURN(std::string on_completion,
                       one_of(body, "on_completion", {"delete", "keep"}, stateless ? "delete" : "keep"));
   k["temporary"] = stateless && on_completion == "delete";
+  k["new_thread"] = stateless;  // created with the run: no checkpoints to read at its start
   std::string checkpoint_id, checkpoint_ns;
   if (auto c = body.find("checkpoint"); c != body.end() && c->is_object()) {
     checkpoint_id = c->value("checkpoint_id", "");

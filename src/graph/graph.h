@@ -94,6 +94,7 @@ struct RunOptions {
   std::string thread_id;  // empty: no checkpoints (stateless)
   std::string checkpoint_ns;
   std::string checkpoint_id;  // replay or fork from this checkpoint (empty: the latest)
+  bool new_thread = false;    // the thread has no checkpoints yet: none are read at the start
   int recursion_limit = 25;
   std::vector<std::string> interrupt_before, interrupt_after;
   Durability durability = Durability::kSync;

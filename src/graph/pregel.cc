@@ -23,7 +23,7 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
         return Error::invalid_argument("input names unknown channel '" + it.key() + "'");
 
   // Load the thread's checkpoint (or the one to replay / fork from).
-  if (loop.persistent()) {
+  if (loop.persistent() && !o.new_thread) {
     AP_ASSIGN_OR_RETURN(auto tuple, saver->get_tuple({o.thread_id, o.checkpoint_ns, o.checkpoint_id}));
     if (!tuple && !o.checkpoint_id.empty()) return Error::not_found("checkpoint not found");
     if (tuple) {

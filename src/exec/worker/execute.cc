@@ -73,6 +73,9 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   o.thread_id = thread;
   o.checkpoint_id = k.value("checkpoint_id", "");
   o.checkpoint_ns = k.value("checkpoint_ns", "");
+  // A stateless run's first attempt starts on the thread made for it (a later one may find
+  // what an earlier attempt saved).
+  o.new_thread = k.value("new_thread", false) && rc.attempt == 1 && o.checkpoint_id.empty();
   o.config = k.value("config", Json::object());
   o.recursion_limit = o.config.value("recursion_limit", 25);
   o.interrupt_before = nodes_of(k.value("interrupt_before", Json::array()), *g.graph);
@@ -233,16 +236,21 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
       return out;
     }
   }
-  // The thread's state after the run, as its cached values and interrupts.
-  auto snap = g.graph->get_state(*saver, graph::CheckpointConfig{thread, "", ""});
-  if (rolled_back && (!snap || snap->config.checkpoint_id.empty())) {
-    out.has_state = true;  // nothing before the run: an empty state
-  } else if (snap && !snap->config.checkpoint_id.empty()) {
-    auto summary = control::summarize(*snap);
-    out.has_state = true;
-    out.values = summary.values;
-    out.interrupts = summary.interrupts;
-    if (out.kind == RunOutcome::kSuccess) out.interrupted = summary.interrupted || !snap->next.empty();
+  if (out.kind == RunOutcome::kSuccess && k.value("temporary", false) && r->values.is_object()) {
+    // A temporary thread that ran to its end is deleted next: no state to read back.
+    out.interrupted = r->interrupted;
+  } else {
+    // The thread's state after the run, as its cached values and interrupts.
+    auto snap = g.graph->get_state(*saver, graph::CheckpointConfig{thread, "", ""});
+    if (rolled_back && (!snap || snap->config.checkpoint_id.empty())) {
+      out.has_state = true;  // nothing before the run: an empty state
+    } else if (snap && !snap->config.checkpoint_id.empty()) {
+      auto summary = control::summarize(*snap);
+      out.has_state = true;
+      out.values = summary.values;
+      out.interrupts = summary.interrupts;
+      if (out.kind == RunOutcome::kSuccess) out.interrupted = summary.interrupted || !snap->next.empty();
+    }
   }
   if (out.kind == RunOutcome::kSuccess) {
     out.result = r->values.is_object() ? r->values : out.values;
