@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Configures and builds agentplane into $AP_BUILD_DIR (default: ../agentplane-build beside the
-# checkout, outside the source tree). Uses ccache when it is installed. Prints the build dir.
+# Configures and builds agentplane into $AP_BUILD_DIR (default: build/ in the checkout, which
+# git ignores). Uses ccache when it is installed. Prints the build dir.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${AP_BUILD_DIR:-$root/build}

@@ -85,7 +85,7 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   serve_cmd->add_option("--role", serve.role, "api (HTTP only), worker (runs only) or all")
       ->check(CLI::IsMember({"api", "worker", "all"}))->capture_default_str();
-  serve_cmd->add_option("--worker-concurrency", serve.worker_concurrency, "Runs at once per worker (0: 2 per core)")
+  serve_cmd->add_option("--worker-concurrency", serve.worker_concurrency, "Runs at once per worker (0: 4 per core, at least 16)")
       ->check(CLI::NonNegativeNumber);
   serve_cmd->add_option("--worker-lease-ms", serve.worker_lease_ms,
                         "A run's lease (renewed every fifth of it): how long a dead worker's runs wait before "

@@ -126,6 +126,7 @@ gateway::Services Wiring::services() const {
 }
 
 Wiring::~Wiring() {
+  if (agents) agents->runs.set_local_worker(nullptr);
   if (worker) worker->stop();
   if (relay) relay->stop();
   usage.reset();  // writes the usage records still queued
@@ -189,7 +190,11 @@ Result<std::unique_ptr<gateway::Server>> start_server(const ServeConfig& config,
                                                   std::move(info), wiring->services());
   AP_RETURN_IF_ERROR(server->start());
   if (wiring->relay) wiring->relay->start();
-  if (wiring->worker) AP_RETURN_IF_ERROR(wiring->worker->start());
+  if (wiring->worker) {
+    AP_RETURN_IF_ERROR(wiring->worker->start());
+    // --role all: new runs may start on this worker at once, without a queue round.
+    if (wiring->agents) wiring->agents->runs.set_local_worker(wiring->worker->local());
+  }
   return server;
 }
 

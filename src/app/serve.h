@@ -62,7 +62,7 @@ struct ServeConfig {
   int audit_retention_days = 365;              // a deleted tenant's sealed audit chain is kept
   std::vector<auth::OidcIssuerConfig> oidc;    // OpenID providers whose JWT access tokens sign in
   std::string role = "all";                    // api | worker | all
-  int worker_concurrency = 0;                  // runs at once per worker; 0: 2 per core
+  int worker_concurrency = 0;                  // runs at once per worker; 0: 4 per core, at least 16
   int worker_lease_ms = 15000;                 // a dead worker's runs are resumed after this
   int worker_max_attempts = 3;                 // then a run whose workers keep dying fails
   // Model gateway and limits (docs/models.md, docs/limits.md).

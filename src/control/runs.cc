@@ -207,14 +207,38 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
   merged_md.merge_patch(metadata);
   merged_md.merge_patch(thread_md);
   run_md = std::move(merged_md);
+  // A local worker with a free slot takes the run at once if its tenant is under its cap
+  // (may_start_run decides in the transaction, under the tenant's lock): inserted `running`,
+  // leased to that worker, started in process after the commit. Otherwise it is queued.
+  LocalWorker* local = local_.load();
+  struct Reservation {
+    LocalWorker* worker = nullptr;
+    ~Reservation() {
+      if (worker) worker->unreserve();
+    }
+  } reserved;
+  if (local && after.get<double>() == 0 && active.empty() && local->reserve()) reserved.worker = local;
+  store::Param default_cap, lease_owner, lease_ms;
+  if (reserved.worker) {
+    if (auto cap = local->default_cap()) default_cap = std::to_string(*cap);
+    lease_owner = local->lease_owner();
+    lease_ms = std::to_string(local->lease_ms());
+  }
   const std::string insert_run =
-      std::string("INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, metadata, kwargs, "
-                  "multitask_strategy, stateless, created_by, run_after, watchers) VALUES ($1, $2, "
-                  "$3, $4, $5::jsonb, $6::jsonb, $7, $8, $9, now() + $10::float8 * interval "
-                  "'1 second', $11::text[]) RETURNING ") + kRunJson;
+      std::string("WITH d AS (SELECT CASE WHEN $13::boolean THEN agentplane.may_start_run($1::uuid, $14::int) "
+                  "ELSE false END AS go) "
+                  "INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, metadata, kwargs, "
+                  "multitask_strategy, stateless, created_by, run_after, watchers, status, lease_owner, lease_expires, "
+                  "attempt) SELECT $1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::jsonb, $6::jsonb, $7::text, $8::boolean, "
+                  "$9::text, now() + $10::float8 * interval '1 second', $11::text[], "
+                  "CASE WHEN d.go THEN 'running' ELSE 'pending' END, CASE WHEN d.go THEN $15::text END, "
+                  "CASE WHEN d.go THEN now() + $16::int * interval '1 millisecond' END, CASE WHEN d.go THEN 1 ELSE 0 END "
+                  "FROM d RETURNING ") +
+      kRunJson + ", status, (SELECT g.updated_at::text FROM graphs g WHERE g.tenant_id = $1::uuid AND g.graph_id = $12::text)";
   auto run_params = store::params(tenant, run_id.to_string(), tid, assistant->assistant_id.to_string(), run_md.dump(),
                                   kwargs.dump(), strategy, stateless ? "true" : "false", s.actor,
-                                  std::to_string(after.get<double>()), watchers_of(watch));
+                                  std::to_string(after.get<double>()), watchers_of(watch), assistant->graph_id,
+                                  reserved.worker ? "true" : "false", default_cap, lease_owner, lease_ms);
   store::Rows rows;
   if (stateless) {
     AP_CO_ASSIGN_OR_RETURN(rows, co_await tx.exec_and_commit(insert_run, std::move(run_params)));
@@ -224,6 +248,13 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
         "UPDATE threads SET status = 'busy', metadata = metadata || $3::jsonb, updated_at = now() "
         "WHERE tenant_id = $1 AND thread_id = $2",
         store::params(tenant, tid, thread_md.dump())));
+  }
+  if (reserved.worker && rows.get(0, 1) == "running") {
+    LocalWorker::Start start{s.tenant, run_id, thread, kwargs, run_md,
+                             rows.is_null(0, 2) ? std::string() : std::string(rows.get(0, 2)),
+                             std::chrono::steady_clock::now()};
+    reserved.worker = nullptr;  // the slot is the run's now
+    local->start(std::move(start));
   }
   CreatedRun out;
   out.run = Json::parse(rows.get(0, 0));

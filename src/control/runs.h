@@ -5,6 +5,10 @@
 // requests reach the worker by NOTIFY (agentplane_run_ctl), whichever replica runs the run.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <optional>
+
 #include "control/common.h"
 
 namespace ap::control {
@@ -28,9 +32,38 @@ Status check_run_body(const Json& body);
 // The run's stream modes, from its kwargs (["values"] by default).
 std::vector<std::string> stream_modes(const Json& kwargs);
 
+// A worker in this process (serve --role all) that takes a new run at once: the run is inserted
+// `running`, leased to it, and handed over in process, with no queue round (no NOTIFY, no
+// claim). Only when a slot is free, the worker has no queue backlog (queued runs go first),
+// the run is due now, its thread has no active run and its tenant is under its cap.
+class LocalWorker {
+ public:
+  virtual ~LocalWorker() = default;
+  // Holds a slot for a run about to be created; false: busy, or runs are queued.
+  virtual bool reserve() = 0;
+  // Gives back a reserved slot (the run went to the queue, or was not created).
+  virtual void unreserve() = 0;
+  struct Start {
+    TenantId tenant;
+    Uuid run, thread;
+    Json kwargs, metadata;
+    std::string graph_version;  // the graph's updated_at when the run was created
+    std::chrono::steady_clock::time_point committed;
+  };
+  // The run was committed `running` under lease_owner() in a reserved slot: run it.
+  virtual void start(Start run) = 0;
+  virtual const std::string& lease_owner() const = 0;
+  virtual int64_t lease_ms() const = 0;
+  virtual std::optional<int64_t> default_cap() const = 0;  // as claim_runs' p_default_cap
+};
+
 class Runs {
  public:
   Runs(Assistants& assistants, RunHub& hub) : assistants_(assistants), hub_(hub) {}
+
+  // The worker that may take new runs directly (null: none; every run is queued). Set before
+  // serving and cleared before the worker stops.
+  void set_local_worker(LocalWorker* worker) { local_.store(worker); }
 
   // What a client on this replica waits for: nothing, the run's events (a stream) or its end.
   enum class Watch { kNone, kEvents, kEnd };
@@ -69,6 +102,7 @@ class Runs {
   std::string watchers_of(Watch w) const;  // as a text[] literal
   Assistants& assistants_;
   RunHub& hub_;
+  std::atomic<LocalWorker*> local_{nullptr};
 };
 
 // Deletes threads past their TTL with no active run (their checkpoints and runs too), the event

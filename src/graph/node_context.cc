@@ -63,7 +63,7 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
     o.on_message_chunk = nullptr;
   }
   const std::string& parent_ns = f_.opts->checkpoint_ns;
-  o.checkpoint_ns = (parent_ns.empty() ? "" : parent_ns + "|") + *f_.node + ":" + f_.task_id;
+  o.checkpoint_ns = subgraph_ns(parent_ns, *f_.node, f_.task_id);
   if (o.on_event) {
     // The child's events carry its namespace (innermost first set wins).
     o.on_event = [parent = f_.opts->on_event, ns = o.checkpoint_ns](const StreamEvent& e) {

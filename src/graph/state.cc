@@ -25,10 +25,7 @@ StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t) {
       s.next.push_back(node.name);
       s.next_task_ids.push_back(task.id);
       // The namespace run_subgraph gives this task's subgraph.
-      s.next_task_ns.push_back(!node.subgraph ? ""
-                               : t.config.checkpoint_ns.empty()
-                                   ? node.name + ":" + task.id
-                                   : t.config.checkpoint_ns + "|" + node.name + ":" + task.id);
+      s.next_task_ns.push_back(node.subgraph ? subgraph_ns(t.config.checkpoint_ns, node.name, task.id) : "");
     }
   }
   for (const auto& w : t.pending_writes)

@@ -4,6 +4,8 @@
 // the same API in tests/e2e.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include "store/sync_conn.h"
 #include "tests/integration/fixture.h"
 
@@ -43,6 +45,16 @@ class AgentApi : public ::testing::Test {
     return server->call_json("POST", path, key, body.dump(), status);
   }
   static std::string new_thread(const std::string& key) { return post("/threads", key, json::object())["thread_id"]; }
+  // The sum of a metric's samples on /metrics (0 when absent).
+  static double metric(const std::string& name) {
+    auto r = server->call("GET", "/metrics");
+    double sum = 0;
+    std::istringstream lines(r.body);
+    for (std::string l; std::getline(lines, l);)
+      if (l.rfind(name, 0) == 0 && l.size() > name.size() && (l[name.size()] == ' ' || l[name.size()] == '{'))
+        sum += std::stod(l.substr(l.rfind(' ') + 1));
+    return sum;
+  }
 
   static TestServer* server;
   static TestServer::Tenant *a, *b;
@@ -132,6 +144,27 @@ TEST_F(AgentApi, RunsWaitStreamAndKeepState) {
   EXPECT_EQ(server->call("POST", "/threads/" + t + "/history", b->key, "{}").status, 404);
   EXPECT_EQ(server->call("POST", "/threads/" + t + "/runs/wait", b->key, R"({"assistant_id": "builtin.echo"})").status, 404);
   EXPECT_EQ(post("/threads/search", b->key, json::object()).size(), 0u);
+}
+
+TEST_F(AgentApi, NewRunsStartOnTheLocalWorkerDelayedOnesAreQueued) {
+  // An idle worker in the same process takes a new run at once (no queue round): stateless and
+  // on a thread alike, with the same results.
+  const double local0 = metric("agentplane_runs_started_locally_total");
+  const double claimed0 = metric("agentplane_runs_claimed_total");
+  EXPECT_EQ(post("/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 1}}}})["count"], 4);
+  std::string t = new_thread(a->key);
+  EXPECT_EQ(post("/threads/" + t + "/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 5}}}})["count"], 8);
+  EXPECT_EQ(metric("agentplane_runs_started_locally_total"), local0 + 2);
+  EXPECT_EQ(metric("agentplane_runs_claimed_total"), claimed0);
+  // A run due later waits in the queue and is claimed then.
+  std::string t2 = new_thread(a->key);
+  auto later = post("/threads/" + t2 + "/runs", a->key,
+                    {{"assistant_id", "linear"}, {"input", {{"count", 0}}}, {"after_seconds", 0.3}});
+  EXPECT_EQ(later["status"], "pending");
+  auto joined = server->call_json("GET", "/threads/" + t2 + "/runs/" + later["run_id"].get<std::string>() + "/join", a->key);
+  EXPECT_EQ(joined["count"], 3) << joined.dump();
+  EXPECT_EQ(metric("agentplane_runs_claimed_total"), claimed0 + 1);
+  EXPECT_EQ(metric("agentplane_runs_started_locally_total"), local0 + 2);
 }
 
 TEST_F(AgentApi, InterruptResumeAndDoubleTexting) {

@@ -41,6 +41,8 @@ struct Claim {
   Uuid run;
   Uuid thread;
   int attempt = 1;
+  // A run handed over by the API in this process: its row as created (no read needed).
+  std::optional<control::LocalWorker::Start> given;
 };
 
 // A run in progress here.
@@ -69,7 +71,17 @@ struct Worker::Impl {
   std::thread thread;
   asio::steady_timer wake{ioc};
   bool claim_wanted = false;
-  bool backlog = false;  // runs may be waiting for a free slot (a round found none, or filled up)
+  // Runs may be waiting for a free slot (a round found none, or filled up): the API then queues
+  // new runs too, so that queued ones go first.
+  std::atomic<bool> backlog{false};
+  // The last claim round found nothing to claim: the queue has no run that could start. Only
+  // then does the API start new runs here directly (queued runs go first).
+  std::atomic<bool> queue_quiet{false};
+  // Runs in progress plus slots the API reserved for runs it is creating (LocalWorker).
+  std::atomic<int> slots{0};
+  // Watch requests for runs not (yet) here, in case one is a run the API is handing over.
+  std::unordered_map<Uuid, std::string, UuidHash> early_watches;
+  std::unique_ptr<control::LocalWorker> local;
   asio::steady_timer flush_wake{ioc, asio::steady_timer::time_point::max()};
   std::atomic<bool> flush_wanted{false};
   std::unique_ptr<store::Listener> listener;
@@ -91,6 +103,7 @@ struct Worker::Impl {
     wake.cancel();
   }
   asio::awaitable<void> claim_loop();
+  void start_given(control::LocalWorker::Start run);
   asio::awaitable<void> renew_loop();
   asio::awaitable<void> flush_loop();
   asio::awaitable<void> flush_events();
@@ -103,6 +116,33 @@ struct Worker::Impl {
   asio::awaitable<Result<int64_t>> append_events(store::Tx& tx, const Claim& c, const Slot& slot, bool end);
 };
 
+// The API's side of this worker (control::LocalWorker): slots are reserved from any thread;
+// the run starts on the worker's.
+class LocalStarts final : public control::LocalWorker {
+ public:
+  explicit LocalStarts(Worker::Impl& w) : w_(w) {}
+  bool reserve() override {
+    if (w_.stopping || w_.backlog || !w_.queue_quiet) return false;
+    int n = w_.slots.load();
+    while (n < w_.o.concurrency)
+      if (w_.slots.compare_exchange_weak(n, n + 1)) return true;
+    return false;
+  }
+  void unreserve() override {
+    --w_.slots;
+    if (w_.backlog || !w_.queue_quiet) asio::post(w_.ioc, [&w = w_] { w.poke(); });
+  }
+  void start(Start run) override {
+    asio::post(w_.ioc, [&w = w_, run = std::move(run)]() mutable { w.start_given(std::move(run)); });
+  }
+  const std::string& lease_owner() const override { return w_.o.id; }
+  int64_t lease_ms() const override { return w_.o.lease.count(); }
+  std::optional<int64_t> default_cap() const override { return w_.o.default_concurrent_runs; }
+
+ private:
+  Worker::Impl& w_;
+};
+
 // agentplane_runs: a run is pending. agentplane_run_ctl: "<run> cancel interrupt|rollback" or
 // "<run> watch <replica> e|x" (a client on that replica waits for the run's events or its end).
 void Worker::Impl::on_notify(std::string_view channel, std::string_view payload) {
@@ -113,10 +153,16 @@ void Worker::Impl::on_notify(std::string_view channel, std::string_view payload)
   if (payload.size() < 38) return;
   auto run = Uuid::parse(payload.substr(0, 36));
   if (!run) return;
-  auto it = running.find(*run);
-  if (it == running.end()) return;
-  Slot& slot = *it->second;
   std::string_view rest = payload.substr(37);
+  auto it = running.find(*run);
+  if (it == running.end()) {
+    if (rest.starts_with("watch ")) {
+      if (early_watches.size() >= 1000) early_watches.clear();
+      early_watches[*run] = std::string(rest);
+    }
+    return;
+  }
+  Slot& slot = *it->second;
   if (rest == "cancel interrupt") {
     slot.stop->store(kCancelInterrupt);
   } else if (rest == "cancel rollback") {
@@ -194,17 +240,26 @@ asio::awaitable<Result<int64_t>> Worker::Impl::append_events(store::Tx& tx, cons
   co_return last;
 }
 
-asio::awaitable<void> Worker::Impl::claim_loop() {
-  static auto& claimed = telemetry::metrics().counter("agentplane_runs_claimed_total", "Runs claimed by this worker.").with({});
+namespace {
+auto& pickup_seconds() {
   static auto& pickup = telemetry::metrics()
                             .histogram("agentplane_run_pickup_seconds",
-                                       "From a pending run's enqueue (or run_after) to its claim by a worker.", {},
+                                       "From a run's enqueue (or run_after) to its claim by a worker; for a run the API "
+                                       "handed over in process, from its commit to its start.",
+                                       {},
                                        {0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                         1, 2, 3, 5})
                             .with({});
+  return pickup;
+}
+}  // namespace
+
+asio::awaitable<void> Worker::Impl::claim_loop() {
+  static auto& claimed = telemetry::metrics().counter("agentplane_runs_claimed_total", "Runs claimed by this worker.").with({});
+  auto& pickup = pickup_seconds();
   while (!stopping) {
     claim_wanted = false;
-    int free = o.concurrency - active;
+    int free = o.concurrency - slots.load();
     backlog = free <= 0;
     if (free > 0) {
       store::Param default_cap;  // NULL: tenants.max_concurrent_runs
@@ -222,12 +277,14 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
           claimed.inc();
           if (!rows->is_null(i, 4)) pickup.observe(std::stod(std::string(rows->get(i, 4))) / 1000.0);
           ++active;
+          ++slots;
           // In the map before any notification about it can be handled.
           auto slot = std::make_shared<Slot>();
           slot->tenant = c.tenant;
           running[c.run] = slot;
           asio::co_spawn(ioc, execute_claimed(c, slot), asio::detached);
         }
+        queue_quiet = rows->size() == 0;
         if (rows->size() == free) {  // there may be more
           backlog = true;
           continue;
@@ -277,30 +334,64 @@ asio::awaitable<void> Worker::Impl::execute_claimed(Claim c, std::shared_ptr<Slo
   }
   running.erase(c.run);
   --active;
+  --slots;
   // A free slot matters only if runs may be waiting; new ones announce themselves by NOTIFY.
-  if (backlog) poke();
+  if (backlog || !queue_quiet) poke();
+}
+
+// On the worker's thread: a run the API created `running` for this worker, in a slot it
+// reserved.
+void Worker::Impl::start_given(control::LocalWorker::Start run) {
+  static auto& started = telemetry::metrics()
+                             .counter("agentplane_runs_started_locally_total",
+                                      "Runs the API handed to this process's worker at creation (no queue round).")
+                             .with({});
+  started.inc();
+  pickup_seconds().observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - run.committed).count());
+  Claim c{run.tenant, run.run, run.thread, 1, std::move(run)};
+  ++active;
+  auto slot = std::make_shared<Slot>();
+  slot->tenant = c.tenant;
+  running[c.run] = slot;
+  if (auto w = early_watches.find(c.run); w != early_watches.end()) {
+    const std::string watch = w->second;
+    early_watches.erase(w);
+    on_notify("agentplane_run_ctl", c.run.to_string() + " " + watch);
+  }
+  asio::co_spawn(ioc, execute_claimed(std::move(c), slot), asio::detached);
 }
 
 asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot) {
   const std::string tenant = c.tenant.to_string(), run_id = c.run.to_string();
   auto s = scope(c.tenant);
-  auto row = co_await store::tenant_query(*pool, c.tenant,
-                                          "SELECT r.kwargs::text, r.metadata::text, r.watchers::text, g.updated_at::text FROM runs r "
-                                          "LEFT JOIN graphs g ON g.tenant_id = r.tenant_id AND g.graph_id = "
-                                          "r.kwargs->'config'->'configurable'->>'graph_id' "
-                                          "WHERE r.tenant_id = $1 AND r.run_id = $2",
-                                          store::params(tenant, run_id));
-  if (!row || row->empty()) co_return;
-  Json kwargs = Json::parse(row->get(0, 0));
-  Json metadata = Json::parse(row->get(0, 1));
+  Json kwargs, metadata;
+  std::string version;  // the spec's version came with the run: a cached graph costs no read
+  std::vector<std::string> watchers;
+  if (c.given) {
+    // From this process's API: as created; only this replica watches it yet (others that
+    // ask later come by NOTIFY).
+    kwargs = std::move(c.given->kwargs);
+    metadata = std::move(c.given->metadata);
+    version = std::move(c.given->graph_version);
+  } else {
+    auto row = co_await store::tenant_query(*pool, c.tenant,
+                                            "SELECT r.kwargs::text, r.metadata::text, r.watchers::text, g.updated_at::text FROM runs r "
+                                            "LEFT JOIN graphs g ON g.tenant_id = r.tenant_id AND g.graph_id = "
+                                            "r.kwargs->'config'->'configurable'->>'graph_id' "
+                                            "WHERE r.tenant_id = $1 AND r.run_id = $2",
+                                            store::params(tenant, run_id));
+    if (!row || row->empty()) co_return;
+    kwargs = Json::parse(row->get(0, 0));
+    metadata = Json::parse(row->get(0, 1));
+    version = row->is_null(0, 3) ? "" : std::string(row->get(0, 3));
+    watchers = store::parse_text_array(row->get(0, 2));
+  }
   std::string graph_id = kwargs["config"]["configurable"].value("graph_id", "");
   RunOutcome out;
-  // The spec's version came with the run: a cached graph costs no read.
-  const std::string version = row->is_null(0, 3) ? "" : std::string(row->get(0, 3));
   auto loaded = co_await graphs.load(s, graph_id, version);
   // Clients on other replicas (runs.watchers: "<replica>:e" wants events, ":x" the end).
-  bool log_events = kwargs.value("resumable", false);
-  for (const auto& w : store::parse_text_array(row->get(0, 2))) {
+  bool log_events = kwargs.value("resumable", false) || slot->log_events;
+  for (const auto& w : watchers) {
     if (w.size() < 3 || std::string_view(w).substr(0, w.size() - 2) == hub.replica()) continue;
     slot->notify_end = true;
     if (w.back() == 'e') log_events = true;
@@ -430,8 +521,9 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
 Worker::Worker(WorkerOptions options, control::Graphs& graphs, control::RunHub& hub, control::SaverFor savers,
                audit::AuditLog* audit)
     : impl_(std::make_unique<Impl>(std::move(options), graphs, hub, std::move(savers), audit)) {
+  impl_->local = std::make_unique<LocalStarts>(*impl_);
   auto& o = impl_->o;
-  if (o.concurrency <= 0) o.concurrency = 2 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (o.concurrency <= 0) o.concurrency = std::max(16, 4 * static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   if (o.id.empty()) {
     char host[128] = {0};
     gethostname(host, sizeof(host) - 1);
@@ -442,6 +534,8 @@ Worker::Worker(WorkerOptions options, control::Graphs& graphs, control::RunHub& 
 Worker::~Worker() { stop(); }
 
 const std::string& Worker::id() const { return impl_->o.id; }
+
+control::LocalWorker* Worker::local() { return impl_->local.get(); }
 
 Status Worker::start() {
   auto& i = *impl_;

@@ -20,6 +20,7 @@ class AuditLog;
 }
 namespace ap::control {
 class Graphs;
+class LocalWorker;
 class RunHub;
 }  // namespace ap::control
 
@@ -28,7 +29,7 @@ namespace ap::exec {
 struct WorkerOptions {
   std::string id;                      // empty: host:pid:random
   std::string conninfo;                // the app role
-  int concurrency = 0;                 // runs at once; 0: 2 per core
+  int concurrency = 0;                 // runs at once; 0: 4 per core, at least 16 (runs wait on I/O)
   std::chrono::milliseconds lease{15000};
   std::chrono::milliseconds renew_every{2000};
   int max_attempts = 3;
@@ -45,8 +46,12 @@ class Worker {
   ~Worker();
   Status start();
   // Stops claiming; runs in progress are left to their leases (another worker resumes them).
+  // Clear the API's Runs::set_local_worker first.
   void stop();
   const std::string& id() const;
+  // For the API in this process (Runs::set_local_worker): new runs start here at once when a
+  // slot is free. Lives as long as the worker.
+  control::LocalWorker* local();
 
   struct Impl;
 

@@ -38,6 +38,12 @@ namespace internal {
 
 using Impl = CompiledGraph::Impl;
 
+// The checkpoint namespace of a task's subgraph: "<parent ns>|<node>:<task id>" ("<node>:<task
+// id>" under the root graph).
+inline std::string subgraph_ns(const std::string& parent_ns, const std::string& node, const std::string& task_id) {
+  return (parent_ns.empty() ? "" : parent_ns + "|") + node + ":" + task_id;
+}
+
 struct Task {
   size_t node = 0;
   bool push = false;
