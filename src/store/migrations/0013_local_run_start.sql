@@ -23,3 +23,13 @@ END $$;
 ALTER FUNCTION may_start_run(uuid, int) OWNER TO agentplane_system;
 REVOKE ALL ON FUNCTION may_start_run(uuid, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION may_start_run(uuid, int) TO agentplane_app;
+
+-- Crosses tenants because: a worker serves every tenant's queue. Whether any run is due in the
+-- queue (a worker starts new runs directly only when none is: queued runs go first, also those
+-- that wait for their tenant's cap or for their thread).
+CREATE FUNCTION pending_runs_due() RETURNS boolean
+  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = agentplane, pg_temp
+AS $$ SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'pending' AND run_after <= now()) $$;
+ALTER FUNCTION pending_runs_due() OWNER TO agentplane_system;
+REVOKE ALL ON FUNCTION pending_runs_due() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION pending_runs_due() TO agentplane_app;
