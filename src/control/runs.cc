@@ -232,7 +232,7 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
                   "attempt) SELECT $1::uuid, $2::uuid, $3::uuid, $4::uuid, $5::jsonb, $6::jsonb, $7::text, $8::boolean, "
                   "$9::text, now() + $10::float8 * interval '1 second', $11::text[], "
                   "CASE WHEN d.go THEN 'running' ELSE 'pending' END, CASE WHEN d.go THEN $15::text END, "
-                  "CASE WHEN d.go THEN now() + $16::int * interval '1 millisecond' END, CASE WHEN d.go THEN 1 ELSE 0 END "
+                  "CASE WHEN d.go THEN clock_timestamp() + $16::int * interval '1 millisecond' END, CASE WHEN d.go THEN 1 ELSE 0 END "
                   "FROM d RETURNING ") +
       kRunJson + ", status, (SELECT g.updated_at::text FROM graphs g WHERE g.tenant_id = $1::uuid AND g.graph_id = $12::text)";
   auto run_params = store::params(tenant, run_id.to_string(), tid, assistant->assistant_id.to_string(), run_md.dump(),

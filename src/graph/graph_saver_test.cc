@@ -364,6 +364,41 @@ TEST_P(GraphOnSaver, GetStateOfASubgraphNotStartedYet) {
   EXPECT_EQ(deep->next_task_states[0]->values(), Json::object());
 }
 
+TEST_P(GraphOnSaver, ANewThreadsRetriedSubgraphContinuesFromItsCheckpoint) {
+  // new_thread skips reading the run's thread at its start; a subgraph retried within the run
+  // must still find what its first try saved.
+  std::atomic<int> one_runs{0};
+  std::atomic<bool> fail{true};
+  StateGraph child;
+  child.channel("note");
+  child.node("one", [&](NodeContext&) -> Result<NodeOutput> {
+    ++one_runs;
+    return NodeOutput().write("note", "one");
+  });
+  child.node("two", [&](NodeContext&) -> Result<NodeOutput> {
+    if (fail.exchange(false)) return Error::unavailable("flaky");
+    return NodeOutput().write("note", "two");
+  });
+  child.edge(kStart, "one").edge("one", "two");
+  auto inner = compile(child);
+  RetryPolicy retry;
+  retry.max_attempts = 2;
+  retry.initial_interval_s = 0;
+  StateGraph parent;
+  parent.channel("note");
+  parent.node("team", [inner](NodeContext& ctx) -> Result<NodeOutput> {
+    AP_ASSIGN_OR_RETURN(Json out, ctx.run_subgraph(*inner, Json::object()));
+    return NodeOutput().write("note", out["note"]);
+  }, retry, inner).edge(kStart, "team");
+  Checkpointer& saver = *saver_;
+  auto o = on_thread("new-thread-sub");
+  o.new_thread = true;
+  auto r = compile(parent)->invoke(Input::of({{"note", "start"}}), o, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->values["note"], "two");
+  EXPECT_EQ(one_runs, 1);  // the retry continued the child; "one" had finished
+}
+
 TEST_P(GraphOnSaver, CommandToParentRoutesTheEnclosingGraph) {
   StateGraph child;
   child.channel("x").node("escalate", [](NodeContext&) -> Result<NodeOutput> {

@@ -58,6 +58,7 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
   o.interrupt_before.clear();
   o.interrupt_after.clear();
   o.checkpoint_id.clear();
+  o.new_thread = false;  // the child's own checkpoints decide (a retried task finds them)
   if (!f_.opts->stream_subgraphs) {
     o.on_event = nullptr;
     o.on_message_chunk = nullptr;

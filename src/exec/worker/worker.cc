@@ -10,6 +10,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <atomic>
+#include <deque>
 #include <future>
 #include <thread>
 #include <unordered_map>
@@ -79,8 +80,10 @@ struct Worker::Impl {
   std::atomic<bool> queue_quiet{false};
   // Runs in progress plus slots the API reserved for runs it is creating (LocalWorker).
   std::atomic<int> slots{0};
-  // Watch requests for runs not (yet) here, in case one is a run the API is handing over.
-  std::unordered_map<Uuid, std::string, UuidHash> early_watches;
+  // Watch requests for runs not (yet) here, in case one is a run the API is handing over
+  // (kept a few seconds: runs of other workers' come by too).
+  std::unordered_map<Uuid, std::vector<std::string>, UuidHash> early_watches;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, Uuid>> early_order;
   std::unique_ptr<control::LocalWorker> local;
   asio::steady_timer flush_wake{ioc, asio::steady_timer::time_point::max()};
   std::atomic<bool> flush_wanted{false};
@@ -157,8 +160,15 @@ void Worker::Impl::on_notify(std::string_view channel, std::string_view payload)
   auto it = running.find(*run);
   if (it == running.end()) {
     if (rest.starts_with("watch ")) {
-      if (early_watches.size() >= 1000) early_watches.clear();
-      early_watches[*run] = std::string(rest);
+      const auto now = std::chrono::steady_clock::now();
+      while (!early_order.empty() && (now - early_order.front().first > std::chrono::seconds(5) ||
+                                      early_order.size() > 100000)) {
+        early_watches.erase(early_order.front().second);
+        early_order.pop_front();
+      }
+      auto& list = early_watches[*run];
+      if (list.empty()) early_order.emplace_back(now, *run);
+      list.emplace_back(rest);
     }
     return;
   }
@@ -259,7 +269,14 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
   auto& pickup = pickup_seconds();
   while (!stopping) {
     claim_wanted = false;
-    int free = o.concurrency - slots.load();
+    // The round holds the free slots while it claims (the API cannot reserve them meanwhile);
+    // what it does not claim goes back.
+    int free = 0;
+    for (int n = slots.load(); n < o.concurrency;)
+      if (slots.compare_exchange_weak(n, o.concurrency)) {
+        free = o.concurrency - n;
+        break;
+      }
     backlog = free <= 0;
     if (free > 0) {
       store::Param default_cap;  // NULL: tenants.max_concurrent_runs
@@ -272,10 +289,10 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
           "AS due) p LEFT JOIN LATERAL claim_runs($1, $2::int, $3::int, $4::int, $5::int) c ON true",
           store::params(o.id, std::to_string(o.lease.count()), std::to_string(free), std::to_string(o.max_attempts),
                         default_cap));
+      int n = 0;
       if (!rows) {
         telemetry::log_warn("claim_failed", {{"error", rows.error().message}});
       } else {
-        int n = 0;
         for (int i = 0; i < rows->size(); ++i) {
           if (rows->is_null(i, 1)) continue;
           ++n;
@@ -283,8 +300,7 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
                   std::stoi(std::string(rows->get(i, 3)))};
           claimed.inc();
           if (!rows->is_null(i, 4)) pickup.observe(std::stod(std::string(rows->get(i, 4))) / 1000.0);
-          ++active;
-          ++slots;
+          ++active;  // its slot was held for the round
           // In the map before any notification about it can be handled.
           auto slot = std::make_shared<Slot>();
           slot->tenant = c.tenant;
@@ -294,10 +310,11 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
         // Runs that could not be claimed (their tenant at its cap, their thread busy) keep the
         // queue from being quiet: new runs queue behind them instead of overtaking.
         queue_quiet = n == 0 && rows->size() > 0 && rows->get(0, 5) == "f";
-        if (n == free) {  // there may be more
-          backlog = true;
-          continue;
-        }
+      }
+      slots -= free - n;
+      if (n == free) {  // there may be more
+        backlog = true;
+        continue;
       }
     }
     if (claim_wanted) continue;
@@ -363,9 +380,9 @@ void Worker::Impl::start_given(control::LocalWorker::Start run) {
   slot->tenant = c.tenant;
   running[c.run] = slot;
   if (auto w = early_watches.find(c.run); w != early_watches.end()) {
-    const std::string watch = w->second;
-    early_watches.erase(w);
-    on_notify("agentplane_run_ctl", c.run.to_string() + " " + watch);
+    const std::vector<std::string> watches = std::move(w->second);
+    early_watches.erase(w);  // (its early_order entry goes when it is old)
+    for (const auto& watch : watches) on_notify("agentplane_run_ctl", c.run.to_string() + " " + watch);
   }
   asio::co_spawn(ioc, execute_claimed(std::move(c), slot), asio::detached);
 }
@@ -586,9 +603,9 @@ void Worker::stop() {
   });
   // Runs in progress see `stopping` at their next superstep and are handed back to the queue.
   for (int n = 0; n < 500; ++n) {
-    std::promise<int> p;
-    auto f = p.get_future();
-    asio::post(i.ioc, [&i, &p] { p.set_value(i.active); });
+    auto p = std::make_shared<std::promise<int>>();
+    auto f = p->get_future();
+    asio::post(i.ioc, [&i, p] { p->set_value(i.slots.load()); });  // runs, and slots the API reserved
     if (f.wait_for(std::chrono::seconds(1)) != std::future_status::ready || f.get() == 0) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
