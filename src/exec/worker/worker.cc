@@ -281,20 +281,23 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
     if (free > 0) {
       store::Param default_cap;  // NULL: tenants.max_concurrent_runs
       if (o.default_concurrent_runs) default_cap = std::to_string(*o.default_concurrent_runs);
-      // Also whether runs were due before the claim (the one row with no run when none was
-      // claimed): the queue is quiet only when none was.
+      // The claims, then one row saying whether runs are still due in the queue.
       auto rows = co_await store::platform_query(
           *pool,
-          "SELECT c.tenant_id, c.run_id, c.thread_id, c.attempt, c.waited_ms, p.due FROM (SELECT pending_runs_due() "
-          "AS due) p LEFT JOIN LATERAL claim_runs($1, $2::int, $3::int, $4::int, $5::int) c ON true",
+          "SELECT tenant_id, run_id, thread_id, attempt, waited_ms, due FROM claim_runs_then_due($1, $2::int, $3::int, "
+          "$4::int, $5::int)",
           store::params(o.id, std::to_string(o.lease.count()), std::to_string(free), std::to_string(o.max_attempts),
                         default_cap));
       int n = 0;
       if (!rows) {
         telemetry::log_warn("claim_failed", {{"error", rows.error().message}});
       } else {
+        bool due = true;
         for (int i = 0; i < rows->size(); ++i) {
-          if (rows->is_null(i, 1)) continue;
+          if (rows->is_null(i, 1)) {
+            if (!rows->is_null(i, 5)) due = rows->get(i, 5) == "t";
+            continue;
+          }
           ++n;
           Claim c{*TenantId::parse(rows->get(i, 0)), *Uuid::parse(rows->get(i, 1)), *Uuid::parse(rows->get(i, 2)),
                   std::stoi(std::string(rows->get(i, 3)))};
@@ -307,9 +310,9 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
           running[c.run] = slot;
           asio::co_spawn(ioc, execute_claimed(c, slot), asio::detached);
         }
-        // Runs that could not be claimed (their tenant at its cap, their thread busy) keep the
-        // queue from being quiet: new runs queue behind them instead of overtaking.
-        queue_quiet = n == 0 && rows->size() > 0 && rows->get(0, 5) == "f";
+        // Runs still due (more than the free slots, or waiting for their tenant's cap or their
+        // thread) keep the queue from being quiet: new runs queue behind them.
+        queue_quiet = !due;
       }
       slots -= free - n;
       if (n == free) {  // there may be more

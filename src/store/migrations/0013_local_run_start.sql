@@ -24,12 +24,21 @@ ALTER FUNCTION may_start_run(uuid, int) OWNER TO agentplane_system;
 REVOKE ALL ON FUNCTION may_start_run(uuid, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION may_start_run(uuid, int) TO agentplane_app;
 
--- Crosses tenants because: a worker serves every tenant's queue. Whether any run is due in the
--- queue (a worker starts new runs directly only when none is: queued runs go first, also those
--- that wait for their tenant's cap or for their thread).
-CREATE FUNCTION pending_runs_due() RETURNS boolean
-  LANGUAGE sql STABLE SECURITY DEFINER SET search_path = agentplane, pg_temp
-AS $$ SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'pending' AND run_after <= now()) $$;
-ALTER FUNCTION pending_runs_due() OWNER TO agentplane_system;
-REVOKE ALL ON FUNCTION pending_runs_due() FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION pending_runs_due() TO agentplane_app;
+-- Crosses tenants because: a worker serves every tenant's queue. claim_runs, then whether any
+-- run is still due in the queue after it (one more row, with only `due` set): a worker starts
+-- new runs directly only when none is, so queued runs go first, also those that wait for their
+-- tenant's cap or for their thread. (Each RETURN QUERY reads a fresh snapshot: the second sees
+-- the first's claims.)
+CREATE FUNCTION claim_runs_then_due(p_worker text, p_lease_ms int, p_limit int, p_max_attempts int, p_default_cap int)
+  RETURNS TABLE (tenant_id uuid, run_id uuid, thread_id uuid, attempt int, waited_ms double precision, due boolean)
+  LANGUAGE plpgsql SECURITY DEFINER SET search_path = agentplane, pg_temp
+AS $$
+BEGIN
+  RETURN QUERY SELECT c.tenant_id, c.run_id, c.thread_id, c.attempt, c.waited_ms, NULL::boolean
+    FROM claim_runs(p_worker, p_lease_ms, p_limit, p_max_attempts, p_default_cap) c;
+  RETURN QUERY SELECT NULL::uuid, NULL::uuid, NULL::uuid, NULL::int, NULL::double precision,
+    EXISTS (SELECT 1 FROM runs r WHERE r.status = 'pending' AND r.run_after <= now());
+END $$;
+ALTER FUNCTION claim_runs_then_due(text, int, int, int, int) OWNER TO agentplane_system;
+REVOKE ALL ON FUNCTION claim_runs_then_due(text, int, int, int, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION claim_runs_then_due(text, int, int, int, int) TO agentplane_app;
