@@ -75,8 +75,8 @@ struct Worker::Impl {
   // Runs may be waiting for a free slot (a round found none, or filled up): the API then queues
   // new runs too, so that queued ones go first.
   std::atomic<bool> backlog{false};
-  // The last claim round found nothing to claim: the queue has no run that could start. Only
-  // then does the API start new runs here directly (queued runs go first).
+  // After the last claim round no run was still due in the queue. Only then does the API start
+  // new runs here directly (queued runs go first).
   std::atomic<bool> queue_quiet{false};
   // Runs in progress plus slots the API reserved for runs it is creating (LocalWorker).
   std::atomic<int> slots{0};
