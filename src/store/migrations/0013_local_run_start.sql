@@ -42,3 +42,7 @@ END $$;
 ALTER FUNCTION claim_runs_then_due(text, int, int, int, int) OWNER TO agentplane_system;
 REVOKE ALL ON FUNCTION claim_runs_then_due(text, int, int, int, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION claim_runs_then_due(text, int, int, int, int) TO agentplane_app;
+
+-- A thread's active runs (the double-texting check at creation, "is another run waiting" at a
+-- run's end) without visiting every run the thread ever had.
+CREATE INDEX runs_thread_active ON runs (tenant_id, thread_id) WHERE status IN ('pending', 'running');
