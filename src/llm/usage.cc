@@ -1,6 +1,8 @@
 #include "llm/usage.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdio>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -8,6 +10,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <map>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "common/clock.h"
@@ -21,31 +24,25 @@ namespace asio = boost::asio;
 
 namespace {
 
-constexpr const char* kInsert = R"(
-INSERT INTO usage_records (tenant_id, id, created_at, source, request_id, key_id, thread_id, run_id, model, provider,
-  upstream_model, prompt_tokens, cached_tokens, cache_creation_tokens, completion_tokens, reasoning_tokens,
-  cost_micro_usd, price_version, unpriced, estimated, ttft_ms, duration_ms, status, streamed, disconnected)
-SELECT $1::uuid, r.id, r.created_at, r.source, r.request_id, r.key_id, r.thread_id, r.run_id, r.model, r.provider,
-  r.upstream_model, r.prompt_tokens, r.cached_tokens, r.cache_creation_tokens, r.completion_tokens, r.reasoning_tokens,
-  r.cost_micro_usd, r.price_version, r.unpriced, r.estimated, r.ttft_ms, r.duration_ms, r.status, r.streamed, r.disconnected
-FROM jsonb_to_recordset($2::jsonb) AS r(id uuid, created_at timestamptz, source text, request_id text, key_id uuid,
-  thread_id uuid, run_id uuid, model text, provider text, upstream_model text, prompt_tokens bigint,
-  cached_tokens bigint, cache_creation_tokens bigint, completion_tokens bigint, reasoning_tokens bigint,
-  cost_micro_usd bigint, price_version text, unpriced boolean, estimated boolean, ttft_ms double precision,
-  duration_ms double precision, status int, streamed boolean, disconnected boolean)
-ON CONFLICT DO NOTHING)";
-
-// One upsert per (hour, model, key) group, in key order: concurrent writers on other replicas
-// lock rows in the same order, so they wait for each other but never deadlock.
-constexpr const char* kRollup = R"(
+// One statement per tenant and flush: the records, and the hourly rollups the writer summed
+// itself, each column as one array (no JSON for PostgreSQL to parse). The rollup upserts run
+// one per (hour, model, key) group in key order: concurrent writers on other replicas lock rows
+// in the same order, so they wait for each other but never deadlock.
+constexpr const char* kWrite = R"(
+WITH ins AS (
+  INSERT INTO usage_records (tenant_id, id, created_at, source, request_id, key_id, thread_id, run_id, model, provider,
+    upstream_model, prompt_tokens, cached_tokens, cache_creation_tokens, completion_tokens, reasoning_tokens,
+    cost_micro_usd, price_version, unpriced, estimated, ttft_ms, duration_ms, status, streamed, disconnected)
+  SELECT $1::uuid, * FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::uuid[], $7::uuid[],
+    $8::uuid[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
+    $16::bigint[], $17::bigint[], $18::text[], $19::boolean[], $20::boolean[], $21::float8[], $22::float8[],
+    $23::int[], $24::boolean[], $25::boolean[])
+  ON CONFLICT DO NOTHING)
 INSERT INTO usage_hourly AS h (tenant_id, hour, model, key_id, requests, prompt_tokens, cached_tokens,
   completion_tokens, reasoning_tokens, cost_micro_usd, unpriced_requests)
-SELECT $1::uuid, date_trunc('hour', r.created_at), r.model, coalesce(r.key_id::text, ''), count(*),
-  sum(r.prompt_tokens), sum(r.cached_tokens), sum(r.completion_tokens), sum(r.reasoning_tokens),
-  sum(r.cost_micro_usd), count(*) FILTER (WHERE r.unpriced)
-FROM jsonb_to_recordset($2::jsonb) AS r(created_at timestamptz, model text, key_id uuid, prompt_tokens bigint,
-  cached_tokens bigint, completion_tokens bigint, reasoning_tokens bigint, cost_micro_usd bigint, unpriced boolean)
-GROUP BY 2, 3, 4 ORDER BY 2, 3, 4
+SELECT $1::uuid, * FROM unnest($26::timestamptz[], $27::text[], $28::text[], $29::bigint[], $30::bigint[],
+  $31::bigint[], $32::bigint[], $33::bigint[], $34::bigint[], $35::bigint[])
+ORDER BY 2, 3, 4
 ON CONFLICT (tenant_id, hour, model, key_id) DO UPDATE SET
   requests = h.requests + excluded.requests, prompt_tokens = h.prompt_tokens + excluded.prompt_tokens,
   cached_tokens = h.cached_tokens + excluded.cached_tokens,
@@ -54,32 +51,98 @@ ON CONFLICT (tenant_id, hour, model, key_id) DO UPDATE SET
   cost_micro_usd = h.cost_micro_usd + excluded.cost_micro_usd,
   unpriced_requests = h.unpriced_requests + excluded.unpriced_requests)";
 
-Json to_json(const UsageRecord& r) {
-  auto opt = [](const std::optional<Uuid>& u) { return u ? Json(u->to_string()) : Json(nullptr); };
-  return Json{{"id", Uuid::v7(std::chrono::duration_cast<std::chrono::milliseconds>(r.at.time_since_epoch()).count()).to_string()},
-              {"created_at", format_rfc3339(r.at)},
-              {"source", r.source},
-              {"request_id", r.request_id.empty() ? Json(nullptr) : Json(r.request_id)},
-              {"key_id", opt(r.key_id)},
-              {"thread_id", opt(r.thread_id)},
-              {"run_id", opt(r.run_id)},
-              {"model", r.model},
-              {"provider", r.provider},
-              {"upstream_model", r.upstream_model},
-              {"prompt_tokens", r.usage.prompt_tokens},
-              {"cached_tokens", r.usage.cached_tokens},
-              {"cache_creation_tokens", r.usage.cache_creation_tokens},
-              {"completion_tokens", r.usage.completion_tokens},
-              {"reasoning_tokens", r.usage.reasoning_tokens},
-              {"cost_micro_usd", r.cost.micro_usd},
-              {"price_version", r.cost.price_version},
-              {"unpriced", r.cost.unpriced},
-              {"estimated", r.usage.estimated},
-              {"ttft_ms", r.ttft_ms ? Json(*r.ttft_ms) : Json(nullptr)},
-              {"duration_ms", r.duration_ms},
-              {"status", r.status},
-              {"streamed", r.streamed},
-              {"disconnected", r.disconnected}};
+// PostgreSQL's text form of one array column, built element by element.
+class Column {
+ public:
+  void add(std::string_view text) {  // quoted: any text
+    sep();
+    out_ += '"';
+    for (char c : text) {
+      if (c == '"' || c == '\\') out_ += '\\';
+      out_ += c;
+    }
+    out_ += '"';
+  }
+  void add_plain(std::string_view text) {  // numbers, booleans, uuids: never need quotes
+    sep();
+    out_ += text;
+  }
+  void add(int64_t v) { add_plain(std::to_string(v)); }
+  void add(bool v) { add_plain(v ? "t" : "f"); }
+  void add(double v) {
+    char buf[32];
+    const int n = std::snprintf(buf, sizeof buf, "%.17g", v);
+    add_plain(std::string_view(buf, static_cast<size_t>(n)));
+  }
+  void add(const std::optional<Uuid>& u) { u ? add_plain(u->to_string()) : add_plain("NULL"); }
+  void add_or_null(const std::string& text) { text.empty() ? add_plain("NULL") : add(text); }
+  std::string done() { return std::move(out_) + '}'; }
+
+ private:
+  void sep() {
+    if (out_.size() > 1) out_ += ',';
+  }
+  std::string out_ = "{";
+};
+
+// One tenant's records as the statement's parameters: $1 the tenant, $2-$25 the records'
+// columns, $26-$35 the hourly groups.
+std::vector<store::Param> write_params(const TenantId& tenant, const std::vector<const UsageRecord*>& recs) {
+  std::array<Column, 24> c;
+  struct Sum {
+    int64_t requests = 0, prompt = 0, cached = 0, completion = 0, reasoning = 0, cost = 0, unpriced = 0;
+  };
+  std::map<std::tuple<int64_t, std::string, std::string>, Sum> groups;  // (hour, model, key)
+  for (const UsageRecord* r : recs) {
+    const int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(r->at.time_since_epoch()).count();
+    c[0].add_plain(Uuid::v7(ms).to_string());
+    c[1].add(format_rfc3339(r->at));
+    c[2].add(r->source);
+    c[3].add_or_null(r->request_id);
+    c[4].add(r->key_id);
+    c[5].add(r->thread_id);
+    c[6].add(r->run_id);
+    c[7].add(r->model);
+    c[8].add(r->provider);
+    c[9].add(r->upstream_model);
+    c[10].add(r->usage.prompt_tokens);
+    c[11].add(r->usage.cached_tokens);
+    c[12].add(r->usage.cache_creation_tokens);
+    c[13].add(r->usage.completion_tokens);
+    c[14].add(r->usage.reasoning_tokens);
+    c[15].add(r->cost.micro_usd);
+    c[16].add(r->cost.price_version);
+    c[17].add(r->cost.unpriced);
+    c[18].add(r->usage.estimated);
+    r->ttft_ms ? c[19].add(*r->ttft_ms) : c[19].add_plain("NULL");
+    c[20].add(r->duration_ms);
+    c[21].add(static_cast<int64_t>(r->status));
+    c[22].add(r->streamed);
+    c[23].add(r->disconnected);
+    const int64_t hour_s = ms / 3'600'000 * 3600;  // its hour in UTC (whole-hour zones agree)
+    Sum& g = groups[{hour_s, r->model, r->key_id ? r->key_id->to_string() : std::string()}];
+    g.requests += 1;
+    g.prompt += r->usage.prompt_tokens;
+    g.cached += r->usage.cached_tokens;
+    g.completion += r->usage.completion_tokens;
+    g.reasoning += r->usage.reasoning_tokens;
+    g.cost += r->cost.micro_usd;
+    g.unpriced += r->cost.unpriced ? 1 : 0;
+  }
+  std::array<Column, 10> h;
+  for (const auto& [k, g] : groups) {
+    h[0].add(format_rfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(std::get<0>(k)))));
+    h[1].add(std::get<1>(k));
+    h[2].add(std::get<2>(k));
+    for (size_t i = 0; int64_t v : {g.requests, g.prompt, g.cached, g.completion, g.reasoning, g.cost, g.unpriced})
+      h[3 + i++].add(v);
+  }
+  std::vector<store::Param> params;
+  params.reserve(35);
+  params.emplace_back(tenant.to_string());
+  for (auto& col : c) params.emplace_back(col.done());
+  for (auto& col : h) params.emplace_back(col.done());
+  return params;
 }
 
 }  // namespace
@@ -133,10 +196,7 @@ struct UsageRecorder::Impl {
     std::map<std::string, std::vector<const UsageRecord*>> by_tenant;
     for (const auto& r : batch) by_tenant[r.tenant.to_string()].push_back(&r);
     for (const auto& [tenant, recs] : by_tenant) {
-      Json rows = Json::array();
-      for (const auto* r : recs) rows.push_back(to_json(*r));
-      const std::string data = rows.dump();
-      Status st = co_await write_tenant(recs.front()->tenant, data);
+      Status st = co_await write_tenant(recs.front()->tenant, write_params(recs.front()->tenant, recs));
       std::lock_guard lock(mu);
       if (st) {
         written += recs.size();
@@ -151,12 +211,9 @@ struct UsageRecorder::Impl {
     cv.notify_all();
   }
 
-  store::Task<void> write_tenant(const TenantId& tenant, const std::string& data) {
+  store::Task<void> write_tenant(const TenantId& tenant, std::vector<store::Param> params) {
     AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, tenant));
-    auto p1 = store::params(tenant.to_string(), data);
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec(kInsert, p1));
-    auto p2 = store::params(tenant.to_string(), data);
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(kRollup, std::move(p2)));
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(kWrite, std::move(params)));
     co_return Status{};
   }
 };

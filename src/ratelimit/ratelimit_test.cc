@@ -150,6 +150,39 @@ TEST_P(Backends, AdjustSettlesReservations) {
   EXPECT_EQ(d->verdicts[1].remaining, 950);
 }
 
+TEST_P(Backends, CorrectionsAddUpAndReachOtherReplicasWithoutAnotherDecision) {
+  // Three settles on one bucket and one on another tenant's counter, with no decision after them
+  // on this replica: another replica (its own connection) sees all of them, summed.
+  const std::string other_tag = "{t:other-" + std::to_string(getpid()) + "-" + std::to_string(counter_++) + "}:";
+  const Ask spend{Ask::Kind::kCounter, other_tag + "spend", 1000, 0, 3600, 400};
+  ASSERT_TRUE(acquire({bucket("tpm", 1000, 1e-6, 900), spend})->allowed);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(adjust({bucket("tpm", 1000, 1e-6, -100)}));
+  Ask refund = spend;
+  refund.cost = -150;
+  ASSERT_TRUE(adjust({refund}));
+  std::unique_ptr<Backend> second;
+  Backend* other = backend_.get();
+  if (GetParam() != "local") {
+    RedisOptions o;
+    o.port = std::to_string(redis().port());
+    o.slot_batches = GetParam() == "redis-slots";
+    second = make_redis_backend(o);
+    other = second.get();
+  }
+  Ask peek_spend = spend;
+  peek_spend.cost = 0;
+  int64_t tokens = -1, spent_left = -1;
+  for (int i = 0; i < 200 && !(tokens == 400 && spent_left == 750); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    auto d = run(ioc_, other->acquire(ioc_.get_executor(), {bucket("tpm", 1000, 1e-6, 0), peek_spend}));
+    ASSERT_TRUE(d) << d.error().message;
+    tokens = d->verdicts[0].remaining;
+    spent_left = d->verdicts[1].remaining;
+  }
+  EXPECT_EQ(tokens, 400);       // 1000 - 900 + 3 x 100
+  EXPECT_EQ(spent_left, 750);   // 1000 - 400 + 150
+}
+
 TEST_P(Backends, ExactUnderConcurrency) {
   // 4 threads, each its own executor (and, for Redis, its own connection), 100 tries each against
   // a limit of 150 that does not refill during the test: exactly 150 pass.

@@ -23,9 +23,11 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <unordered_map>
 
 #include "common/crypto.h"
 #include "ratelimit/limiter.h"
+#include "telemetry/metrics.h"
 
 namespace ap::ratelimit {
 namespace asio = boost::asio;
@@ -208,6 +210,15 @@ return out
 // prefix names the storage layout, so a server of another layout never reads these keys.
 constexpr const char* kKeyPrefix = "rl3:";
 constexpr size_t kMaxBatch = 256;
+constexpr auto kCorrectionDelay = std::chrono::milliseconds(2);
+
+telemetry::Counter& settle_failed() {
+  static auto& c = telemetry::metrics()
+                       .counter("agentplane_ratelimit_decisions_total", "Limit decisions by outcome (allowed, denied, degraded).",
+                                {"outcome"})
+                       .with({"settle_failed"});
+  return c;
+}
 
 struct Reply {
   int type = 0;  // REDIS_REPLY_*
@@ -407,6 +418,7 @@ class Connection {
 struct Queued {
   explicit Queued(asio::any_io_executor ex) : timer(ex) {}
   char mode = 'a';
+  bool correction = false;  // merged settles nobody waits for
   std::vector<Ask> asks;
   asio::steady_timer timer;  // cancelled when `result` is set
   std::optional<Result<std::vector<long long>>> result;
@@ -443,9 +455,29 @@ class RedisBackend final : public Backend {
     co_return std::move(*r);
   }
 
+  // Corrections do not wait for Redis: they are merged per key with the others of this replica
+  // and ride at the front of the next batch any of its shards sends (on that shard, before that
+  // batch's decisions), or go alone after kCorrectionDelay. A failure is counted
+  // (agentplane_ratelimit_decisions_total{outcome="settle_failed"}), as a lost correction only
+  // keeps what was reserved.
   asio::awaitable<Status> adjust(asio::any_io_executor ex, std::vector<Ask> deltas) override {
-    auto r = co_await decide(ex, 'j', std::move(deltas));
-    if (!r) co_return r.error();
+    bool arm = false;
+    {
+      std::lock_guard lock(corr_mu_);
+      for (auto& d : deltas) {
+        std::string id = d.key;
+        if (d.kind == Ask::Kind::kWindow) id += '\x1f' + std::to_string(d.window);
+        auto [it, fresh] = corrections_.try_emplace(std::move(id), d);
+        if (!fresh) {
+          const int64_t sum = it->second.cost + d.cost;
+          it->second = std::move(d);
+          it->second.cost = sum;
+        }
+      }
+      arm = !corrections_.empty() && !corr_armed_;
+      corr_armed_ = corr_armed_ || arm;
+    }
+    if (arm) asio::co_spawn(ex, send_corrections_later(ex), asio::detached);
     co_return Status{};
   }
 
@@ -491,6 +523,44 @@ class RedisBackend final : public Backend {
     return close == std::string::npos ? key : key.substr(open, close - open + 1);
   }
 
+  // The merged corrections (of one hash tag when batches keep to one slot, else all) as
+  // decisions to put at the front of a batch.
+  std::vector<std::shared_ptr<Queued>> take_corrections(asio::any_io_executor ex, const std::string& group) {
+    std::vector<std::shared_ptr<Queued>> out;
+    std::lock_guard lock(corr_mu_);
+    std::map<std::string, std::shared_ptr<Queued>> by_group;
+    for (auto it = corrections_.begin(); it != corrections_.end();) {
+      const std::string g = o_.slot_batches ? hash_tag(it->second.key) : std::string();
+      if (o_.slot_batches && g != group && !group.empty()) {
+        ++it;
+        continue;
+      }
+      auto& q = by_group[g];
+      if (!q) {
+        q = std::make_shared<Queued>(ex);
+        q->mode = 'j';
+        q->correction = true;
+      }
+      if (it->second.cost != 0) q->asks.push_back(std::move(it->second));
+      it = corrections_.erase(it);
+    }
+    for (auto& [g, q] : by_group)
+      if (!q->asks.empty()) out.push_back(std::move(q));
+    return out;
+  }
+
+  asio::awaitable<void> send_corrections_later(asio::any_io_executor ex) {
+    asio::steady_timer t(ex, kCorrectionDelay);
+    co_await t.async_wait(kTuple);
+    {
+      std::lock_guard lock(corr_mu_);
+      corr_armed_ = false;
+    }
+    // Whatever no batch took meanwhile: one batch per slot group (take_corrections("") takes all).
+    for (auto& q : take_corrections(ex, std::string()))
+      asio::co_spawn(ex, send_batch(ex, {std::move(q)}), asio::detached);
+  }
+
   void flush(asio::any_io_executor ex) {
     Batches& b = service(ex).batches[this];
     b.flush_posted = false;
@@ -501,8 +571,13 @@ class RedisBackend final : public Backend {
   }
 
   asio::awaitable<void> send_batch(asio::any_io_executor ex, std::vector<std::shared_ptr<Queued>> batch) {
+    if (!batch.empty() && !batch.front()->correction && !(o_.slot_batches && batch.front()->asks.empty())) {
+      auto corr = take_corrections(ex, o_.slot_batches ? hash_tag(batch.front()->asks.front().key) : std::string());
+      batch.insert(batch.begin(), std::make_move_iterator(corr.begin()), std::make_move_iterator(corr.end()));
+    }
     auto finish = [&batch](const Result<std::vector<long long>>& all, const std::vector<size_t>& starts) {
       for (size_t i = 0; i < batch.size(); ++i) {
+        if (!all && batch[i]->correction) settle_failed().inc();
         if (!all) {
           batch[i]->result = Result<std::vector<long long>>(all.error());
         } else {
@@ -585,6 +660,9 @@ class RedisBackend final : public Backend {
   }
 
   RedisOptions o_;
+  std::mutex corr_mu_;
+  std::unordered_map<std::string, Ask> corrections_;  // by key (and window)
+  bool corr_armed_ = false;                           // a send_corrections_later is on its way
 };
 
 }  // namespace

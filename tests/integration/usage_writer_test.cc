@@ -1,0 +1,128 @@
+// The usage writer (src/llm/usage.h) on a real PostgreSQL: every field of a record survives the
+// batch statement as written (quotes, backslashes, NULLs), and the hourly rollups it sums itself
+// match the records, adding up across flushes.
+#include <gtest/gtest.h>
+
+#include "llm/usage.h"
+#include "store/sync_conn.h"
+#include "tests/integration/fixture.h"
+
+namespace ap::llm {
+namespace {
+
+using ap::testing::Database;
+using std::chrono::system_clock;
+
+system_clock::time_point at(int64_t unix_s, int ms = 0) {
+  return system_clock::time_point(std::chrono::seconds(unix_s)) + std::chrono::milliseconds(ms);
+}
+
+UsageRecord record(const TenantId& t, system_clock::time_point when, std::string model, int64_t prompt, int64_t completion) {
+  UsageRecord r;
+  r.tenant = t;
+  r.at = when;
+  r.model = std::move(model);
+  r.provider = "openai";
+  r.upstream_model = "up";
+  r.usage.prompt_tokens = prompt;
+  r.usage.completion_tokens = completion;
+  r.cost.micro_usd = prompt + 2 * completion;
+  r.cost.price_version = "test-1";
+  r.duration_ms = 1.5;
+  r.status = 200;
+  return r;
+}
+
+TEST(UsageWriter, RecordsKeepEveryFieldAndRollupsSumByHourModelAndKey) {
+  auto su = std::move(*store::SyncConn::connect(Database::get().superuser_url()));
+  const TenantId tenant(Uuid::random_v4());
+  ASSERT_TRUE(su->exec("INSERT INTO agentplane.tenants (id, name) VALUES ($1, 'usage-writer')", {tenant.to_string()}));
+  const Uuid key = Uuid::random_v4(), thread = Uuid::random_v4(), run = Uuid::random_v4();
+  const int64_t ten = 1'796'551'200;  // 2026-12-06T10:00:00Z
+  const std::string odd = "we\"ird\\model, {x}";
+
+  UsageRecorder::Options o;
+  o.conninfo = Database::get().app_url();
+  o.flush_every = std::chrono::milliseconds(20);
+  UsageRecorder w(o);
+  auto a = record(tenant, at(ten + 15 * 60, 250), odd, 10, 5);
+  a.key_id = key;
+  a.request_id = "req-\"1\"";
+  a.ttft_ms = 0.125;
+  a.usage.cached_tokens = 3;
+  auto b = record(tenant, at(ten + 45 * 60), odd, 7, 1);  // no key, request id or ttft: NULLs
+  b.source = "run";
+  b.thread_id = thread;
+  b.run_id = run;
+  auto c = record(tenant, at(ten + 65 * 60), "gpt", 100, 0);  // the next hour
+  c.key_id = key;
+  c.cost.unpriced = true;
+  c.usage.estimated = true;
+  c.usage.reasoning_tokens = 9;
+  c.streamed = c.disconnected = true;
+  c.status = 502;
+  w.record(a);
+  w.record(b);
+  w.record(c);
+  w.flush();
+  w.record(record(tenant, at(ten + 20 * 60), odd, 1, 1));  // into b's group (no key), in a second flush
+  auto d = record(tenant, at(ten + 30 * 60), odd, 2, 2);
+  d.key_id = key;
+  w.record(d);
+  w.flush();
+  EXPECT_EQ(w.written(), 5u);
+
+  auto rows = su->exec(
+      "SELECT model, source, request_id, key_id::text, thread_id::text, run_id::text, cached_tokens, ttft_ms, "
+      "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS'), unpriced, estimated, streamed, "
+      "disconnected, status, reasoning_tokens, price_version, duration_ms "
+      "FROM agentplane.usage_records WHERE tenant_id = $1 ORDER BY created_at",
+      {tenant.to_string()});
+  ASSERT_TRUE(rows) << rows.error().message;
+  ASSERT_EQ(rows->size(), 5);
+  EXPECT_EQ(rows->get(0, 0), odd);
+  EXPECT_EQ(rows->get(0, 2), "req-\"1\"");
+  EXPECT_EQ(rows->get(0, 3), key.to_string());
+  EXPECT_TRUE(rows->is_null(0, 4));
+  EXPECT_EQ(rows->get(0, 6), "3");
+  EXPECT_EQ(rows->get(0, 7), "0.125");
+  EXPECT_EQ(rows->get(0, 8), "2026-12-06T10:15:00.250");
+  EXPECT_EQ(rows->get(0, 15), "test-1");
+  EXPECT_EQ(rows->get(0, 16), "1.5");
+  // b, written third in time order (10:45)
+  EXPECT_EQ(rows->get(3, 1), "run");
+  EXPECT_TRUE(rows->is_null(3, 2));
+  EXPECT_TRUE(rows->is_null(3, 3));
+  EXPECT_EQ(rows->get(3, 4), thread.to_string());
+  EXPECT_EQ(rows->get(3, 5), run.to_string());
+  EXPECT_TRUE(rows->is_null(3, 7));
+  // c
+  EXPECT_EQ(rows->get(4, 0), "gpt");
+  EXPECT_EQ(rows->get(4, 9), "t");
+  EXPECT_EQ(rows->get(4, 10), "t");
+  EXPECT_EQ(rows->get(4, 11), "t");
+  EXPECT_EQ(rows->get(4, 12), "t");
+  EXPECT_EQ(rows->get(4, 13), "502");
+  EXPECT_EQ(rows->get(4, 14), "9");
+
+  auto hourly = su->exec(
+      "SELECT to_char(hour AT TIME ZONE 'UTC', 'HH24'), model, key_id, requests, prompt_tokens, cached_tokens, "
+      "completion_tokens, reasoning_tokens, cost_micro_usd, unpriced_requests "
+      "FROM agentplane.usage_hourly WHERE tenant_id = $1 ORDER BY hour, model, key_id",
+      {tenant.to_string()});
+  ASSERT_TRUE(hourly) << hourly.error().message;
+  ASSERT_EQ(hourly->size(), 3);
+  auto row = [&](int i) {
+    std::string s;
+    for (int col = 0; col < hourly->columns(); ++col) s += std::string(col ? "|" : "") + std::string(hourly->get(i, col));
+    return s;
+  };
+  // 10:00, the odd model, no key: b (7+1) and the second flush's (1+1).
+  EXPECT_EQ(row(0), "10|" + odd + "||2|8|0|2|0|12|0");
+  // 10:00, the odd model, the key: a (10+5, 3 cached) and d (2+2), across two flushes.
+  EXPECT_EQ(row(1), "10|" + odd + "|" + key.to_string() + "|2|12|3|7|0|26|0");
+  EXPECT_EQ(row(2), "11|gpt|" + key.to_string() + "|1|100|0|0|9|100|1");
+}
+
+}  // namespace
+}  // namespace ap::llm
