@@ -281,6 +281,7 @@ asio::awaitable<Result<std::unique_ptr<ClientResponse::Conn>>> HttpClient::conne
     co_return Error::unavailable("'" + url.host + "' resolves to no address");
   }
   auto c = std::make_unique<ClientResponse::Conn>();
+  c->buffer.reserve(16384);  // a response's head and a small body in one read (Beast starts at 512 bytes)
   c->origin = url.origin();
   c->read_timeout = options_.read_timeout;
   if (url.tls) {
