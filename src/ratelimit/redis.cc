@@ -49,20 +49,21 @@ constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
 // every 12 h while in use; a counter is its count, kept until its period ends (plus an hour); a
 // window is "current:previous:window_number", kept two windows.
 constexpr const char* kScript = R"lua(
+local tonumber, tostring, floor, ceil, min, max = tonumber, tostring, math.floor, math.ceil, math.min, math.max
 -- Seconds until `cost` more fits in a sliding window (as WindowMath::wait_s; -1: never).
 local function window_wait(limit, cost, cur, prev, f, ws)
   if cost > limit then return -1 end
   local room = limit - cur - cost
   if room >= 0 then
     if prev <= 0 then return 0 end
-    return math.max(0, (1 - room / prev) - f) * ws
+    return max(0, (1 - room / prev) - f) * ws
   end
   local g = 0
-  if cur > 0 then g = math.max(0, 1 - (limit - cost) / cur) end
+  if cur > 0 then g = max(0, 1 - (limit - cost) / cur) end
   return ((1 - f) + g) * ws
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000 + floor(tonumber(t[2]) / 1000)
 local raw = redis.call('MGET', unpack(KEYS))
 local st = {}
 for i = 1, #KEYS do
@@ -86,13 +87,15 @@ for i = 1, #KEYS do
   end
 end
 local out = {}
+local o = 0
 local k = 0
 local a = 1
+-- Per-ask scratch, reused by every decision (only 1..n are read).
+local kind, limit, rate, ttl, cost, value = {}, {}, {}, {}, {}, {}
 for _ = 1, tonumber(ARGV[1]) do
   local mode = ARGV[a + 1]
   local n = tonumber(ARGV[a + 2])
   a = a + 2
-  local kind, limit, rate, ttl, cost, value = {}, {}, {}, {}, {}, {}
   for i = 1, n do
     kind[i] = ARGV[a + 1]
     limit[i] = tonumber(ARGV[a + 2])
@@ -104,10 +107,10 @@ for _ = 1, tonumber(ARGV[1]) do
     if kind[i] == 'b' then
       local tokens, ts = limit[i], now
       if s.v ~= nil and s.ts ~= nil then tokens = s.v; ts = s.ts end
-      value[i] = math.min(limit[i], tokens + math.max(0, now - ts) * rate[i])
+      value[i] = min(limit[i], tokens + max(0, now - ts) * rate[i])
     elseif kind[i] == 'w' then
       local W = ttl[i] * 1000
-      local idx = math.floor(now / W)
+      local idx = floor(now / W)
       if not s.winit then
         s.cur, s.prev = 0, 0
         if s.v ~= nil and s.made ~= nil then
@@ -144,9 +147,9 @@ for _ = 1, tonumber(ARGV[1]) do
       end
     end
   end
-  out[#out + 1] = allowed
-  out[#out + 1] = math.ceil(retry)
-  out[#out + 1] = denied
+  o = o + 1; out[o] = allowed
+  o = o + 1; out[o] = ceil(retry)
+  o = o + 1; out[o] = denied
   local take = (mode == 'j' or allowed == 1)
   for i = 1, n do
     local v = value[i]
@@ -154,34 +157,35 @@ for _ = 1, tonumber(ARGV[1]) do
     if kind[i] == 'b' then
       if take then
         if s.dirty then v = s.v end  -- the same key twice in one decision: take from what is left
-        v = math.min(limit[i], v - cost[i])
+        v = min(limit[i], v - cost[i])
         s.v = v; s.ts = now; s.kind = 'b'; s.dirty = true
       end
-      out[#out + 1] = math.floor(math.max(v, 0))
-      if rate[i] > 0 then out[#out + 1] = math.ceil((limit[i] - v) / rate[i]) else out[#out + 1] = 0 end
-      out[#out + 1] = 0
+      o = o + 1; out[o] = floor(max(v, 0))
+      o = o + 1
+      if rate[i] > 0 then out[o] = ceil((limit[i] - v) / rate[i]) else out[o] = 0 end
+      o = o + 1; out[o] = 0
     elseif kind[i] == 'w' then
       if mode == 'j' then  -- a correction lands in the window of its take, never below zero
-        if rate[i] < 0 or rate[i] == s.idx then s.cur = math.max(0, s.cur + cost[i])
-        elseif rate[i] == s.idx - 1 then s.prev = math.max(0, s.prev + cost[i]) end
+        if rate[i] < 0 or rate[i] == s.idx then s.cur = max(0, s.cur + cost[i])
+        elseif rate[i] == s.idx - 1 then s.prev = max(0, s.prev + cost[i]) end
         s.kind = 'w'; s.dirty = true
         v = s.prev * (1 - s.f) + s.cur
       elseif take then
         s.cur = s.cur + cost[i]; s.kind = 'w'; s.dirty = true
         v = v + cost[i]
       end
-      out[#out + 1] = math.floor(math.max(limit[i] - v, 0))
-      out[#out + 1] = math.ceil((1 - s.f) * s.W)
-      out[#out + 1] = s.idx
+      o = o + 1; out[o] = floor(max(limit[i] - v, 0))
+      o = o + 1; out[o] = ceil((1 - s.f) * s.W)
+      o = o + 1; out[o] = s.idx
     else
       if take then
         if s.dirty then v = s.v end
         v = v + cost[i]
         s.v = v; s.kind = 'c'; s.ttl = ttl[i]; s.dirty = true
       end
-      out[#out + 1] = math.max(limit[i] - v, 0)
-      out[#out + 1] = ttl[i] * 1000
-      out[#out + 1] = 0
+      o = o + 1; out[o] = max(limit[i] - v, 0)
+      o = o + 1; out[o] = ttl[i] * 1000
+      o = o + 1; out[o] = 0
     end
   end
   k = k + n
