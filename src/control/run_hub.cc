@@ -11,6 +11,7 @@ namespace ap::control {
 namespace asio = boost::asio;
 
 void Subscription::push(const RunEvent& e) {
+  if (!events_) return;
   {
     std::lock_guard lock(mu_);
     if (e.id <= after_) return;
@@ -74,7 +75,7 @@ void RunHub::notify(const Uuid& run, const TenantId& tenant, bool watch, bool ca
 }
 
 std::shared_ptr<Subscription> RunHub::subscribe(const Uuid& run, const TenantId& tenant, asio::any_io_executor ex,
-                                                std::optional<int64_t> after, bool catch_up) {
+                                                std::optional<int64_t> after, bool catch_up, bool events) {
   bool watch = false;
   std::shared_ptr<Subscription> s;
   {
@@ -82,8 +83,8 @@ std::shared_ptr<Subscription> RunHub::subscribe(const Uuid& run, const TenantId&
     auto& st = streams_[run];
     st.tenant = tenant;
     const int64_t seen = st.active ? st.next_id - 1 : st.delivered;
-    s = std::make_shared<Subscription>(ex, after.value_or(seen));
-    if (after)
+    s = std::make_shared<Subscription>(ex, after.value_or(seen), events);
+    if (after && events)
       for (const auto& e : st.log)
         if (e.id > *after) s->queue_.push_back(e);
     st.subs.push_back(s);
@@ -91,6 +92,15 @@ std::shared_ptr<Subscription> RunHub::subscribe(const Uuid& run, const TenantId&
   }
   if (watch) notify(run, tenant, true, catch_up);
   return s;
+}
+
+bool RunHub::wants_events(const Uuid& run) const {
+  std::lock_guard lock(mu_);
+  auto it = streams_.find(run);
+  if (it == streams_.end()) return false;
+  for (const auto& s : it->second.subs)
+    if (s->events_) return true;
+  return false;
 }
 
 void RunHub::unsubscribe(const Uuid& run, const std::shared_ptr<Subscription>& s) {

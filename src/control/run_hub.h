@@ -33,8 +33,10 @@ class RunHub;
 
 class Subscription : public std::enable_shared_from_this<Subscription> {
  public:
-  Subscription(boost::asio::any_io_executor ex, int64_t after)
-      : timer_(ex, boost::asio::steady_timer::time_point::max()), after_(after) {}
+  // `events`: false for a subscriber that waits only for the end (/wait): events are not
+  // queued for it, and it does not count as someone who wants them (RunHub::wants_events).
+  Subscription(boost::asio::any_io_executor ex, int64_t after, bool events = true)
+      : timer_(ex, boost::asio::steady_timer::time_point::max()), after_(after), events_(events) {}
   // The next event, or nullopt when the run has ended (or the hub is closing), or after
   // `idle` without one (then `timed_out()`).
   boost::asio::awaitable<std::optional<RunEvent>> next(std::chrono::milliseconds idle);
@@ -51,6 +53,7 @@ class Subscription : public std::enable_shared_from_this<Subscription> {
   mutable std::mutex mu_;
   std::deque<RunEvent> queue_;
   int64_t after_;
+  const bool events_;
   bool ended_ = false;
   bool timed_out_ = false;
   std::string result_;
@@ -73,11 +76,14 @@ class RunHub {
   // Subscribes to a run's events after event id `after` (-1: from the start, replaying what is
   // kept; nullopt: only events this hub has not delivered yet). `catch_up`: see Watcher (false
   // when the caller reads the run's status itself afterwards, or the run does not exist yet).
+  // `events`: false to wait only for the end (see Subscription).
   std::shared_ptr<Subscription> subscribe(const Uuid& run, const TenantId& tenant, boost::asio::any_io_executor ex,
-                                          std::optional<int64_t> after, bool catch_up = false);
+                                          std::optional<int64_t> after, bool catch_up = false, bool events = true);
   void unsubscribe(const Uuid& run, const std::shared_ptr<Subscription>& s);
   // True while a worker of this process runs the run.
   bool local(const Uuid& run) const;
+  // True while a subscriber here wants the run's events (not only its end).
+  bool wants_events(const Uuid& run) const;
   // The id of the last event delivered to the run's subscribers here (-1: none yet).
   int64_t last_event(const Uuid& run) const;
 

@@ -155,6 +155,9 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
     co_return assistant.error();
   }
   AP_CO_ASSIGN_OR_RETURN(Json kwargs, kwargs_of(body, run_id.to_string(), thread.to_string(), *assistant, stateless));
+  // Created by /wait: its events are produced only while someone streams them (a join), as
+  // nobody else could read them; a resumable run keeps all of them.
+  if (watch == Watch::kEnd && !kwargs["resumable"].get<bool>()) kwargs["events_on_demand"] = true;
   const std::string tenant = s.tenant.to_string(), tid = thread.to_string();
   Json thread_md = {{"graph_id", assistant->graph_id}, {"assistant_id", assistant->assistant_id.to_string()}};
 
@@ -378,18 +381,18 @@ Task<int64_t> Runs::cancel_many(Scope s, Json body, std::string action) {
   co_return n;
 }
 
-Task<Json> Runs::result(Scope s, Uuid run_id, std::shared_ptr<Subscription> early) {
+Task<std::string> Runs::result(Scope s, Uuid run_id, std::shared_ptr<Subscription> early) {
   auto ex = co_await boost::asio::this_coro::executor;
   if (early) {
     // Subscribed before the run existed: its end cannot have slipped by, so no read first.
     while (co_await early->next(std::chrono::milliseconds(1000))) {
     }
     hub_.unsubscribe(run_id, early);
-    if (std::string r = early->result(); !r.empty()) co_return Json::parse(r);
+    if (std::string r = early->result(); !r.empty()) co_return r;
   }
   for (;;) {
     // Subscribed before the status is read, so the end cannot slip between the two.
-    auto sub = hub_.subscribe(run_id, s.tenant, ex, std::nullopt);
+    auto sub = hub_.subscribe(run_id, s.tenant, ex, std::nullopt, false, false);
     auto rows = co_await store::tenant_query(*s.pool, s.tenant,
                                              "SELECT status, result::text FROM runs WHERE tenant_id = $1 AND run_id = $2",
                                              store::params(s.tenant.to_string(), run_id.to_string()));
@@ -397,7 +400,7 @@ Task<Json> Runs::result(Scope s, Uuid run_id, std::shared_ptr<Subscription> earl
       hub_.unsubscribe(run_id, sub);
       if (!rows) co_return rows.error();
       if (rows->empty()) co_return Error::not_found("run not found");
-      co_return rows->is_null(0, 1) ? Json(nullptr) : Json::parse(rows->get(0, 1));
+      co_return rows->is_null(0, 1) ? std::string("null") : std::string(rows->get(0, 1));
     }
     // Woken by the run's end (here, or through the relay); the status is read again each second
     // in case a notification was lost.
@@ -405,7 +408,7 @@ Task<Json> Runs::result(Scope s, Uuid run_id, std::shared_ptr<Subscription> earl
     }
     hub_.unsubscribe(run_id, sub);
     // A run that ended on this replica comes with its answer: no second read.
-    if (std::string r = sub->result(); !r.empty()) co_return Json::parse(r);
+    if (std::string r = sub->result(); !r.empty()) co_return r;
   }
 }
 

@@ -83,10 +83,11 @@ class Runs {
   // `thread_id`), or those with `status` pending|running|all (optionally within `thread_id`).
   // Returns how many were asked to stop.
   Task<int64_t> cancel_many(Scope s, Json body, std::string action);
-  // Waits for the run to end and returns what /wait answers: the final values (with
-  // `__interrupt__` when paused, `__error__` on failure). `early`: a subscription to the run made
+  // Waits for the run to end and returns what /wait answers, as JSON text (passed through as the
+  // worker or the database wrote it): the final values (with `__interrupt__` when paused,
+  // `__error__` on failure). `early`: a subscription to the run made
   // before it was created (it saves a read); it is unsubscribed.
-  Task<Json> result(Scope s, Uuid run_id, std::shared_ptr<Subscription> early = nullptr);
+  Task<std::string> result(Scope s, Uuid run_id, std::shared_ptr<Subscription> early = nullptr);
   // Tells the worker of an active run that a client on this replica waits for its events or its
   // end (nothing to do when it runs here). Call after subscribing to the hub.
   Task<void> watch(Scope s, Uuid run_id, Watch watch);

@@ -100,6 +100,9 @@ struct RunOptions {
   Durability durability = Durability::kSync;
   Json config = Json::object();
   std::function<void(const StreamEvent&)> on_event;  // called on the running thread
+  // Asked before each step's `values` event: false skips it (nobody would read it; building it
+  // copies the whole state). Unset: always.
+  std::function<bool()> want_values;
   bool stream_subgraphs = false;  // also pass on subgraphs' events (with their namespace)
   // Also emit `checkpoints` (at each step: the checkpoint, its next tasks) and `tasks` (each
   // task's start and result) events, in LangGraph's shapes (docs/agent_api.md, "SSE").

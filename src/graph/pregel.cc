@@ -224,7 +224,7 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
           if (c < g.user_channels) upd[g.channels[c].name] = v;
         if (t.node != 0) loop.emit("updates", g.nodes[t.node].name, Json{{g.nodes[t.node].name, upd}});
       }
-      loop.emit("values", "", state_json(g, loop.cp.values));
+      if (!o.want_values || o.want_values()) loop.emit("values", "", state_json(g, loop.cp.values));
     }
     if (should_interrupt(g, loop.cp, o.interrupt_after, tasks)) {
       loop.cp.interrupt_seen = loop.cp.versions;

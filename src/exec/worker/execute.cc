@@ -51,6 +51,15 @@ RunOutcome RunOutcome::failed(std::string error, std::string message) {
   return o;
 }
 
+void seal(RunOutcome& out) {
+  if (!out.result_text.empty()) return;
+  auto text = [](const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); };
+  if (out.has_state) out.values_text = text(out.values);
+  out.result_text = out.result_is_values && out.has_state ? out.values_text : text(out.result);
+  out.values = Json();
+  out.result = Json();
+}
+
 void publish_error(const RunContext& rc, const RunOutcome& out) {
   Publisher publish(rc);
   publish("metadata", Json{{"run_id", rc.run.to_string()}, {"attempt", rc.attempt}});
@@ -64,6 +73,9 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   const auto modes_list = control::stream_modes(k);
   const std::set<std::string> modes(modes_list.begin(), modes_list.end());
   const bool messages = modes.count("messages") || modes.count("messages-tuple");
+  // A /wait run's events go out only while someone reads them (metadata and errors always).
+  const bool on_demand = k.value("events_on_demand", false) && rc.events_wanted;
+  auto wanted = [&] { return !on_demand || rc.events_wanted(); };
   const auto msg_channels = message_channels(g.spec);
   const std::string thread = rc.thread.to_string(), run_id = rc.run.to_string();
   publish("metadata", Json{{"run_id", run_id}, {"attempt", rc.attempt}});
@@ -141,6 +153,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     };
   DebugStreams debug(modes, run_id, cp_md, [&](const std::string& event, const Json& data) { publish(event, data); });
   o.stream_debug = debug.wanted();
+  if (on_demand && !messages) o.want_values = wanted;  // the messages modes read every step's values
   o.on_event = [&](const graph::StreamEvent& e) {
     const std::string suffix = e.ns.empty() ? "" : "|" + e.ns;
     if (e.mode == "checkpoints" || e.mode == "tasks") {
@@ -168,16 +181,16 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
         first_values = false;
       }
       lock.unlock();
-      if (modes.count("values")) publish("values" + suffix, e.data);
+      if (modes.count("values") && wanted()) publish("values" + suffix, e.data);
     } else if (e.mode == "updates") {
-      if (modes.count("updates")) publish("updates" + suffix, e.data);
+      if (modes.count("updates") && wanted()) publish("updates" + suffix, e.data);
       std::lock_guard lock(msg_mu);
       if (e.ns.empty() && e.data.is_object())
         for (const auto& [node, writes] : e.data.items())
           if (writes.is_object())
             for (const auto& [ch, v] : writes.items())
               if (msg_channels.count(ch)) writer[ch] = node;
-    } else if (e.mode == "custom" && modes.count("custom")) {
+    } else if (e.mode == "custom" && modes.count("custom") && wanted()) {
       publish("custom" + suffix, e.data);
     }
   };
@@ -239,6 +252,12 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   if (out.kind == RunOutcome::kSuccess && k.value("temporary", false) && r->values.is_object()) {
     // A temporary thread that ran to its end is deleted next: no state to read back.
     out.interrupted = r->interrupted;
+  } else if (out.kind == RunOutcome::kSuccess && !r->interrupted && r->interrupts.empty() && r->values.is_object()) {
+    // Ran to its end: the thread's state is what the run left (nothing pending, no interrupts),
+    // so it is not read back from the checkpointer; the result is that state.
+    out.has_state = true;
+    out.values = std::move(r->values);
+    out.result_is_values = true;
   } else {
     // The thread's state after the run, as its cached values and interrupts.
     auto snap = g.graph->get_state(*saver, graph::CheckpointConfig{thread, "", ""});
@@ -253,7 +272,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     }
   }
   if (out.kind == RunOutcome::kSuccess) {
-    out.result = r->values.is_object() ? r->values : out.values;
+    if (!out.result_is_values) out.result = r->values.is_object() ? r->values : out.values;
     if (!r->interrupts.empty()) {
       Json list = Json::array();
       for (const auto& i : r->interrupts) {
@@ -269,7 +288,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   } else if (out.kind == RunOutcome::kCancelled) {
     out.result = out.values;
   }
-  debug.end(out.result);
+  debug.end(out.result_is_values ? out.values : out.result);
   return out;
 }
 

@@ -31,6 +31,9 @@ struct RunContext {
   std::shared_ptr<std::atomic<int>> stop;  // set by cancel requests and lease loss
   const std::atomic<bool>* worker_stopping = nullptr;
   std::function<void()> on_publish;  // after each event (the worker's event log writer)
+  // For runs with kwargs.events_on_demand: whether anyone reads the run's events now (a
+  // subscriber here, or the event log for other replicas). Unset: always.
+  std::function<bool()> events_wanted;
   std::shared_ptr<graph::RunScope> scope;  // for the nodes: the worker's RunServices
 };
 
@@ -45,8 +48,15 @@ struct RunOutcome {
   std::string cancel_action;
   std::vector<std::pair<std::string, Json>> decisions;  // decision-log events (kind, payload)
   Json cost;  // the run's model calls and their cost (null: none), set by the worker
+  // `values` and `result` as JSON text, by seal(): the thread's row, the run's row and /wait
+  // all take the text, so a big state is written out once.
+  std::string values_text, result_text;
+  bool result_is_values = false;  // the result is the state itself (seal() writes it once)
   static RunOutcome failed(std::string error, std::string message);
 };
+
+// Fills values_text and result_text (once) and drops the Json trees they came from.
+void seal(RunOutcome& out);
 
 RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, const control::SaverFor& savers);
 // Publishes the `error` event of a failed outcome (for failures before the engine ran).

@@ -441,7 +441,8 @@ asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot)
   };
   auto services = std::make_shared<WorkerRunServices>(o.models, WorkerRunServices::Where{ioc.get_executor(), &ioc, pool.get(), http.get()},
                                                       c.tenant, c.thread, c.run, slot->stop, &stopping);
-  RunContext rc{c.tenant, c.run, c.thread, c.attempt, kwargs, metadata, &hub, slot->stop, &stopping, on_publish, services};
+  RunContext rc{c.tenant, c.run, c.thread, c.attempt, kwargs, metadata, &hub, slot->stop, &stopping, on_publish, {}, services};
+  rc.events_wanted = [this, slot, run = c.run] { return slot->log_events.load() || hub.wants_events(run); };
   if (audit)
     audit->record(s, audit::Event{"run.started", audit::Level::kReplay,
                                   Json{{"run_id", run_id}, {"thread_id", c.thread.to_string()}, {"graph_id", graph_id},
@@ -454,7 +455,9 @@ asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot)
     auto graph = *loaded;
     auto run_graph = [rc, graph, saver_for]() {
       try {
-        return execute_run(rc, graph, saver_for);
+        auto out = execute_run(rc, graph, saver_for);
+        seal(out);  // here, not on the worker's thread: a big state's text and its tree's release
+        return out;
       } catch (const std::exception& e) {
         // A bug, not the user's graph: the run fails with a message; the worker goes on.
         telemetry::log_error("run_exception", {{"run_id", rc.run.to_string()}, {"error", e.what()}});
@@ -471,11 +474,12 @@ asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot)
                     {"cost_micro_usd", t.cost_micro_usd}, {"unpriced_calls", t.unpriced_calls},
                     {"sandbox_runs", t.sandbox_runs}, {"sandbox_cpu_ms", t.sandbox_cpu_ms}};
   }
+  seal(out);  // (a no-op when the runner sealed it)
   auto st = co_await finish(c, *slot, out, kwargs);
   if (!st) telemetry::log_error("run_finish_failed", {{"run_id", run_id}, {"error", st.error().message}});
   const bool rolled_back = out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback";
   if (out.kind == RunOutcome::kReleased) hub.release(c.run);
-  else hub.end(c.run, st && !rolled_back ? out.result.dump() : "");
+  else hub.end(c.run, st && !rolled_back ? out.result_text : "");
 }
 
 asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const RunOutcome& out, const Json& kwargs) {
@@ -498,7 +502,7 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
   }
   store::Param values, interrupts, error;
   if (out.has_state) {
-    values = out.values.dump();
+    values = out.values_text;
     interrupts = out.interrupts.dump();
   }
   if (out.kind == RunOutcome::kError) error = out.error.dump();
@@ -507,17 +511,22 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
   AP_CO_RETURN_IF_ERROR(co_await tx.exec(
       "UPDATE runs SET status = $3, result = $4::jsonb, cancel = NULL, lease_owner = NULL, lease_expires = NULL, "
       "updated_at = now() WHERE tenant_id = $1 AND run_id = $2",
-      store::params(tenant, run_id, run_status, out.result.dump())));
+      store::params(tenant, run_id, run_status, out.result_text)));
   if (temporary) {
     AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant, thread)));
   } else {
-    // Another run waiting on the thread keeps it busy.
+    // Another run waiting on the thread keeps it busy. A result that is the state itself is
+    // taken from the run's row just written (a big state is sent and parsed once).
+    const bool from_run = out.has_state && out.result_is_values;
+    if (from_run) values.reset();
+    auto thread_params = store::params(tenant, thread, thread_status, values, interrupts, error, run_id, from_run ? "true" : "false");
     AP_CO_RETURN_IF_ERROR(co_await tx.exec(
         "UPDATE threads t SET status = CASE WHEN $3 <> 'error' AND EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = "
         "t.tenant_id AND r.thread_id = t.thread_id AND r.status = 'pending') THEN 'busy' ELSE $3 END, "
-        "\"values\" = coalesce($4::jsonb, t.\"values\"), interrupts = coalesce($5::jsonb, t.interrupts), "
+        "\"values\" = coalesce(CASE WHEN $8 THEN (SELECT r.result FROM runs r WHERE r.tenant_id = $1 AND r.run_id = $7) "
+        "ELSE $4::jsonb END, t.\"values\"), interrupts = coalesce($5::jsonb, t.interrupts), "
         "error = $6::jsonb, updated_at = now() WHERE t.tenant_id = $1 AND t.thread_id = $2",
-        store::params(tenant, thread, thread_status, values, interrupts, error)));
+        std::move(thread_params)));
   }
   if (out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback")
     AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)));

@@ -72,7 +72,8 @@ Task create_run(RequestContext& ctx, std::string thread, int mode /* 0 create, 1
   Uuid run_id = Uuid::v7(Clock::system().unix_ms());
   std::shared_ptr<control::Subscription> sub;
   auto scope = audit_context(ctx);
-  if (mode != 0) sub = p->hub.subscribe(run_id, scope.tenant, co_await boost::asio::this_coro::executor, -1);
+  // A stream reads the run's events; /wait only its end.
+  if (mode != 0) sub = p->hub.subscribe(run_id, scope.tenant, co_await boost::asio::this_coro::executor, -1, false, mode == 1);
   using W = control::Runs::Watch;
   auto created = co_await p->runs.create(scope, thread, body, run_id, mode == 1 ? W::kEvents : mode == 2 ? W::kEnd : W::kNone);
   if (!created) {
@@ -90,8 +91,8 @@ Task create_run(RequestContext& ctx, std::string thread, int mode /* 0 create, 1
     r = sse(p, scope, sub, run_id, !created->stateless, created->cancel_on_disconnect, created->thread_id.to_string());
     if (!created->stateless) r.headers.push_back({"location", run_path(*created) + "/stream"});
   } else {
-    AP_CO_ASSIGN_OR_RETURN(json result, co_await p->runs.result(scope, run_id, sub));
-    r = Response::json(200, dump(result));
+    AP_CO_ASSIGN_OR_RETURN(std::string result, co_await p->runs.result(scope, run_id, sub));
+    r = Response::json(200, std::move(result));
   }
   r.headers.push_back({"content-location", run_path(*created)});
   co_return r;
@@ -176,8 +177,8 @@ Task join_run(RequestContext& ctx) {
   AP_CO_ASSIGN_OR_RETURN(json run, co_await p->runs.get(scope, tid(ctx), rid(ctx)));
   Uuid run_id = *Uuid::parse(run["run_id"].get<std::string>());
   AP_CO_RETURN_IF_ERROR(co_await p->runs.watch(scope, run_id, control::Runs::Watch::kEnd));
-  AP_CO_ASSIGN_OR_RETURN(json result, co_await p->runs.result(scope, run_id));
-  co_return Response::json(200, dump(result));
+  AP_CO_ASSIGN_OR_RETURN(std::string result, co_await p->runs.result(scope, run_id));
+  co_return Response::json(200, std::move(result));
 }
 
 // GET .../runs/{run_id}/stream, with Last-Event-ID: replays what is kept (the event log of a
