@@ -219,6 +219,26 @@ Json ChannelValue::to_json() const {
   return kNull;
 }
 
+void ChannelValue::dump_to(std::string& out) const {
+  auto dump = [&out](const Json& j) { out += j.dump(-1, ' ', false, Json::error_handler_t::replace); };
+  switch (kind_) {
+    case Kind::kScalar: dump(value()); return;
+    case Kind::kBarrier: dump(Json(seen_)); return;
+    case Kind::kList: {
+      out += '[';
+      bool first = true;
+      for (const Json* i : items_of(tail_.get())) {
+        if (!first) out += ',';
+        first = false;
+        dump(*i);
+      }
+      out += ']';
+      return;
+    }
+  }
+  out += "null";
+}
+
 Result<Reducer> parse_reducer(std::string_view n) {
   static const std::pair<std::string_view, Reducer> kNames[] = {
       {"last_value", Reducer::kLastValue}, {"append", Reducer::kAppend},

@@ -58,6 +58,9 @@ class ChannelValue {
   const std::vector<std::string>& seen() const { return seen_; }
   // The whole value as JSON (lists materialised: O(n)).
   Json to_json() const;
+  // The same as to_json().dump() (invalid UTF-8 replaced), appended to `out` without building
+  // the JSON tree: a list's items are written where they are.
+  void dump_to(std::string& out) const;
 
  private:
   enum class Kind { kScalar, kList, kBarrier };

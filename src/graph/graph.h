@@ -103,6 +103,9 @@ struct RunOptions {
   // Asked before each step's `values` event: false skips it (nobody would read it; building it
   // copies the whole state). Unset: always.
   std::function<bool()> want_values;
+  // A run that ends with nothing pending returns its final state as RunResult::values_text
+  // only (no JSON tree: for an embedding program that only writes it out).
+  bool final_values_as_text = false;
   bool stream_subgraphs = false;  // also pass on subgraphs' events (with their namespace)
   // Also emit `checkpoints` (at each step: the checkpoint, its next tasks) and `tasks` (each
   // task's start and result) events, in LangGraph's shapes (docs/agent_api.md, "SSE").
@@ -132,7 +135,8 @@ struct Interrupt {
 struct RunResult {
   bool interrupted = false;
   std::vector<Interrupt> interrupts;
-  Json values;  // the state after the run
+  Json values;  // the state after the run (null when values_text is set)
+  std::string values_text;  // with RunOptions::final_values_as_text, for a run that ended cleanly
   CheckpointConfig checkpoint;  // the latest checkpoint (empty without a thread)
   int steps = 0;
   // A node of this (sub)graph returned Command(graph=PARENT): the run stopped there and the

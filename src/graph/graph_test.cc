@@ -27,6 +27,49 @@ TEST(Graph, ParallelBranchesAndJoin) {
   EXPECT_EQ(r->values["log"], Json::array({"fan", "left", "right", "slow", "merge"}));
 }
 
+TEST(Graph, FinalValuesAsTextAreTheStateAsJsonText) {
+  // Channels out of name order, a list with objects, a barrier-free join, text that needs
+  // escaping: the text is exactly what the JSON tree would dump.
+  StateGraph g;
+  g.channel("zeta").channel("log", Reducer::kAppend).channel("alpha", Reducer::kAdd);
+  g.node("a", [](NodeContext&) -> Result<NodeOutput> {
+    return NodeOutput()
+        .write("log", Json::array({Json{{"role", "ai"}, {"content", "quote \" and \u00e9"}}, 2}))
+        .write("alpha", 3)
+        .write("zeta", Json{{"k", nullptr}});
+  });
+  g.edge(kStart, "a").edge("a", kEnd);
+  auto graph = compile(g);
+  const Input in = Input::of({{"log", Json::array({"first"})}, {"alpha", 1}});
+  auto tree = graph->invoke(in, {});
+  ASSERT_TRUE(tree) << tree.error().message;
+  RunOptions o;
+  o.final_values_as_text = true;
+  auto text = graph->invoke(in, o);
+  ASSERT_TRUE(text) << text.error().message;
+  EXPECT_TRUE(text->values.is_null());
+  EXPECT_EQ(text->values_text, tree->values.dump());
+  EXPECT_EQ(Json::parse(text->values_text)["log"].size(), 3u);
+}
+
+TEST(Graph, InterruptedRunsKeepTheirValuesAsATreeEvenWhenTextIsAsked) {
+  StateGraph g;
+  g.channel("x");
+  g.node("a", [](NodeContext&) -> Result<NodeOutput> { return NodeOutput().write("x", 1); });
+  g.node("b", [](NodeContext&) -> Result<NodeOutput> { return NodeOutput().write("x", 2); });
+  g.edge(kStart, "a").edge("a", "b").edge("b", kEnd);
+  MemorySaver saver;
+  RunOptions o;
+  o.thread_id = "t";
+  o.interrupt_before = {"b"};
+  o.final_values_as_text = true;
+  auto r = compile(g)->invoke(Input::of({{"x", 0}}), o, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_TRUE(r->interrupted);
+  EXPECT_TRUE(r->values_text.empty());
+  EXPECT_EQ(r->values["x"], 1);
+}
+
 TEST(Graph, ConcurrentWritesToALastValueChannelFail) {
   StateGraph g;
   g.channel("x");

@@ -37,6 +37,20 @@ Json state_json(const Impl& g, const std::vector<ValuePtr>& values) {
   return out;
 }
 
+std::string state_text(const Impl& g, const std::vector<ValuePtr>& values) {
+  std::map<std::string_view, const ChannelValue*> present;  // in key order, as Json objects are
+  for (size_t c = 0; c < g.user_channels; ++c)
+    if (values[c]) present.emplace(g.channels[c].name, values[c].get());
+  std::string out = "{";
+  for (const auto& [name, v] : present) {
+    if (out.size() > 1) out += ',';
+    out += Json(std::string(name)).dump();
+    out += ':';
+    v->dump_to(out);
+  }
+  return out + '}';
+}
+
 Checkpoint empty_checkpoint(const Impl& g) {
   Checkpoint cp;
   cp.channels = g.channel_names;

@@ -234,7 +234,10 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
     }
   }
   AP_RETURN_IF_ERROR(loop.finish());
-  result.values = state_json(g, loop.cp.values);
+  if (o.final_values_as_text && !result.interrupted && result.interrupts.empty())
+    result.values_text = state_text(g, loop.cp.values);
+  else
+    result.values = state_json(g, loop.cp.values);
   result.checkpoint = loop.config;
   return result;
 }

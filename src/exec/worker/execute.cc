@@ -52,10 +52,10 @@ RunOutcome RunOutcome::failed(std::string error, std::string message) {
 }
 
 void seal(RunOutcome& out) {
-  if (!out.result_text.empty()) return;
   auto text = [](const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); };
-  if (out.has_state) out.values_text = text(out.values);
-  out.result_text = out.result_is_values && out.has_state ? out.values_text : text(out.result);
+  if (out.result_text.empty()) out.result_text = text(out.result_is_values ? out.values : out.result);
+  // A result that is the state: the thread's row copies it from the run's row.
+  if (out.has_state && !out.result_is_values && out.values_text.empty()) out.values_text = text(out.values);
   out.values = Json();
   out.result = Json();
 }
@@ -225,6 +225,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   }
 
   debug.begin(input.values ? *input.values : command);
+  o.final_values_as_text = !debug.wanted();  // the `events` mode's end event needs the tree
   auto r = g.graph->invoke(input, o, saver.get());
   if (!r && r.error().code == Code::kCancelled) {
     int why = stop->load();
@@ -249,15 +250,17 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
       return out;
     }
   }
-  if (out.kind == RunOutcome::kSuccess && k.value("temporary", false) && r->values.is_object()) {
+  const bool temporary = k.value("temporary", false);
+  if (out.kind == RunOutcome::kSuccess && !r->values_text.empty()) {
+    // Ran to its end with nothing pending: the thread's state is what the run left, as text
+    // (not read back from the checkpointer), and the result is that state. A temporary thread
+    // is deleted next: no state to keep.
+    out.has_state = !temporary;
+    out.result_text = std::move(r->values_text);
+    out.result_is_values = true;
+  } else if (out.kind == RunOutcome::kSuccess && temporary && r->values.is_object()) {
     // A temporary thread that ran to its end is deleted next: no state to read back.
     out.interrupted = r->interrupted;
-  } else if (out.kind == RunOutcome::kSuccess && !r->interrupted && r->interrupts.empty() && r->values.is_object()) {
-    // Ran to its end: the thread's state is what the run left (nothing pending, no interrupts),
-    // so it is not read back from the checkpointer; the result is that state.
-    out.has_state = true;
-    out.values = std::move(r->values);
-    out.result_is_values = true;
   } else {
     // The thread's state after the run, as its cached values and interrupts.
     auto snap = g.graph->get_state(*saver, graph::CheckpointConfig{thread, "", ""});
@@ -288,7 +291,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   } else if (out.kind == RunOutcome::kCancelled) {
     out.result = out.values;
   }
-  debug.end(out.result_is_values ? out.values : out.result);
+  debug.end(out.result);  // (final_values_as_text is off when this writes anything)
   return out;
 }
 

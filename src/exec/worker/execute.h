@@ -48,10 +48,10 @@ struct RunOutcome {
   std::string cancel_action;
   std::vector<std::pair<std::string, Json>> decisions;  // decision-log events (kind, payload)
   Json cost;  // the run's model calls and their cost (null: none), set by the worker
-  // `values` and `result` as JSON text, by seal(): the thread's row, the run's row and /wait
-  // all take the text, so a big state is written out once.
+  // `values` and `result` as JSON text, by seal() (or the engine): the thread's row, the run's
+  // row and /wait all take the text, so a big state is written out once.
   std::string values_text, result_text;
-  bool result_is_values = false;  // the result is the state itself (seal() writes it once)
+  bool result_is_values = false;  // the result is the state itself (values_text stays empty)
   static RunOutcome failed(std::string error, std::string message);
 };
 

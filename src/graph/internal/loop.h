@@ -63,6 +63,8 @@ struct Task {
 std::string hash_id(std::initializer_list<std::string_view> parts);
 std::string interrupt_id_for(const std::string& ns, const std::string& node, const std::string& task);
 Json state_json(const Impl& g, const std::vector<ValuePtr>& values);
+// state_json(g, values).dump(), written without building the tree.
+std::string state_text(const Impl& g, const std::vector<ValuePtr>& values);
 Checkpoint empty_checkpoint(const Impl& g);
 // A checkpoint written by another version of the graph: values and versions mapped by name.
 Checkpoint adapt(const Impl& g, const Checkpoint& in);
