@@ -26,12 +26,17 @@ std::vector<std::string> drain(asio::io_context& ioc, const std::shared_ptr<Subs
   return f.get();
 }
 
-TEST(RunHub, EndOnlySubscribersGetTheResultNotTheEventsAndDoNotAskForThem) {
+// A run that runs on this replica (begun), and an executor for its subscribers.
+class RunHubTest : public ::testing::Test {
+ protected:
+  void SetUp() override { hub.begin(run, tenant, 0); }
   asio::io_context ioc;
-  RunHub hub("test-replica");
+  RunHub hub{"test-replica"};
   const Uuid run = Uuid::random_v4();
-  const TenantId tenant(Uuid::random_v4());
-  hub.begin(run, tenant, 0);
+  const TenantId tenant{Uuid::random_v4()};
+};
+
+TEST_F(RunHubTest, EndOnlySubscribersGetTheResultNotTheEventsAndDoNotAskForThem) {
   auto waiter = hub.subscribe(run, tenant, ioc.get_executor(), -1, false, /*events=*/false);
   EXPECT_FALSE(hub.wants_events(run));  // only a /wait: nobody reads the events
   hub.publish(run, "metadata", "{}");
@@ -48,12 +53,7 @@ TEST(RunHub, EndOnlySubscribersGetTheResultNotTheEventsAndDoNotAskForThem) {
   EXPECT_FALSE(hub.wants_events(run));  // ended: no stream left
 }
 
-TEST(RunHub, EventSubscribersReplayTheKeptLogThenGoLive) {
-  asio::io_context ioc;
-  RunHub hub("test-replica");
-  const Uuid run = Uuid::random_v4();
-  const TenantId tenant(Uuid::random_v4());
-  hub.begin(run, tenant, 0);
+TEST_F(RunHubTest, EventSubscribersReplayTheKeptLogThenGoLive) {
   hub.publish(run, "metadata", "{}");
   hub.publish(run, "values", "{}");
   auto reader = hub.subscribe(run, tenant, ioc.get_executor(), 0);  // after id 0
