@@ -383,32 +383,33 @@ Task<int64_t> Runs::cancel_many(Scope s, Json body, std::string action) {
 
 Task<std::string> Runs::result(Scope s, Uuid run_id, std::shared_ptr<Subscription> early) {
   auto ex = co_await boost::asio::this_coro::executor;
-  if (early) {
-    // Subscribed before the run existed: its end cannot have slipped by, so no read first.
-    while (co_await early->next(std::chrono::milliseconds(1000))) {
-    }
-    hub_.unsubscribe(run_id, early);
-    if (std::string r = early->result(); !r.empty()) co_return r;
-  }
+  // An end-only subscription, woken by the run's end (here, or through the relay). It is made
+  // before the status is read, so the end cannot slip between the two; `early` was made before
+  // the run existed, so it needs no first read.
+  auto sub = early ? early : hub_.subscribe(run_id, s.tenant, ex, std::nullopt, false, false);
+  bool read = !early;
   for (;;) {
-    // Subscribed before the status is read, so the end cannot slip between the two.
-    auto sub = hub_.subscribe(run_id, s.tenant, ex, std::nullopt, false, false);
-    auto rows = co_await store::tenant_query(*s.pool, s.tenant,
-                                             "SELECT status, result::text FROM runs WHERE tenant_id = $1 AND run_id = $2",
-                                             store::params(s.tenant.to_string(), run_id.to_string()));
-    if (!rows || rows->empty() || (rows->get(0, 0) != "pending" && rows->get(0, 0) != "running")) {
-      hub_.unsubscribe(run_id, sub);
-      if (!rows) co_return rows.error();
-      if (rows->empty()) co_return Error::not_found("run not found");
-      co_return rows->is_null(0, 1) ? std::string("null") : std::string(rows->get(0, 1));
+    if (read) {
+      auto rows = co_await store::tenant_query(*s.pool, s.tenant,
+                                               "SELECT status, result::text FROM runs WHERE tenant_id = $1 AND run_id = $2",
+                                               store::params(s.tenant.to_string(), run_id.to_string()));
+      if (!rows || rows->empty() || (rows->get(0, 0) != "pending" && rows->get(0, 0) != "running")) {
+        hub_.unsubscribe(run_id, sub);
+        if (!rows) co_return rows.error();
+        if (rows->empty()) co_return Error::not_found("run not found");
+        co_return rows->is_null(0, 1) ? std::string("null") : std::string(rows->get(0, 1));
+      }
     }
-    // Woken by the run's end (here, or through the relay); the status is read again each second
-    // in case a notification was lost.
+    read = true;
+    // After each quiet second the status is read again (same subscription), in case a
+    // notification was lost.
     while (co_await sub->next(std::chrono::milliseconds(1000))) {
     }
+    if (!sub->ended()) continue;
     hub_.unsubscribe(run_id, sub);
     // A run that ended on this replica comes with its answer: no second read.
     if (std::string r = sub->result(); !r.empty()) co_return r;
+    sub = hub_.subscribe(run_id, s.tenant, ex, std::nullopt, false, false);  // ended elsewhere, or handed over
   }
 }
 

@@ -196,7 +196,8 @@ struct UsageRecorder::Impl {
     std::map<std::string, std::vector<const UsageRecord*>> by_tenant;
     for (const auto& r : batch) by_tenant[r.tenant.to_string()].push_back(&r);
     for (const auto& [tenant, recs] : by_tenant) {
-      Status st = co_await write_tenant(recs.front()->tenant, write_params(recs.front()->tenant, recs));
+      auto params = write_params(recs.front()->tenant, recs);  // (g++ 12: no temporaries in co_await calls)
+      Status st = co_await write_tenant(recs.front()->tenant, std::move(params));
       std::lock_guard lock(mu);
       if (st) {
         written += recs.size();

@@ -215,6 +215,7 @@ return out
 constexpr const char* kKeyPrefix = "rl3:";
 constexpr size_t kMaxBatch = 256;
 constexpr auto kCorrectionDelay = std::chrono::milliseconds(2);
+constexpr size_t kMaxCorrectionKeys = 1000;  // per batch (Lua's unpack of a script's keys has a limit)
 
 telemetry::Counter& settle_failed() {
   static auto& c = telemetry::metrics()
@@ -267,6 +268,7 @@ class Connection {
   }
 
   const std::string& sha() const { return sha_; }
+  bool up() const { return connected_ && !connecting_; }
 
  private:
   struct Pending {
@@ -478,8 +480,13 @@ class RedisBackend final : public Backend {
           it->second.cost = sum;
         }
       }
-      arm = !corrections_.empty() && !corr_armed_;
-      corr_armed_ = corr_armed_ || arm;
+      // A timer that never ran (its context stopped) does not block the next one for long.
+      const auto now = std::chrono::steady_clock::now();
+      arm = !corrections_.empty() && (!corr_armed_ || now - corr_armed_at_ > 50 * kCorrectionDelay);
+      if (arm) {
+        corr_armed_ = true;
+        corr_armed_at_ = now;
+      }
     }
     if (arm) asio::co_spawn(ex, send_corrections_later(ex), asio::detached);
     co_return Status{};
@@ -533,7 +540,8 @@ class RedisBackend final : public Backend {
     std::vector<std::shared_ptr<Queued>> out;
     std::lock_guard lock(corr_mu_);
     std::map<std::string, std::shared_ptr<Queued>> by_group;
-    for (auto it = corrections_.begin(); it != corrections_.end();) {
+    size_t taken = 0;
+    for (auto it = corrections_.begin(); it != corrections_.end() && taken < kMaxCorrectionKeys;) {
       const std::string g = o_.slot_batches ? hash_tag(it->second.key) : std::string();
       if (o_.slot_batches && g != group && !group.empty()) {
         ++it;
@@ -546,6 +554,7 @@ class RedisBackend final : public Backend {
         q->correction = true;
       }
       if (it->second.cost != 0) q->asks.push_back(std::move(it->second));
+      ++taken;
       it = corrections_.erase(it);
     }
     for (auto& [g, q] : by_group)
@@ -556,13 +565,18 @@ class RedisBackend final : public Backend {
   asio::awaitable<void> send_corrections_later(asio::any_io_executor ex) {
     asio::steady_timer t(ex, kCorrectionDelay);
     co_await t.async_wait(kTuple);
-    {
-      std::lock_guard lock(corr_mu_);
-      corr_armed_ = false;
-    }
-    // Whatever no batch took meanwhile: one batch per slot group (take_corrections("") takes all).
+    // Whatever no batch took meanwhile: one batch per slot group (take_corrections("") takes
+    // from every group), at most kMaxCorrectionKeys keys; more left: another round.
     for (auto& q : take_corrections(ex, std::string()))
       asio::co_spawn(ex, send_batch(ex, {std::move(q)}), asio::detached);
+    bool more;
+    {
+      std::lock_guard lock(corr_mu_);
+      more = !corrections_.empty();
+      corr_armed_ = more;
+      corr_armed_at_ = std::chrono::steady_clock::now();
+    }
+    if (more) asio::co_spawn(ex, send_corrections_later(ex), asio::detached);
   }
 
   void flush(asio::any_io_executor ex) {
@@ -575,7 +589,10 @@ class RedisBackend final : public Backend {
   }
 
   asio::awaitable<void> send_batch(asio::any_io_executor ex, std::vector<std::shared_ptr<Queued>> batch) {
-    if (!batch.empty() && !batch.front()->correction && !(o_.slot_batches && batch.front()->asks.empty())) {
+    // Corrections ride along only on a connection that is up (one in its reconnect back-off
+    // fails at once and would lose them).
+    if (!batch.empty() && !batch.front()->correction && !(o_.slot_batches && batch.front()->asks.empty()) &&
+        conn(ex).up()) {
       auto corr = take_corrections(ex, o_.slot_batches ? hash_tag(batch.front()->asks.front().key) : std::string());
       batch.insert(batch.begin(), std::make_move_iterator(corr.begin()), std::make_move_iterator(corr.end()));
     }
@@ -667,6 +684,7 @@ class RedisBackend final : public Backend {
   std::mutex corr_mu_;
   std::unordered_map<std::string, Ask> corrections_;  // by key (and window)
   bool corr_armed_ = false;                           // a send_corrections_later is on its way
+  std::chrono::steady_clock::time_point corr_armed_at_{};
 };
 
 }  // namespace

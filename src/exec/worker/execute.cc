@@ -225,7 +225,9 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   }
 
   debug.begin(input.values ? *input.values : command);
-  o.final_values_as_text = !debug.wanted();  // the `events` mode's end event needs the tree
+  // The `events` mode's end event needs the tree; a run in a subgraph's namespace leaves the
+  // thread's (root) state to be read back.
+  o.final_values_as_text = !debug.wanted() && o.checkpoint_ns.empty();
   auto r = g.graph->invoke(input, o, saver.get());
   if (!r && r.error().code == Code::kCancelled) {
     int why = stop->load();
