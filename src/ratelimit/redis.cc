@@ -462,8 +462,9 @@ class RedisBackend final : public Backend {
   }
 
   // Corrections do not wait for Redis: they are merged per key with the others of this replica
-  // and ride at the front of the next batch any of its shards sends (on that shard, before that
-  // batch's decisions), or go alone after kCorrectionDelay. A failure is counted
+  // and ride at the front of the next batch any of its shards sends on a connection that is up
+  // (with slot_batches: the next batch of the same hash tag), before that batch's decisions, or
+  // go alone after kCorrectionDelay. A failure is counted
   // (agentplane_ratelimit_decisions_total{outcome="settle_failed"}), as a lost correction only
   // keeps what was reserved.
   asio::awaitable<Status> adjust(asio::any_io_executor ex, std::vector<Ask> deltas) override {
