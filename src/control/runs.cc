@@ -391,7 +391,10 @@ Task<std::string> Runs::result(Scope s, Uuid run_id, std::shared_ptr<Subscriptio
   for (;;) {
     if (read) {
       auto rows = co_await store::tenant_query(*s.pool, s.tenant,
-                                               "SELECT status, result::text FROM runs WHERE tenant_id = $1 AND run_id = $2",
+                                               "SELECT r.status, coalesce(r.result::text, CASE WHEN r.status = 'success' "
+                                               "THEN t.\"values\"::text END) FROM runs r LEFT JOIN threads t ON "
+                                               "t.tenant_id = r.tenant_id AND t.thread_id = r.thread_id "
+                                               "WHERE r.tenant_id = $1 AND r.run_id = $2",
                                                store::params(s.tenant.to_string(), run_id.to_string()));
       if (!rows || rows->empty() || (rows->get(0, 0) != "pending" && rows->get(0, 0) != "running")) {
         hub_.unsubscribe(run_id, sub);

@@ -11,8 +11,8 @@ namespace ap::control {
 namespace {
 
 constexpr const char* kThreadJson =
-    "jsonb_build_object('thread_id', thread_id, 'created_at', created_at, 'updated_at', updated_at, "
-    "'metadata', metadata, 'status', status, 'values', coalesce(\"values\", '{}'::jsonb), "
+    "json_build_object('thread_id', thread_id, 'created_at', created_at, 'updated_at', updated_at, "
+    "'metadata', metadata, 'status', status, 'values', coalesce(\"values\", '{}'::json), "
     "'interrupts', interrupts, 'config', config, 'error', error)::text";
 
 Json checkpoint_json(const graph::CheckpointConfig& c) {
@@ -45,7 +45,7 @@ Result<std::string> thread_filters(const Json& body, std::vector<store::Param>& 
     AP_ASSIGN_OR_RETURN(Json m, object_field(body, f));
     if (m.empty()) continue;
     params.emplace_back(m.dump());
-    where += std::string(" AND ") + (std::string(f) == "values" ? "\"values\"" : f) + " @> $" +
+    where += std::string(" AND ") + (std::string(f) == "values" ? "\"values\"::jsonb" : f) + " @> $" +
              std::to_string(params.size()) + "::jsonb";
   }
   if (auto st = body.find("status"); st != body.end() && !st->is_null()) {
@@ -456,7 +456,7 @@ Task<Json> Threads::update_state(Scope s, std::string id, Json body) {
   AP_CO_ASSIGN_OR_RETURN(Json out, co_await run_blocking(blocking_, write_state));
   AP_CO_RETURN_IF_ERROR(co_await store::tenant_query(
       *s.pool, s.tenant,
-      "UPDATE threads SET \"values\" = $3::jsonb, interrupts = $4::jsonb, status = $5, updated_at = now() "
+      "UPDATE threads SET \"values\" = $3::json, interrupts = $4::jsonb, status = $5, updated_at = now() "
       "WHERE tenant_id = $1 AND thread_id = $2",
       store::params(s.tenant.to_string(), id, summary.values.dump(), summary.interrupts.dump(),
                     summary.interrupted ? "interrupted" : "idle")));

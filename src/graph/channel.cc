@@ -12,14 +12,6 @@ namespace {
 
 const Json kNull;
 
-std::shared_ptr<const ListNode> push(std::shared_ptr<const ListNode> tail, Json item) {
-  auto n = std::make_shared<ListNode>();  // one allocation: the item lives in the node
-  n->size = (tail ? tail->size : 0) + 1;
-  n->prev = std::move(tail);
-  n->item = std::move(item);
-  return n;
-}
-
 std::vector<const Json*> items_of(const ListNode* tail) {
   std::vector<const Json*> out(tail ? tail->size : 0);
   size_t i = out.size();
@@ -172,6 +164,19 @@ Result<Json> add_values(const ChannelSpec& spec, Json acc, const Json& w) {
 
 }  // namespace
 
+std::shared_ptr<const ListNode> push(std::shared_ptr<const ListNode> tail, Json item) {
+  return std::make_shared<const ListNode>(std::move(tail), std::move(item));  // one allocation
+}
+
+const std::string& ListNode::text() const {
+  if (const std::string* t = text_.load(std::memory_order_acquire)) return *t;
+  auto* mine = new std::string(item.dump(-1, ' ', false, Json::error_handler_t::replace));
+  std::string* expected = nullptr;
+  if (text_.compare_exchange_strong(expected, mine, std::memory_order_acq_rel)) return *mine;
+  delete mine;  // another thread made it first
+  return *expected;
+}
+
 ValuePtr ChannelValue::scalar(Json v) {
   auto c = std::make_shared<ChannelValue>();
   c->kind_ = Kind::kScalar;
@@ -225,12 +230,17 @@ void ChannelValue::dump_to(std::string& out) const {
     case Kind::kScalar: dump(value()); return;
     case Kind::kBarrier: dump(Json(seen_)); return;
     case Kind::kList: {
+      std::vector<const ListNode*> nodes(size());
+      size_t i = nodes.size(), bytes = 2;
+      for (auto n = tail_.get(); n; n = n->prev.get()) {
+        nodes[--i] = n;
+        bytes += n->text().size() + 1;
+      }
+      out.reserve(out.size() + bytes);
       out += '[';
-      bool first = true;
-      for (const Json* i : items_of(tail_.get())) {
-        if (!first) out += ',';
-        first = false;
-        dump(*i);
+      for (size_t k = 0; k < nodes.size(); ++k) {
+        if (k) out += ',';
+        out += nodes[k]->text();
       }
       out += ']';
       return;

@@ -4,6 +4,7 @@
 // memory in proportion to what is new. Thread-safe: values are immutable once made.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -35,10 +36,27 @@ std::string_view reducer_name(Reducer r);
 
 // A node of a persistent list: the list is its last node; earlier nodes are shared.
 struct ListNode {
+  ListNode(std::shared_ptr<const ListNode> p, Json i)
+      : prev(std::move(p)), item(std::move(i)), size((prev ? prev->size : 0) + 1) {}
+  ListNode(const ListNode&) = delete;
+  ListNode& operator=(const ListNode&) = delete;
+  ~ListNode() { delete text_.load(std::memory_order_relaxed); }
+
+  // The item as JSON text (invalid UTF-8 replaced), made once, the first time it is asked for:
+  // a growing conversation is written out whole after every run, and each message is then
+  // serialised once in its life instead of every time.
+  const std::string& text() const;
+
   std::shared_ptr<const ListNode> prev;
   Json item;
   uint32_t size = 0;  // items up to and including this one
+
+ private:
+  mutable std::atomic<std::string*> text_{nullptr};
 };
+
+// `tail` with one more item.
+std::shared_ptr<const ListNode> push(std::shared_ptr<const ListNode> tail, Json item);
 
 // The immutable value of one channel at one version.
 class ChannelValue {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <thread>
 
 namespace ap::graph {
 namespace {
@@ -33,6 +34,29 @@ TEST(Channel, AppendSharesItsPrefix) {
   EXPECT_EQ(*b->at(-1), 3);
   EXPECT_EQ(*b->at(0), 1);
   EXPECT_EQ(b->at(3), nullptr);
+}
+
+TEST(Channel, ListTextIsTheJsonTextAndEachItemIsSerialisedOnce) {
+  ChannelSpec s{"log", Reducer::kAppend, {}};
+  const std::string bad_utf8 = std::string("cut \xE2\x82", 6);
+  auto a = apply(s, nullptr, {Json::array({Json{{"content", "a \"quoted\" line\n"}}, Json(bad_utf8)})});
+  auto b = apply(s, a, {Json{{"n", 3}}});
+  auto expect = [](const ValuePtr& v) { return v->to_json().dump(-1, ' ', false, Json::error_handler_t::replace); };
+  // Both versions, in either order, from two threads at once: the shared items' text is made
+  // once and reused, and every answer is the whole list's JSON text.
+  std::string from_a, from_b;
+  std::thread other([&] { a->dump_to(from_a); });
+  b->dump_to(from_b);
+  other.join();
+  EXPECT_EQ(from_a, expect(a));
+  EXPECT_EQ(from_b, expect(b));
+  EXPECT_EQ(&b->tail()->prev->text(), &a->tail()->text()) << "the shared item's text is one string";
+  std::string again;
+  b->dump_to(again);
+  EXPECT_EQ(again, from_b);
+  std::string empty;
+  ChannelValue::list(nullptr)->dump_to(empty);
+  EXPECT_EQ(empty, "[]");
 }
 
 TEST(Channel, AddAndMerge) {

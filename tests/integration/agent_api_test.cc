@@ -163,8 +163,14 @@ TEST_F(AgentApi, NewRunsStartOnTheLocalWorkerDelayedOnesAreQueued) {
   EXPECT_EQ(later["status"], "pending");
   auto joined = server->call_json("GET", "/threads/" + t2 + "/runs/" + later["run_id"].get<std::string>() + "/join", a->key);
   EXPECT_EQ(joined["count"], 3) << joined.dump();
+  // Joined after its end, a thread run answers the thread's values (where its final state is
+  // stored), as LangGraph's join does: after a later run, the later state.
+  const std::string join_later = "/threads/" + t2 + "/runs/" + later["run_id"].get<std::string>() + "/join";
+  EXPECT_EQ(server->call_json("GET", join_later, a->key)["count"], 3);
+  EXPECT_EQ(post("/threads/" + t2 + "/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 10}}}})["count"], 13);
+  EXPECT_EQ(server->call_json("GET", join_later, a->key)["count"], 13);
   EXPECT_EQ(metric("agentplane_runs_claimed_total"), claimed0 + 1);
-  EXPECT_EQ(metric("agentplane_runs_started_locally_total"), local0 + 2);
+  EXPECT_EQ(metric("agentplane_runs_started_locally_total"), local0 + 3);
 }
 
 TEST_F(AgentApi, InterruptResumeAndDoubleTexting) {

@@ -54,7 +54,7 @@ RunOutcome RunOutcome::failed(std::string error, std::string message) {
 void seal(RunOutcome& out) {
   auto text = [](const Json& j) { return j.dump(-1, ' ', false, Json::error_handler_t::replace); };
   if (out.result_text.empty()) out.result_text = text(out.result_is_values ? out.values : out.result);
-  // A result that is the state: the thread's row copies it from the run's row.
+  // A result that is the state: the thread's row (or a temporary thread's run row) takes result_text.
   if (out.has_state && !out.result_is_values && out.values_text.empty()) out.values_text = text(out.values);
   out.values = Json();
   out.result = Json();

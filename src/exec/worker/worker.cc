@@ -507,24 +507,29 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
   }
   if (out.kind == RunOutcome::kError) error = out.error.dump();
   const bool temporary = kwargs.value("temporary", false);
+  // A run on a kept thread whose result is the thread's new state stores that state once, in
+  // the thread: its run row keeps no copy (a state that grows with the conversation would be
+  // stored again by every run), and join reads the thread's values, as LangGraph's does for a
+  // run that has ended. A run on a temporary thread keeps its result in its row.
+  store::Param run_result = out.result_text;
+  if (!temporary && out.has_state && out.result_is_values) {
+    values = std::move(run_result);
+    run_result.reset();
+  }
   AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, c.tenant));
   AP_CO_RETURN_IF_ERROR(co_await tx.exec(
       "UPDATE runs SET status = $3, result = $4::jsonb, cancel = NULL, lease_owner = NULL, lease_expires = NULL, "
       "updated_at = now() WHERE tenant_id = $1 AND run_id = $2",
-      store::params(tenant, run_id, run_status, out.result_text)));
+      store::params(tenant, run_id, run_status, run_result)));
   if (temporary) {
     AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant, thread)));
   } else {
-    // Another run waiting on the thread keeps it busy. A result that is the state itself is
-    // taken from the run's row just written (a big state is sent and parsed once).
-    const bool from_run = out.has_state && out.result_is_values;
-    if (from_run) values.reset();
-    auto thread_params = store::params(tenant, thread, thread_status, values, interrupts, error, run_id, from_run ? "true" : "false");
+    // Another run waiting on the thread keeps it busy.
+    auto thread_params = store::params(tenant, thread, thread_status, values, interrupts, error);
     AP_CO_RETURN_IF_ERROR(co_await tx.exec(
         "UPDATE threads t SET status = CASE WHEN $3 <> 'error' AND EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = "
         "t.tenant_id AND r.thread_id = t.thread_id AND r.status = 'pending') THEN 'busy' ELSE $3 END, "
-        "\"values\" = coalesce(CASE WHEN $8 THEN (SELECT r.result FROM runs r WHERE r.tenant_id = $1 AND r.run_id = $7) "
-        "ELSE $4::jsonb END, t.\"values\"), interrupts = coalesce($5::jsonb, t.interrupts), "
+        "\"values\" = coalesce($4::json, t.\"values\"), interrupts = coalesce($5::jsonb, t.interrupts), "
         "error = $6::jsonb, updated_at = now() WHERE t.tenant_id = $1 AND t.thread_id = $2",
         std::move(thread_params)));
   }

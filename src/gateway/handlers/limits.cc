@@ -48,7 +48,7 @@ Task own_limits(RequestContext& ctx) {
   if (out["limits"].contains("concurrent_runs")) {
     AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(
                                           ctx.pool, ctx.tenant(),
-                                          "SELECT count(*) FROM runs WHERE tenant_id = $1 AND status = 'running'",
+                                          "SELECT count(*) FROM running_runs WHERE tenant_id = $1",
                                           store::params(ctx.tenant().to_string())));
     const int64_t limit = out["limits"]["concurrent_runs"], running = std::stoll(std::string(rows.get(0, 0)));
     out["usage"]["concurrent_runs"] = {{"limit", limit}, {"used", running}, {"remaining", std::max<int64_t>(limit - running, 0)}};

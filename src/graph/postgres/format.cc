@@ -165,12 +165,12 @@ std::string layout_id(const std::vector<std::string>& channels, const std::vecto
 }
 
 // The items a list value gained over `parent` (in order), if it extends it by sharing.
-std::optional<std::vector<const Json*>> appended(const ChannelValue& v, const ChannelValue& parent) {
+std::optional<std::vector<const ListNode*>> appended(const ChannelValue& v, const ChannelValue& parent) {
   if (!v.is_list() || !parent.is_list() || v.size() <= parent.size()) return std::nullopt;
-  std::vector<const Json*> items;
+  std::vector<const ListNode*> items;
   const ListNode* n = v.tail().get();
   while (n && n->size > parent.size()) {
-    items.push_back(&n->item);
+    items.push_back(n);
     n = n->prev.get();
   }
   if (n != parent.tail().get()) return std::nullopt;
@@ -179,9 +179,7 @@ std::optional<std::vector<const Json*>> appended(const ChannelValue& v, const Ch
 }
 
 ValuePtr list_from(std::shared_ptr<const ListNode> tail, const Json& items) {
-  uint32_t size = tail ? tail->size : 0;
-  for (const auto& item : items)
-    tail = std::make_shared<const ListNode>(ListNode{std::move(tail), item, ++size});
+  for (const auto& item : items) tail = push(std::move(tail), item);
   return ChannelValue::list(std::move(tail));
 }
 

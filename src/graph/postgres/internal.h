@@ -92,7 +92,7 @@ struct Layout {
 // The id of a graph's names (first 8 bytes of SHA-256, hex).
 std::string layout_id(const std::vector<std::string>& channels, const std::vector<std::string>& nodes);
 // The items a list value gained over `parent` (in order), if it extends it by sharing.
-std::optional<std::vector<const Json*>> appended(const ChannelValue& v, const ChannelValue& parent);
+std::optional<std::vector<const ListNode*>> appended(const ChannelValue& v, const ChannelValue& parent);
 // `items` appended to the list ending at `tail`.
 ValuePtr list_from(std::shared_ptr<const ListNode> tail, const Json& items);
 // JSON text of a value; invalid UTF-8 (say, a model's truncated output) is replaced, not thrown.

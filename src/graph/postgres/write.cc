@@ -119,16 +119,22 @@ Result<CheckpointConfig> TenantSaver::put(const CheckpointConfig& config, const 
     if (v->is_list()) {
       slot.kind = Slot::kRef;
       slot.ref = cp.id;
-      std::optional<std::vector<const Json*>> delta;
+      std::optional<std::vector<const ListNode*>> delta;
       if (ps && ps->kind == Slot::kRef && *pv && ps->depth + 1 < opt.snapshot_every)
         delta = appended(*v, **pv);
+      std::string text;
       if (delta) {
-        Json items = Json::array();
-        for (const Json* item : *delta) items.push_back(*item);
+        text += '[';
+        for (const ListNode* n : *delta) {
+          if (text.size() > 1) text += ',';
+          text += n->text();
+        }
+        text += ']';
         slot.depth = ps->depth + 1;
-        blobs.push_back({name, 2, ps->ref, to_text(items)});
+        blobs.push_back({name, 2, ps->ref, std::move(text)});
       } else {
-        blobs.push_back({name, 1, std::nullopt, to_text(v->to_json())});
+        v->dump_to(text);
+        blobs.push_back({name, 1, std::nullopt, std::move(text)});
       }
       slots.push_back(1);
       continue;

@@ -1,0 +1,115 @@
+// The run queue's count of running runs (migration 0015) on a real PostgreSQL: `running_runs`
+// follows every way a run starts or ends (inserted running, claimed, finished, cancelled back
+// to pending, deleted, a claim lost to another run on its thread), per tenant, and the cap checks
+// of may_start_run and claim_runs read it.
+#include <gtest/gtest.h>
+
+#include "common/ids.h"
+#include "store/sync_conn.h"
+#include "tests/integration/fixture.h"
+
+namespace ap::testing {
+namespace {
+
+class RunningRuns : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    su = std::move(*store::SyncConn::connect(Database::get().superuser_url()));
+    app = std::move(*store::SyncConn::connect(Database::get().app_url()));
+    for (auto* t : {&a, &b}) {
+      *t = Uuid::random_v4().to_string();
+      ASSERT_TRUE(su->exec("INSERT INTO agentplane.tenants (id, name) VALUES ($1, 'running-runs')", {*t}));
+    }
+    ASSERT_TRUE(as(a, "INSERT INTO tenant_limits (tenant_id, limits) VALUES ($1, '{\"concurrent_runs\": 2}')", {a}));
+  }
+
+  // `sql` as the app role in a transaction bound to `tenant`.
+  Result<store::Rows> as(const std::string& tenant, const std::string& sql, std::vector<store::Param> p = {}) {
+    EXPECT_TRUE(app->exec_script("BEGIN"));
+    EXPECT_TRUE(app->exec("SELECT set_config('app.tenant_id', $1, true)", {tenant}));
+    auto r = app->exec(sql, std::move(p));
+    (void)app->exec_script(r ? "COMMIT" : "ROLLBACK");
+    return r;
+  }
+
+  std::string add_run(const std::string& tenant, const std::string& status, std::string thread = "") {
+    if (thread.empty()) thread = Uuid::random_v4().to_string();
+    std::string run = Uuid::random_v4().to_string();
+    auto r = as(tenant,
+                "INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, status) "
+                "VALUES ($1, $2, $3, gen_random_uuid(), '{}', 'test', $4)",
+                {tenant, run, thread, status});
+    EXPECT_TRUE(r) << r.error().message;
+    return run;
+  }
+
+  // The tenant's rows in running_runs, and whether they are exactly its runs with status running.
+  int64_t running(const std::string& tenant) {
+    auto n = su->exec("SELECT count(*) FROM agentplane.running_runs WHERE tenant_id = $1", {tenant});
+    auto truth = su->exec(
+        "SELECT count(*) FROM agentplane.runs r FULL JOIN agentplane.running_runs x USING (tenant_id, run_id) "
+        "WHERE (r.tenant_id = $1 OR x.tenant_id = $1) AND (r.status = 'running') IS DISTINCT FROM (x.run_id IS NOT NULL)",
+        {tenant});
+    EXPECT_TRUE(n && truth);
+    EXPECT_EQ(truth->get(0, 0), "0") << "running_runs disagrees with runs.status";
+    return std::stoll(std::string(n->get(0, 0)));
+  }
+
+  bool may_start(const std::string& tenant) {
+    auto r = as(tenant, "SELECT agentplane.may_start_run($1::uuid, NULL)", {tenant});
+    EXPECT_TRUE(r) << r.error().message;
+    return r && r->get(0, 0) == "t";
+  }
+
+  std::unique_ptr<store::SyncConn> su, app;
+  std::string a, b;
+};
+
+TEST_F(RunningRuns, FollowEveryStartAndEndAndCapTheTenant) {
+  std::string r1 = add_run(a, "running");
+  add_run(a, "success");
+  add_run(b, "running");
+  EXPECT_EQ(running(a), 1);
+  EXPECT_EQ(running(b), 1);
+  EXPECT_TRUE(may_start(a));
+  std::string r2 = add_run(a, "running");
+  EXPECT_EQ(running(a), 2);
+  EXPECT_FALSE(may_start(a)) << "2 running of a cap of 2";
+  EXPECT_TRUE(may_start(b)) << "another tenant's runs do not count";
+
+  // Ends: finished, and cancelled back to pending (rollback / requeue), and deleted.
+  ASSERT_TRUE(as(a, "UPDATE runs SET status = 'success' WHERE tenant_id = $1 AND run_id = $2", {a, r1}));
+  EXPECT_EQ(running(a), 1);
+  EXPECT_TRUE(may_start(a));
+  ASSERT_TRUE(as(a, "UPDATE runs SET status = 'pending' WHERE tenant_id = $1 AND run_id = $2", {a, r2}));
+  EXPECT_EQ(running(a), 0);
+  ASSERT_TRUE(as(a, "UPDATE runs SET status = 'running', metadata = '{}' WHERE tenant_id = $1 AND run_id = $2", {a, r2}));
+  ASSERT_TRUE(as(a, "UPDATE runs SET metadata = '{\"x\": 1}' WHERE tenant_id = $1 AND run_id = $2", {a, r2}));
+  EXPECT_EQ(running(a), 1) << "an update that keeps the status changes nothing";
+  ASSERT_TRUE(as(a, "DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2", {a, r2}));
+  EXPECT_EQ(running(a), 0);
+
+  // Claims: 3 pending runs on their own threads and one behind a running run's thread; the cap
+  // of 2 lets one more start, and not the one on the busy thread. (In a transaction rolled back
+  // after: claim_runs serves every tenant, and other tests' runs must stay theirs.)
+  std::string busy_thread = Uuid::random_v4().to_string();
+  add_run(a, "running", busy_thread);
+  add_run(a, "pending", busy_thread);
+  for (int i = 0; i < 3; ++i) add_run(a, "pending");
+  ASSERT_TRUE(su->exec_script("BEGIN"));
+  auto claimed = su->exec("SELECT thread_id FROM agentplane.claim_runs('w', 60000, 10, 3, NULL) WHERE tenant_id = $1", {a});
+  ASSERT_TRUE(claimed) << claimed.error().message;
+  ASSERT_EQ(claimed->size(), 1) << "1 running + 1 claimed = the cap";
+  EXPECT_NE(claimed->get(0, 0), busy_thread);
+  EXPECT_EQ(running(a), 2);
+  ASSERT_TRUE(su->exec_script("ROLLBACK"));
+  EXPECT_EQ(running(a), 1);
+
+  // A statement that fails after starting a run leaves no row behind.
+  auto dup = as(a, "UPDATE runs SET status = 'running' WHERE tenant_id = $1 AND thread_id = $2", {a, busy_thread});
+  EXPECT_FALSE(dup) << "one running run per thread";
+  EXPECT_EQ(running(a), 1);
+}
+
+}  // namespace
+}  // namespace ap::testing
