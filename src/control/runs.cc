@@ -211,7 +211,7 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
   merged_md.merge_patch(thread_md);
   run_md = std::move(merged_md);
   // A local worker with a free slot takes the run at once if its tenant is under its cap
-  // (may_start_run decides in the transaction, under the tenant's lock): inserted `running`,
+  // (start_run_slot takes one of the tenant's run slots in the transaction): inserted `running`,
   // leased to that worker, started in process after the commit. Otherwise it is queued.
   LocalWorker* local = local_.load();
   struct Reservation {
@@ -228,7 +228,7 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
     lease_ms = std::to_string(local->lease_ms());
   }
   const std::string insert_run =
-      std::string("WITH d AS (SELECT CASE WHEN $13::boolean THEN agentplane.may_start_run($1::uuid, $14::int) "
+      std::string("WITH d AS (SELECT CASE WHEN $13::boolean THEN agentplane.start_run_slot($1::uuid, $14::int, $2::uuid) "
                   "ELSE false END AS go) "
                   "INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, metadata, kwargs, "
                   "multitask_strategy, stateless, created_by, run_after, watchers, status, lease_owner, lease_expires, "

@@ -1,7 +1,8 @@
-// The run queue's count of running runs (migration 0015) on a real PostgreSQL: `running_runs`
-// follows every way a run starts or ends (inserted running, claimed, finished, cancelled back
-// to pending, deleted, a claim lost to another run on its thread), per tenant, and the cap checks
-// of may_start_run and claim_runs read it.
+// The run queue's running runs and their slots (migrations 0015, 0017) on a real PostgreSQL:
+// `running_runs` follows every way a run starts or ends (inserted running, claimed, finished,
+// cancelled back to pending, deleted, a failed statement), per tenant; start_run_slot and
+// claim_runs keep a tenant to its cap; and concurrent starts never wait for each other: the
+// second of two racing for a tenant's last slot is refused at once.
 #include <gtest/gtest.h>
 
 #include "common/ids.h"
@@ -55,8 +56,18 @@ class RunningRuns : public ::testing::Test {
     return std::stoll(std::string(n->get(0, 0)));
   }
 
+  // Whether a new run of `tenant` could start now (asked on `conn` in a transaction that is
+  // rolled back, so the slot is not kept).
   bool may_start(const std::string& tenant) {
-    auto r = as(tenant, "SELECT agentplane.may_start_run($1::uuid, NULL)", {tenant});
+    EXPECT_TRUE(app->exec_script("BEGIN"));
+    auto r = take(*app, tenant);
+    EXPECT_TRUE(app->exec_script("ROLLBACK"));
+    return r;
+  }
+  // start_run_slot for a new run id, in `conn`'s open transaction.
+  static bool take(store::SyncConn& conn, const std::string& tenant) {
+    EXPECT_TRUE(conn.exec("SELECT set_config('app.tenant_id', $1, true)", {tenant}));
+    auto r = conn.exec("SELECT agentplane.start_run_slot($1::uuid, NULL, gen_random_uuid())", {tenant});
     EXPECT_TRUE(r) << r.error().message;
     return r && r->get(0, 0) == "t";
   }
@@ -109,6 +120,40 @@ TEST_F(RunningRuns, FollowEveryStartAndEndAndCapTheTenant) {
   auto dup = as(a, "UPDATE runs SET status = 'running' WHERE tenant_id = $1 AND thread_id = $2", {a, busy_thread});
   EXPECT_FALSE(dup) << "one running run per thread";
   EXPECT_EQ(running(a), 1);
+}
+
+TEST_F(RunningRuns, RacingStartsTakeDifferentSlotsAndNeverWait) {
+  ASSERT_TRUE(su->exec("DELETE FROM agentplane.runs WHERE tenant_id = $1", {a}));
+  auto other = std::move(*store::SyncConn::connect(Database::get().app_url()));
+  // Cap 2: two open transactions each take a slot; a third start, while both are uncommitted,
+  // finds every slot locked or taken and is refused at once (a wait would hang this test).
+  ASSERT_TRUE(app->exec_script("BEGIN"));
+  ASSERT_TRUE(other->exec_script("BEGIN"));
+  EXPECT_TRUE(take(*app, a));
+  EXPECT_TRUE(take(*other, a));
+  auto third = std::move(*store::SyncConn::connect(Database::get().app_url()));
+  ASSERT_TRUE(third->exec_script("BEGIN"));
+  EXPECT_FALSE(take(*third, a)) << "2 slots held by open transactions: none is left";
+  EXPECT_TRUE(take(*third, b)) << "another tenant's slots are its own";
+  ASSERT_TRUE(third->exec_script("ROLLBACK"));
+  ASSERT_TRUE(app->exec_script("COMMIT"));
+  ASSERT_TRUE(other->exec_script("ROLLBACK"));
+  auto slots = su->exec("SELECT count(*), count(DISTINCT slot), min(slot) >= 0 AND max(slot) < 2 "
+                        "FROM agentplane.running_runs WHERE tenant_id = $1", {a});
+  ASSERT_TRUE(slots);
+  EXPECT_EQ(slots->get(0, 0), "1") << "the rolled-back start gave its slot back";
+  EXPECT_EQ(slots->get(0, 2), "t");
+  EXPECT_TRUE(may_start(a)) << "one slot free again";
+  // Slots are only taken under READ COMMITTED (the check after the lock must see new commits).
+  ASSERT_TRUE(app->exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ"));
+  ASSERT_TRUE(app->exec("SELECT set_config('app.tenant_id', $1, true)", {a}));
+  EXPECT_FALSE(app->exec("SELECT agentplane.start_run_slot($1::uuid, NULL, gen_random_uuid())", {a}));
+  ASSERT_TRUE(app->exec_script("ROLLBACK"));
+  // Not another tenant's: start_run_slot checks the caller's tenant.
+  ASSERT_TRUE(app->exec_script("BEGIN"));
+  ASSERT_TRUE(app->exec("SELECT set_config('app.tenant_id', $1, true)", {b}));
+  EXPECT_FALSE(app->exec("SELECT agentplane.start_run_slot($1::uuid, NULL, gen_random_uuid())", {a}));
+  ASSERT_TRUE(app->exec_script("ROLLBACK"));
 }
 
 }  // namespace

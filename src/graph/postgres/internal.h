@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <list>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -48,22 +49,19 @@ class Lru {
       order_.pop_back();
     }
   }
-  // Drops every entry whose key starts with `prefix`.
+  // Drops every entry whose key starts with `prefix` (the keys are ordered: only those are visited).
   void erase_prefix(const std::string& prefix) {
-    for (auto it = order_.begin(); it != order_.end();) {
-      if (it->first.compare(0, prefix.size(), prefix) == 0) {
-        index_.erase(it->first);
-        it = order_.erase(it);
-      } else {
-        ++it;
-      }
+    auto it = index_.lower_bound(prefix);
+    while (it != index_.end() && it->first.compare(0, prefix.size(), prefix) == 0) {
+      order_.erase(it->second);
+      it = index_.erase(it);
     }
   }
 
  private:
   size_t capacity_;
   std::list<std::pair<std::string, V>> order_;
-  std::unordered_map<std::string, typename std::list<std::pair<std::string, V>>::iterator> index_;
+  std::map<std::string, typename std::list<std::pair<std::string, V>>::iterator, std::less<>> index_;
 };
 
 // How one channel of a stored checkpoint is held.
