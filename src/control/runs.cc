@@ -164,12 +164,7 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
   AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*s.pool, s.tenant));
   Json run_md = Json::object();
   store::Rows active;
-  if (stateless) {
-    // A fresh temporary thread (a new v7 id): nothing to lock or to wait for; busy at once.
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec(
-        "INSERT INTO threads (tenant_id, thread_id, metadata, status) VALUES ($1, $2, $3::jsonb, 'busy')",
-        store::params(tenant, tid, thread_md.dump())));
-  } else {
+  if (!stateless) {
     AP_CO_ASSIGN_OR_RETURN(auto th, co_await tx.exec("SELECT metadata::text FROM threads WHERE tenant_id = $1 AND thread_id = $2 FOR UPDATE",
                                                      store::params(tenant, tid)));
     if (th.empty()) {
@@ -227,8 +222,13 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
     lease_owner = local->lease_owner();
     lease_ms = std::to_string(local->lease_ms());
   }
+  // A stateless run's thread is a fresh temporary one (a new v7 id): nothing to lock or to wait
+  // for; it goes in busy, in the same statement as the run ($17: its metadata).
   const std::string insert_run =
-      std::string("WITH d AS (SELECT CASE WHEN $13::boolean THEN agentplane.start_run_slot($1::uuid, $14::int, $2::uuid) "
+      std::string(stateless ? "WITH t AS (INSERT INTO threads (tenant_id, thread_id, metadata, status) "
+                              "VALUES ($1::uuid, $3::uuid, $17::jsonb, 'busy')), "
+                            : "WITH ") +
+      "d AS (SELECT CASE WHEN $13::boolean THEN agentplane.start_run_slot($1::uuid, $14::int, $2::uuid) "
                   "ELSE false END AS go) "
                   "INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, metadata, kwargs, "
                   "multitask_strategy, stateless, created_by, run_after, watchers, status, lease_owner, lease_expires, "
@@ -236,12 +236,13 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
                   "$9::text, now() + $10::float8 * interval '1 second', $11::text[], "
                   "CASE WHEN d.go THEN 'running' ELSE 'pending' END, CASE WHEN d.go THEN $15::text END, "
                   "CASE WHEN d.go THEN clock_timestamp() + $16::int * interval '1 millisecond' END, CASE WHEN d.go THEN 1 ELSE 0 END "
-                  "FROM d RETURNING ") +
+                  "FROM d RETURNING " +
       kRunJson + ", status, (SELECT g.updated_at::text FROM graphs g WHERE g.tenant_id = $1::uuid AND g.graph_id = $12::text)";
   auto run_params = store::params(tenant, run_id.to_string(), tid, assistant->assistant_id.to_string(), run_md.dump(),
                                   kwargs.dump(), strategy, stateless ? "true" : "false", s.actor,
                                   std::to_string(after.get<double>()), watchers_of(watch), assistant->graph_id,
                                   reserved.worker ? "true" : "false", default_cap, lease_owner, lease_ms);
+  if (stateless) run_params.emplace_back(thread_md.dump());
   store::Rows rows;
   if (stateless) {
     AP_CO_ASSIGN_OR_RETURN(rows, co_await tx.exec_and_commit(insert_run, std::move(run_params)));
