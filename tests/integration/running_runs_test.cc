@@ -1,4 +1,4 @@
-// The run queue's running runs and their slots (migrations 0015, 0017) on a real PostgreSQL:
+// The run queue's running runs and their slots (migration 0015) on a real PostgreSQL:
 // `running_runs` follows every way a run starts or ends (inserted running, claimed, finished,
 // cancelled back to pending, deleted, a failed statement), per tenant; start_run_slot and
 // claim_runs keep a tenant to its cap; and concurrent starts never wait for each other: the
@@ -108,7 +108,7 @@ TEST_F(RunningRuns, FollowEveryStartAndEndAndCapTheTenant) {
   add_run(a, "pending", busy_thread);
   for (int i = 0; i < 3; ++i) add_run(a, "pending");
   ASSERT_TRUE(su->exec_script("BEGIN"));
-  auto claimed = su->exec("SELECT thread_id FROM agentplane.claim_runs('w', 60000, 10, 3, NULL) WHERE tenant_id = $1", {a});
+  auto claimed = su->exec("SELECT thread_id FROM agentplane.claim_runs('w', 60000, 10, 3, NULL, true) WHERE tenant_id = $1", {a});
   ASSERT_TRUE(claimed) << claimed.error().message;
   ASSERT_EQ(claimed->size(), 1) << "1 running + 1 claimed = the cap";
   EXPECT_NE(claimed->get(0, 0), busy_thread);

@@ -72,6 +72,7 @@ struct Worker::Impl {
   std::thread thread;
   asio::steady_timer wake{ioc};
   bool claim_wanted = false;
+  std::chrono::steady_clock::time_point last_reclaim{};  // claim_loop: expired leases last looked for
   // Runs may be waiting for a free slot (a round found none, or filled up): the API then queues
   // new runs too, so that queued ones go first.
   std::atomic<bool> backlog{false};
@@ -281,13 +282,19 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
     if (free > 0) {
       store::Param default_cap;  // NULL: tenants.max_concurrent_runs
       if (o.default_concurrent_runs) default_cap = std::to_string(*o.default_concurrent_runs);
+      // Runs whose worker's lease expired are looked for about once a second (a lease is many
+      // seconds; looking every round would cost each round a visit to every finished run's
+      // index entry).
+      const auto now = std::chrono::steady_clock::now();
+      const bool reclaim = now - last_reclaim >= std::chrono::seconds(1);
+      if (reclaim) last_reclaim = now;
       // The claims, then one row saying whether runs are still due in the queue.
       auto rows = co_await store::platform_query(
           *pool,
           "SELECT tenant_id, run_id, thread_id, attempt, waited_ms, due FROM claim_runs_then_due($1, $2::int, $3::int, "
-          "$4::int, $5::int)",
+          "$4::int, $5::int, $6::boolean)",
           store::params(o.id, std::to_string(o.lease.count()), std::to_string(free), std::to_string(o.max_attempts),
-                        default_cap));
+                        default_cap, reclaim ? "true" : "false"));
       int n = 0;
       if (!rows) {
         telemetry::log_warn("claim_failed", {{"error", rows.error().message}});
