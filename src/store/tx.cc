@@ -21,17 +21,25 @@ Task<Tx> Tx::begin_platform(Pool& pool) {
 }
 
 Task<Rows> Tx::run(std::string_view sql, std::vector<Param> params, bool commit) {
+  std::vector<Statement> one;
+  one.push_back({sql, std::move(params)});
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await exec_all(std::move(one), commit));
+  co_return std::move(rows.front());
+}
+
+Task<std::vector<Rows>> Tx::exec_all(std::vector<Statement> statements, bool commit) {
   if (done_) co_return Error::failed_precondition("transaction already finished");
+  if (statements.empty() && !commit) co_return std::vector<Rows>{};
   std::vector<Statement> batch;
-  batch.reserve(4);
+  batch.reserve(statements.size() + 3);
   if (!started_) {
     batch.push_back({kBegin, {}});
     // Isolation: transaction-local (third argument true), so the setting ends with this unit of
     // work and a pooled connection never carries one tenant into another's request.
     if (tenant_) batch.push_back({kSetTenant, {tenant_->to_string()}});
   }
-  size_t main = batch.size();
-  batch.push_back({sql, std::move(params)});
+  const size_t first = batch.size(), n = statements.size();
+  for (auto& st : statements) batch.push_back(std::move(st));
   if (commit) batch.push_back({kCommit, {}});
   auto results = co_await lease_->pipeline(batch);
   started_ = true;
@@ -44,7 +52,8 @@ Task<Rows> Tx::run(std::string_view sql, std::vector<Param> params, bool commit)
     co_return results.error();
   }
   if (commit) done_ = true;
-  co_return std::move((*results)[main]);
+  co_return std::vector<Rows>(std::make_move_iterator(results->begin() + static_cast<long>(first)),
+                              std::make_move_iterator(results->begin() + static_cast<long>(first + n)));
 }
 
 Task<Rows> Tx::exec(std::string_view sql, std::vector<Param> params) {

@@ -30,6 +30,9 @@ class Tx {
   Task<Rows> exec(std::string_view sql, std::vector<Param> params = {});
   // Runs the last statement and COMMIT in one round trip.
   Task<Rows> exec_and_commit(std::string_view sql, std::vector<Param> params = {});
+  // Runs `statements` in order in one round trip (then COMMIT with them if `commit`); the rows
+  // of each. The first one that fails rolls the transaction back, and the rest do not run.
+  Task<std::vector<Rows>> exec_all(std::vector<Statement> statements, bool commit);
   Task<void> commit();
 
  private:

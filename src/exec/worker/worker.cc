@@ -532,34 +532,36 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
     values = std::move(run_result);
     run_result.reset();
   }
-  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, c.tenant));
-  AP_CO_RETURN_IF_ERROR(co_await tx.exec(
-      "UPDATE runs SET status = $3, result = $4::jsonb, cancel = NULL, lease_owner = NULL, lease_expires = NULL, "
-      "updated_at = now() WHERE tenant_id = $1 AND run_id = $2",
-      store::params(tenant, run_id, run_status, run_result)));
+  // The run's and the thread's rows in one round trip (with the COMMIT when no events are to go
+  // with them).
+  std::vector<store::Statement> batch;
+  batch.push_back({"UPDATE runs SET status = $3, result = $4::jsonb, cancel = NULL, lease_owner = NULL, "
+                   "lease_expires = NULL, updated_at = now() WHERE tenant_id = $1 AND run_id = $2",
+                   store::params(tenant, run_id, run_status, run_result)});
   if (temporary) {
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant, thread)));
+    batch.push_back({"DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant, thread)});
   } else {
     // Another run waiting on the thread keeps it busy.
-    auto thread_params = store::params(tenant, thread, thread_status, values, interrupts, error);
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec(
-        "UPDATE threads t SET status = CASE WHEN $3 <> 'error' AND EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = "
-        "t.tenant_id AND r.thread_id = t.thread_id AND r.status = 'pending') THEN 'busy' ELSE $3 END, "
-        "\"values\" = coalesce($4::json, t.\"values\"), interrupts = coalesce($5::jsonb, t.interrupts), "
-        "error = $6::jsonb, updated_at = now() WHERE t.tenant_id = $1 AND t.thread_id = $2",
-        std::move(thread_params)));
+    batch.push_back({"UPDATE threads t SET status = CASE WHEN $3 <> 'error' AND EXISTS (SELECT 1 FROM runs r WHERE "
+                     "r.tenant_id = t.tenant_id AND r.thread_id = t.thread_id AND r.status = 'pending') THEN 'busy' "
+                     "ELSE $3 END, \"values\" = coalesce($4::json, t.\"values\"), interrupts = coalesce($5::jsonb, "
+                     "t.interrupts), error = $6::jsonb, updated_at = now() WHERE t.tenant_id = $1 AND t.thread_id = $2",
+                     store::params(tenant, thread, thread_status, values, interrupts, error)});
   }
-  if (out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback")
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)));
-  // The last events and the end in the same transaction as the status, so a replica that
-  // reads the status after the NOTIFY has every event.
   if (out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback") {
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2",
-                                           store::params(tenant, run_id)));
+    batch.push_back({"DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)});
+    batch.push_back({"DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)});
     slot.log_events = false;
   }
-  if (slot.log_events || slot.notify_end) AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true));
-  AP_CO_RETURN_IF_ERROR(co_await tx.commit());
+  // The last events and the end in the same transaction as the status, so a replica that
+  // reads the status after the NOTIFY has every event.
+  const bool events = slot.log_events || slot.notify_end;
+  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, c.tenant));
+  AP_CO_RETURN_IF_ERROR(co_await tx.exec_all(std::move(batch), !events));
+  if (events) {
+    AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true));
+    AP_CO_RETURN_IF_ERROR(co_await tx.commit());
+  }
   if (audit) {
     Json payload{{"run_id", run_id}, {"thread_id", thread}, {"status", run_status}, {"attempt", c.attempt}};
     if (out.interrupted) payload["interrupted"] = true;
