@@ -391,9 +391,11 @@ Task<std::string> Runs::result(Scope s, Uuid run_id, std::shared_ptr<Subscriptio
   bool read = !early;
   for (;;) {
     if (read) {
+      // An ended run with no result of its own (on a kept thread, its result was the thread's
+      // state) answers the thread's values, as LangGraph's join does.
       auto rows = co_await store::tenant_query(*s.pool, s.tenant,
-                                               "SELECT r.status, coalesce(r.result::text, CASE WHEN r.status = 'success' "
-                                               "THEN t.\"values\"::text END) FROM runs r LEFT JOIN threads t ON "
+                                               "SELECT r.status, coalesce(r.result::text, t.\"values\"::text) FROM runs r "
+                                               "LEFT JOIN threads t ON "
                                                "t.tenant_id = r.tenant_id AND t.thread_id = r.thread_id "
                                                "WHERE r.tenant_id = $1 AND r.run_id = $2",
                                                store::params(s.tenant.to_string(), run_id.to_string()));
