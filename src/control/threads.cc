@@ -256,13 +256,7 @@ Task<void> Threads::remove(Scope s, std::string id) {
   AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND status <> 'running'", p));
   AP_CO_ASSIGN_OR_RETURN(auto del, co_await tx.exec_and_commit("DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", p));
   if (del.affected() == 0) co_return Error::not_found("thread not found");
-  auto saver = savers_;
-  TenantId tenant = s.tenant;
-  std::string thread = u.to_string();
-  auto drop = [saver, tenant, thread]() -> Status {
-    return saver(tenant)->delete_thread(thread);
-  };  // (g++ 12: no lambda temporaries in co_await)
-  AP_CO_RETURN_IF_ERROR(co_await run_blocking(blocking_, drop));
+  savers_(s.tenant)->thread_deleted(u.to_string());  // its checkpoints went with it (migration 0017)
   co_return ok_status();
 }
 

@@ -105,6 +105,10 @@ class Checkpointer {
   virtual Status put_writes(const CheckpointConfig& config, std::span<const PendingWrite> writes,
                             Durability durability = Durability::kSync) = 0;
   virtual Status delete_thread(const std::string& thread_id) = 0;
+  // The thread was deleted, and with it its stored checkpoints (the PostgreSQL checkpointer's
+  // rows go with the thread's row, in its transaction): drops what this process still holds of
+  // it. A checkpointer whose storage does not go with the thread deletes it here.
+  virtual void thread_deleted(const std::string& thread_id) = 0;
   // Deletes the checkpoints of one thread whose metadata names `run_id` (every namespace), with
   // their writes: a run rolled back. The thread's latest checkpoint is then the one before it.
   virtual Status delete_run(const std::string& thread_id, const std::string& run_id) = 0;

@@ -20,6 +20,7 @@ class MemorySaver final : public Checkpointer {
   Status put_writes(const CheckpointConfig& config, std::span<const PendingWrite> writes,
                     Durability durability = Durability::kSync) override;
   Status delete_thread(const std::string& thread_id) override;
+  void thread_deleted(const std::string& thread_id) override { (void)delete_thread(thread_id); }
   Status delete_run(const std::string& thread_id, const std::string& run_id) override;
   Status patch_metadata(const CheckpointConfig& config, const Json& patch) override;
   Status copy_thread(const std::string& from, const std::string& to) override;

@@ -158,3 +158,31 @@ TEST_F(RunningRuns, RacingStartsTakeDifferentSlotsAndNeverWait) {
 
 }  // namespace
 }  // namespace ap::testing
+
+namespace ap::testing {
+namespace {
+
+// Migration 0017: a thread's checkpoints (rows and blobs) are deleted with its row, and only its.
+TEST_F(RunningRuns, ThreadCheckpointsGoWithTheThread) {
+  const std::string gone = Uuid::random_v4().to_string(), kept = Uuid::random_v4().to_string();
+  for (const auto& t : {gone, kept}) {
+    ASSERT_TRUE(as(a, "INSERT INTO threads (tenant_id, thread_id) VALUES ($1, $2)", {a, t}));
+    ASSERT_TRUE(as(a, "INSERT INTO checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id, source, step, header) "
+                      "VALUES ($1, $2, '', gen_random_uuid(), 'input', -1, '{}')", {a, t}));
+    ASSERT_TRUE(as(a, "INSERT INTO checkpoint_blobs (tenant_id, thread_id, checkpoint_ns, channel, ref, kind, data) "
+                      "VALUES ($1, $2, '', 'c', gen_random_uuid(), 0, '1')", {a, t}));
+  }
+  auto count = [&](const std::string& t) {
+    auto r = su->exec("SELECT (SELECT count(*) FROM agentplane.checkpoints WHERE tenant_id = $1 AND thread_id = $2) + "
+                      "(SELECT count(*) FROM agentplane.checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2)", {a, t});
+    EXPECT_TRUE(r);
+    return r ? std::string(r->get(0, 0)) : std::string();
+  };
+  EXPECT_EQ(count(gone), "2");
+  ASSERT_TRUE(as(a, "DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", {a, gone}));
+  EXPECT_EQ(count(gone), "0");
+  EXPECT_EQ(count(kept), "2");
+}
+
+}  // namespace
+}  // namespace ap::testing

@@ -487,15 +487,6 @@ asio::awaitable<void> Worker::Impl::execute(Claim c, std::shared_ptr<Slot> slot)
   const bool rolled_back = out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback";
   if (out.kind == RunOutcome::kReleased) hub.release(c.run);
   else hub.end(c.run, st && !rolled_back ? out.result_text : "");
-  if (st && out.kind != RunOutcome::kReleased && kwargs.value("temporary", false)) {
-    // The temporary thread went with the run's end; its checkpoints go once the answer is out.
-    auto saver_for = savers;
-    TenantId t = c.tenant;
-    std::string thread = c.thread.to_string();
-    auto drop_checkpoints = [saver_for, t, thread]() { return saver_for(t)->delete_thread(thread); };  // (g++ 12: no lambda temporaries in co_await)
-    auto dropped = co_await control::run_blocking(*runners, drop_checkpoints);
-    if (!dropped) telemetry::log_error("run_checkpoints_not_dropped", {{"run_id", run_id}, {"error", dropped.error().message}});
-  }
 }
 
 asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const RunOutcome& out, const Json& kwargs) {
@@ -539,6 +530,7 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
                    "lease_expires = NULL, updated_at = now() WHERE tenant_id = $1 AND run_id = $2",
                    store::params(tenant, run_id, run_status, run_result)});
   if (temporary) {
+    // Its checkpoints go with it (migration 0017's trigger).
     batch.push_back({"DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant, thread)});
   } else {
     // Another run waiting on the thread keeps it busy.
@@ -562,6 +554,7 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
     AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true));
     AP_CO_RETURN_IF_ERROR(co_await tx.commit());
   }
+  if (temporary) savers(c.tenant)->thread_deleted(thread);
   if (audit) {
     Json payload{{"run_id", run_id}, {"thread_id", thread}, {"status", run_status}, {"attempt", c.attempt}};
     if (out.interrupted) payload["interrupted"] = true;

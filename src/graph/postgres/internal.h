@@ -154,6 +154,7 @@ class TenantSaver final : public Checkpointer {
     return tenant_ + '\x1f' + thread + '\x1f' + ns + '\x1f';
   }
   void forget_thread(const std::string& thread);
+  void thread_deleted(const std::string& thread_id) override { forget_thread(thread_id); }
 
   std::shared_ptr<Shared> s_;
   std::string tenant_;
