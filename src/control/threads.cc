@@ -45,8 +45,12 @@ Result<std::string> thread_filters(const Json& body, std::vector<store::Param>& 
     AP_ASSIGN_OR_RETURN(Json m, object_field(body, f));
     if (m.empty()) continue;
     params.emplace_back(m.dump());
-    where += std::string(" AND ") + (std::string(f) == "values" ? "\"values\"::jsonb" : f) + " @> $" +
-             std::to_string(params.size()) + "::jsonb";
+    const std::string p = "$" + std::to_string(params.size()) + "::jsonb";
+    // `values` is json, which (unlike jsonb) holds \u0000: such a state matches no filter
+    // instead of failing the search (CASE: the cast is not tried on it).
+    where += std::string(f) == "values"
+                 ? " AND CASE WHEN strpos(\"values\"::text, '\\u0000') > 0 THEN false ELSE \"values\"::jsonb @> " + p + " END"
+                 : " AND metadata @> " + p;
   }
   if (auto st = body.find("status"); st != body.end() && !st->is_null()) {
     static const std::set<std::string> ok = {"idle", "busy", "interrupted", "error"};

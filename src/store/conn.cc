@@ -90,7 +90,9 @@ Error error_from_result(const pg_result* r) {
   std::string_view s = state ? state : "";
   if (s == "23505") return Error::already_exists(msg);
   if (s == "42501") return Error::permission_denied(msg);
-  if (s == "22P02" || s == "22007" || s == "22008" || s == "22001" || s == "22023" || s == "23514" || s == "23502")
+  // 22P05: a string with U+0000 into jsonb.
+  if (s == "22P02" || s == "22P05" || s == "22007" || s == "22008" || s == "22001" || s == "22023" || s == "23514" ||
+      s == "23502")
     return Error::invalid_argument(msg);
   if (s == "23503") return Error::failed_precondition(msg);
   if (s == "40001" || s == "40P01") return Error::aborted(msg);

@@ -138,6 +138,22 @@ TEST_F(AgentApi, RunsWaitStreamAndKeepState) {
   EXPECT_EQ(runs[0]["status"], "success");
   // Stateless: a temporary thread, gone afterwards.
   EXPECT_EQ(post("/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 100}}}})["count"], 103);
+  // Search by values (stored as json text): a state holding U+0000, which jsonb cannot hold,
+  // matches no values filter and does not fail the search. (A run's input cannot hold it: 400.)
+  std::string nul = new_thread(a->key);
+  const json nul_values = {{"count", 0}, {"log", {std::string("a\0b", 3)}}};
+  auto refused = server->call("POST", "/threads/" + nul + "/runs/wait", a->key,
+                              json{{"assistant_id", "linear"}, {"input", nul_values}}.dump());
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  EXPECT_EQ(post("/threads/" + nul + "/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 0}}}})["count"], 3);
+  auto updated = server->call("POST", "/threads/" + nul + "/state", a->key, json{{"values", nul_values}}.dump());
+  ASSERT_EQ(updated.status, 200) << updated.body;
+  EXPECT_EQ(server->call_json("GET", "/threads/" + nul + "/state", a->key)["values"]["log"].back(), std::string("a\0b", 3));
+  auto found = server->call("POST", "/threads/search", a->key, json{{"values", {{"count", 13}}}}.dump());
+  ASSERT_EQ(found.status, 200) << found.body;
+  ASSERT_EQ(json::parse(found.body).size(), 1u) << found.body;
+  EXPECT_EQ(json::parse(found.body)[0]["thread_id"], t);
+  EXPECT_EQ(post("/threads/search", a->key, {{"values", {{"count", 3}}}}).size(), 0u);
   // Isolation: B cannot read A's thread, state, history or runs, nor run on it.
   for (const auto& path : {"/threads/" + t, "/threads/" + t + "/state", "/threads/" + t + "/runs"})
     EXPECT_EQ(server->call("GET", path, b->key).status, 404) << path;

@@ -47,7 +47,10 @@ const std::vector<std::pair<std::string, std::string>> kTenantTables = {
     {"runs",
      "INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, status) VALUES ($1, "
      "gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '{}', 'test', 'success')"},
-    {"running_runs", "INSERT INTO running_runs (tenant_id, run_id) VALUES ($1, gen_random_uuid())"},
+    // (the app role may only read running_runs: a running run's trigger writes its row)
+    {"running_runs",
+     "INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, status) VALUES ($1, "
+     "gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '{}', 'test', 'running')"},
     {"run_events",
      "INSERT INTO run_events (tenant_id, run_id, seq, event, data) VALUES ($1, gen_random_uuid(), 0, 'metadata', '{}')"},
     {"store_items", "INSERT INTO store_items (tenant_id, namespace, key, value) VALUES ($1, '{a}', 'k', '{}')"},

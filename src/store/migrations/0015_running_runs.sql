@@ -24,7 +24,9 @@ ALTER TABLE running_runs FORCE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON running_runs
   USING (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid)
   WITH CHECK (tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid);
-GRANT SELECT, INSERT, DELETE ON running_runs TO agentplane_app;
+-- Written only by the system role (the triggers, take_run_slot): the app role could otherwise
+-- free slots and pass its tenant's cap.
+GRANT SELECT ON running_runs TO agentplane_app;
 GRANT SELECT, INSERT, DELETE ON running_runs TO agentplane_system;
 
 -- Runs as its owner (agentplane_system) so that the workers' cross-tenant functions, the app
