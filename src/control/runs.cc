@@ -450,7 +450,7 @@ Task<std::string> Runs::status(Scope s, Uuid run_id) {
 }
 
 Task<int64_t> sweep_run_data(store::Pool& pool) {
-  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::platform_query(pool, "SELECT sweep_run_data(interval '10 minutes', interval '1 day')"));
+  AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::platform_query(pool, "SELECT sweep_run_data(interval '10 minutes', interval '1 day') + sweep_running_runs()"));
   co_return std::stoll(std::string(rows.get(0, 0)));
 }
 

@@ -144,6 +144,13 @@ TEST_F(RunningRuns, RacingStartsTakeDifferentSlotsAndNeverWait) {
   EXPECT_EQ(slots->get(0, 0), "1") << "the rolled-back start gave its slot back";
   EXPECT_EQ(slots->get(0, 2), "t");
   EXPECT_TRUE(may_start(a)) << "one slot free again";
+  // That committed slot has no run (as if the triggers had been bypassed): the sweeper frees it
+  // and keeps the rows of runs that do run.
+  std::string running_run = add_run(b, "running");
+  auto swept = su->exec("SELECT agentplane.sweep_running_runs()");
+  ASSERT_TRUE(swept) << swept.error().message;
+  EXPECT_EQ(su->exec("SELECT count(*) FROM agentplane.running_runs WHERE tenant_id = $1", {a})->get(0, 0), "0");
+  EXPECT_EQ(su->exec("SELECT count(*) FROM agentplane.running_runs WHERE run_id = $1", {running_run})->get(0, 0), "1");
   // Slots are only taken under READ COMMITTED (the check after the lock must see new commits).
   ASSERT_TRUE(app->exec_script("BEGIN ISOLATION LEVEL REPEATABLE READ"));
   ASSERT_TRUE(app->exec("SELECT set_config('app.tenant_id', $1, true)", {a}));

@@ -192,3 +192,20 @@ END $$;
 ALTER FUNCTION claim_runs_then_due(text, int, int, int, int, boolean) OWNER TO agentplane_system;
 REVOKE ALL ON FUNCTION claim_runs_then_due(text, int, int, int, int, boolean) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION claim_runs_then_due(text, int, int, int, int, boolean) TO agentplane_app;
+
+-- Crosses tenants because: the sweeper serves them all. A row of running_runs whose run is not
+-- running would hold its tenant's slot for good; the triggers never leave one, but bypassing
+-- them can (TRUNCATE, session_replication_role, manual repairs). The sweeper drops such rows.
+-- A start's row commits with its run's status, so no row of a starting run is seen alone.
+CREATE FUNCTION sweep_running_runs() RETURNS bigint
+  LANGUAGE sql SECURITY DEFINER SET search_path = agentplane, pg_temp
+AS $$
+  WITH gone AS (
+    DELETE FROM running_runs x WHERE NOT EXISTS (
+      SELECT 1 FROM runs r WHERE r.tenant_id = x.tenant_id AND r.run_id = x.run_id AND r.status = 'running')
+    RETURNING 1)
+  SELECT count(*) FROM gone
+$$;
+ALTER FUNCTION sweep_running_runs() OWNER TO agentplane_system;
+REVOKE ALL ON FUNCTION sweep_running_runs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION sweep_running_runs() TO agentplane_app;
