@@ -165,8 +165,16 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
   Json run_md = Json::object();
   store::Rows active;
   if (!stateless) {
-    AP_CO_ASSIGN_OR_RETURN(auto th, co_await tx.exec("SELECT metadata::text FROM threads WHERE tenant_id = $1 AND thread_id = $2 FOR UPDATE",
-                                                     store::params(tenant, tid)));
+    // The thread (locked: one run starts on it at a time) and its active runs, in one round trip.
+    std::vector<store::Statement> reads;
+    reads.push_back({"SELECT metadata::text FROM threads WHERE tenant_id = $1 AND thread_id = $2 FOR UPDATE",
+                     store::params(tenant, tid)});
+    reads.push_back({"SELECT run_id, status FROM runs WHERE tenant_id = $1 AND thread_id = $2 "
+                     "AND status IN ('pending', 'running')",
+                     store::params(tenant, tid)});
+    AP_CO_ASSIGN_OR_RETURN(auto read, co_await tx.exec_all(std::move(reads), false));
+    const store::Rows& th = read[0];
+    active = read[1];
     if (th.empty()) {
       if (if_not_exists != "create") co_return Error::not_found("thread not found");
       AP_CO_RETURN_IF_ERROR(co_await tx.exec("INSERT INTO threads (tenant_id, thread_id, metadata) VALUES ($1, $2, $3::jsonb)",
@@ -174,10 +182,6 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
     } else {
       run_md = Json::parse(th.get(0, 0));
     }
-    AP_CO_ASSIGN_OR_RETURN(active, co_await tx.exec(
-                                       "SELECT run_id, status FROM runs WHERE tenant_id = $1 AND thread_id = $2 "
-                                       "AND status IN ('pending', 'running')",
-                                       store::params(tenant, tid)));
   }
   if (!active.empty()) {
     if (strategy == "reject")
@@ -243,16 +247,15 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
                                   std::to_string(after.get<double>()), watchers_of(watch), assistant->graph_id,
                                   reserved.worker ? "true" : "false", default_cap, lease_owner, lease_ms);
   if (stateless) run_params.emplace_back(thread_md.dump());
-  store::Rows rows;
-  if (stateless) {
-    AP_CO_ASSIGN_OR_RETURN(rows, co_await tx.exec_and_commit(insert_run, std::move(run_params)));
-  } else {
-    AP_CO_ASSIGN_OR_RETURN(rows, co_await tx.exec(insert_run, std::move(run_params)));
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(
-        "UPDATE threads SET status = 'busy', metadata = metadata || $3::jsonb, updated_at = now() "
-        "WHERE tenant_id = $1 AND thread_id = $2",
-        store::params(tenant, tid, thread_md.dump())));
-  }
+  // The run, and a kept thread marked busy, with the COMMIT: one round trip.
+  std::vector<store::Statement> writes;
+  writes.push_back({insert_run, std::move(run_params)});
+  if (!stateless)
+    writes.push_back({"UPDATE threads SET status = 'busy', metadata = metadata || $3::jsonb, updated_at = now() "
+                      "WHERE tenant_id = $1 AND thread_id = $2",
+                      store::params(tenant, tid, thread_md.dump())});
+  AP_CO_ASSIGN_OR_RETURN(auto written, co_await tx.exec_all(std::move(writes), true));
+  store::Rows rows = written[0];
   if (reserved.worker && rows.get(0, 1) == "running") {
     LocalWorker::Start start{s.tenant, run_id, thread, kwargs, run_md,
                              rows.is_null(0, 2) ? std::string() : std::string(rows.get(0, 2)),
