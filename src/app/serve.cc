@@ -87,6 +87,7 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
       if (c.redis_url.empty()) return Error::invalid_argument("--ratelimit-backend redis needs --redis-url");
       AP_ASSIGN_OR_RETURN(auto ro, ratelimit::parse_redis_url(c.redis_url));
       backend = ratelimit::make_redis_backend(ro);
+      if (ro.leases) backend = ratelimit::make_leasing_backend(std::move(backend));
     } else if (c.ratelimit_backend == "local") {
       backend = ratelimit::make_local_backend();
     } else {

@@ -9,6 +9,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -83,9 +84,30 @@ struct RedisOptions {
   // Batch only decisions of the same tenant (hash tag): for Redis Cluster proxies, whose scripts
   // must keep to one slot. Default: a batch mixes tenants (one Redis node).
   bool slot_batches = false;
+  // Wrap the backend in leases (make_leasing_backend) where a server builds it. Default: on.
+  bool leases = true;
 };
-// Parses redis://[:password@]host[:port][/db][?slot_batches=true|false&timeout_ms=N].
+// Parses redis://[:password@]host[:port][/db][?leases=true|false&slot_batches=true|false&timeout_ms=N].
 Result<RedisOptions> parse_redis_url(std::string_view url);
 std::unique_ptr<Backend> make_redis_backend(RedisOptions options);
+
+// Leases, for a shared backend (Redis): when a decision of token buckets only goes to the shared
+// backend and its buckets have plenty left, this replica takes a little more than the decision
+// needs (a lease: enough for `decisions_per_lease` more decisions of that size, at most
+// 1/`share` of what the bucket had left) and decides the next decisions on those buckets from
+// what it holds, in process, refilling a lease in the background when half of it is spent.
+// Never more than the limit goes through, across all replicas: what a lease holds was taken
+// from the shared bucket. Near a limit (less left than `min_decisions` leases' worth) there are
+// no leases and every decision is exact, as without leases; what a replica holds and does not
+// use goes back after `idle`. Counters (budgets) and sliding windows are never leased: a
+// decision with one of them always goes to the shared backend whole. Settles that give back
+// tokens go into the lease, not to the backend.
+struct LeaseOptions {
+  int64_t decisions_per_lease = 256;
+  int64_t share = 64;
+  int64_t min_decisions = 16;
+  std::chrono::milliseconds idle{250};
+};
+std::unique_ptr<Backend> make_leasing_backend(std::unique_ptr<Backend> inner, LeaseOptions options = {});
 
 }  // namespace ap::ratelimit

@@ -10,6 +10,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 #include <filesystem>
 #include <thread>
@@ -91,6 +93,9 @@ class Backends : public ::testing::TestWithParam<std::string> {
       o.timeout = std::chrono::milliseconds(2000);
       o.slot_batches = GetParam() == "redis-slots";  // batches per tenant, as for Redis Cluster
       backend_ = make_redis_backend(o);
+      // With leases, as servers run it: these limits are all too small to be leased, so every
+      // decision must come out exactly as without.
+      if (GetParam() == "redis-leases") backend_ = make_leasing_backend(std::move(backend_));
     }
     prefix_ = "{t:" + std::to_string(getpid()) + "-" + std::to_string(counter_++) + "}:";
   }
@@ -303,7 +308,148 @@ TEST_P(Backends, ConcurrentDecisionsOnOneExecutorAreExact) {
   EXPECT_EQ(after->verdicts[0].remaining, 150);  // the counter took exactly the allowed decisions
 }
 
-INSTANTIATE_TEST_SUITE_P(Ratelimit, Backends, ::testing::Values("local", "redis", "redis-slots"));
+INSTANTIATE_TEST_SUITE_P(Ratelimit, Backends, ::testing::Values("local", "redis", "redis-slots", "redis-leases"));
+
+// Leases, over one shared backend (the local one here; Redis in the Backends suite and in
+// tests/integration/ratelimit_replicas_test.cc), counting what reaches it.
+class Shared final : public Backend {
+ public:
+  explicit Shared(Backend& to) : to_(to) {}
+  asio::awaitable<Result<Decision>> acquire(asio::any_io_executor ex, std::vector<Ask> asks) override {
+    ++acquires;
+    co_return co_await to_.acquire(ex, std::move(asks));
+  }
+  asio::awaitable<Status> adjust(asio::any_io_executor ex, std::vector<Ask> deltas) override {
+    ++adjusts;
+    co_return co_await to_.adjust(ex, std::move(deltas));
+  }
+  std::string name() const override { return "shared"; }
+  inline static std::atomic<int> acquires{0}, adjusts{0};
+
+ private:
+  Backend& to_;
+};
+
+class Leases : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Shared::acquires = 0;
+    Shared::adjusts = 0;
+  }
+  std::unique_ptr<Backend> replica(LeaseOptions o = {}) { return make_leasing_backend(std::make_unique<Shared>(*store_), o); }
+  Result<Decision> acquire(Backend& b, std::vector<Ask> asks) { return run(ioc_, b.acquire(ioc_.get_executor(), std::move(asks))); }
+  Status adjust(Backend& b, std::vector<Ask> asks) { return run(ioc_, b.adjust(ioc_.get_executor(), std::move(asks))); }
+  // What the shared bucket has left, asked directly.
+  int64_t left(const Ask& a) {
+    Ask peek = a;
+    peek.cost = 0;
+    return run(ioc_, store_->acquire(ioc_.get_executor(), {peek}))->verdicts[0].remaining;
+  }
+  void idle(std::chrono::milliseconds d) {
+    run(ioc_, [d]() -> asio::awaitable<void> {
+      asio::steady_timer t(co_await asio::this_coro::executor, d);
+      co_await t.async_wait(asio::use_awaitable);
+    }());
+  }
+  static Ask bucket(const std::string& key, int64_t limit, int64_t cost) { return Ask{Ask::Kind::kBucket, key, limit, 1e-9, 0, cost}; }
+
+  asio::io_context ioc_;
+  std::unique_ptr<Backend> store_ = make_local_backend();
+};
+
+TEST_F(Leases, DecisionsOnABucketWithPlentyLeftAreDecidedInProcess) {
+  auto r = replica();
+  const Ask a = bucket("{t:l1}:rpm", 1'000'000, 1);
+  for (int i = 0; i < 1000; ++i) {
+    auto d = acquire(*r, {a});
+    ASSERT_TRUE(d && d->allowed) << i;
+    EXPECT_EQ(d->verdicts[0].remaining, 1'000'000 - i - 1) << "the replica's view: the shared bucket plus what it holds";
+  }
+  // The first decision learns what is left, the second takes a lease of 256, refilled at half:
+  // a handful of shared decisions, not 1,000.
+  EXPECT_LE(Shared::acquires.load(), 10);
+  // Nothing is lost or made up: the bucket lacks exactly what was allowed plus what is held.
+  const int64_t held = left(a);
+  EXPECT_LE(held, 1'000'000 - 1000);
+  EXPECT_GE(held, 1'000'000 - 1000 - 2 * 256);
+}
+
+TEST_F(Leases, NeverMoreThanTheLimitAcrossReplicasAndEveryTokenIsUsable) {
+  // Two replicas, one bucket of 20,000 (large enough to lease), decisions of 3 alternating
+  // between them until both are refused, then again once idle leases went back: exactly
+  // floor(20,000 / 3) pass, never one more.
+  LeaseOptions o;
+  o.idle = std::chrono::milliseconds(20);
+  auto x = replica(o), y = replica(o);
+  const Ask a = bucket("{t:l2}:tpm", 20'000, 3);
+  int64_t allowed = 0;
+  for (int pass = 0; pass < 10; ++pass) {
+    int64_t before = allowed;
+    for (int i = 0; i < 20'000; i += 2) {
+      auto dx = acquire(*x, {a});
+      auto dy = acquire(*y, {a});
+      ASSERT_TRUE(dx && dy);
+      allowed += dx->allowed + dy->allowed;
+      ASSERT_LE(allowed, 20'000 / 3);
+      if (!dx->allowed && !dy->allowed) break;
+    }
+    if (pass > 0 && allowed == before) break;
+    idle(std::chrono::milliseconds(80));  // what the replicas still hold goes back
+  }
+  EXPECT_EQ(allowed, 20'000 / 3);
+  // Leased while the bucket had 64 x 16 decisions' worth left; the last ~1,000 decisions, near the
+  // limit, each went to the shared bucket.
+  EXPECT_LT(Shared::acquires.load(), 20'000 / 3 / 4) << "leases were used";
+}
+
+TEST_F(Leases, UnusedLeasesGoBackAndSmallLimitsAreNeverLeased) {
+  LeaseOptions o;
+  o.idle = std::chrono::milliseconds(50);
+  auto x = replica(o), y = replica(o);
+  const Ask big = bucket("{t:l3}:rpm", 100'000, 1);
+  ASSERT_TRUE(acquire(*x, {big})->allowed);
+  ASSERT_TRUE(acquire(*x, {big})->allowed);  // takes a lease
+  EXPECT_LT(left(big), 100'000 - 2);
+  idle(std::chrono::milliseconds(200));  // x does nothing: its lease goes back
+  EXPECT_EQ(left(big), 100'000 - 2);
+  // A limit of 100 is never leased: y's decisions all go to the shared bucket, exactly.
+  const Ask small = bucket("{t:l3}:small", 100, 1);
+  Shared::acquires = 0;
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(acquire(*y, {small})->allowed);
+  EXPECT_EQ(Shared::acquires.load(), 50);
+  EXPECT_EQ(left(small), 50);
+}
+
+TEST_F(Leases, SettlesGoIntoTheLeaseAndBudgetsAreNeverLeased) {
+  auto r = replica();
+  const Ask tpm = bucket("{t:l4}:tpm", 10'000'000, 500);
+  ASSERT_TRUE(acquire(*r, {tpm})->allowed);
+  ASSERT_TRUE(acquire(*r, {tpm})->allowed);  // takes a lease of 256 decisions of 500
+  const int64_t before = left(tpm);
+  Ask refund = tpm;
+  refund.cost = -400;  // used 100 of the 500 reserved
+  ASSERT_TRUE(adjust(*r, {refund}));
+  EXPECT_EQ(Shared::adjusts.load(), 0) << "held by the replica, not sent";
+  EXPECT_EQ(left(tpm), before);
+  // A decision with a budget (a counter) goes to the shared backend whole, every time.
+  const Ask spend{Ask::Kind::kCounter, "{t:l4}:spend", 1'000'000, 0, 3600, 10};
+  const int shared_before = Shared::acquires.load();
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(acquire(*r, {tpm, spend})->allowed);
+  EXPECT_EQ(Shared::acquires.load(), shared_before + 5);
+  EXPECT_EQ(run(ioc_, store_->acquire(ioc_.get_executor(), {Ask{Ask::Kind::kCounter, "{t:l4}:spend", 1'000'000, 0, 3600, 0}}))
+                ->verdicts[0].remaining,
+            1'000'000 - 50);
+}
+
+TEST_F(Leases, AChangedLimitIsNotDecidedFromAnOldLease) {
+  auto r = replica();
+  const Ask a = bucket("{t:l5}:rpm", 100'000, 1);
+  ASSERT_TRUE(acquire(*r, {a})->allowed);
+  ASSERT_TRUE(acquire(*r, {a})->allowed);  // a lease at the old limit
+  const int shared_before = Shared::acquires.load();
+  ASSERT_TRUE(acquire(*r, {bucket("{t:l5}:rpm", 50'000, 1)})->allowed);
+  EXPECT_EQ(Shared::acquires.load(), shared_before + 1) << "the new limit is decided by the shared bucket";
+}
 
 TEST(Redis, UnreachableIsAnErrorNotAHang) {
   RedisOptions o;

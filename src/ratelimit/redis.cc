@@ -708,12 +708,15 @@ Result<RedisOptions> parse_redis_url(std::string_view url) {
         if (value != "true" && value != "false")
           return Error::invalid_argument("redis URL: slot_batches must be true or false");
         o.slot_batches = value == "true";
+      } else if (name == "leases") {
+        if (value != "true" && value != "false") return Error::invalid_argument("redis URL: leases must be true or false");
+        o.leases = value == "true";
       } else if (name == "timeout_ms") {
         if (value.empty() || value.size() > 6 || value.find_first_not_of("0123456789") != std::string::npos || std::stoi(value) == 0)
           return Error::invalid_argument("redis URL: timeout_ms must be a whole number of milliseconds, 1 to 999999");
         o.timeout = std::chrono::milliseconds(std::stoi(value));
       } else {
-        return Error::invalid_argument("redis URL: unknown option '" + std::string(name) + "' (known: slot_batches, timeout_ms)");
+        return Error::invalid_argument("redis URL: unknown option '" + std::string(name) + "' (known: leases, slot_batches, timeout_ms)");
       }
     }
   }

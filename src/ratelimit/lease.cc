@@ -1,0 +1,284 @@
+// Leases over a shared backend (limiter.h, make_leasing_backend). The state is one mutex-guarded
+// map of leases by bucket key, shared by all server shards; refills and returns are sent through
+// the inner backend from the executor of the decision that caused them.
+#include <algorithm>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "ratelimit/limiter.h"
+#include "telemetry/metrics.h"
+
+namespace ap::ratelimit {
+namespace {
+
+namespace asio = boost::asio;
+using steady = std::chrono::steady_clock;
+
+telemetry::Counter& lease_decisions(bool local) {
+  static auto& family = telemetry::metrics().counter(
+      "agentplane_ratelimit_lease_decisions_total",
+      "Limit decisions on token buckets only, by path: local (from a lease this replica holds) or shared (sent to the "
+      "shared backend).",
+      {"path"});
+  static auto& in_process = family.with({"local"});
+  static auto& shared = family.with({"shared"});
+  return local ? in_process : shared;
+}
+
+struct Lease {
+  int64_t tokens = 0;            // held by this replica: already taken from the shared bucket
+  int64_t target = 0;            // the size of the last lease taken (0: none)
+  int64_t known_remaining = -1;  // what the shared bucket had left after the last shared decision on it
+  int64_t limit = 0;
+  double per_second = 0;
+  steady::time_point used{};
+  bool refilling = false;  // a shared decision that adds to this lease is on its way
+};
+
+struct State {
+  State(std::unique_ptr<Backend> b, LeaseOptions o) : inner(std::move(b)), opt(o) {}
+  std::shared_ptr<Backend> inner;
+  const LeaseOptions opt;
+  std::mutex mu;
+  std::unordered_map<std::string, Lease> leases;
+  bool sweeping = false;  // a sweep loop runs
+};
+
+// Decisions that take from token buckets only. A peek (cost 0: GET /v1/limits) asks the shared
+// backend, for what is left there.
+bool leasable(const std::vector<Ask>& asks) {
+  if (asks.empty()) return false;
+  for (const auto& a : asks)
+    if (a.kind != Ask::Kind::kBucket || a.cost <= 0) return false;
+  return true;
+}
+
+bool same_limit(const Lease& l, const Ask& a) { return l.limit == a.limit && l.per_second == a.per_second; }
+
+// The lease a bucket may hold now for decisions costing `cost` (0: none, near the limit).
+int64_t lease_size(const LeaseOptions& o, const Lease& l, int64_t cost) {
+  if (l.known_remaining < 0 || cost <= 0) return 0;
+  const int64_t n = std::min(cost * o.decisions_per_lease, l.known_remaining / o.share);
+  return n >= cost * o.min_decisions ? n : 0;
+}
+
+Verdict held_verdict(const Lease& l) {
+  Verdict v;
+  v.limit = l.limit;
+  v.remaining = std::max<int64_t>(0, l.known_remaining) + l.tokens;
+  v.reset_s = l.per_second > 0 ? static_cast<double>(l.limit - std::min(v.remaining, l.limit)) / l.per_second : 0;
+  return v;
+}
+
+class LeasingBackend final : public Backend {
+ public:
+  LeasingBackend(std::unique_ptr<Backend> inner, LeaseOptions o) : s_(std::make_shared<State>(std::move(inner), o)) {}
+
+  asio::awaitable<Result<Decision>> acquire(asio::any_io_executor ex, std::vector<Ask> asks) override {
+    if (!leasable(asks)) co_return co_await s_->inner->acquire(ex, std::move(asks));
+    std::map<std::string, int64_t> need;  // per key: a key may be asked twice
+    for (const auto& a : asks) need[a.key] += a.cost;
+    std::vector<int64_t> extra(asks.size(), 0);
+    std::optional<Decision> local;
+    Later later;
+    {
+      std::lock_guard lock(s_->mu);
+      const auto now = steady::now();
+      bool held = true;
+      for (const auto& a : asks) {
+        auto it = s_->leases.find(a.key);
+        held = held && it != s_->leases.end() && same_limit(it->second, a) && it->second.tokens >= need[a.key];
+      }
+      if (held) {
+        local.emplace();
+        for (const auto& a : asks) {
+          Lease& l = s_->leases[a.key];
+          l.tokens -= a.cost;
+          l.used = now;
+          local->verdicts.push_back(held_verdict(l));
+        }
+        for (const auto& [key, n] : need) {  // half spent: refill in the background
+          Lease& l = s_->leases[key];
+          const int64_t size = lease_size(s_->opt, l, n);
+          if (!l.refilling && size > 0 && l.tokens < size / 2) {
+            l.refilling = true;
+            later.refill.push_back(bucket_ask(key, l, size - l.tokens));
+          }
+        }
+      } else {  // to the shared backend, with a lease on top for buckets that have plenty left
+        for (size_t i = 0; i < asks.size(); ++i) {
+          Lease& l = s_->leases[asks[i].key];
+          if (!same_limit(l, asks[i])) {
+            if (l.tokens > 0) later.back.push_back(bucket_ask(asks[i].key, l, -l.tokens));
+            l = Lease{};
+            l.limit = asks[i].limit;
+            l.per_second = asks[i].per_second;
+          }
+          l.used = now;
+          if (l.refilling) continue;
+          const int64_t size = lease_size(s_->opt, l, asks[i].cost);
+          if (size > l.tokens) {
+            extra[i] = size - l.tokens;
+            l.refilling = true;
+          }
+        }
+      }
+    }
+    launch(s_, ex, std::move(later));
+    lease_decisions(local.has_value()).inc();
+    if (local) co_return std::move(*local);
+
+    const std::vector<int64_t> owned = extra;  // the leases this decision is taking
+    bool leasing = std::any_of(extra.begin(), extra.end(), [](int64_t e) { return e > 0; });
+    std::vector<Ask> sent = asks;
+    for (size_t i = 0; i < sent.size(); ++i) sent[i].cost += extra[i];
+    auto d = co_await s_->inner->acquire(ex, std::move(sent));
+    if (leasing && d && !d->allowed) {  // the lease did not fit: the decision alone, exactly
+      std::vector<Ask> plain = asks;
+      d = co_await s_->inner->acquire(ex, std::move(plain));
+      std::fill(extra.begin(), extra.end(), 0);
+    }
+    {
+      std::lock_guard lock(s_->mu);
+      for (size_t i = 0; i < asks.size(); ++i) {
+        Lease& l = s_->leases[asks[i].key];
+        if (owned[i] > 0) l.refilling = false;
+        if (!d || i >= d->verdicts.size()) continue;
+        Verdict& v = d->verdicts[i];
+        l.known_remaining = v.remaining;
+        if (d->allowed && extra[i] > 0) {
+          l.tokens += extra[i];
+          l.target = l.tokens;
+        }
+        v.remaining += l.tokens;
+      }
+      if (!s_->sweeping) s_->sweeping = later.sweep = true;
+    }
+    launch(s_, ex, std::move(later));
+    co_return d;
+  }
+
+  // Settles on leased buckets go into the lease: what a decision did not use is held again, what
+  // it used beyond its reservation comes from the lease while it lasts.
+  asio::awaitable<Status> adjust(asio::any_io_executor ex, std::vector<Ask> deltas) override {
+    std::vector<Ask> pass;
+    {
+      std::lock_guard lock(s_->mu);
+      for (auto& d : deltas) {
+        auto it = d.kind == Ask::Kind::kBucket ? s_->leases.find(d.key) : s_->leases.end();
+        if (it != s_->leases.end() && same_limit(it->second, d) && it->second.target > 0 &&
+            (d.cost < 0 || it->second.tokens >= d.cost)) {
+          Lease& l = it->second;
+          l.tokens -= d.cost;
+          if (l.tokens > 2 * l.target) {  // settles gave back more than a lease: the rest goes home
+            pass.push_back(bucket_ask(d.key, l, -(l.tokens - l.target)));
+            l.tokens = l.target;
+          }
+          continue;
+        }
+        pass.push_back(std::move(d));
+      }
+    }
+    if (pass.empty()) co_return Status{};
+    co_return co_await s_->inner->adjust(ex, std::move(pass));
+  }
+
+  std::string name() const override { return s_->inner->name(); }
+
+ private:
+  // What to start once the mutex is released (a coroutine started under it could run inline on
+  // this thread and take it again).
+  struct Later {
+    std::vector<Ask> refill;  // one shared decision adding to these leases
+    std::vector<Ask> back;    // handed back to the shared buckets
+    bool sweep = false;
+  };
+
+  static Ask bucket_ask(const std::string& key, const Lease& l, int64_t cost) {
+    Ask a;
+    a.kind = Ask::Kind::kBucket;
+    a.key = key;
+    a.limit = l.limit;
+    a.per_second = l.per_second;
+    a.cost = cost;
+    return a;
+  }
+
+  static void launch(const std::shared_ptr<State>& s, asio::any_io_executor ex, Later later) {
+    if (!later.back.empty())
+      asio::co_spawn(ex, s->inner->adjust(ex, std::move(later.back)), [](std::exception_ptr, Status) {});
+    if (!later.refill.empty()) asio::co_spawn(ex, top_up(s, ex, std::move(later.refill)), asio::detached);
+    if (later.sweep) asio::co_spawn(ex, sweep(s, ex), asio::detached);
+  }
+
+  // A background lease refill: one shared decision for all of them; refused: no lease for now.
+  static asio::awaitable<void> top_up(std::shared_ptr<State> s, asio::any_io_executor ex, std::vector<Ask> asks) {
+    auto d = co_await s->inner->acquire(ex, asks);
+    Later later;
+    {
+      std::lock_guard lock(s->mu);
+      for (size_t i = 0; i < asks.size(); ++i) {
+        Lease& l = s->leases[asks[i].key];  // not swept while refilling
+        l.refilling = false;
+        if (!d || i >= d->verdicts.size()) continue;
+        l.known_remaining = d->verdicts[i].remaining;
+        if (!d->allowed) continue;
+        if (same_limit(l, asks[i])) {
+          l.tokens += asks[i].cost;
+          l.target = l.tokens;
+        } else {  // the limit changed meanwhile: straight back
+          Ask back = asks[i];
+          back.cost = -back.cost;
+          later.back.push_back(std::move(back));
+        }
+      }
+    }
+    launch(s, ex, std::move(later));
+  }
+
+  // Every `idle`: leases not used for that long go back to the shared bucket. Ends when no lease
+  // holds anything (the next shared decision starts it again).
+  static asio::awaitable<void> sweep(std::shared_ptr<State> s, asio::any_io_executor ex) {
+    asio::steady_timer t(ex);
+    while (true) {
+      t.expires_after(s->opt.idle);
+      co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+      Later later;
+      bool any = false;
+      {
+        std::lock_guard lock(s->mu);
+        const auto now = steady::now();
+        for (auto it = s->leases.begin(); it != s->leases.end();) {
+          Lease& l = it->second;
+          if (now - l.used >= s->opt.idle && !l.refilling) {
+            if (l.tokens > 0) later.back.push_back(bucket_ask(it->first, l, -l.tokens));
+            it = s->leases.erase(it);
+            continue;
+          }
+          any = any || l.tokens > 0 || l.refilling;
+          ++it;
+        }
+        if (!any) s->sweeping = false;
+      }
+      launch(s, ex, std::move(later));
+      if (!any) co_return;
+    }
+  }
+
+  std::shared_ptr<State> s_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_leasing_backend(std::unique_ptr<Backend> inner, LeaseOptions options) {
+  return std::make_unique<LeasingBackend>(std::move(inner), options);
+}
+
+}  // namespace ap::ratelimit
