@@ -95,6 +95,12 @@ struct RunOptions {
   std::string checkpoint_ns;
   std::string checkpoint_id;  // replay or fork from this checkpoint (empty: the latest)
   bool new_thread = false;    // the thread has no checkpoints yet: none are read at the start
+  // Checkpoints of earlier steps are saved only if the run stops before this step (as durability
+  // exit does for every step). For a temporary thread (a stateless run) whose input is kept with
+  // the run: its input checkpoint (-1) and its __start__ step (0) rebuild from that input, so a
+  // later attempt that finds none of them starts over from the input, as it would resume from
+  // them. -1: every checkpoint is saved.
+  int first_saved_step = -1;
   int recursion_limit = 25;
   std::vector<std::string> interrupt_before, interrupt_after;
   Durability durability = Durability::kSync;

@@ -227,6 +227,40 @@ TEST_P(GraphOnSaver, ExitDurabilityStillResumes) {
   EXPECT_EQ(r->values["answer"], 42);
 }
 
+TEST_P(GraphOnSaver, FirstSavedStepLeavesOutEarlierCheckpointsUnlessTheRunStopsThere) {
+  StateGraph g;
+  g.channel("log", Reducer::kAppend).node("a", append("a")).node("b", append("b"));
+  g.edge(kStart, "a").edge("a", "b").edge("b", kEnd);
+  auto graph = compile(g);
+  Checkpointer& saver = *saver_;
+  RunOptions o = on_thread("fs");
+  o.first_saved_step = 1;  // a temporary thread's: the input and START steps are not saved
+  auto r = graph->invoke(Input::of({{"log", Json::array({"in"})}}), o, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->values["log"], Json::array({"in", "a", "b"}));
+  auto history = graph->get_state_history(saver, {.thread_id = "fs"});
+  ASSERT_TRUE(history);
+  ASSERT_EQ(history->size(), 2u);  // steps 1 (a) and 2 (b)
+  EXPECT_EQ((*history)[0].metadata["step"], 2);
+  EXPECT_EQ((*history)[0].values()["log"], Json::array({"in", "a", "b"}));
+  EXPECT_EQ((*history)[1].metadata["step"], 1);
+  EXPECT_EQ((*history)[1].values()["log"], Json::array({"in", "a"}));
+  // A run that stops before that step (here: interrupted before a) saves where it stopped, and
+  // goes on from there.
+  RunOptions stop = on_thread("fs-stop");
+  stop.first_saved_step = 1;
+  stop.interrupt_before = {"a"};
+  r = graph->invoke(Input::of({{"log", Json::array({"in"})}}), stop, &saver);
+  ASSERT_TRUE(r && r->interrupted);
+  auto at = graph->get_state(saver, {.thread_id = "fs-stop"});
+  ASSERT_TRUE(at) << at.error().message;
+  EXPECT_EQ(at->next, std::vector<std::string>{"a"});
+  EXPECT_EQ(at->metadata["step"], 0);
+  r = graph->invoke(Input{}, stop, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->values["log"], Json::array({"in", "a", "b"}));
+}
+
 TEST_P(GraphOnSaver, ParallelInterruptsResumeIndependently) {
   std::atomic<int> left_runs{0};
   StateGraph g;

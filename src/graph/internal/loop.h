@@ -98,7 +98,7 @@ struct Loop {
   CheckpointMetadata md;
   std::vector<PendingWrite> pending;
   int step = -1;
-  bool dirty = false;  // cp not yet saved (durability exit)
+  bool dirty = false;  // cp not yet saved (durability exit, or a step before first_saved_step)
 
   bool persistent() const { return saver && !o.thread_id.empty(); }
   // What the saver is asked for: kExit's deferred saves at the end of a run are synchronous.
@@ -114,7 +114,7 @@ struct Loop {
     m.extra_json = o.checkpoint_metadata;
     md = m;
     if (!persistent()) return ok_status();
-    if (o.durability == Durability::kExit && source == "loop") {
+    if ((o.durability == Durability::kExit && source == "loop") || step < o.first_saved_step) {
       dirty = true;
       return ok_status();
     }
