@@ -58,7 +58,6 @@ bool can_connect(int port) {
 }
 
 // The asks of one gateway model call: model requests/min, model tokens/min, daily budget.
-// (With leases, the budget, a counter, sends the whole decision to Redis: see rate_limits.)
 std::vector<Ask> model_call(int tenant) {
   const std::string t = "{t:" + std::to_string(tenant) + "}";
   return {Ask{Ask::Kind::kBucket, t + ":model_rpm", 1'000'000'000, 1e9 / 60, 0, 1},

@@ -24,20 +24,24 @@ using steady = std::chrono::steady_clock;
 telemetry::Counter& lease_decisions(bool local) {
   static auto& family = telemetry::metrics().counter(
       "agentplane_ratelimit_lease_decisions_total",
-      "Limit decisions on token buckets only, by path: local (from a lease this replica holds) or shared (sent to the "
-      "shared backend).",
+      "Limit decisions that could be leased (token buckets and counters only), by path: local (from leases this "
+      "replica holds) or shared (sent to the shared backend).",
       {"path"});
   static auto& in_process = family.with({"local"});
   static auto& shared = family.with({"shared"});
   return local ? in_process : shared;
 }
 
+// A lease on one bucket or counter (a counter's key names its period).
 struct Lease {
-  int64_t tokens = 0;            // held by this replica: already taken from the shared bucket
+  int64_t tokens = 0;            // held by this replica: already taken from the shared limit
   int64_t target = 0;            // the size of the last lease taken (0: none)
-  int64_t known_remaining = -1;  // what the shared bucket had left after the last shared decision on it
+  int64_t known_remaining = -1;  // what the shared limit had left after the last shared decision on it
+  Ask::Kind kind = Ask::Kind::kBucket;
   int64_t limit = 0;
   double per_second = 0;
+  int64_t ttl_s = 0;                // counter: its expiry, as last asked
+  steady::time_point resets_at{};  // counter: its period's end, as the last shared verdict said
   steady::time_point used{};
   bool refilling = false;  // a shared decision that adds to this lease is on its way
 };
@@ -51,16 +55,19 @@ struct State {
   bool sweeping = false;  // a sweep loop runs
 };
 
-// Decisions that take from token buckets only. A peek (cost 0: GET /v1/limits) asks the shared
+// Decisions that take from token buckets and counters only (no sliding window: a lease taken in
+// one window would be spent in the next). A peek (cost 0: GET /v1/limits) asks the shared
 // backend, for what is left there.
 bool leasable(const std::vector<Ask>& asks) {
   if (asks.empty()) return false;
   for (const auto& a : asks)
-    if (a.kind != Ask::Kind::kBucket || a.cost <= 0) return false;
+    if (a.kind == Ask::Kind::kWindow || a.cost <= 0) return false;
   return true;
 }
 
-bool same_limit(const Lease& l, const Ask& a) { return l.limit == a.limit && l.per_second == a.per_second; }
+bool same_limit(const Lease& l, const Ask& a) {
+  return l.kind == a.kind && l.limit == a.limit && l.per_second == a.per_second;
+}
 
 // The lease a bucket may hold now for decisions costing `cost` (0: none, near the limit).
 int64_t lease_size(const LeaseOptions& o, const Lease& l, int64_t cost) {
@@ -69,12 +76,23 @@ int64_t lease_size(const LeaseOptions& o, const Lease& l, int64_t cost) {
   return n >= cost * o.min_decisions ? n : 0;
 }
 
-Verdict held_verdict(const Lease& l) {
+Verdict held_verdict(const Lease& l, steady::time_point now) {
   Verdict v;
   v.limit = l.limit;
-  v.remaining = std::max<int64_t>(0, l.known_remaining) + l.tokens;
-  v.reset_s = l.per_second > 0 ? static_cast<double>(l.limit - std::min(v.remaining, l.limit)) / l.per_second : 0;
+  v.remaining = std::min(l.limit, std::max<int64_t>(0, l.known_remaining) + l.tokens);
+  if (l.kind == Ask::Kind::kCounter)
+    v.reset_s = std::max(0.0, std::chrono::duration<double>(l.resets_at - now).count());
+  else if (l.per_second > 0)
+    v.reset_s = static_cast<double>(l.limit - v.remaining) / l.per_second;
   return v;
+}
+
+// What a shared decision told about a limit.
+void learn(Lease& l, const Ask& a, const Verdict& v, steady::time_point now) {
+  l.known_remaining = v.remaining;
+  l.ttl_s = a.ttl_s;
+  if (a.kind == Ask::Kind::kCounter)
+    l.resets_at = now + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(v.reset_s));
 }
 
 class LeasingBackend final : public Backend {
@@ -102,22 +120,23 @@ class LeasingBackend final : public Backend {
           Lease& l = s_->leases[a.key];
           l.tokens -= a.cost;
           l.used = now;
-          local->verdicts.push_back(held_verdict(l));
+          local->verdicts.push_back(held_verdict(l, now));
         }
         for (const auto& [key, n] : need) {  // half spent: refill in the background
           Lease& l = s_->leases[key];
           const int64_t size = lease_size(s_->opt, l, n);
           if (!l.refilling && size > 0 && l.tokens < size / 2) {
             l.refilling = true;
-            later.refill.push_back(bucket_ask(key, l, size - l.tokens));
+            later.refill.push_back(ask_on(key, l, size - l.tokens));
           }
         }
       } else {  // to the shared backend, with a lease on top for buckets that have plenty left
         for (size_t i = 0; i < asks.size(); ++i) {
           Lease& l = s_->leases[asks[i].key];
           if (!same_limit(l, asks[i])) {
-            if (l.tokens > 0) later.back.push_back(bucket_ask(asks[i].key, l, -l.tokens));
+            if (l.tokens > 0) later.back.push_back(ask_on(asks[i].key, l, -l.tokens));
             l = Lease{};
+            l.kind = asks[i].kind;
             l.limit = asks[i].limit;
             l.per_second = asks[i].per_second;
           }
@@ -152,7 +171,7 @@ class LeasingBackend final : public Backend {
         if (owned[i] > 0) l.refilling = false;
         if (!d || i >= d->verdicts.size()) continue;
         Verdict& v = d->verdicts[i];
-        l.known_remaining = v.remaining;
+        learn(l, asks[i], v, steady::now());
         if (d->allowed && extra[i] > 0) {
           l.tokens += extra[i];
           l.target = l.tokens;
@@ -165,20 +184,20 @@ class LeasingBackend final : public Backend {
     co_return d;
   }
 
-  // Settles on leased buckets go into the lease: what a decision did not use is held again, what
+  // Settles on leased limits go into the lease: what a decision did not use is held again, what
   // it used beyond its reservation comes from the lease while it lasts.
   asio::awaitable<Status> adjust(asio::any_io_executor ex, std::vector<Ask> deltas) override {
     std::vector<Ask> pass;
     {
       std::lock_guard lock(s_->mu);
       for (auto& d : deltas) {
-        auto it = d.kind == Ask::Kind::kBucket ? s_->leases.find(d.key) : s_->leases.end();
+        auto it = d.kind != Ask::Kind::kWindow ? s_->leases.find(d.key) : s_->leases.end();
         if (it != s_->leases.end() && same_limit(it->second, d) && it->second.target > 0 &&
             (d.cost < 0 || it->second.tokens >= d.cost)) {
           Lease& l = it->second;
           l.tokens -= d.cost;
           if (l.tokens > 2 * l.target) {  // settles gave back more than a lease: the rest goes home
-            pass.push_back(bucket_ask(d.key, l, -(l.tokens - l.target)));
+            pass.push_back(ask_on(d.key, l, -(l.tokens - l.target)));
             l.tokens = l.target;
           }
           continue;
@@ -201,9 +220,10 @@ class LeasingBackend final : public Backend {
     bool sweep = false;
   };
 
-  static Ask bucket_ask(const std::string& key, const Lease& l, int64_t cost) {
+  static Ask ask_on(const std::string& key, const Lease& l, int64_t cost) {
     Ask a;
-    a.kind = Ask::Kind::kBucket;
+    a.kind = l.kind;
+    a.ttl_s = l.ttl_s;
     a.key = key;
     a.limit = l.limit;
     a.per_second = l.per_second;
@@ -228,7 +248,7 @@ class LeasingBackend final : public Backend {
         Lease& l = s->leases[asks[i].key];  // not swept while refilling
         l.refilling = false;
         if (!d || i >= d->verdicts.size()) continue;
-        l.known_remaining = d->verdicts[i].remaining;
+        learn(l, asks[i], d->verdicts[i], steady::now());
         if (!d->allowed) continue;
         if (same_limit(l, asks[i])) {
           l.tokens += asks[i].cost;
@@ -258,7 +278,7 @@ class LeasingBackend final : public Backend {
         for (auto it = s->leases.begin(); it != s->leases.end();) {
           Lease& l = it->second;
           if (now - l.used >= s->opt.idle && !l.refilling) {
-            if (l.tokens > 0) later.back.push_back(bucket_ask(it->first, l, -l.tokens));
+            if (l.tokens > 0) later.back.push_back(ask_on(it->first, l, -l.tokens));
             it = s->leases.erase(it);
             continue;
           }

@@ -91,17 +91,17 @@ struct RedisOptions {
 Result<RedisOptions> parse_redis_url(std::string_view url);
 std::unique_ptr<Backend> make_redis_backend(RedisOptions options);
 
-// Leases, for a shared backend (Redis): when a decision of token buckets only goes to the shared
-// backend and its buckets have plenty left, this replica takes a little more than the decision
-// needs (a lease: enough for `decisions_per_lease` more decisions of that size, at most
-// 1/`share` of what the bucket had left) and decides the next decisions on those buckets from
-// what it holds, in process, refilling a lease in the background when half of it is spent.
-// Never more than the limit goes through, across all replicas: what a lease holds was taken
-// from the shared bucket. Near a limit (less left than `min_decisions` leases' worth) there are
-// no leases and every decision is exact, as without leases; what a replica holds and does not
-// use goes back after `idle`. Counters (budgets) and sliding windows are never leased: a
-// decision with one of them always goes to the shared backend whole. Settles that give back
-// tokens go into the lease, not to the backend.
+// Leases, for a shared backend (Redis): when a decision of token buckets and counters (rates,
+// quotas, budgets; no sliding window) goes to the shared backend and its limits have plenty
+// left, this replica takes a little more than the decision needs (a lease: enough for
+// `decisions_per_lease` more decisions of that size, at most 1/`share` of what the limit had
+// left) and decides the next decisions on those limits from what it holds, in process,
+// refilling a lease in the background when half of it is spent. Never more than the limit goes
+// through, across all replicas: what a lease holds was taken from the shared limit. Near a limit
+// (less left than `min_decisions` leases' worth) there are no leases and every decision is
+// exact, as without leases; what a replica holds and does not use goes back after `idle`. A
+// decision with a sliding window goes to the shared backend whole. Settles go into the lease,
+// not to the backend.
 struct LeaseOptions {
   int64_t decisions_per_lease = 256;
   int64_t share = 64;

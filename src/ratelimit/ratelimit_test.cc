@@ -420,8 +420,10 @@ TEST_F(Leases, UnusedLeasesGoBackAndSmallLimitsAreNeverLeased) {
   EXPECT_EQ(left(small), 50);
 }
 
-TEST_F(Leases, SettlesGoIntoTheLeaseAndBudgetsAreNeverLeased) {
-  auto r = replica();
+TEST_F(Leases, SettlesGoIntoTheLeaseAndBudgetsAreLeasedToo) {
+  LeaseOptions o;
+  o.idle = std::chrono::milliseconds(50);
+  auto r = replica(o);
   const Ask tpm = bucket("{t:l4}:tpm", 10'000'000, 500);
   ASSERT_TRUE(acquire(*r, {tpm})->allowed);
   ASSERT_TRUE(acquire(*r, {tpm})->allowed);  // takes a lease of 256 decisions of 500
@@ -431,14 +433,29 @@ TEST_F(Leases, SettlesGoIntoTheLeaseAndBudgetsAreNeverLeased) {
   ASSERT_TRUE(adjust(*r, {refund}));
   EXPECT_EQ(Shared::adjusts.load(), 0) << "held by the replica, not sent";
   EXPECT_EQ(left(tpm), before);
-  // A decision with a budget (a counter) goes to the shared backend whole, every time.
-  const Ask spend{Ask::Kind::kCounter, "{t:l4}:spend", 1'000'000, 0, 3600, 10};
+  // A daily budget (a counter) with plenty left is leased like a bucket; what the replica still
+  // holds goes back when it is idle, and the counter then shows exactly what was spent.
+  const Ask spend{Ask::Kind::kCounter, "{t:l4}:spend:d:20261207", 1'000'000, 0, 3600, 10};
   const int shared_before = Shared::acquires.load();
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(acquire(*r, {tpm, spend})->allowed);
-  EXPECT_EQ(Shared::acquires.load(), shared_before + 5);
-  EXPECT_EQ(run(ioc_, store_->acquire(ioc_.get_executor(), {Ask{Ask::Kind::kCounter, "{t:l4}:spend", 1'000'000, 0, 3600, 0}}))
-                ->verdicts[0].remaining,
-            1'000'000 - 50);
+  for (int i = 0; i < 50; ++i) {
+    auto d = acquire(*r, {tpm, spend});
+    ASSERT_TRUE(d && d->allowed) << i;
+    EXPECT_EQ(d->verdicts[1].remaining, 1'000'000 - 10 * (i + 1));
+    EXPECT_GT(d->verdicts[1].reset_s, 3000);
+  }
+  EXPECT_LE(Shared::acquires.load(), shared_before + 4);
+  Ask peek = spend;
+  peek.cost = 0;
+  EXPECT_LT(left(peek), 1'000'000 - 500) << "the lease is taken from the counter";
+  idle(std::chrono::milliseconds(200));
+  EXPECT_EQ(left(peek), 1'000'000 - 500);
+}
+
+TEST_F(Leases, SlidingWindowsAreNeverLeased) {
+  auto r = replica();
+  const Ask w{Ask::Kind::kWindow, "{t:l6}:win", 1'000'000, 0, 60, 1};
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(acquire(*r, {bucket("{t:l6}:rpm", 1'000'000, 1), w})->allowed);
+  EXPECT_EQ(Shared::acquires.load(), 20);
 }
 
 TEST_F(Leases, AChangedLimitIsNotDecidedFromAnOldLease) {
