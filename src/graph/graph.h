@@ -99,7 +99,8 @@ struct RunOptions {
   // exit does for every step). For a temporary thread (a stateless run) whose input is kept with
   // the run: its input checkpoint (-1) and its __start__ step (0) rebuild from that input, so a
   // later attempt that finds none of them starts over from the input, as it would resume from
-  // them. -1: every checkpoint is saved.
+  // them. Ignored by a graph with subgraph nodes (their namespaces name tasks planned from those
+  // checkpoints). -1: every checkpoint is saved.
   int first_saved_step = -1;
   int recursion_limit = 25;
   std::vector<std::string> interrupt_before, interrupt_after;

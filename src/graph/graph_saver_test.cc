@@ -259,6 +259,20 @@ TEST_P(GraphOnSaver, FirstSavedStepLeavesOutEarlierCheckpointsUnlessTheRunStopsT
   r = graph->invoke(Input{}, stop, &saver);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->values["log"], Json::array({"in", "a", "b"}));
+  // A graph with a subgraph node saves them all: its subgraph's namespace names a task planned
+  // from them, which a later attempt must plan again to find the subgraph's progress.
+  StateGraph child;
+  child.channel("log", Reducer::kAppend).node("c", append("c")).edge(kStart, "c");
+  StateGraph parent;
+  parent.channel("log", Reducer::kAppend).subgraph("team", compile(child)).edge(kStart, "team");
+  RunOptions sub = on_thread("fs-sub");
+  sub.first_saved_step = 1;
+  r = compile(parent)->invoke(Input::of({{"log", Json::array()}}), sub, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  auto all = compile(parent)->get_state_history(saver, {.thread_id = "fs-sub"});
+  ASSERT_TRUE(all);
+  ASSERT_GE(all->size(), 3u);
+  EXPECT_EQ(all->back().metadata["step"], -1);
 }
 
 TEST_P(GraphOnSaver, ParallelInterruptsResumeIndependently) {

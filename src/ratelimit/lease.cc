@@ -7,6 +7,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -43,7 +44,7 @@ struct Lease {
   int64_t ttl_s = 0;                // counter: its expiry, as last asked
   steady::time_point resets_at{};  // counter: its period's end, as the last shared verdict said
   steady::time_point used{};
-  bool refilling = false;  // a shared decision that adds to this lease is on its way
+  int inflight = 0;  // shared decisions on their way that add to this lease (kept while > 0)
 };
 
 struct State {
@@ -65,25 +66,34 @@ bool leasable(const std::vector<Ask>& asks) {
   return true;
 }
 
+// Whether a lease's tokens came from the limit `a` names (same kind and size): only then may a
+// decision on `a` spend them, or tokens taken for `a` join them.
 bool same_limit(const Lease& l, const Ask& a) {
   return l.kind == a.kind && l.limit == a.limit && l.per_second == a.per_second;
 }
 
-// The lease a bucket may hold now for decisions costing `cost` (0: none, near the limit).
+// The lease a limit may hold now for decisions costing `cost` (0: none, near the limit).
 int64_t lease_size(const LeaseOptions& o, const Lease& l, int64_t cost) {
-  if (l.known_remaining < 0 || cost <= 0) return 0;
+  if (l.known_remaining < 0 || cost <= 0 || cost > std::numeric_limits<int64_t>::max() / o.decisions_per_lease) return 0;
   const int64_t n = std::min(cost * o.decisions_per_lease, l.known_remaining / o.share);
   return n >= cost * o.min_decisions ? n : 0;
+}
+
+// The replica's view of a limit: what the shared limit had left at its last decision there plus
+// what this replica holds.
+void add_held(Verdict& v, const Lease& l, steady::time_point now) {
+  v.remaining = std::min(l.limit, std::max<int64_t>(0, v.remaining) + l.tokens);
+  if (l.kind == Ask::Kind::kCounter)
+    v.reset_s = std::max(0.0, std::chrono::duration<double>(l.resets_at - now).count());
+  else if (l.per_second > 0)
+    v.reset_s = static_cast<double>(l.limit - v.remaining) / l.per_second;
 }
 
 Verdict held_verdict(const Lease& l, steady::time_point now) {
   Verdict v;
   v.limit = l.limit;
-  v.remaining = std::min(l.limit, std::max<int64_t>(0, l.known_remaining) + l.tokens);
-  if (l.kind == Ask::Kind::kCounter)
-    v.reset_s = std::max(0.0, std::chrono::duration<double>(l.resets_at - now).count());
-  else if (l.per_second > 0)
-    v.reset_s = static_cast<double>(l.limit - v.remaining) / l.per_second;
+  v.remaining = l.known_remaining;
+  add_held(v, l, now);
   return v;
 }
 
@@ -95,6 +105,47 @@ void learn(Lease& l, const Ask& a, const Verdict& v, steady::time_point now) {
     l.resets_at = now + std::chrono::duration_cast<steady::duration>(std::chrono::duration<double>(v.reset_s));
 }
 
+Ask with_cost(Ask a, int64_t cost) {
+  a.cost = cost;
+  return a;
+}
+
+// What to start once the mutex is released (a coroutine started under it could run inline on
+// this thread and take it again).
+struct Later {
+  std::vector<Ask> refill;  // one shared decision adding to these leases
+  std::vector<Ask> back;    // handed back to the shared limits
+  bool sweep = false;
+};
+
+// Ends the claim of shared decisions on their leases (Lease::inflight), also when the coroutine
+// that made it is destroyed before its decision came back (its tokens are then lost: never more
+// than the limit goes through).
+class Inflight {
+ public:
+  Inflight(std::shared_ptr<State> s, std::vector<Ask> asks) : s_(std::move(s)), asks_(std::move(asks)) {}
+  Inflight(const Inflight&) = delete;
+  Inflight& operator=(const Inflight&) = delete;
+  ~Inflight() { end(); }
+  // Caller holds the mutex.
+  void end_locked() {
+    for (const auto& a : asks_) {
+      auto it = s_->leases.find(a.key);
+      if (it != s_->leases.end() && same_limit(it->second, a) && it->second.inflight > 0) --it->second.inflight;
+    }
+    asks_.clear();
+  }
+
+ private:
+  void end() {
+    if (asks_.empty()) return;
+    std::lock_guard lock(s_->mu);
+    end_locked();
+  }
+  std::shared_ptr<State> s_;
+  std::vector<Ask> asks_;
+};
+
 class LeasingBackend final : public Backend {
  public:
   LeasingBackend(std::unique_ptr<Backend> inner, LeaseOptions o) : s_(std::make_shared<State>(std::move(inner), o)) {}
@@ -104,6 +155,7 @@ class LeasingBackend final : public Backend {
     std::map<std::string, int64_t> need;  // per key: a key may be asked twice
     for (const auto& a : asks) need[a.key] += a.cost;
     std::vector<int64_t> extra(asks.size(), 0);
+    std::vector<Ask> claimed;  // the leases this decision adds to
     std::optional<Decision> local;
     Later later;
     {
@@ -122,18 +174,18 @@ class LeasingBackend final : public Backend {
           l.used = now;
           local->verdicts.push_back(held_verdict(l, now));
         }
-        for (const auto& [key, n] : need) {  // half spent: refill in the background
-          Lease& l = s_->leases[key];
-          const int64_t size = lease_size(s_->opt, l, n);
-          if (!l.refilling && size > 0 && l.tokens < size / 2) {
-            l.refilling = true;
-            later.refill.push_back(ask_on(key, l, size - l.tokens));
+        for (const auto& a : asks) {  // half spent: refill in the background
+          Lease& l = s_->leases[a.key];
+          const int64_t size = lease_size(s_->opt, l, need[a.key]);
+          if (l.inflight == 0 && size > 0 && l.tokens < size / 2) {
+            ++l.inflight;
+            later.refill.push_back(with_cost(a, size - l.tokens));
           }
         }
-      } else {  // to the shared backend, with a lease on top for buckets that have plenty left
+      } else {  // to the shared backend, with a lease on top for limits that have plenty left
         for (size_t i = 0; i < asks.size(); ++i) {
           Lease& l = s_->leases[asks[i].key];
-          if (!same_limit(l, asks[i])) {
+          if (!same_limit(l, asks[i])) {  // new, or its limit changed: start afresh
             if (l.tokens > 0) later.back.push_back(ask_on(asks[i].key, l, -l.tokens));
             l = Lease{};
             l.kind = asks[i].kind;
@@ -141,11 +193,12 @@ class LeasingBackend final : public Backend {
             l.per_second = asks[i].per_second;
           }
           l.used = now;
-          if (l.refilling) continue;
+          if (l.inflight > 0) continue;
           const int64_t size = lease_size(s_->opt, l, asks[i].cost);
           if (size > l.tokens) {
             extra[i] = size - l.tokens;
-            l.refilling = true;
+            ++l.inflight;
+            claimed.push_back(asks[i]);
           }
         }
       }
@@ -154,31 +207,41 @@ class LeasingBackend final : public Backend {
     lease_decisions(local.has_value()).inc();
     if (local) co_return std::move(*local);
 
-    const std::vector<int64_t> owned = extra;  // the leases this decision is taking
-    bool leasing = std::any_of(extra.begin(), extra.end(), [](int64_t e) { return e > 0; });
+    Inflight claim(s_, claimed);
     std::vector<Ask> sent = asks;
     for (size_t i = 0; i < sent.size(); ++i) sent[i].cost += extra[i];
     auto d = co_await s_->inner->acquire(ex, std::move(sent));
-    if (leasing && d && !d->allowed) {  // the lease did not fit: the decision alone, exactly
+    if (d && !d->allowed && d->denied_index >= 0 && static_cast<size_t>(d->denied_index) < extra.size() &&
+        extra[static_cast<size_t>(d->denied_index)] > 0) {
+      // Refused for the lease on top: the decision alone, exactly.
       std::vector<Ask> plain = asks;
       d = co_await s_->inner->acquire(ex, std::move(plain));
       std::fill(extra.begin(), extra.end(), 0);
     }
     {
       std::lock_guard lock(s_->mu);
-      for (size_t i = 0; i < asks.size(); ++i) {
-        Lease& l = s_->leases[asks[i].key];
-        if (owned[i] > 0) l.refilling = false;
-        if (!d || i >= d->verdicts.size()) continue;
-        Verdict& v = d->verdicts[i];
-        learn(l, asks[i], v, steady::now());
-        if (d->allowed && extra[i] > 0) {
+      claim.end_locked();
+      const auto now = steady::now();
+      for (size_t i = 0; d && d->allowed && i < asks.size() && i < d->verdicts.size(); ++i) {
+        auto it = s_->leases.find(asks[i].key);
+        if (it == s_->leases.end() || !same_limit(it->second, asks[i])) {
+          // The lease went (idle) or its limit changed meanwhile: what was taken for it goes back.
+          if (extra[i] > 0) later.back.push_back(with_cost(asks[i], -extra[i]));
+          continue;
+        }
+        Lease& l = it->second;
+        learn(l, asks[i], d->verdicts[i], now);
+        if (extra[i] > 0) {
           l.tokens += extra[i];
           l.target = l.tokens;
         }
-        v.remaining += l.tokens;
+        add_held(d->verdicts[i], l, now);
       }
-      if (!s_->sweeping) s_->sweeping = later.sweep = true;
+      for (size_t i = 0; d && !d->allowed && i < asks.size() && i < d->verdicts.size(); ++i) {
+        auto it = s_->leases.find(asks[i].key);
+        if (it != s_->leases.end() && same_limit(it->second, asks[i])) learn(it->second, asks[i], d->verdicts[i], now);
+      }
+      want_sweep_locked(later);
     }
     launch(s_, ex, std::move(later));
     co_return d;
@@ -188,6 +251,7 @@ class LeasingBackend final : public Backend {
   // it used beyond its reservation comes from the lease while it lasts.
   asio::awaitable<Status> adjust(asio::any_io_executor ex, std::vector<Ask> deltas) override {
     std::vector<Ask> pass;
+    Later later;
     {
       std::lock_guard lock(s_->mu);
       for (auto& d : deltas) {
@@ -204,7 +268,9 @@ class LeasingBackend final : public Backend {
         }
         pass.push_back(std::move(d));
       }
+      want_sweep_locked(later);
     }
+    launch(s_, ex, std::move(later));
     if (pass.empty()) co_return Status{};
     co_return co_await s_->inner->adjust(ex, std::move(pass));
   }
@@ -212,14 +278,7 @@ class LeasingBackend final : public Backend {
   std::string name() const override { return s_->inner->name(); }
 
  private:
-  // What to start once the mutex is released (a coroutine started under it could run inline on
-  // this thread and take it again).
-  struct Later {
-    std::vector<Ask> refill;  // one shared decision adding to these leases
-    std::vector<Ask> back;    // handed back to the shared buckets
-    bool sweep = false;
-  };
-
+  // An ask on the limit `l` holds tokens of.
   static Ask ask_on(const std::string& key, const Lease& l, int64_t cost) {
     Ask a;
     a.kind = l.kind;
@@ -231,6 +290,17 @@ class LeasingBackend final : public Backend {
     return a;
   }
 
+  // Starts the sweep if leases hold anything and it does not run. Caller holds the mutex.
+  void want_sweep_locked(Later& later) { start_sweep_locked(*s_, later); }
+  static void start_sweep_locked(State& s, Later& later) {
+    if (s.sweeping) return;
+    for (const auto& [key, l] : s.leases)
+      if (l.tokens > 0 || l.inflight > 0) {
+        s.sweeping = later.sweep = true;
+        return;
+      }
+  }
+
   static void launch(const std::shared_ptr<State>& s, asio::any_io_executor ex, Later later) {
     if (!later.back.empty())
       asio::co_spawn(ex, s->inner->adjust(ex, std::move(later.back)), [](std::exception_ptr, Status) {});
@@ -240,31 +310,32 @@ class LeasingBackend final : public Backend {
 
   // A background lease refill: one shared decision for all of them; refused: no lease for now.
   static asio::awaitable<void> top_up(std::shared_ptr<State> s, asio::any_io_executor ex, std::vector<Ask> asks) {
+    Inflight claim(s, asks);
     auto d = co_await s->inner->acquire(ex, asks);
     Later later;
     {
       std::lock_guard lock(s->mu);
-      for (size_t i = 0; i < asks.size(); ++i) {
-        Lease& l = s->leases[asks[i].key];  // not swept while refilling
-        l.refilling = false;
-        if (!d || i >= d->verdicts.size()) continue;
-        learn(l, asks[i], d->verdicts[i], steady::now());
+      claim.end_locked();
+      const auto now = steady::now();
+      for (size_t i = 0; d && i < asks.size() && i < d->verdicts.size(); ++i) {
+        auto it = s->leases.find(asks[i].key);
+        const bool mine = it != s->leases.end() && same_limit(it->second, asks[i]);
+        if (mine) learn(it->second, asks[i], d->verdicts[i], now);
         if (!d->allowed) continue;
-        if (same_limit(l, asks[i])) {
-          l.tokens += asks[i].cost;
-          l.target = l.tokens;
-        } else {  // the limit changed meanwhile: straight back
-          Ask back = asks[i];
-          back.cost = -back.cost;
-          later.back.push_back(std::move(back));
+        if (mine) {
+          it->second.tokens += asks[i].cost;
+          it->second.target = it->second.tokens;
+        } else {  // the lease went or its limit changed meanwhile: straight back
+          later.back.push_back(with_cost(asks[i], -asks[i].cost));
         }
       }
+      start_sweep_locked(*s, later);
     }
     launch(s, ex, std::move(later));
   }
 
-  // Every `idle`: leases not used for that long go back to the shared bucket. Ends when no lease
-  // holds anything (the next shared decision starts it again).
+  // Every `idle`: leases not used for that long go back to the shared limit. Ends when no lease
+  // holds anything (what adds to a lease starts it again).
   static asio::awaitable<void> sweep(std::shared_ptr<State> s, asio::any_io_executor ex) {
     asio::steady_timer t(ex);
     while (true) {
@@ -277,12 +348,12 @@ class LeasingBackend final : public Backend {
         const auto now = steady::now();
         for (auto it = s->leases.begin(); it != s->leases.end();) {
           Lease& l = it->second;
-          if (now - l.used >= s->opt.idle && !l.refilling) {
+          if (now - l.used >= s->opt.idle && l.inflight == 0) {
             if (l.tokens > 0) later.back.push_back(ask_on(it->first, l, -l.tokens));
             it = s->leases.erase(it);
             continue;
           }
-          any = any || l.tokens > 0 || l.refilling;
+          any = any || l.tokens > 0 || l.inflight > 0;
           ++it;
         }
         if (!any) s->sweeping = false;

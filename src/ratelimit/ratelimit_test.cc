@@ -458,6 +458,52 @@ TEST_F(Leases, SlidingWindowsAreNeverLeased) {
   EXPECT_EQ(Shared::acquires.load(), 20);
 }
 
+// A shared backend that answers after a while, so that decisions overlap.
+class Slow final : public Backend {
+ public:
+  explicit Slow(Backend& to) : to_(to) {}
+  asio::awaitable<Result<Decision>> acquire(asio::any_io_executor ex, std::vector<Ask> asks) override {
+    asio::steady_timer t(ex, std::chrono::milliseconds(30));
+    co_await t.async_wait(asio::use_awaitable);
+    co_return co_await to_.acquire(ex, std::move(asks));
+  }
+  asio::awaitable<Status> adjust(asio::any_io_executor ex, std::vector<Ask> deltas) override {
+    co_return co_await to_.adjust(ex, std::move(deltas));
+  }
+  std::string name() const override { return "slow"; }
+
+ private:
+  Backend& to_;
+};
+
+TEST_F(Leases, WhatAnOverlappedDecisionTookGoesBackToItsOwnLimit) {
+  // A budget's lease is on its way when a decision with another limit on the same key resets
+  // it: what the first one took for its lease goes back to the counter as a counter, and once
+  // the replica is idle the counter shows exactly what the three decisions spent.
+  LeaseOptions o;
+  o.idle = std::chrono::milliseconds(50);
+  auto r = make_leasing_backend(std::make_unique<Slow>(*store_), o);
+  const Ask spend{Ask::Kind::kCounter, "{t:l7}:spend:d:20261207", 1'000'000, 0, 3600, 10};
+  ASSERT_TRUE(acquire(*r, {spend})->allowed);  // learns what is left
+  Ask bigger = spend;
+  bigger.limit = 2'000'000;
+  int done = 0, allowed = 0;
+  for (const Ask& a : std::vector<Ask>{spend, bigger})
+    asio::co_spawn(ioc_, [&, a]() -> asio::awaitable<void> {
+      std::vector<Ask> asks{a};
+      auto d = co_await r->acquire(ioc_.get_executor(), std::move(asks));
+      allowed += d && d->allowed;
+      ++done;
+    }, asio::detached);
+  ioc_.restart();
+  while (done < 2) ioc_.run_one();
+  EXPECT_EQ(allowed, 2);
+  idle(std::chrono::milliseconds(200));
+  Ask peek = spend;
+  peek.cost = 0;
+  EXPECT_EQ(left(peek), 1'000'000 - 30);
+}
+
 TEST_F(Leases, AChangedLimitIsNotDecidedFromAnOldLease) {
   auto r = replica();
   const Ask a = bucket("{t:l5}:rpm", 100'000, 1);

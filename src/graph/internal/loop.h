@@ -106,6 +106,15 @@ struct Loop {
     return o.durability == Durability::kAsync ? Durability::kAsync : Durability::kSync;
   }
 
+  // A subgraph's checkpoint namespace names the task that runs it, and task ids derive from the
+  // checkpoint they were planned from: a graph with subgraphs saves every checkpoint, so that a
+  // later attempt plans the same tasks and finds its subgraphs' saved progress.
+  bool runs_subgraphs() const {
+    for (const auto& n : g.nodes)
+      if (n.subgraph) return true;
+    return false;
+  }
+
   Status save(const std::string& source) {
     CheckpointMetadata m;
     m.source = source;
@@ -114,7 +123,7 @@ struct Loop {
     m.extra_json = o.checkpoint_metadata;
     md = m;
     if (!persistent()) return ok_status();
-    if ((o.durability == Durability::kExit && source == "loop") || step < o.first_saved_step) {
+    if ((o.durability == Durability::kExit && source == "loop") || (step < o.first_saved_step && !runs_subgraphs())) {
       dirty = true;
       return ok_status();
     }
