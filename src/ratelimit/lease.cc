@@ -290,15 +290,11 @@ class LeasingBackend final : public Backend {
     return a;
   }
 
-  // Starts the sweep if leases hold anything and it does not run. Caller holds the mutex.
+  // Starts the sweep if it does not run and there are leases (holding tokens or only what a
+  // shared decision said is left: those go too once idle). Caller holds the mutex.
   void want_sweep_locked(Later& later) { start_sweep_locked(*s_, later); }
   static void start_sweep_locked(State& s, Later& later) {
-    if (s.sweeping) return;
-    for (const auto& [key, l] : s.leases)
-      if (l.tokens > 0 || l.inflight > 0) {
-        s.sweeping = later.sweep = true;
-        return;
-      }
+    if (!s.sweeping && !s.leases.empty()) s.sweeping = later.sweep = true;
   }
 
   static void launch(const std::shared_ptr<State>& s, asio::any_io_executor ex, Later later) {
@@ -334,8 +330,8 @@ class LeasingBackend final : public Backend {
     launch(s, ex, std::move(later));
   }
 
-  // Every `idle`: leases not used for that long go back to the shared limit. Ends when no lease
-  // holds anything (what adds to a lease starts it again).
+  // Every `idle`: leases not used for that long go back to the shared limit and are forgotten.
+  // Ends when there are none (the next shared decision or settle starts it again).
   static asio::awaitable<void> sweep(std::shared_ptr<State> s, asio::any_io_executor ex) {
     asio::steady_timer t(ex);
     while (true) {
@@ -353,9 +349,9 @@ class LeasingBackend final : public Backend {
             it = s->leases.erase(it);
             continue;
           }
-          any = any || l.tokens > 0 || l.inflight > 0;
           ++it;
         }
+        any = !s->leases.empty();
         if (!any) s->sweeping = false;
       }
       launch(s, ex, std::move(later));
