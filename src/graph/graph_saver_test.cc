@@ -265,11 +265,12 @@ TEST_P(GraphOnSaver, FirstSavedStepLeavesOutEarlierCheckpointsUnlessTheRunStopsT
   child.channel("log", Reducer::kAppend).node("c", append("c")).edge(kStart, "c");
   StateGraph parent;
   parent.channel("log", Reducer::kAppend).subgraph("team", compile(child)).edge(kStart, "team");
+  auto with_sub = compile(parent);
   RunOptions sub = on_thread("fs-sub");
   sub.first_saved_step = 1;
-  r = compile(parent)->invoke(Input::of({{"log", Json::array()}}), sub, &saver);
+  r = with_sub->invoke(Input::of({{"log", Json::array()}}), sub, &saver);
   ASSERT_TRUE(r) << r.error().message;
-  auto all = compile(parent)->get_state_history(saver, {.thread_id = "fs-sub"});
+  auto all = with_sub->get_state_history(saver, {.thread_id = "fs-sub"});
   ASSERT_TRUE(all);
   ASSERT_GE(all->size(), 3u);
   EXPECT_EQ(all->back().metadata["step"], -1);
