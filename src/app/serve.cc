@@ -130,6 +130,7 @@ Wiring::~Wiring() {
   if (agents) agents->runs.set_local_worker(nullptr);
   if (worker) worker->stop();
   if (relay) relay->stop();
+  if (limits) limits->release();  // leases and settles back to the shared limits
   usage.reset();  // writes the usage records still queued
 }
 

@@ -275,6 +275,21 @@ class LeasingBackend final : public Backend {
     co_return co_await s_->inner->adjust(ex, std::move(pass));
   }
 
+  // Everything the replica holds goes back, then whatever the shared backend still has to send.
+  asio::awaitable<void> release(asio::any_io_executor ex) override {
+    std::vector<Ask> back;
+    {
+      std::lock_guard lock(s_->mu);
+      for (auto& [key, l] : s_->leases) {
+        if (l.tokens > 0) back.push_back(ask_on(key, l, -l.tokens));
+        l.tokens = 0;
+        l.target = 0;
+      }
+    }
+    if (!back.empty()) (void)co_await s_->inner->adjust(ex, std::move(back));
+    co_await s_->inner->release(ex);
+  }
+
   std::string name() const override { return s_->inner->name(); }
 
  private:

@@ -69,6 +69,9 @@ class Backend {
   virtual boost::asio::awaitable<Result<Decision>> acquire(boost::asio::any_io_executor ex, std::vector<Ask> asks) = 0;
   // Corrects earlier takes: positive deltas take more (may go below zero), negative give back.
   virtual boost::asio::awaitable<Status> adjust(boost::asio::any_io_executor ex, std::vector<Ask> deltas) = 0;
+  // Hands back what this replica holds or still owes the shared store (leases, settles not yet
+  // sent), when a server stops; waits until they are written. Default: nothing to do.
+  virtual boost::asio::awaitable<void> release(boost::asio::any_io_executor ex);
   virtual std::string name() const = 0;
 };
 

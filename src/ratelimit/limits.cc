@@ -2,6 +2,8 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <cmath>
 #include <date/tz.h>
@@ -415,6 +417,17 @@ store::Task<Admission> Limits::admit_model(store::Pool& pool, const TenantId& te
     a->reserved_cost = worst_cost;
   }
   co_return a;
+}
+
+void Limits::release(std::chrono::milliseconds deadline) {
+  asio::io_context ioc(1);
+  auto done = asio::co_spawn(ioc, backend_->release(ioc.get_executor()), asio::use_future);
+  const auto until = std::chrono::steady_clock::now() + deadline;
+  // Not run(): a Redis connection's reader keeps the loop busy for good.
+  while (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready && std::chrono::steady_clock::now() < until)
+    ioc.run_one_for(std::chrono::milliseconds(50));
+  if (done.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+    telemetry::log_warn("ratelimit_release_timeout", {{"backend", backend_->name()}});
 }
 
 void Limits::settle(asio::any_io_executor ex, const Admission& a, int64_t tokens, int64_t cost) {

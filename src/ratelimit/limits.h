@@ -109,6 +109,10 @@ class Limits {
                                      const std::string& upstream, bool api_request = false);
   // Corrects a model admission with the real counts (runs detached on `ex`).
   void settle(boost::asio::any_io_executor ex, const Admission& a, int64_t tokens, int64_t cost);
+  // For a server that stops, after its I/O threads: hands back the replica's leases and sends
+  // the settles still waiting (Backend::release), on a private event loop, for at most
+  // `deadline`.
+  void release(std::chrono::milliseconds deadline = std::chrono::milliseconds(2000));
   // A sandbox run, against sandbox_cpu_seconds_per_day (admitted when the tenant has no such
   // quota): admitted while some of the day's CPU time is left, and `remaining` says how much
   // (ms; the run's CPU limit is capped to it). Settle with settle(ex, a, cpu_ms_used, 0).

@@ -159,6 +159,8 @@ double WindowMath::wait_s(double limit, double cost, double cur, double prev, do
   return ((1 - f) + g) * window_s;
 }
 
+boost::asio::awaitable<void> Backend::release(boost::asio::any_io_executor) { co_return; }
+
 std::unique_ptr<Backend> make_local_backend() { return std::make_unique<LocalBackend>(); }
 
 }  // namespace ap::ratelimit

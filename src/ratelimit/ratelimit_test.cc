@@ -504,6 +504,48 @@ TEST_F(Leases, WhatAnOverlappedDecisionTookGoesBackToItsOwnLimit) {
   EXPECT_EQ(left(peek), 1'000'000 - 30);
 }
 
+TEST_F(Leases, ReleaseHandsBackWhatTheReplicaHolds) {
+  // A server that stops gives its leases back at once (a budget's would otherwise stay spent
+  // until its period ends).
+  auto r = replica();
+  const Ask spend{Ask::Kind::kCounter, "{t:l8}:spend:d:20261207", 1'000'000, 0, 3600, 10};
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(acquire(*r, {spend})->allowed);
+  Ask peek = spend;
+  peek.cost = 0;
+  EXPECT_LT(left(peek), 1'000'000 - 30);
+  run(ioc_, r->release(ioc_.get_executor()));
+  EXPECT_EQ(left(peek), 1'000'000 - 30);
+}
+
+TEST(RedisLeases, ReleaseWritesLeasesAndSettlesBeforeItReturns) {
+  // Over Redis: what a replica holds and the settles it has not sent yet are in Redis when
+  // release returns; Limits::release does it on its own event loop, as a stopping server does.
+  ASSERT_TRUE(redis().up()) << "redis-server is required (scripts/install-deps.sh installs it)";
+  RedisOptions o;
+  o.port = std::to_string(redis().port());
+  o.timeout = std::chrono::milliseconds(2000);
+  asio::io_context ioc;
+  auto leased = make_leasing_backend(make_redis_backend(o));
+  Backend* b = leased.get();
+  Limits limits(std::move(leased), {});
+  const std::string tag = "{t:rl-" + std::to_string(getpid()) + "}:";
+  const Ask spend{Ask::Kind::kCounter, tag + "spend:d:20261207", 1'000'000, 0, 3600, 10};
+  const Ask tpm{Ask::Kind::kBucket, tag + "tpm", 1'000'000'000, 1e-6, 0, 1000};
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(run(ioc, b->acquire(ioc.get_executor(), {spend, tpm}))->allowed);
+  Ask refund = spend;
+  refund.cost = 5'000;  // more than the lease holds: goes to Redis as a settle
+  ASSERT_TRUE(run(ioc, b->adjust(ioc.get_executor(), {refund})));
+  limits.release();
+  auto raw = make_redis_backend(o);
+  Ask peek = spend, peek_tpm = tpm;
+  peek.cost = 0;
+  peek_tpm.cost = 0;
+  auto d = run(ioc, raw->acquire(ioc.get_executor(), {peek, peek_tpm}));
+  ASSERT_TRUE(d) << d.error().message;
+  EXPECT_EQ(d->verdicts[0].remaining, 1'000'000 - 30 - 5'000);
+  EXPECT_EQ(d->verdicts[1].remaining, 1'000'000'000 - 3'000);
+}
+
 TEST_F(Leases, AChangedLimitIsNotDecidedFromAnOldLease) {
   auto r = replica();
   const Ask a = bucket("{t:l5}:rpm", 100'000, 1);

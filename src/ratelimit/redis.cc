@@ -493,6 +493,18 @@ class RedisBackend final : public Backend {
     co_return Status{};
   }
 
+  // The corrections still waiting go now, one batch after another, each awaited.
+  asio::awaitable<void> release(asio::any_io_executor ex) override {
+    while (true) {
+      auto batches = take_corrections(ex, std::string());
+      if (batches.empty()) co_return;
+      for (auto& q : batches) {
+        std::vector<std::shared_ptr<Queued>> one{std::move(q)};
+        co_await send_batch(ex, std::move(one));
+      }
+    }
+  }
+
   std::string name() const override { return "redis"; }
 
  private:
