@@ -1,5 +1,5 @@
 // Leases over a shared backend (limiter.h, make_leasing_backend). The state is one mutex-guarded
-// map of leases by bucket key, shared by all server shards; refills and returns are sent through
+// map of leases by limit key, shared by all server shards; refills and returns are sent through
 // the inner backend from the executor of the decision that caused them.
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
