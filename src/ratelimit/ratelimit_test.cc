@@ -584,6 +584,9 @@ TEST(Redis, ParsesUrls) {
   EXPECT_EQ(cluster->db, 0);
   EXPECT_TRUE(cluster->slot_batches);
   EXPECT_EQ(cluster->timeout, std::chrono::milliseconds(50));
+  EXPECT_TRUE(parse_redis_url("redis://h")->leases);
+  EXPECT_FALSE(parse_redis_url("redis://h?leases=false")->leases);
+  EXPECT_FALSE(parse_redis_url("redis://h?leases=maybe"));
   EXPECT_FALSE(parse_redis_url("redis://h?slot_batches=yes"));
   EXPECT_FALSE(parse_redis_url("redis://h?timeout_ms=0"));
   auto unknown = parse_redis_url("redis://h?tls=1");
