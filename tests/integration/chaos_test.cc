@@ -72,7 +72,6 @@ TEST(Chaos, RunsSurviveKilledWorkersWithoutRunningFinishedTasksTwice) {
   TestServer api(2, std::chrono::seconds(30), {}, "api");
   auto t = api.make_tenant("chaos");
   ASSERT_EQ(api.call("PUT", "/v1/graphs/rounds", t.key, kGraph.dump()).status, 201);
-  Workers workers(Database::get().temp_dir());
 
   json items = json::array();
   for (int i = 0; i < kItems; ++i) items.push_back(i);
@@ -88,11 +87,21 @@ TEST(Chaos, RunsSurviveKilledWorkersWithoutRunningFinishedTasksTwice) {
 
   auto su = store::SyncConn::connect(Database::get().superuser_url());
   ASSERT_TRUE(su);
-  auto active = [&] {
-    auto r = (*su)->exec("SELECT count(*) FROM agentplane.runs WHERE tenant_id = $1 AND status IN ('pending', 'running')",
+  auto count = [&](const char* statuses) {
+    auto r = (*su)->exec(std::string("SELECT count(*) FROM agentplane.runs WHERE tenant_id = $1 AND status IN (") +
+                             statuses + ")",
                          {t.id});
     return r ? std::stoi(std::string(r->get(0, 0))) : -1;
   };
+  auto active = [&] { return count("'pending', 'running'"); };
+
+  // The workers start only once all runs are queued (a fast machine would otherwise finish them
+  // while they are being created), and the chaos starts once they have begun.
+  ASSERT_EQ(count("'pending'"), kRuns);
+  Workers workers(Database::get().temp_dir());
+  const auto started_by = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (count("'running', 'success'") == 0 && std::chrono::steady_clock::now() < started_by)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   // Kill a worker at random moments (150-450 ms apart) while runs remain, for at most 3 minutes.
   std::mt19937 rng(42);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(3);
