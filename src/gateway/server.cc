@@ -482,8 +482,7 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
   std::vector<Header> limit_headers;
   if (route->auth == AuthMode::kTenant && services.models && services.models->limits && !route->health &&
       !route->admits_itself) {
-    const std::string key_id = ctx.principal.key.is_nil() ? std::string() : ctx.principal.key.to_string();
-    auto a = co_await services.models->limits->admit_request(*shard.pool, ctx.tenant(), key_id);
+    auto a = co_await services.models->limits->admit_request(*shard.pool, ctx.tenant());
     if (a) {
       for (auto& [k, v] : a->headers) limit_headers.push_back({k, v});
       if (!a->allowed) {

@@ -346,7 +346,7 @@ store::Task<Admission> Limits::decide(std::vector<Ask> asks, std::vector<std::st
   co_return a;
 }
 
-store::Task<Admission> Limits::admit_request(store::Pool& pool, const TenantId& tenant, const std::string& key_id) {
+store::Task<Admission> Limits::admit_request(store::Pool& pool, const TenantId& tenant) {
   AP_CO_ASSIGN_OR_RETURN(auto l, co_await of(pool, tenant));
   std::vector<Ask> asks;
   std::vector<std::string> names;

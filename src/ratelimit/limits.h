@@ -98,8 +98,8 @@ class Limits {
   // Limits with current usage per limit (GET /v1/limits).
   store::Task<std::string> status_json(store::Pool& pool, const TenantId& tenant);
 
-  // One API request of the tenant (and key).
-  store::Task<Admission> admit_request(store::Pool& pool, const TenantId& tenant, const std::string& key_id);
+  // One API request of the tenant (per-key limits are on model calls: admit_model).
+  store::Task<Admission> admit_request(store::Pool& pool, const TenantId& tenant);
   // A model call: `tokens` an upper bound of prompt + completion tokens, `worst_cost` its price.
   // `upstream` names the upstream credential (tenant/credential) for the per-upstream-key limit.
   // `api_request`: also takes one from the API request limit (the gateway's model endpoints:

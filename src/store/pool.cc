@@ -1,5 +1,7 @@
 #include "store/pool.h"
 
+#include <algorithm>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -94,7 +96,7 @@ void Pool::release(std::unique_ptr<Conn> conn) {
   idle_.push_back(std::move(conn));
 }
 
-Task<Pool::Lease> Pool::acquire() {
+Task<Pool::Lease> Pool::acquire(Priority priority) {
   auto deadline = std::chrono::steady_clock::now() + options_.acquire_timeout;
   for (;;) {
     if (closed_) co_return Error::unavailable("the server is shutting down");
@@ -123,7 +125,13 @@ Task<Pool::Lease> Pool::acquire() {
     }
     auto w = std::make_shared<Waiter>(ex_);
     w->timer.expires_at(deadline);
-    waiters_.push_back(w);
+    w->first = priority == Priority::kFirst;
+    if (w->first) {
+      auto after = std::find_if(waiters_.begin(), waiters_.end(), [](const auto& o) { return !o->first; });
+      waiters_.insert(after, w);
+    } else {
+      waiters_.push_back(w);
+    }
     co_await w->timer.async_wait(asio::as_tuple(asio::use_awaitable));
     if (w->conn) {
       // Handed over by release(): healthy, but possibly left inside a transaction.

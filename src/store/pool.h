@@ -44,9 +44,13 @@ class Pool {
   Pool(asio::any_io_executor ex, PoolOptions options);
   ~Pool();
 
+  // Who is served first when all connections are in use: work that keeps other work alive (a
+  // worker renewing its runs' leases) must not queue behind the work it protects.
+  enum class Priority { kNormal, kFirst };
+
   // A healthy connection with no transaction open. Unavailable if none can be made, or if none
   // is free within the acquire timeout.
-  Task<Lease> acquire();
+  Task<Lease> acquire(Priority priority = Priority::kNormal);
 
   asio::any_io_executor executor() const { return ex_; }
   // Drops idle connections; connections returned later are closed instead of pooled. Call
@@ -67,12 +71,14 @@ class Pool {
   PoolOptions options_;
   std::vector<std::unique_ptr<Conn>> idle_;
   // Waiters are served in order: a released connection goes straight to the first one, so a
-  // newcomer can never barge ahead of a caller that has been waiting.
+  // newcomer can never barge ahead of a caller that has been waiting (except a kFirst one, which
+  // queues behind earlier kFirst waiters only).
   struct Waiter {
     explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
     asio::steady_timer timer;
     std::unique_ptr<Conn> conn;
     bool slot_freed = false;  // a connection was dropped: the waiter may open a new one
+    bool first = false;       // Priority::kFirst
   };
   std::deque<std::shared_ptr<Waiter>> waiters_;
   size_t open_ = 0;  // idle + leased + connecting

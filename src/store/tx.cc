@@ -15,8 +15,8 @@ Task<Tx> Tx::begin(Pool& pool, const TenantId& tenant) {
   co_return Tx(std::move(lease), tenant);
 }
 
-Task<Tx> Tx::begin_platform(Pool& pool) {
-  AP_CO_ASSIGN_OR_RETURN(auto lease, co_await pool.acquire());
+Task<Tx> Tx::begin_platform(Pool& pool, Pool::Priority priority) {
+  AP_CO_ASSIGN_OR_RETURN(auto lease, co_await pool.acquire(priority));
   co_return Tx(std::move(lease), std::nullopt);
 }
 
@@ -83,8 +83,8 @@ Task<Rows> tenant_query(Pool& pool, const TenantId& tenant, std::string_view sql
   co_return co_await tx.exec_and_commit(sql, std::move(params));
 }
 
-Task<Rows> platform_query(Pool& pool, std::string_view sql, std::vector<Param> params) {
-  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await Tx::begin_platform(pool));
+Task<Rows> platform_query(Pool& pool, std::string_view sql, std::vector<Param> params, Pool::Priority priority) {
+  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await Tx::begin_platform(pool, priority));
   co_return co_await tx.exec_and_commit(sql, std::move(params));
 }
 

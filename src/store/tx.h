@@ -19,7 +19,7 @@ class Tx {
   static Task<Tx> begin(Pool& pool, const TenantId& tenant);
   // Begins a unit of platform work with no tenant set: tenant tables show nothing; only the
   // platform's SECURITY DEFINER functions cross tenants.
-  static Task<Tx> begin_platform(Pool& pool);
+  static Task<Tx> begin_platform(Pool& pool, Pool::Priority priority = Pool::Priority::kNormal);
 
   Tx(Tx&&) = default;
   Tx& operator=(Tx&&) = default;
@@ -51,6 +51,7 @@ class Tx {
 Task<Rows> tenant_query(Pool& pool, const TenantId& tenant, std::string_view sql,
                         std::vector<Param> params = {});
 // One statement as platform work (no tenant set), in one round trip.
-Task<Rows> platform_query(Pool& pool, std::string_view sql, std::vector<Param> params = {});
+Task<Rows> platform_query(Pool& pool, std::string_view sql, std::vector<Param> params = {},
+                          Pool::Priority priority = Pool::Priority::kNormal);
 
 }  // namespace ap::store

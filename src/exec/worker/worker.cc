@@ -344,8 +344,10 @@ asio::awaitable<void> Worker::Impl::renew_loop() {
     std::string ids = "{";
     for (const auto& [id, _] : running) ids += (ids.size() > 1 ? "," : "") + id.to_string();
     ids += "}";
+    // First in line for a connection: the runs' own queries must not make them lose their leases.
     auto rows = co_await store::platform_query(*pool, "SELECT run_id, cancel FROM renew_leases($1, $2::uuid[], $3::int)",
-                                               store::params(o.id, ids, std::to_string(o.lease.count())));
+                                               store::params(o.id, ids, std::to_string(o.lease.count())),
+                                               store::Pool::Priority::kFirst);
     if (!rows) continue;
     std::unordered_map<Uuid, std::string, UuidHash> held;
     for (int i = 0; i < rows->size(); ++i) held[*Uuid::parse(rows->get(i, 0))] = rows->is_null(i, 1) ? "" : std::string(rows->get(i, 1));

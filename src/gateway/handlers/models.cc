@@ -556,10 +556,7 @@ Task chat(RequestContext& ctx, Family family) {
   bool api_counted = false;
   auto r = co_await chat_admitted(ctx, family, &api_counted);
   auto* models = ctx.services.models;
-  if (!api_counted && models && models->limits) {
-    const std::string key_id = ctx.principal.key.is_nil() ? std::string() : ctx.principal.key.to_string();
-    (void)co_await models->limits->admit_request(ctx.pool, ctx.tenant(), key_id);
-  }
+  if (!api_counted && models && models->limits) (void)co_await models->limits->admit_request(ctx.pool, ctx.tenant());
   co_return r;
 }
 
