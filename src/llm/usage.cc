@@ -27,9 +27,12 @@ namespace {
 // One statement per tenant and flush: the records, and the hourly rollups the writer summed
 // itself, each column as one array (no JSON for PostgreSQL to parse). The rollup upserts run
 // one per (hour, model, key) group in key order: concurrent writers on other replicas lock rows
-// in the same order, so they wait for each other but never deadlock.
+// in the same order, so they wait for each other but never deadlock. The tenant is checked once
+// for the whole statement (not per row by a foreign key: migration 0019): the records of a
+// tenant deleted meanwhile are dropped, and the statement returns whether it was live.
 constexpr const char* kWrite = R"(
-WITH ins AS (
+WITH live AS (SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1::uuid AND deleted_at IS NULL) AS yes),
+ins AS (
   INSERT INTO usage_records (tenant_id, id, created_at, source, request_id, key_id, thread_id, run_id, model, provider,
     upstream_model, prompt_tokens, cached_tokens, cache_creation_tokens, completion_tokens, reasoning_tokens,
     cost_micro_usd, price_version, unpriced, estimated, ttft_ms, duration_ms, status, streamed, disconnected)
@@ -37,19 +40,22 @@ WITH ins AS (
     $8::uuid[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
     $16::bigint[], $17::bigint[], $18::text[], $19::boolean[], $20::boolean[], $21::float8[], $22::float8[],
     $23::int[], $24::boolean[], $25::boolean[])
-  ON CONFLICT DO NOTHING)
-INSERT INTO usage_hourly AS h (tenant_id, hour, model, key_id, requests, prompt_tokens, cached_tokens,
-  completion_tokens, reasoning_tokens, cost_micro_usd, unpriced_requests)
-SELECT $1::uuid, * FROM unnest($26::timestamptz[], $27::text[], $28::text[], $29::bigint[], $30::bigint[],
-  $31::bigint[], $32::bigint[], $33::bigint[], $34::bigint[], $35::bigint[])
-ORDER BY 2, 3, 4
-ON CONFLICT (tenant_id, hour, model, key_id) DO UPDATE SET
-  requests = h.requests + excluded.requests, prompt_tokens = h.prompt_tokens + excluded.prompt_tokens,
-  cached_tokens = h.cached_tokens + excluded.cached_tokens,
-  completion_tokens = h.completion_tokens + excluded.completion_tokens,
-  reasoning_tokens = h.reasoning_tokens + excluded.reasoning_tokens,
-  cost_micro_usd = h.cost_micro_usd + excluded.cost_micro_usd,
-  unpriced_requests = h.unpriced_requests + excluded.unpriced_requests)";
+  WHERE (SELECT yes FROM live)),
+up AS (
+  INSERT INTO usage_hourly AS h (tenant_id, hour, model, key_id, requests, prompt_tokens, cached_tokens,
+    completion_tokens, reasoning_tokens, cost_micro_usd, unpriced_requests)
+  SELECT $1::uuid, * FROM unnest($26::timestamptz[], $27::text[], $28::text[], $29::bigint[], $30::bigint[],
+    $31::bigint[], $32::bigint[], $33::bigint[], $34::bigint[], $35::bigint[])
+  WHERE (SELECT yes FROM live)
+  ORDER BY 2, 3, 4
+  ON CONFLICT (tenant_id, hour, model, key_id) DO UPDATE SET
+    requests = h.requests + excluded.requests, prompt_tokens = h.prompt_tokens + excluded.prompt_tokens,
+    cached_tokens = h.cached_tokens + excluded.cached_tokens,
+    completion_tokens = h.completion_tokens + excluded.completion_tokens,
+    reasoning_tokens = h.reasoning_tokens + excluded.reasoning_tokens,
+    cost_micro_usd = h.cost_micro_usd + excluded.cost_micro_usd,
+    unpriced_requests = h.unpriced_requests + excluded.unpriced_requests)
+SELECT yes FROM live)";
 
 // PostgreSQL's text form of one array column, built element by element.
 class Column {
@@ -197,25 +203,27 @@ struct UsageRecorder::Impl {
     for (const auto& r : batch) by_tenant[r.tenant.to_string()].push_back(&r);
     for (const auto& [tenant, recs] : by_tenant) {
       auto params = write_params(recs.front()->tenant, recs);  // (g++ 12: no temporaries in co_await calls)
-      Status st = co_await write_tenant(recs.front()->tenant, std::move(params));
+      auto live = co_await write_tenant(recs.front()->tenant, std::move(params));
       std::lock_guard lock(mu);
-      if (st) {
+      if (live && *live) {
         written += recs.size();
         written_c.inc(static_cast<double>(recs.size()));
       } else {
         dropped_c.inc(static_cast<double>(recs.size()));
+        const std::string why = live ? "the tenant is deleted" : live.error().message;
         telemetry::log_warn("usage_write_failed", {{"tenant_id", tenant}, {"records", std::to_string(recs.size())},
-                                                   {"error", st.error().message}});
+                                                   {"error", why}});
       }
       settled_total += recs.size();
     }
     cv.notify_all();
   }
 
-  store::Task<void> write_tenant(const TenantId& tenant, std::vector<store::Param> params) {
+  // Whether the tenant was live (its records written) or deleted (its records dropped).
+  store::Task<bool> write_tenant(const TenantId& tenant, std::vector<store::Param> params) {
     AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, tenant));
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(kWrite, std::move(params)));
-    co_return Status{};
+    AP_CO_ASSIGN_OR_RETURN(auto rows, co_await tx.exec_and_commit(kWrite, std::move(params)));
+    co_return rows.size() == 1 && rows.get(0, 0) == "t";
   }
 };
 

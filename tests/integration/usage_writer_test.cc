@@ -124,5 +124,31 @@ TEST(UsageWriter, RecordsKeepEveryFieldAndRollupsSumByHourModelAndKey) {
   EXPECT_EQ(row(2), "11|gpt|" + key.to_string() + "|1|100|0|0|9|100|1");
 }
 
+TEST(UsageWriter, RecordsOfADeletedTenantAreDroppedAndOtherTenantsStillWritten) {
+  auto su = std::move(*store::SyncConn::connect(Database::get().superuser_url()));
+  const TenantId live(Uuid::random_v4()), gone(Uuid::random_v4()), never(Uuid::random_v4());
+  ASSERT_TRUE(su->exec("INSERT INTO agentplane.tenants (id, name) VALUES ($1, 'usage-live')", {live.to_string()}));
+  ASSERT_TRUE(su->exec("INSERT INTO agentplane.tenants (id, name, deleted_at, audit_retain_until) "
+                       "VALUES ($1, 'usage-gone', now(), now() + interval '1 day')",
+                       {gone.to_string()}));
+  UsageRecorder::Options o;
+  o.conninfo = Database::get().app_url();
+  o.flush_every = std::chrono::milliseconds(20);
+  UsageRecorder w(o);
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(system_clock::now().time_since_epoch()).count();
+  w.record(record(gone, at(now_s), "m", 1, 1));
+  w.record(record(never, at(now_s), "m", 1, 1));  // no such tenant at all
+  w.record(record(live, at(now_s), "m", 1, 1));
+  w.flush();
+  EXPECT_EQ(w.written(), 1u);
+  for (const TenantId* t : {&live, &gone, &never}) {
+    auto n = su->exec("SELECT (SELECT count(*) FROM agentplane.usage_records WHERE tenant_id = $1) + "
+                      "(SELECT count(*) FROM agentplane.usage_hourly WHERE tenant_id = $1)",
+                      {t->to_string()});
+    ASSERT_TRUE(n);
+    EXPECT_EQ(n->get(0, 0), t == &live ? "2" : "0") << t->to_string();
+  }
+}
+
 }  // namespace
 }  // namespace ap::llm
