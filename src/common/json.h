@@ -14,4 +14,10 @@ using Json = nlohmann::json;
 // Parses `text`; InvalidArgument naming the problem ("malformed JSON body") on bad input.
 Result<Json> parse_json(std::string_view text);
 
+// The value of the top-level object member `name` in `text`, without building the rest of the
+// document (a completion's choices can be large, and only its usage is wanted); parsing stops
+// once the member is read. Null when `text` is not an object, has no such member, or is
+// malformed before the member ends.
+Json top_level_member(std::string_view text, std::string_view name);
+
 }  // namespace ap

@@ -80,6 +80,21 @@ test('chat.completions (JSON) goes upstream with the tenant\'s key injected', as
   assert.equal(last.body.model, 'gpt-4o-mini');                          // the route's upstream model
 });
 
+test('a request that needs no change goes upstream byte for byte', async () => {
+  const r = await api('PUT', '/v1/model-routes/gpt-4o-mini', KEY_A, { provider: 'openai', upstream_model: 'gpt-4o-mini',
+    base_url: mock.url + '/v1', credential: 'openai-key' });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  // Our own spacing, key order and number forms: a re-serialisation would change them.
+  const sent = '{ "messages" : [{"role":"user","content":"Say hello"}], "temperature": 1.50, "model":"gpt-4o-mini", "user":"\u00e9" }';
+  const res = await fetch(URL_ + '/v1/chat/completions', { method: 'POST', headers: { 'x-api-key': KEY_A, 'content-type': 'application/json' }, body: sent });
+  assert.equal(res.status, 200);
+  assert.equal((await res.json()).usage.total_tokens, 17);
+  const last = (await (await fetch(mock.url + '/_last')).json()).last;
+  assert.equal(last.raw, sent);
+  assert.equal(last.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+  await api('DELETE', '/v1/model-routes/gpt-4o-mini', KEY_A);
+});
+
 test('chat.completions streams chunk by chunk; usage only when asked', async () => {
   const s = await openai().chat.completions.create({ model: 'gpt-mock', stream: true, messages: [{ role: 'user', content: 'hi' }] });
   let text = '';

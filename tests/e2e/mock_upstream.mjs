@@ -18,7 +18,7 @@ export async function startMock(key) {
       state.requests++;
       let json = {};
       try { json = JSON.parse(body || '{}'); } catch { /* answered below */ }
-      state.last = { url: req.url, headers: req.headers, body: json };
+      state.last = { url: req.url, headers: req.headers, body: json, raw: body };
       if (req.url === '/v1/chat/completions') return openai(req, res, json);
       if (req.url === '/v1/messages') return anthropic(req, res, json);
       res.writeHead(404, { 'content-type': 'application/json' });

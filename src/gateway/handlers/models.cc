@@ -11,6 +11,7 @@
 
 #include "auth/records.h"
 #include "common/clock.h"
+#include "common/json.h"
 #include "gateway/cost_meter.h"
 #include "gateway/errors.h"
 #include "gateway/handlers/audit_context.h"
@@ -364,13 +365,20 @@ Task serve_scripted(std::shared_ptr<CallInfo> call, Family family, const json& b
 
 Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, json body, bool stream, SecretString key) {
   const auto& route = *call->route;
-  body["model"] = route.upstream_model;
+  // The client's own bytes go upstream unless something in them must change: no second
+  // serialisation on the common path.
+  bool rewrite = false;
+  if (body["model"] != route.upstream_model) {
+    body["model"] = route.upstream_model;
+    rewrite = true;
+  }
   bool drop_usage_chunk = false;
   if (family == Family::kOpenAi && stream) {
     if (!body.contains("stream_options") || !body["stream_options"].is_object()) body["stream_options"] = json::object();
     if (!body["stream_options"].value("include_usage", false)) {
       body["stream_options"]["include_usage"] = true;  // we need the counts; the client did not ask
       drop_usage_chunk = true;
+      rewrite = true;
     }
   }
   llm::UpstreamRequest req;
@@ -389,7 +397,7 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, j
     req.headers.emplace_back("anthropic-version", v.empty() ? "2023-06-01" : std::string(v));
     if (auto beta = ctx.request.header("anthropic-beta"); !beta.empty()) req.headers.emplace_back("anthropic-beta", std::string(beta));
   }
-  req.body = body.dump();
+  req.body = rewrite ? body.dump() : ctx.request.body;
   auto sent = co_await ctx.http->send(std::move(req));
   if (!sent) {
     call->record({}, 502, stream, false);
@@ -409,10 +417,10 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, j
     call->mark_first_byte();
     llm::Usage usage;
     if (up->status() == 200) {
-      auto j = json::parse(*all, nullptr, false);
-      if (!j.is_discarded() && j.contains("usage") && j["usage"].is_object()) {
-        if (family == Family::kOpenAi) usage = openai_usage(j["usage"]);
-        else anthropic_usage(j["usage"], usage, true);
+      const json u = top_level_member(*all, "usage");  // (not the whole completion)
+      if (u.is_object()) {
+        if (family == Family::kOpenAi) usage = openai_usage(u);
+        else anthropic_usage(u, usage, true);
       }
     }
     call->record(usage, up->status(), false, false);
