@@ -9,6 +9,7 @@
 #include "control/assistants.h"
 #include "control/run_hub.h"
 #include "store/tx.h"
+#include "telemetry/log.h"
 
 namespace ap::control {
 namespace {
@@ -106,6 +107,17 @@ Result<Json> kwargs_of(const Json& body, const std::string& run_id, const std::s
   if (body.contains("webhook") && !body["webhook"].is_null())
     return Error::unimplemented("webhooks are not supported yet");
   return k;
+}
+
+// Wakes the workers (LISTEN agentplane_runs) for a run left pending, once it is committed, in a
+// transaction of its own that does not wait for its WAL flush. NOTIFY serialises the commits
+// of the transactions that send one (a lock held until after each one's flush): inside the
+// run's own durable commit it made every queued run wait for the previous one's flush (most of
+// the backends waited on it at 100 connections). A lost wake-up costs the worker's 1 s poll.
+boost::asio::awaitable<void> wake_workers(store::Pool& pool) {
+  auto r = co_await store::platform_query(
+      pool, "SELECT set_config('synchronous_commit', 'off', true), pg_notify('agentplane_runs', '')");
+  if (!r) telemetry::log_warn("run_wake_failed", {{"error", r.error().message}});
 }
 
 }  // namespace
@@ -256,6 +268,10 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
                       store::params(tenant, tid, thread_md.dump())});
   AP_CO_ASSIGN_OR_RETURN(auto written, co_await tx.exec_all(std::move(writes), true));
   store::Rows rows = written[0];
+  if (rows.get(0, 1) == "pending") {
+    { store::Tx done = std::move(tx); }  // its connection back first: the wake-up takes one
+    co_await wake_workers(*s.pool);
+  }
   if (reserved.worker && rows.get(0, 1) == "running") {
     LocalWorker::Start start{s.tenant, run_id, thread, kwargs, run_md,
                              rows.is_null(0, 2) ? std::string() : std::string(rows.get(0, 2)),

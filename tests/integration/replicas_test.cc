@@ -76,6 +76,26 @@ TEST_F(Replicas, WaitAnswersWhenTheRunEndsOnAnotherReplica) {
   EXPECT_EQ(stateless["count"], 13);
 }
 
+// A run queued on the API replica wakes the worker replica by NOTIFY (sent after the run's
+// commit: src/control/runs.cc, wake_workers), so it is claimed at once. Were the NOTIFY lost,
+// each run would wait for the worker's next poll (every second): five in a row all claimed
+// within 250 ms would then have about one chance in a thousand.
+TEST_F(Replicas, AQueuedRunWakesTheWorkerReplicaAtOnce) {
+  auto claimed_within = [](const std::string& le) {
+    auto m = worker->call("GET", "/metrics");
+    const std::string name = "agentplane_run_pickup_seconds_bucket{le=\"" + le + "\"} ";
+    const size_t at = m.body.find(name);
+    return at == std::string::npos ? 0.0 : std::stod(m.body.substr(at + name.size()));
+  };
+  const double quick0 = claimed_within("0.25"), all0 = claimed_within("+Inf");
+  for (int i = 0; i < 5; ++i) {
+    auto out = post("/runs/wait", {{"assistant_id", "linear"}, {"input", {{"count", i}}}});
+    EXPECT_EQ(out["count"], i + 3);
+  }
+  EXPECT_EQ(claimed_within("+Inf") - all0, 5);
+  EXPECT_EQ(claimed_within("0.25") - quick0, 5);
+}
+
 TEST_F(Replicas, StreamCarriesEveryEventFromTheWorkerReplica) {
   std::string th = new_thread();
   auto r = api->call("POST", "/threads/" + th + "/runs/stream", t->key,
