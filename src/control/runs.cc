@@ -109,14 +109,12 @@ Result<Json> kwargs_of(const Json& body, const std::string& run_id, const std::s
   return k;
 }
 
-// Wakes the workers (LISTEN agentplane_runs) for a run left pending, once it is committed, in a
-// transaction of its own that does not wait for its WAL flush. NOTIFY serialises the commits
-// of the transactions that send one (a lock held until after each one's flush): inside the
-// run's own durable commit it made every queued run wait for the previous one's flush (most of
-// the backends waited on it at 100 connections). A lost wake-up costs the worker's 1 s poll.
+// Wakes the workers (LISTEN agentplane_runs) for a run left pending, once it is committed
+// (store::notify_after_commit: inside the run's own commit, NOTIFY made queued runs commit one
+// at a time, through each one's WAL flush). A lost wake-up costs the workers' 1 s poll.
 boost::asio::awaitable<void> wake_workers(store::Pool& pool) {
-  auto r = co_await store::platform_query(
-      pool, "SELECT set_config('synchronous_commit', 'off', true), pg_notify('agentplane_runs', '')");
+  std::vector<std::string> one(1);  // (g++ 12: no temporaries in co_await calls)
+  auto r = co_await store::notify_after_commit(pool, "agentplane_runs", std::move(one));
   if (!r) telemetry::log_warn("run_wake_failed", {{"error", r.error().message}});
 }
 

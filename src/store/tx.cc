@@ -88,4 +88,10 @@ Task<Rows> platform_query(Pool& pool, std::string_view sql, std::vector<Param> p
   co_return co_await tx.exec_and_commit(sql, std::move(params));
 }
 
+Task<Rows> notify_after_commit(Pool& pool, std::string_view channel, std::vector<std::string> payloads) {
+  co_return co_await platform_query(
+      pool, "SELECT set_config('synchronous_commit', 'off', true), pg_notify($1, p) FROM unnest($2::text[]) AS p",
+      params(std::string(channel), text_array(payloads)));
+}
+
 }  // namespace ap::store

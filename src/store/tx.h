@@ -53,5 +53,11 @@ Task<Rows> tenant_query(Pool& pool, const TenantId& tenant, std::string_view sql
 // One statement as platform work (no tenant set), in one round trip.
 Task<Rows> platform_query(Pool& pool, std::string_view sql, std::vector<Param> params = {},
                           Pool::Priority priority = Pool::Priority::kNormal);
+// NOTIFY `channel` once per payload, in a transaction of its own that does not wait for its WAL
+// flush. Send it after the commit of what it announces: a NOTIFY inside a durable transaction
+// holds a database-wide lock through that transaction's flush, so every transaction that
+// notifies commits one at a time. (A lost notification is as if never sent: listeners must
+// also poll.)
+Task<Rows> notify_after_commit(Pool& pool, std::string_view channel, std::vector<std::string> payloads);
 
 }  // namespace ap::store

@@ -117,7 +117,12 @@ struct Worker::Impl {
   // Appends the events after `slot.written` to the run's log (and tells the replicas); `end`
   // with the run's end. Returns the last id appended (`slot.written` when none); the caller
   // moves `slot.written` once its transaction committed.
-  asio::awaitable<Result<int64_t>> append_events(store::Tx& tx, const Claim& c, const Slot& slot, bool end);
+  // Adds the run's new events to `tx` (all of them when `end`); the NOTIFY that announces them,
+  // to send once `tx` is committed, goes to `wake`.
+  asio::awaitable<Result<int64_t>> append_events(store::Tx& tx, const Claim& c, const Slot& slot, bool end,
+                                                 std::vector<std::string>& wake);
+  // Sends `wake` (store::notify_after_commit); a failure only delays the listeners to their poll.
+  asio::awaitable<void> announce(std::vector<std::string> wake);
 };
 
 // The API's side of this worker (control::LocalWorker): slots are reserved from any thread;
@@ -202,31 +207,41 @@ asio::awaitable<void> Worker::Impl::flush_loop() {
   }
 }
 
-// One transaction per run with news: its new events and one NOTIFY. Events published meanwhile
-// wait for the next round, so a busy run's events go out in batches.
+// One transaction per run with news: its new events. Events published meanwhile wait for the
+// next round, so a busy run's events go out in batches. Then one NOTIFY per run, all sent
+// together once those transactions are committed.
 asio::awaitable<void> Worker::Impl::flush_events() {
   std::vector<std::pair<Uuid, std::shared_ptr<Slot>>> slots;
   for (const auto& [id, slot] : running)
     if (slot->log_events) slots.emplace_back(id, slot);
+  std::vector<std::string> wake;
   for (auto& [id, slot] : slots) {
     auto tx = co_await store::Tx::begin(*pool, slot->tenant);
     if (!tx) continue;
     Claim c{slot->tenant, id, {}, 0};
-    auto last = co_await append_events(*tx, c, *slot, false);
+    std::vector<std::string> announces;
+    auto last = co_await append_events(*tx, c, *slot, false, announces);
     Status st = last ? co_await tx->commit() : Status(last.error());
     if (!st) {
       telemetry::log_warn("run_events_write_failed", {{"run_id", id.to_string()}, {"error", st.error().message}});
       continue;
     }
+    wake.insert(wake.end(), announces.begin(), announces.end());
     // Only now: the finishing transaction of the run re-appends anything not yet committed (a
     // duplicate waits for this one and is skipped), so the log is whole when the run ends.
     slot->written = std::max(slot->written, *last);
     if (!hub.events_after(id, slot->written, 1).empty()) request_flush();  // more than one batch
   }
+  if (!wake.empty()) co_await announce(std::move(wake));
+}
+
+asio::awaitable<void> Worker::Impl::announce(std::vector<std::string> wake) {
+  auto r = co_await store::notify_after_commit(*pool, "agentplane_run_events", std::move(wake));
+  if (!r) telemetry::log_warn("run_events_notify_failed", {{"error", r.error().message}});
 }
 
 asio::awaitable<Result<int64_t>> Worker::Impl::append_events(store::Tx& tx, const Claim& c, const Slot& slot,
-                                                              bool end) {
+                                                              bool end, std::vector<std::string>& wake) {
   std::vector<control::RunEvent> events;
   if (slot.log_events) events = hub.events_after(c.run, slot.written, end ? SIZE_MAX : 2000);
   int64_t last = slot.written;
@@ -246,8 +261,7 @@ asio::awaitable<Result<int64_t>> Worker::Impl::append_events(store::Tx& tx, cons
         store::params(c.tenant.to_string(), c.run.to_string(), store::text_array(seqs), store::text_array(names),
                       store::text_array(datas))));
   }
-  if (!events.empty() || slot.notify_end)
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec("SELECT pg_notify('agentplane_run_events', $1)", store::params(payload)));
+  if (!events.empty() || slot.notify_end) wake.push_back(payload);
   co_return last;
 }
 
@@ -547,14 +561,21 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
     batch.push_back({"DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)});
     slot.log_events = false;
   }
-  // The last events and the end in the same transaction as the status, so a replica that
-  // reads the status after the NOTIFY has every event.
+  // The last events and the end in the same transaction as the status, and the NOTIFY after
+  // its commit, so a replica that reads the status after the NOTIFY has every event.
   const bool events = slot.log_events || slot.notify_end;
-  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, c.tenant));
-  AP_CO_RETURN_IF_ERROR(co_await tx.exec_all(std::move(batch), !events));
-  if (events) {
-    AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true));
-    AP_CO_RETURN_IF_ERROR(co_await tx.commit());
+  {
+    AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, c.tenant));
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec_all(std::move(batch), !events));
+    if (events) {
+      std::vector<std::string> wake;
+      AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true, wake));
+      AP_CO_RETURN_IF_ERROR(co_await tx.commit());
+      if (!wake.empty()) {
+        { store::Tx done = std::move(tx); }  // its connection back first: the NOTIFY takes one
+        co_await announce(std::move(wake));
+      }
+    }
   }
   if (temporary) savers(c.tenant)->thread_deleted(thread);
   if (audit) {
