@@ -266,10 +266,7 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
                       store::params(tenant, tid, thread_md.dump())});
   AP_CO_ASSIGN_OR_RETURN(auto written, co_await tx.exec_all(std::move(writes), true));
   store::Rows rows = written[0];
-  if (rows.get(0, 1) == "pending") {
-    { store::Tx done = std::move(tx); }  // its connection back first: the wake-up takes one
-    co_await wake_workers(*s.pool);
-  }
+  if (rows.get(0, 1) == "pending") co_await wake_workers(*s.pool);
   if (reserved.worker && rows.get(0, 1) == "running") {
     LocalWorker::Start start{s.tenant, run_id, thread, kwargs, run_md,
                              rows.is_null(0, 2) ? std::string() : std::string(rows.get(0, 2)),

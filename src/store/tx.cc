@@ -20,6 +20,11 @@ Task<Tx> Tx::begin_platform(Pool& pool, Pool::Priority priority) {
   co_return Tx(std::move(lease), std::nullopt);
 }
 
+void Tx::finish() {
+  done_ = true;
+  lease_ = Pool::Lease();  // the connection back to the pool now, not when the Tx goes
+}
+
 Task<Rows> Tx::run(std::string_view sql, std::vector<Param> params, bool commit) {
   std::vector<Statement> one;
   one.push_back({sql, std::move(params)});
@@ -44,14 +49,14 @@ Task<std::vector<Rows>> Tx::exec_all(std::vector<Statement> statements, bool com
   auto results = co_await lease_->pipeline(batch);
   started_ = true;
   if (!results) {
-    done_ = true;
     if (!lease_->broken() && lease_->in_transaction()) {
       Statement rb{kRollback, {}};
       (void)co_await lease_->pipeline({&rb, 1});
     }
+    finish();
     co_return results.error();
   }
-  if (commit) done_ = true;
+  if (commit) finish();
   co_return std::vector<Rows>(std::make_move_iterator(results->begin() + static_cast<long>(first)),
                               std::make_move_iterator(results->begin() + static_cast<long>(first + n)));
 }
@@ -67,12 +72,12 @@ Task<Rows> Tx::exec_and_commit(std::string_view sql, std::vector<Param> params) 
 Task<void> Tx::commit() {
   if (done_) co_return Error::failed_precondition("transaction already finished");
   if (!started_) {  // nothing was sent: nothing to commit
-    done_ = true;
+    finish();
     co_return ok_status();
   }
   Statement c{kCommit, {}};
   auto r = co_await lease_->pipeline({&c, 1});
-  done_ = true;
+  finish();
   if (!r) co_return r.error();
   co_return ok_status();
 }

@@ -39,6 +39,9 @@ class Tx {
   Tx(Pool::Lease lease, std::optional<TenantId> tenant)
       : lease_(std::move(lease)), tenant_(std::move(tenant)) {}
   Task<Rows> run(std::string_view sql, std::vector<Param> params, bool commit);
+  // Committed, or failed and rolled back: the connection goes back to the pool at once (the
+  // caller may go on to other work that takes one).
+  void finish();
 
   Pool::Lease lease_;
   std::optional<TenantId> tenant_;

@@ -114,11 +114,10 @@ struct Worker::Impl {
   asio::awaitable<void> execute(Claim c, std::shared_ptr<Slot> slot);
   asio::awaitable<void> execute_claimed(Claim c, std::shared_ptr<Slot> slot);
   asio::awaitable<Status> finish(const Claim& c, Slot& slot, const RunOutcome& out, const Json& kwargs);
-  // Appends the events after `slot.written` to the run's log (and tells the replicas); `end`
-  // with the run's end. Returns the last id appended (`slot.written` when none); the caller
-  // moves `slot.written` once its transaction committed.
-  // Adds the run's new events to `tx` (all of them when `end`); the NOTIFY that announces them,
-  // to send once `tx` is committed, goes to `wake`.
+  // Appends the events after `slot.written` to the run's log in `tx`; `end` with the run's
+  // end. The payload of the NOTIFY that tells the replicas, to send once `tx` is committed
+  // (`announce`), goes to `wake`. Returns the last id appended (`slot.written` when none); the
+  // caller moves `slot.written` once its transaction committed.
   asio::awaitable<Result<int64_t>> append_events(store::Tx& tx, const Claim& c, const Slot& slot, bool end,
                                                  std::vector<std::string>& wake);
   // Sends `wake` (store::notify_after_commit); a failure only delays the listeners to their poll.
@@ -564,18 +563,13 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
   // The last events and the end in the same transaction as the status, and the NOTIFY after
   // its commit, so a replica that reads the status after the NOTIFY has every event.
   const bool events = slot.log_events || slot.notify_end;
-  {
-    AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, c.tenant));
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec_all(std::move(batch), !events));
-    if (events) {
-      std::vector<std::string> wake;
-      AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true, wake));
-      AP_CO_RETURN_IF_ERROR(co_await tx.commit());
-      if (!wake.empty()) {
-        { store::Tx done = std::move(tx); }  // its connection back first: the NOTIFY takes one
-        co_await announce(std::move(wake));
-      }
-    }
+  AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, c.tenant));
+  AP_CO_RETURN_IF_ERROR(co_await tx.exec_all(std::move(batch), !events));
+  if (events) {
+    std::vector<std::string> wake;
+    AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true, wake));
+    AP_CO_RETURN_IF_ERROR(co_await tx.commit());
+    if (!wake.empty()) co_await announce(std::move(wake));
   }
   if (temporary) savers(c.tenant)->thread_deleted(thread);
   if (audit) {
