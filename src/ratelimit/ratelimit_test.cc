@@ -404,13 +404,13 @@ TEST_F(Leases, NeverMoreThanTheLimitAcrossReplicasAndEveryTokenIsUsable) {
 
 TEST_F(Leases, UnusedLeasesGoBackAndSmallLimitsAreNeverLeased) {
   LeaseOptions o;
-  o.idle = std::chrono::milliseconds(50);
+  o.idle = std::chrono::milliseconds(500);  // long enough that a preempted test never sees a lease go back early
   auto x = replica(o), y = replica(o);
   const Ask big = bucket("{t:l3}:rpm", 100'000, 1);
   ASSERT_TRUE(acquire(*x, {big})->allowed);
   ASSERT_TRUE(acquire(*x, {big})->allowed);  // takes a lease
   EXPECT_LT(left(big), 100'000 - 2);
-  idle(std::chrono::milliseconds(200));  // x does nothing: its lease goes back
+  idle(std::chrono::milliseconds(2000));  // x does nothing: its lease goes back
   EXPECT_EQ(left(big), 100'000 - 2);
   // A limit of 100 is never leased: y's decisions all go to the shared bucket, exactly.
   const Ask small = bucket("{t:l3}:small", 100, 1);
@@ -422,7 +422,7 @@ TEST_F(Leases, UnusedLeasesGoBackAndSmallLimitsAreNeverLeased) {
 
 TEST_F(Leases, SettlesGoIntoTheLeaseAndBudgetsAreLeasedToo) {
   LeaseOptions o;
-  o.idle = std::chrono::milliseconds(50);
+  o.idle = std::chrono::milliseconds(500);  // long enough that a preempted test never sees a lease go back early
   auto r = replica(o);
   const Ask tpm = bucket("{t:l4}:tpm", 10'000'000, 500);
   ASSERT_TRUE(acquire(*r, {tpm})->allowed);
@@ -447,7 +447,7 @@ TEST_F(Leases, SettlesGoIntoTheLeaseAndBudgetsAreLeasedToo) {
   Ask peek = spend;
   peek.cost = 0;
   EXPECT_LT(left(peek), 1'000'000 - 500) << "the lease is taken from the counter";
-  idle(std::chrono::milliseconds(200));
+  idle(std::chrono::milliseconds(2000));
   EXPECT_EQ(left(peek), 1'000'000 - 500);
 }
 
@@ -481,7 +481,7 @@ TEST_F(Leases, WhatAnOverlappedDecisionTookGoesBackToItsOwnLimit) {
   // it: what the first one took for its lease goes back to the counter as a counter, and once
   // the replica is idle the counter shows exactly what the three decisions spent.
   LeaseOptions o;
-  o.idle = std::chrono::milliseconds(50);
+  o.idle = std::chrono::milliseconds(500);  // long enough that a preempted test never sees a lease go back early
   auto r = make_leasing_backend(std::make_unique<Slow>(*store_), o);
   const Ask spend{Ask::Kind::kCounter, "{t:l7}:spend:d:20261207", 1'000'000, 0, 3600, 10};
   ASSERT_TRUE(acquire(*r, {spend})->allowed);  // learns what is left
@@ -498,7 +498,7 @@ TEST_F(Leases, WhatAnOverlappedDecisionTookGoesBackToItsOwnLimit) {
   ioc_.restart();
   while (done < 2) ioc_.run_one();
   EXPECT_EQ(allowed, 2);
-  idle(std::chrono::milliseconds(200));
+  idle(std::chrono::milliseconds(2000));
   Ask peek = spend;
   peek.cost = 0;
   EXPECT_EQ(left(peek), 1'000'000 - 30);

@@ -101,10 +101,11 @@ const SPECS = {
 };
 
 // A slow run: every other superstep runs 20 tasks, each checkpoint is written synchronously.
-// Idle, that is ~6 ms a superstep, so ~6 s until the recursion limit ends it with a
-// GraphRecursionError (longer under load) if a cancel does not stop it first.
+// Idle, that is ~6 ms a superstep, so ~60 s until the recursion limit ends it with a
+// GraphRecursionError: every test that starts one stops it (and on a machine several times
+// faster it is still running when the test needs it to be).
 const SLOW_INPUT = { items: Array.from({ length: 20 }, (_, i) => i), hits: 0 };
-const SLOW = { input: SLOW_INPUT, config: { recursion_limit: 1000 }, durability: "sync" };
+const SLOW = { input: SLOW_INPUT, config: { recursion_limit: 10000 }, durability: "sync" };
 // The same graph failing at once.
 const FAILING = { input: { items: [1], hits: 0 }, config: { recursion_limit: 5 } };
 
@@ -1128,6 +1129,8 @@ describe("runs: create / wait / join / list / get / cancel / delete", { skip: SK
     const run = await startSlow(th.thread_id);
     await waitForRun(A, th.thread_id, run.run_id, (r) => r.status === "running", "slow run to start");
     assert.equal((await A.threads.get(th.thread_id)).status, "busy");
+    for (let i = 0; i < 200 && !((await A.threads.getState(th.thread_id)).values?.hits > 0); i++)
+      await new Promise((r) => setTimeout(r, 25));  // some progress first (a busy worker may lag)
     assert.equal(await A.runs.cancel(th.thread_id, run.run_id, false), undefined);
     const r = await waitForRun(A, th.thread_id, run.run_id, (r) => !["pending", "running"].includes(r.status), "cancel");
     assert.equal(r.status, "interrupted");

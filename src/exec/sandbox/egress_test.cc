@@ -43,11 +43,15 @@ class Upstream {
     ::close(fd_);
   }
   int port() const { return port_; }
-  std::vector<std::string> requests() {
+  // A connection is recorded once its client is done with it, which may be just after the
+  // sandbox's run returns: these wait (at most 5 s) until `at_least` connections are.
+  std::vector<std::string> requests(size_t at_least) {
+    wait_for(at_least);
     std::lock_guard lock(mu_);
     return requests_;
   }
-  std::vector<std::string> received() {  // everything each connection sent
+  std::vector<std::string> received(size_t at_least) {  // everything each connection sent
+    wait_for(at_least);
     std::lock_guard lock(mu_);
     return received_;
   }
@@ -84,6 +88,15 @@ class Upstream {
         received_.push_back(got);
       }
       ::close(c);
+    }
+  }
+  void wait_for(size_t n) {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard lock(mu_);
+        if (requests_.size() >= n) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
   }
   int fd_ = -1, port_ = 0;
@@ -153,7 +166,7 @@ TEST_P(Egress, ThroughTheProxyOnlyWhereTheCheckAllows) {
             "direct 111\n")  // the host's loopback is not the sandbox's: nothing listens there
       << r->stderr_data;
   // The upstream saw the plain request in origin-form, and the tunneled one.
-  auto seen = up.requests();
+  auto seen = up.requests(2);
   ASSERT_EQ(seen.size(), 2u);
   EXPECT_EQ(seen[0], "GET /x?y=1 HTTP/1.1");
   EXPECT_EQ(seen[1], "GET /tunneled HTTP/1.0");
@@ -185,7 +198,7 @@ TEST_P(Egress, APlainRequestGoesOutAsCheckedAndAlone) {
   auto r = run_sync(*sb_, s);
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_EQ(r->stdout_data, "HTTP/1.0 200 OK\n") << r->stderr_data;
-  auto got = up.received();
+  auto got = up.received(1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_NE(got[0].find("Host: 127.0.0.1:" + port + "\r\n"), std::string::npos) << got[0];
   EXPECT_EQ(got[0].find("other.example"), std::string::npos) << got[0];
