@@ -58,11 +58,13 @@ class MemberCapture final : public nlohmann::json_sax<Json> {
     const bool top = stack_.empty() && depth_ == 1 && wanted_;
     place(std::move(v));
     if (top) done_ = true;
-    return !done_;  // stop at once: the member is read
+    return true;  // read on: a later member of the same name replaces this one
   }
   bool open(Json container) {
     if (depth_ == 0 && !container.is_object()) return false;  // not an object
+    const bool top = stack_.empty() && depth_ == 1 && wanted_;
     if (Json* at = place(std::move(container)); at) stack_.push_back(at);
+    if (top) done_ = false;  // (a repeat: whole only once it closes)
     ++depth_;
     return true;
   }
@@ -72,7 +74,7 @@ class MemberCapture final : public nlohmann::json_sax<Json> {
       stack_.pop_back();
       if (stack_.empty()) done_ = true;
     }
-    return !done_;
+    return true;
   }
 
   std::string_view name_;

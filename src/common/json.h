@@ -15,9 +15,9 @@ using Json = nlohmann::json;
 Result<Json> parse_json(std::string_view text);
 
 // The value of the top-level object member `name` in `text`, without building the rest of the
-// document (a completion's choices can be large, and only its usage is wanted); parsing stops
-// once the member is read. Null when `text` is not an object, has no such member, or is
-// malformed before the member ends.
+// document (a completion's choices can be large, and only its usage is wanted). The last one
+// when the name repeats, as a full parse (and JavaScript's JSON.parse) would take it. Null when
+// `text` is not an object, has no such member, or is malformed before that member ends.
 Json top_level_member(std::string_view text, std::string_view name);
 
 }  // namespace ap

@@ -19,9 +19,17 @@ TEST(TopLevelMember, TakesTheMemberWholeAndOnlyAtTheTopLevel) {
   EXPECT_EQ(top_level_member(completion, "choices")[0]["message"]["usage"]["prompt_tokens"], 98);
 }
 
-TEST(TopLevelMember, StopsOnceReadSoWhatFollowsDoesNotMatter) {
+TEST(TopLevelMember, TheLastOfARepeatedMemberWinsAsInAFullParse) {
+  EXPECT_EQ(top_level_member(R"({"usage":{"prompt_tokens":1},"x":[{"usage":2}],"usage":{"prompt_tokens":12}})", "usage"),
+            Json::parse(R"({"prompt_tokens":12})"));
+  EXPECT_EQ(top_level_member(R"({"usage":{"a":1},"usage":7})", "usage"), 7);
+  EXPECT_EQ(top_level_member(R"({"usage":7,"usage":{"a":[1,{"b":2}]}})", "usage"), Json::parse(R"({"a":[1,{"b":2}]})"));
+}
+
+TEST(TopLevelMember, ABreakAfterTheMemberKeepsIt) {
   EXPECT_EQ(top_level_member(R"({"usage":{"a":1}, this is not JSON)", "usage"), Json::parse(R"({"a":1})"));
   EXPECT_EQ(top_level_member(R"({"n":5,)", "n"), 5);
+  EXPECT_TRUE(top_level_member(R"({"n":5,"n":{"a":)", "n").is_null());  // broken inside the last one
 }
 
 TEST(TopLevelMember, NullWhenAbsentNotAnObjectOrBrokenBeforeTheEnd) {

@@ -4,6 +4,9 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <thread>
 #include <unordered_map>
 
@@ -37,6 +40,7 @@ struct RunRelay::Impl : std::enable_shared_from_this<RunRelay::Impl> {
     bool busy = false;    // a fetch is running
     bool again = false;   // news came during it
     bool ended = false;   // an "end" notification came
+    std::chrono::steady_clock::time_point read_at = std::chrono::steady_clock::now();  // last fetch
   };
   RunHub& hub;
   std::unique_ptr<store::Pool> pool;  // outlives the io_context (see Worker::Impl)
@@ -81,6 +85,7 @@ struct RunRelay::Impl : std::enable_shared_from_this<RunRelay::Impl> {
       co_return;
     }
     it->second.busy = true;
+    it->second.read_at = std::chrono::steady_clock::now();
     const TenantId tenant = it->second.tenant;
     for (;;) {
       it = watched.find(run);
@@ -119,6 +124,22 @@ struct RunRelay::Impl : std::enable_shared_from_this<RunRelay::Impl> {
     it = watched.find(run);
     if (it != watched.end()) it->second.busy = false;
   }
+
+  // Notifications can be lost (one sent after its commit can fail: store::notify_after_commit),
+  // so a watched run not read for a second is read anyway.
+  asio::awaitable<void> poll_loop() {
+    asio::steady_timer t(ioc);
+    for (;;) {
+      t.expires_after(kPoll);
+      boost::system::error_code ec;
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return;
+      const auto due = std::chrono::steady_clock::now() - kPoll;
+      for (auto& [run, w] : watched)
+        if (w.read_at <= due) asio::co_spawn(ioc, fetch(run), asio::detached);
+    }
+  }
+  static constexpr auto kPoll = std::chrono::seconds(1);
 };
 
 RunRelay::RunRelay(RunHub& hub, std::string conninfo) : impl_(std::make_shared<Impl>(hub, std::move(conninfo))) {
@@ -146,6 +167,7 @@ void RunRelay::start() {
     for (auto& [run, w] : j->watched) asio::co_spawn(j->ioc, j->fetch(run), asio::detached);
   };
   asio::co_spawn(i.ioc, i.listener.run(on_notify, on_ready), asio::detached);
+  asio::co_spawn(i.ioc, i.poll_loop(), asio::detached);
   i.thread = std::thread([&i] {
     set_thread_name("ap-run-relay");
     auto guard = asio::make_work_guard(i.ioc);

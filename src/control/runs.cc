@@ -1,5 +1,7 @@
 #include "control/runs.h"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -111,7 +113,9 @@ Result<Json> kwargs_of(const Json& body, const std::string& run_id, const std::s
 
 // Wakes the workers (LISTEN agentplane_runs) for a run left pending, once it is committed
 // (store::notify_after_commit: inside the run's own commit, NOTIFY made queued runs commit one
-// at a time, through each one's WAL flush). A lost wake-up costs the workers' 1 s poll.
+// at a time, through each one's WAL flush). Spawned, not awaited: the response does not wait
+// for it (the pool outlives the executor's pending work). A lost wake-up costs the workers'
+// 1 s poll.
 boost::asio::awaitable<void> wake_workers(store::Pool& pool) {
   std::vector<std::string> one(1);  // (g++ 12: no temporaries in co_await calls)
   auto r = co_await store::notify_after_commit(pool, "agentplane_runs", std::move(one));
@@ -266,7 +270,8 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
                       store::params(tenant, tid, thread_md.dump())});
   AP_CO_ASSIGN_OR_RETURN(auto written, co_await tx.exec_all(std::move(writes), true));
   store::Rows rows = written[0];
-  if (rows.get(0, 1) == "pending") co_await wake_workers(*s.pool);
+  if (rows.get(0, 1) == "pending")
+    boost::asio::co_spawn(co_await boost::asio::this_coro::executor, wake_workers(*s.pool), boost::asio::detached);
   if (reserved.worker && rows.get(0, 1) == "running") {
     LocalWorker::Start start{s.tenant, run_id, thread, kwargs, run_md,
                              rows.is_null(0, 2) ? std::string() : std::string(rows.get(0, 2)),

@@ -170,7 +170,8 @@ struct UsageRecorder::Impl {
       telemetry::metrics().counter("agentplane_usage_records_written_total", "Usage records written to the database.").with({});
   telemetry::Counter& dropped_c = telemetry::metrics()
                                       .counter("agentplane_usage_dropped_total",
-                                               "Usage records dropped: the queue was full or the database refused them.")
+                                               "Usage records dropped: the queue was full, the database refused them, or their tenant "
+                                               "was deleted.")
                                       .with({});
 
   asio::awaitable<void> loop() {

@@ -92,6 +92,13 @@ test('a request that needs no change goes upstream byte for byte', async () => {
   const last = (await (await fetch(mock.url + '/_last')).json()).last;
   assert.equal(last.raw, sent);
   assert.equal(last.headers.authorization, `Bearer ${UPSTREAM_KEY}`);
+  // A repeated key is another matter: the upstream gets the body as we read it (the last one).
+  const twice = '{"model":"gpt-4o-mini","max_tokens":100000,"messages":[{"role":"user","content":"hi"}],"max_tokens":5}';
+  const res2 = await fetch(URL_ + '/v1/chat/completions', { method: 'POST', headers: { 'x-api-key': KEY_A, 'content-type': 'application/json' }, body: twice });
+  assert.equal(res2.status, 200);
+  const last2 = (await (await fetch(mock.url + '/_last')).json()).last;
+  assert.equal(last2.raw.split('max_tokens').length, 2, last2.raw);
+  assert.equal(last2.body.max_tokens, 5);
   await api('DELETE', '/v1/model-routes/gpt-4o-mini', KEY_A);
 });
 

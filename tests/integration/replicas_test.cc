@@ -3,7 +3,14 @@
 // cross through the run_events log and LISTEN/NOTIFY (docs/agent_api.md, "Across replicas").
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+
 #include "control/plane.h"
+#include "control/run_hub.h"
+#include "control/run_relay.h"
+#include "store/sync_conn.h"
 #include "tests/integration/fixture.h"
 
 namespace ap::testing {
@@ -94,6 +101,47 @@ TEST_F(Replicas, AQueuedRunWakesTheWorkerReplicaAtOnce) {
   }
   EXPECT_EQ(claimed_within("+Inf") - all0, 10);
   EXPECT_EQ(claimed_within("0.5") - quick0, 10);
+}
+
+// The run relay does not rely on notifications alone (one sent after its commit can fail:
+// store::notify_after_commit): events and an end written with no NOTIFY at all still reach a
+// subscriber, from the relay's once-a-second read of the runs it watches.
+TEST_F(Replicas, TheRelayDeliversEventsAndTheEndEvenWithoutANotification) {
+  // A run due in an hour: no worker touches it.
+  auto run = post("/threads/" + new_thread() + "/runs",
+                  {{"assistant_id", "linear"}, {"input", {{"count", 0}}}, {"after_seconds", 3600}});
+  const Uuid run_id = *Uuid::parse(run["run_id"].get<std::string>());
+  const TenantId tenant = *TenantId::parse(t->id);
+  control::RunHub hub;
+  control::RunRelay relay(hub, Database::get().app_url());
+  relay.start();
+  boost::asio::io_context ioc;
+  auto sub = hub.subscribe(run_id, tenant, ioc.get_executor(), -1, /*catch_up=*/true);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the relay's first read: nothing yet
+  auto su = store::SyncConn::connect(Database::get().superuser_url());
+  ASSERT_TRUE(su);
+  ASSERT_TRUE((*su)->exec("INSERT INTO agentplane.run_events (tenant_id, run_id, seq, event, data) "
+                          "VALUES ($1, $2, 0, 'values', '{\"count\": 3}')",
+                          {t->id, run_id.to_string()}));
+  ASSERT_TRUE((*su)->exec("UPDATE agentplane.runs SET status = 'success' WHERE tenant_id = $1 AND run_id = $2",
+                          {t->id, run_id.to_string()}));
+  std::vector<std::string> got;
+  bool ended = false;
+  boost::asio::co_spawn(ioc, [&]() -> boost::asio::awaitable<void> {
+    for (;;) {
+      auto e = co_await sub->next(std::chrono::seconds(5));
+      if (!e) {
+        ended = !sub->timed_out();
+        co_return;
+      }
+      got.push_back(e->event + " " + e->data);
+    }
+  }, boost::asio::detached);
+  ioc.run();
+  EXPECT_EQ(got, std::vector<std::string>{"values {\"count\": 3}"});
+  EXPECT_TRUE(ended) << "the run's end never came";
+  hub.unsubscribe(run_id, sub);
+  relay.stop();
 }
 
 TEST_F(Replicas, StreamCarriesEveryEventFromTheWorkerReplica) {

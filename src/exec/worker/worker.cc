@@ -120,7 +120,8 @@ struct Worker::Impl {
   // caller moves `slot.written` once its transaction committed.
   asio::awaitable<Result<int64_t>> append_events(store::Tx& tx, const Claim& c, const Slot& slot, bool end,
                                                  std::vector<std::string>& wake);
-  // Sends `wake` (store::notify_after_commit); a failure only delays the listeners to their poll.
+  // Sends `wake` (store::notify_after_commit), spawned on its own: nobody waits for it. A failure
+  // only delays the listeners to their poll (the run relay reads its runs each second).
   asio::awaitable<void> announce(std::vector<std::string> wake);
 };
 
@@ -231,7 +232,7 @@ asio::awaitable<void> Worker::Impl::flush_events() {
     slot->written = std::max(slot->written, *last);
     if (!hub.events_after(id, slot->written, 1).empty()) request_flush();  // more than one batch
   }
-  if (!wake.empty()) co_await announce(std::move(wake));
+  if (!wake.empty()) asio::co_spawn(ioc, announce(std::move(wake)), asio::detached);
 }
 
 asio::awaitable<void> Worker::Impl::announce(std::vector<std::string> wake) {
@@ -569,7 +570,7 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
     std::vector<std::string> wake;
     AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true, wake));
     AP_CO_RETURN_IF_ERROR(co_await tx.commit());
-    if (!wake.empty()) co_await announce(std::move(wake));
+    if (!wake.empty()) asio::co_spawn(ioc, announce(std::move(wake)), asio::detached);  // not waited for
   }
   if (temporary) savers(c.tenant)->thread_deleted(thread);
   if (audit) {

@@ -363,11 +363,14 @@ Task serve_scripted(std::shared_ptr<CallInfo> call, Family family, const json& b
 
 // ---- upstream routes ----
 
-Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, json body, bool stream, SecretString key) {
+// `repeated_keys`: the client's body repeats a top-level key (see chat_admitted).
+Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, json body, bool repeated_keys,
+           bool stream, SecretString key) {
   const auto& route = *call->route;
-  // The client's own bytes go upstream unless something in them must change: no second
-  // serialisation on the common path.
-  bool rewrite = false;
+  // The client's own bytes go upstream unless something in them must change (no second
+  // serialisation on the common path), or they repeat a key: the upstream might read the other
+  // one than we checked and priced.
+  bool rewrite = repeated_keys;
   if (body["model"] != route.upstream_model) {
     body["model"] = route.upstream_model;
     rewrite = true;
@@ -478,9 +481,19 @@ size_t text_bytes(const json& body) {
 Task chat_admitted(RequestContext& ctx, Family family, bool* api_counted) {
   auto* models = ctx.services.models;
   if (!models || !ctx.http) co_return openai_error(Error::unavailable("the model gateway is not configured on this server"));
-  auto parsed = object_body(ctx.request);
-  if (!parsed) co_return openai_error(parsed.error());
-  json body = std::move(*parsed);
+  // Top-level keys counted as parsed: a repeated one (which we read last-wins, as the upstream
+  // may not) means the client's bytes are not forwarded as they are (`proxy`).
+  size_t top_keys = 0;
+  json body = json::parse(
+      ctx.request.body,
+      [&top_keys](int depth, json::parse_event_t e, json&) {
+        top_keys += e == json::parse_event_t::key && depth == 1;
+        return true;
+      },
+      /*allow_exceptions=*/false);
+  if (body.is_discarded()) co_return openai_error(Error::invalid_argument("malformed JSON body"));
+  if (!body.is_object()) co_return openai_error(Error::invalid_argument("request body must be a JSON object"));
+  const bool repeated_keys = top_keys != body.size();
   if (!body.contains("model") || !body["model"].is_string())
     co_return openai_error(400, "model is required and must be a string", "invalid_request_error", "invalid_request");
   if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
@@ -555,7 +568,7 @@ Task chat_admitted(RequestContext& ctx, Family family, bool* api_counted) {
     }
     key = std::move(*k);
   }
-  co_return co_await proxy(ctx, call, family, std::move(body), stream, std::move(key));
+  co_return co_await proxy(ctx, call, family, std::move(body), repeated_keys, stream, std::move(key));
 }
 
 // The model endpoints check the API request limit together with the model's limits (one limiter

@@ -23,22 +23,24 @@ std::string run_path(const control::CreatedRun& c) {
 
 // Writes a run's events as SSE until it ends (`event`, `data`, and `id` when `ids`) that pass
 // `wanted` (all when empty), a heartbeat comment every few seconds. A run finished elsewhere (no
-// events here) is noticed by reading its status at each heartbeat. Unsubscribes at the end.
-// False when the client went away.
+// events here) is noticed by reading its status at each heartbeat; the stream ends at the
+// heartbeat after that, which leaves the run relay (polling each second) time to deliver the last
+// events if their notification was lost. Unsubscribes at the end. False when the client went
+// away.
 boost::asio::awaitable<bool> forward_events(control::Plane* p, const control::Scope& scope,
                                             std::shared_ptr<control::Subscription> sub, Uuid run, bool ids,
                                             const std::function<bool(const std::string&)>& wanted, BodyWriter& w) {
-  bool gone = false;
+  bool gone = false, ended = false;
   for (;;) {
     auto e = co_await sub->next(kHeartbeat);
     if (!e) {
-      if (!sub->timed_out()) break;
+      if (!sub->timed_out() || ended) break;
       if (!co_await w.write(": heartbeat\n\n")) {
         gone = true;
         break;
       }
       auto st = co_await p->runs.status(scope, run);
-      if (st && *st != "pending" && *st != "running") break;
+      ended = st && *st != "pending" && *st != "running";
       continue;
     }
     if (wanted && !wanted(e->event)) continue;
