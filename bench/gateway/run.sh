@@ -4,12 +4,14 @@
 # and SSE with wrk, and c=1 latency with the peers' probe. Portkey itself: run
 # ../shared/peers/gateway/bench-gateway.sh right before/after (same machine, same mock).
 # Usage: bench/gateway/run.sh [BUILD_DIR]   Env: DURATION (s, 10), CONNS (50), PEERS (path),
-# LIMITS (redis: a redis-server of its own holds the limits, as across replicas; local: in-process).
+# LIMITS (redis: a redis-server of its own holds the limits, as across replicas; local: in-process),
+# NGINX (auto: when nginx is installed, also through a bare nginx reverse proxy with upstream
+# keep-alive and two workers: what forwarding alone costs here, without auth, JSON, limits or usage).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build}; bin=$build/agentplane
 peers=${PEERS:-$root/../shared/peers/gateway}
-DURATION=${DURATION:-10}; CONNS=${CONNS:-50}; LIMITS=${LIMITS:-redis}
+DURATION=${DURATION:-10}; CONNS=${CONNS:-50}; LIMITS=${LIMITS:-redis}; NGINX=${NGINX:-auto}
 work=$(mktemp -d /tmp/ap-gw-bench-XXXXXX)
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 pids=()
@@ -45,9 +47,23 @@ run_wrk() { # label url body [headers...]
   WRK_BODY="$body" WRK_LABEL="$label" wrk -t1 -c"$CONNS" -d2s -s "$peers/wrk-post.lua" "$@" "$url" >/dev/null
   WRK_BODY="$body" WRK_LABEL="$label" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$peers/wrk-post.lua" "$@" "$url" | grep '^{"label"'
 }
+nginx_url=""
+if [ "$NGINX" != no ] && command -v nginx >/dev/null; then
+  nginx_port=$(free_port); mkdir -p "$work/nginx"
+  printf '%s\n' "worker_processes 2;" "pid $work/nginx/nginx.pid;" "error_log $work/nginx/error.log warn;" \
+    "events { worker_connections 4096; }" "http { access_log off;" \
+    "  upstream mock { server 127.0.0.1:$mock_port; keepalive 128; }" \
+    "  server { listen 127.0.0.1:$nginx_port;" \
+    "    location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; } } }" \
+    >"$work/nginx/nginx.conf"
+  nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" && nginx_url="http://127.0.0.1:$nginx_port/v1/chat/completions"
+  pids+=("$(cat "$work/nginx/nginx.pid")")  # its master: stopped (with its workers) by cleanup
+fi
 run_wrk direct_json "http://127.0.0.1:$mock_port/v1/chat/completions" "$BODY"
+[ -z "$nginx_url" ] || run_wrk nginx_json "$nginx_url" "$BODY"
 run_wrk agentplane_json "$AP/v1/chat/completions" "$BODY" -H "x-api-key: $key"
 run_wrk direct_stream "http://127.0.0.1:$mock_port/v1/chat/completions" "$SBODY"
+[ -z "$nginx_url" ] || run_wrk nginx_stream "$nginx_url" "$SBODY"
 run_wrk agentplane_stream "$AP/v1/chat/completions" "$SBODY" -H "x-api-key: $key"
 node "$peers/probe-latency.mjs" direct_json_c1 "http://127.0.0.1:$mock_port/v1/chat/completions" "$DURATION" "$BODY"
 node "$peers/probe-latency.mjs" agentplane_json_c1 "$AP/v1/chat/completions" "$DURATION" "$BODY" "x-api-key: $key"
