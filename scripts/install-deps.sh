@@ -8,7 +8,7 @@ need_pkgs=(
   g++ cmake make pkg-config ca-certificates
   libboost1.81-dev libpq-dev nlohmann-json3-dev libssl-dev libhiredis-dev libspdlog-dev
   libcli11-dev libexpected-dev libseccomp-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libhowardhinnant-date-dev libjemalloc-dev tzdata
+  libhowardhinnant-date-dev libjemalloc-dev libsimdjson-dev tzdata
   postgresql-15 redis-server python3 python3-cryptography procps openssl iproute2 runsc
 )
 # Tools that are useful but not required: installed only if missing, failures ignored.

@@ -14,6 +14,7 @@
 #include "common/json.h"
 #include "gateway/cost_meter.h"
 #include "gateway/errors.h"
+#include "gateway/handlers/chat_body.h"
 #include "gateway/handlers/audit_context.h"
 #include "gateway/handlers/json_body.h"
 #include "gateway/routes.h"
@@ -58,32 +59,6 @@ std::string scrub(std::string body, const SecretString& key) {
   const std::string k(key.reveal());
   for (size_t p = body.find(k); p != std::string::npos; p = body.find(k, p)) body.replace(p, k.size(), "[redacted]");
   return body;
-}
-
-int64_t num(const json& j, const char* k) {
-  auto it = j.find(k);
-  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
-}
-
-llm::Usage openai_usage(const json& u) {
-  llm::Usage out;
-  out.prompt_tokens = num(u, "prompt_tokens");
-  out.completion_tokens = num(u, "completion_tokens");
-  if (u.contains("prompt_tokens_details") && u["prompt_tokens_details"].is_object())
-    out.cached_tokens = num(u["prompt_tokens_details"], "cached_tokens");
-  if (u.contains("completion_tokens_details") && u["completion_tokens_details"].is_object())
-    out.reasoning_tokens = num(u["completion_tokens_details"], "reasoning_tokens");
-  return out;
-}
-
-// Anthropic's usage: input_tokens excludes cache reads and writes; ours includes them.
-void anthropic_usage(const json& u, llm::Usage& out, bool start) {
-  if (start || u.contains("input_tokens")) {
-    out.cached_tokens = num(u, "cache_read_input_tokens");
-    out.cache_creation_tokens = num(u, "cache_creation_input_tokens");
-    out.prompt_tokens = num(u, "input_tokens") + out.cached_tokens + out.cache_creation_tokens;
-  }
-  if (u.contains("output_tokens")) out.completion_tokens = num(u, "output_tokens");
 }
 
 // Everything a usage record needs that outlives the request's context (streams end later).
@@ -181,28 +156,20 @@ class StreamTap {
       if (u == std::string_view::npos) return false;
       size_t v = data.find_first_not_of(" :", u + 7);
       if (v != std::string_view::npos && data.substr(v, 4) == "null") return false;
-      auto j = json::parse(data, nullptr, false);
-      if (j.is_discarded() || !j.contains("usage") || !j["usage"].is_object()) return false;
-      usage_ = openai_usage(j["usage"]);
+      auto chunk = openai_chunk_usage(data);
+      if (!chunk) return false;
+      usage_ = chunk->usage;
       got_usage_ = true;
-      const bool usage_only = j.contains("choices") && j["choices"].is_array() && j["choices"].empty();
-      if (usage_only) --content_events_;
-      return usage_only && drop_usage_;
+      if (chunk->usage_only) --content_events_;
+      return chunk->usage_only && drop_usage_;
     }
     if (event == "content_block_delta") {
       ++content_events_;
       return false;
     }
     if (event == "message_start" || event == "message_delta") {
-      auto j = json::parse(data, nullptr, false);
-      if (j.is_discarded()) return false;
-      const json* u = nullptr;
-      if (event == "message_start" && j.contains("message") && j["message"].contains("usage")) u = &j["message"]["usage"];
-      if (event == "message_delta" && j.contains("usage")) u = &j["usage"];
-      if (u && u->is_object()) {
-        anthropic_usage(*u, usage_, event == "message_start");
-        got_usage_ = got_usage_ || event == "message_delta";
-      }
+      const bool start = event == "message_start";
+      if (merge_anthropic_event_usage(data, start, usage_)) got_usage_ = got_usage_ || !start;
     }
     return false;
   }
@@ -364,26 +331,28 @@ Task serve_scripted(std::shared_ptr<CallInfo> call, Family family, const json& b
 // ---- upstream routes ----
 
 // `repeated_keys`: the client's body repeats a top-level key (see chat_admitted).
-Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, json body, bool repeated_keys,
-           bool stream, SecretString key) {
+// The client's body with the route's upstream model and, for an OpenAI stream, usage asked for.
+// A repeated top-level key is written once, with its last value: the one we checked and priced.
+// Nothing if nlohmann's reader refuses what simdjson's accepted (neither should).
+std::optional<std::string> rewritten(const std::string& text, const std::string& upstream_model, bool add_include_usage) {
+  json body = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return std::nullopt;
+  body["model"] = upstream_model;
+  if (add_include_usage) {
+    if (!body["stream_options"].is_object()) body["stream_options"] = json::object();
+    body["stream_options"]["include_usage"] = true;
+  }
+  return body.dump();
+}
+
+Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, const ChatRequest& chat, SecretString key) {
   const auto& route = *call->route;
+  const bool stream = chat.stream;
   // The client's own bytes go upstream unless something in them must change (no second
   // serialisation on the common path), or they repeat a key: the upstream might read the other
   // one than we checked and priced.
-  bool rewrite = repeated_keys;
-  if (body["model"] != route.upstream_model) {
-    body["model"] = route.upstream_model;
-    rewrite = true;
-  }
-  bool drop_usage_chunk = false;
-  if (family == Family::kOpenAi && stream) {
-    if (!body.contains("stream_options") || !body["stream_options"].is_object()) body["stream_options"] = json::object();
-    if (!body["stream_options"].value("include_usage", false)) {
-      body["stream_options"]["include_usage"] = true;  // we need the counts; the client did not ask
-      drop_usage_chunk = true;
-      rewrite = true;
-    }
-  }
+  const bool drop_usage_chunk = family == Family::kOpenAi && stream && !chat.include_usage;  // we need the counts; the client did not ask
+  const bool rewrite = chat.repeated_keys || chat.model != route.upstream_model || drop_usage_chunk;
   llm::UpstreamRequest req;
   req.method = "POST";
   std::string base = route.base_url;
@@ -400,7 +369,13 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, j
     req.headers.emplace_back("anthropic-version", v.empty() ? "2023-06-01" : std::string(v));
     if (auto beta = ctx.request.header("anthropic-beta"); !beta.empty()) req.headers.emplace_back("anthropic-beta", std::string(beta));
   }
-  req.body = rewrite ? body.dump() : ctx.request.body;
+  if (rewrite) {
+    auto text = rewritten(ctx.request.body, route.upstream_model, drop_usage_chunk);
+    if (!text) co_return openai_error(400, "malformed JSON body", "invalid_request_error", "invalid_request");
+    req.body = std::move(*text);
+  } else {
+    req.body = ctx.request.body;
+  }
   auto sent = co_await ctx.http->send(std::move(req));
   if (!sent) {
     call->record({}, 502, stream, false);
@@ -419,13 +394,8 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, j
     }
     call->mark_first_byte();
     llm::Usage usage;
-    if (up->status() == 200) {
-      const json u = top_level_member(*all, "usage");  // (not the whole completion)
-      if (u.is_object()) {
-        if (family == Family::kOpenAi) usage = openai_usage(u);
-        else anthropic_usage(u, usage, true);
-      }
-    }
+    if (up->status() == 200)
+      usage = (family == Family::kOpenAi ? openai_reply_usage(*all) : anthropic_reply_usage(*all)).value_or(llm::Usage{});
     call->record(usage, up->status(), false, false);
     Response r{up->status(), content_type.empty() ? "application/json" : content_type, scrub(std::move(*all), key), {}};
     if (auto rid = up->header("x-request-id"); !rid.empty()) r.headers.push_back({"x-upstream-request-id", rid});
@@ -469,43 +439,18 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, j
   co_return r;
 }
 
-// Text size of a request's messages, for the admission's token bound.
-size_t text_bytes(const json& body) {
-  size_t n = 0;
-  for (const char* k : {"messages", "system", "tools"})
-    if (body.contains(k)) n += body[k].dump().size();
-  return n;
-}
-
 // `api_counted`: set once the API request limit has been taken (with the model's limits).
 Task chat_admitted(RequestContext& ctx, Family family, bool* api_counted) {
   auto* models = ctx.services.models;
   if (!models || !ctx.http) co_return openai_error(Error::unavailable("the model gateway is not configured on this server"));
-  // Top-level keys counted as parsed: a repeated one (which we read last-wins, as the upstream
-  // may not) means the client's bytes are not forwarded as they are (`proxy`).
-  size_t top_keys = 0;
-  json body = json::parse(
-      ctx.request.body,
-      [&top_keys](int depth, json::parse_event_t e, json&) {
-        top_keys += e == json::parse_event_t::key && depth == 1;
-        return true;
-      },
-      /*allow_exceptions=*/false);
-  if (body.is_discarded()) co_return openai_error(Error::invalid_argument("malformed JSON body"));
-  if (!body.is_object()) co_return openai_error(Error::invalid_argument("request body must be a JSON object"));
-  const bool repeated_keys = top_keys != body.size();
-  if (!body.contains("model") || !body["model"].is_string())
-    co_return openai_error(400, "model is required and must be a string", "invalid_request_error", "invalid_request");
-  if (!body.contains("messages") || !body["messages"].is_array() || body["messages"].empty())
-    co_return openai_error(400, "messages is required and must be a non-empty array", "invalid_request_error", "invalid_request");
-  if (body.contains("stream") && !body["stream"].is_boolean())
-    co_return openai_error(400, "stream must be a boolean", "invalid_request_error", "invalid_request");
-  const bool stream = body.value("stream", false);
+  auto chat = read_chat_request(ctx.request.body);
+  if (!chat) co_return openai_error(400, chat.error().message, "invalid_request_error", "invalid_request");
+  const bool stream = chat->stream;
   auto call = std::make_shared<CallInfo>();
   call->models = models;
   call->tenant = ctx.tenant();
   call->request_id = ctx.request_id;
-  call->model = body["model"].get<std::string>();
+  call->model = chat->model;
   call->ex = co_await asio::this_coro::executor;
   call->costs = ctx.costs;
   if (!ctx.principal.key.is_nil()) call->key_id = ctx.principal.key.uuid();
@@ -524,13 +469,8 @@ Task chat_admitted(RequestContext& ctx, Family family, bool* api_counted) {
                                " route: call it at " + (anthropic_route ? "/v1/messages" : "/v1/chat/completions"),
                            "invalid_request_error", "wrong_endpoint_for_model");
   if (models->limits) {
-    int64_t max_out = 4096;
-    for (const char* k : {"max_completion_tokens", "max_tokens"})
-      if (body.contains(k) && body[k].is_number_integer()) {
-        max_out = std::max<int64_t>(body[k].get<int64_t>(), 1);
-        break;
-      }
-    const int64_t tokens = static_cast<int64_t>(text_bytes(body)) + max_out;
+    const int64_t max_out = chat->max_tokens.value_or(4096);
+    const int64_t tokens = static_cast<int64_t>(chat->text_bytes) + max_out;
     auto price = models->price_of(*call->route);
     llm::Usage worst;
     worst.prompt_tokens = tokens - max_out;
@@ -550,7 +490,11 @@ Task chat_admitted(RequestContext& ctx, Family family, bool* api_counted) {
     }
     call->reservation = ratelimit::Reservation(models->limits, call->ex, std::move(*admission));
   }
-  if (call->route->provider == "scripted") co_return co_await serve_scripted(call, family, body, stream);
+  if (call->route->provider == "scripted") {
+    const json body = json::parse(ctx.request.body, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded()) co_return openai_error(400, "malformed JSON body", "invalid_request_error", "invalid_request");
+    co_return co_await serve_scripted(call, family, body, stream);
+  }
   SecretString key;
   if (!call->route->credential.empty()) {
     if (!ctx.services.credentials) co_return openai_error(Error::unavailable("the credential vault is not configured"));
@@ -568,7 +512,7 @@ Task chat_admitted(RequestContext& ctx, Family family, bool* api_counted) {
     }
     key = std::move(*k);
   }
-  co_return co_await proxy(ctx, call, family, std::move(body), repeated_keys, stream, std::move(key));
+  co_return co_await proxy(ctx, call, family, *chat, std::move(key));
 }
 
 // The model endpoints check the API request limit together with the model's limits (one limiter

@@ -1,0 +1,165 @@
+#include "gateway/handlers/chat_body.h"
+
+#include <simdjson.h>
+
+#include <algorithm>
+#include <vector>
+
+namespace ap::gateway {
+namespace {
+
+namespace dom = simdjson::dom;
+
+// A parser per thread keeps its buffers between documents; a big document gets a parser of its
+// own so that the thread does not hold its size afterwards. The element a parse returns lives
+// until the parser's next parse: callers read what they need before parsing again.
+constexpr size_t kKeptCapacity = 1 << 20;
+
+struct Parsed {
+  std::optional<dom::parser> own;
+  dom::element root;
+  bool ok = false;
+};
+
+void parse(std::string_view text, Parsed& out) {
+  thread_local dom::parser shared;
+  dom::parser* p = &shared;
+  if (text.size() > kKeptCapacity) p = &out.own.emplace();
+  out.ok = !p->parse(text.data(), text.size()).get(out.root);
+}
+
+// The object member `key` of `e`: its last occurrence when it repeats, as the readers that
+// build documents take it (simdjson's own lookup takes the first).
+simdjson::simdjson_result<dom::element> member(dom::element e, std::string_view key) {
+  dom::object o;
+  if (auto error = e.get_object().get(o)) return error;
+  std::optional<dom::element> found;
+  for (dom::key_value_pair f : o)
+    if (f.key == key) found = f.value;
+  if (!found) return simdjson::NO_SUCH_FIELD;
+  return simdjson::simdjson_result<dom::element>(dom::element(*found));
+}
+
+int64_t num(dom::object o, std::string_view key) {
+  int64_t v = 0;
+  return o[key].get_int64().get(v) ? 0 : v;
+}
+
+void read_openai_usage(dom::object u, llm::Usage& out) {
+  out.prompt_tokens = num(u, "prompt_tokens");
+  out.completion_tokens = num(u, "completion_tokens");
+  dom::object d;
+  if (!u["prompt_tokens_details"].get_object().get(d)) out.cached_tokens = num(d, "cached_tokens");
+  if (!u["completion_tokens_details"].get_object().get(d)) out.reasoning_tokens = num(d, "reasoning_tokens");
+}
+
+// Anthropic's input_tokens excludes cache reads and writes; ours includes them. message_start
+// carries the input counts; message_delta the output so far (and, lately, input counts too).
+void read_anthropic_usage(dom::object u, llm::Usage& out, bool start) {
+  int64_t ignored = 0;
+  if (start || !u["input_tokens"].get_int64().get(ignored)) {
+    out.cached_tokens = num(u, "cache_read_input_tokens");
+    out.cache_creation_tokens = num(u, "cache_creation_input_tokens");
+    out.prompt_tokens = num(u, "input_tokens") + out.cached_tokens + out.cache_creation_tokens;
+  }
+  int64_t output = 0;
+  if (!u["output_tokens"].get_int64().get(output)) out.completion_tokens = output;
+}
+
+}  // namespace
+
+Result<ChatRequest> read_chat_request(std::string_view body) {
+  Parsed doc;
+  parse(body, doc);
+  if (!doc.ok) return Error::invalid_argument("malformed JSON body");
+  dom::object top;
+  if (doc.root.get_object().get(top)) return Error::invalid_argument("request body must be a JSON object");
+  ChatRequest r;
+  // Fields in order, a later occurrence of a key overriding an earlier one.
+  std::optional<dom::element> model, messages, stream, stream_options, max_tokens, max_completion_tokens, system, tools;
+  std::vector<std::string_view> keys;
+  keys.reserve(16);
+  for (dom::key_value_pair f : top) {
+    keys.push_back(f.key);
+    if (f.key == "model") model = f.value;
+    else if (f.key == "messages") messages = f.value;
+    else if (f.key == "stream") stream = f.value;
+    else if (f.key == "stream_options") stream_options = f.value;
+    else if (f.key == "max_tokens") max_tokens = f.value;
+    else if (f.key == "max_completion_tokens") max_completion_tokens = f.value;
+    else if (f.key == "system") system = f.value;
+    else if (f.key == "tools") tools = f.value;
+  }
+  std::sort(keys.begin(), keys.end());
+  r.repeated_keys = std::adjacent_find(keys.begin(), keys.end()) != keys.end();
+
+  std::string_view name;
+  if (!model || model->get_string().get(name)) return Error::invalid_argument("model is required and must be a string");
+  r.model = std::string(name);
+  dom::array list;
+  if (!messages || messages->get_array().get(list) || list.size() == 0)
+    return Error::invalid_argument("messages is required and must be a non-empty array");
+  if (stream && stream->get_bool().get(r.stream)) return Error::invalid_argument("stream must be a boolean");
+  dom::object options;
+  if (stream_options && !stream_options->get_object().get(options)) {
+    r.stream_options_object = true;
+    bool include = false;
+    r.include_usage = !options["include_usage"].get_bool().get(include) && include;
+  }
+  // An integer bound, as given (at least 1; huge ones capped so that sums cannot overflow).
+  constexpr int64_t kCap = int64_t{1} << 40;
+  for (const auto& e : {max_completion_tokens, max_tokens}) {
+    if (!e) continue;
+    int64_t v = 0;
+    uint64_t u = 0;
+    if (!e->get_int64().get(v)) r.max_tokens = std::clamp<int64_t>(v, 1, kCap);
+    else if (!e->get_uint64().get(u)) r.max_tokens = kCap;
+    if (r.max_tokens) break;
+  }
+  for (const auto& e : {messages, system, tools})
+    if (e) r.text_bytes += simdjson::to_string(*e).size();
+  return r;
+}
+
+std::optional<llm::Usage> openai_reply_usage(std::string_view reply) {
+  Parsed doc;
+  parse(reply, doc);
+  dom::object u;
+  if (!doc.ok || member(doc.root, "usage").get_object().get(u)) return std::nullopt;
+  llm::Usage out;
+  read_openai_usage(u, out);
+  return out;
+}
+
+std::optional<llm::Usage> anthropic_reply_usage(std::string_view reply) {
+  Parsed doc;
+  parse(reply, doc);
+  dom::object u;
+  if (!doc.ok || member(doc.root, "usage").get_object().get(u)) return std::nullopt;
+  llm::Usage out;
+  read_anthropic_usage(u, out, true);
+  return out;
+}
+
+std::optional<ChunkUsage> openai_chunk_usage(std::string_view data) {
+  Parsed doc;
+  parse(data, doc);
+  dom::object u;
+  if (!doc.ok || member(doc.root, "usage").get_object().get(u)) return std::nullopt;
+  ChunkUsage out;
+  read_openai_usage(u, out.usage);
+  dom::array choices;
+  out.usage_only = !doc.root["choices"].get_array().get(choices) && choices.size() == 0;
+  return out;
+}
+
+bool merge_anthropic_event_usage(std::string_view data, bool start, llm::Usage& into) {
+  Parsed doc;
+  parse(data, doc);
+  dom::object u;
+  if (!doc.ok || (start ? doc.root.at_pointer("/message/usage") : doc.root["usage"]).get_object().get(u)) return false;
+  read_anthropic_usage(u, into, start);
+  return true;
+}
+
+}  // namespace ap::gateway
