@@ -3,7 +3,8 @@
 # (a) direct to the mock, (b) through agentplane (auth, limits, usage recording on), c=CONNS JSON
 # and SSE with wrk, and c=1 latency with the peers' probe. Portkey itself: run
 # ../shared/peers/gateway/bench-gateway.sh right before/after (same machine, same mock).
-# Usage: bench/gateway/run.sh [BUILD_DIR]   Env: DURATION (s, 10), CONNS (50), PEERS (path),
+# Usage: bench/gateway/run.sh [BUILD_DIR]   Env: DURATION (s per target, 10), ROUNDS (5: the
+# throughput runs as interleaved slices, see rounds_of), CONNS (50), PEERS (path),
 # LIMITS (redis: a redis-server of its own holds the limits, as across replicas; local: in-process),
 # NGINX (auto: when nginx is installed, also through a bare nginx reverse proxy with upstream
 # keep-alive and two workers: what forwarding alone costs here, without auth, JSON, limits or usage).
@@ -11,7 +12,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build}; bin=$build/agentplane
 peers=${PEERS:-$root/../shared/peers/gateway}
-DURATION=${DURATION:-10}; CONNS=${CONNS:-50}; LIMITS=${LIMITS:-redis}; NGINX=${NGINX:-auto}
+DURATION=${DURATION:-10}; CONNS=${CONNS:-50}; LIMITS=${LIMITS:-redis}; NGINX=${NGINX:-auto}; ROUNDS=${ROUNDS:-5}
 work=$(mktemp -d /tmp/ap-gw-bench-XXXXXX)
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 pids=()
@@ -42,11 +43,6 @@ echo "limits backend: $(curl -sf "$AP/v1/limits" -H "x-api-key: $key" | python3 
 BODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16}'
 SBODY='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello"}],"max_tokens":16,"stream":true,"stream_options":{"include_usage":true}}'
 curl -sf "$AP/v1/chat/completions" -H "x-api-key: $key" -d "$BODY" | grep -q total_tokens || { echo "smoke failed" >&2; tail "$work/dev.log" >&2; exit 1; }
-run_wrk() { # label url body [headers...]
-  local label=$1 url=$2 body=$3; shift 3
-  WRK_BODY="$body" WRK_LABEL="$label" wrk -t1 -c"$CONNS" -d2s -s "$peers/wrk-post.lua" "$@" "$url" >/dev/null
-  WRK_BODY="$body" WRK_LABEL="$label" wrk -t1 -c"$CONNS" -d"${DURATION}s" -s "$peers/wrk-post.lua" "$@" "$url" | grep '^{"label"'
-}
 nginx_url=""
 if [ "$NGINX" != no ] && command -v nginx >/dev/null; then
   nginx_port=$(free_port); mkdir -p "$work/nginx"
@@ -59,12 +55,47 @@ if [ "$NGINX" != no ] && command -v nginx >/dev/null; then
   nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" && nginx_url="http://127.0.0.1:$nginx_port/v1/chat/completions"
   pids+=("$(cat "$work/nginx/nginx.pid")")  # its master: stopped (with its workers) by cleanup
 fi
-run_wrk direct_json "http://127.0.0.1:$mock_port/v1/chat/completions" "$BODY"
-[ -z "$nginx_url" ] || run_wrk nginx_json "$nginx_url" "$BODY"
-run_wrk agentplane_json "$AP/v1/chat/completions" "$BODY" -H "x-api-key: $key"
-run_wrk direct_stream "http://127.0.0.1:$mock_port/v1/chat/completions" "$SBODY"
-[ -z "$nginx_url" ] || run_wrk nginx_stream "$nginx_url" "$SBODY"
-run_wrk agentplane_stream "$AP/v1/chat/completions" "$SBODY" -H "x-api-key: $key"
+# Throughput in ROUNDS interleaved slices of DURATION/ROUNDS seconds (direct, nginx, agentplane,
+# the order rotating): this machine's speed drifts by tens of percent within a minute, so each
+# round's ratio compares runs seconds apart; the summary gives every round's ratio and their median.
+slice=$(( DURATION / ROUNDS > 0 ? DURATION / ROUNDS : 1 ))
+rounds_of() { # kind body
+  local kind=$1 body=$2 r i
+  local -a labels=(direct nginx agentplane) urls=("http://127.0.0.1:$mock_port/v1/chat/completions" "$nginx_url" "$AP/v1/chat/completions")
+  for l in 0 1 2; do  # warm-up
+    [ -n "${urls[$l]}" ] && WRK_BODY="$body" wrk -t1 -c"$CONNS" -d2s -s "$peers/wrk-post.lua" -H "x-api-key: $key" "${urls[$l]}" >/dev/null
+  done
+  for r in $(seq 1 "$ROUNDS"); do
+    for i in 0 1 2; do
+      local l=$(( (i + r) % 3 ))
+      [ -n "${urls[$l]}" ] || continue
+      WRK_BODY="$body" WRK_LABEL="${labels[$l]}_$kind" wrk -t1 -c"$CONNS" -d"${slice}s" -s "$peers/wrk-post.lua" \
+        -H "x-api-key: $key" "${urls[$l]}" | grep '^{"label"' | sed "s/^{/{\"round\":$r,/"
+    done
+  done
+}
+summarise() { # the slices' lines on stdin -> per label totals and the median of the per-round ratios
+  python3 -c '
+import json, statistics, sys
+rows = [json.loads(l) for l in sys.stdin]
+for l in rows: print(json.dumps(l))
+for kind in ("json", "stream"):
+    by = {}
+    for l in rows:
+        if l["label"].endswith("_" + kind): by.setdefault(l["round"], {})[l["label"].rsplit("_", 1)[0]] = l["rps"]
+    if not by: continue
+    out = {"summary": kind, "rounds": len(by)}
+    for who in ("agentplane", "nginx"):
+        ratios = [r[who] / r["direct"] for r in by.values() if who in r and "direct" in r]
+        if ratios:
+            out[who + "_over_direct_median"] = round(statistics.median(ratios), 3)
+            out[who + "_over_direct_rounds"] = [round(x, 3) for x in ratios]
+    for who in ("direct", "nginx", "agentplane"):
+        v = [r[who] for r in by.values() if who in r]
+        if v: out[who + "_rps_mean"] = round(sum(v) / len(v), 1)
+    print(json.dumps(out))'
+}
+{ rounds_of json "$BODY"; rounds_of stream "$SBODY"; } | summarise
 node "$peers/probe-latency.mjs" direct_json_c1 "http://127.0.0.1:$mock_port/v1/chat/completions" "$DURATION" "$BODY"
 node "$peers/probe-latency.mjs" agentplane_json_c1 "$AP/v1/chat/completions" "$DURATION" "$BODY" "x-api-key: $key"
 node "$peers/probe-latency.mjs" direct_stream_c1 "http://127.0.0.1:$mock_port/v1/chat/completions" "$DURATION" "$SBODY"
