@@ -100,12 +100,9 @@ Result<ChatRequest> read_chat_request(std::string_view body) {
   if (!messages || messages->get_array().get(list) || list.size() == 0)
     return Error::invalid_argument("messages is required and must be a non-empty array");
   if (stream && stream->get_bool().get(r.stream)) return Error::invalid_argument("stream must be a boolean");
-  dom::object options;
-  if (stream_options && !stream_options->get_object().get(options)) {
-    r.stream_options_object = true;
-    bool include = false;
-    r.include_usage = !options["include_usage"].get_bool().get(include) && include;
-  }
+  bool include = false;
+  if (stream_options && stream_options->is_object())
+    r.include_usage = !member(*stream_options, "include_usage").get_bool().get(include) && include;
   // An integer bound, as given (at least 1; huge ones capped so that sums cannot overflow).
   constexpr int64_t kCap = int64_t{1} << 40;
   for (const auto& e : {max_completion_tokens, max_tokens}) {

@@ -21,7 +21,6 @@ struct ChatRequest {
   std::string model;
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage is true
-  bool stream_options_object = false;  // stream_options is present and an object
   std::optional<int64_t> max_tokens;  // max_completion_tokens, else max_tokens (integers >= 1)
   size_t text_bytes = 0;  // the compact JSON size of messages, system and tools: the prompt's bound
   bool repeated_keys = false;  // a top-level key occurs more than once

@@ -330,7 +330,6 @@ Task serve_scripted(std::shared_ptr<CallInfo> call, Family family, const json& b
 
 // ---- upstream routes ----
 
-// `repeated_keys`: the client's body repeats a top-level key (see chat_admitted).
 // The client's body with the route's upstream model and, for an OpenAI stream, usage asked for.
 // A repeated top-level key is written once, with its last value: the one we checked and priced.
 // Nothing if nlohmann's reader refuses what simdjson's accepted (neither should).
