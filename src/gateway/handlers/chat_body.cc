@@ -66,6 +66,18 @@ void read_anthropic_usage(dom::object u, llm::Usage& out, bool start) {
   if (!u["output_tokens"].get_int64().get(output)) out.completion_tokens = output;
 }
 
+// The top-level `usage` object of a whole reply, read by `read`.
+template <class Read>
+std::optional<llm::Usage> reply_usage(std::string_view reply, Read read) {
+  Parsed doc;
+  parse(reply, doc);
+  dom::object u;
+  if (!doc.ok || member(doc.root, "usage").get_object().get(u)) return std::nullopt;
+  llm::Usage out;
+  read(u, out);
+  return out;
+}
+
 }  // namespace
 
 Result<ChatRequest> read_chat_request(std::string_view body) {
@@ -119,23 +131,11 @@ Result<ChatRequest> read_chat_request(std::string_view body) {
 }
 
 std::optional<llm::Usage> openai_reply_usage(std::string_view reply) {
-  Parsed doc;
-  parse(reply, doc);
-  dom::object u;
-  if (!doc.ok || member(doc.root, "usage").get_object().get(u)) return std::nullopt;
-  llm::Usage out;
-  read_openai_usage(u, out);
-  return out;
+  return reply_usage(reply, read_openai_usage);
 }
 
 std::optional<llm::Usage> anthropic_reply_usage(std::string_view reply) {
-  Parsed doc;
-  parse(reply, doc);
-  dom::object u;
-  if (!doc.ok || member(doc.root, "usage").get_object().get(u)) return std::nullopt;
-  llm::Usage out;
-  read_anthropic_usage(u, out, true);
-  return out;
+  return reply_usage(reply, [](dom::object u, llm::Usage& out) { read_anthropic_usage(u, out, true); });
 }
 
 std::optional<ChunkUsage> openai_chunk_usage(std::string_view data) {
