@@ -27,10 +27,10 @@ struct Authenticator::Loops {
 
 namespace {
 
-telemetry::Counter& auth_counter(const char* result) {
-  return telemetry::metrics()
-      .counter("agentplane_auth_total", "Authentication attempts by result.", {"result"})
-      .with({result});
+telemetry::Counter& auth_counter(std::string_view result) {
+  static auto& family = telemetry::metrics().counter("agentplane_auth_total", "Authentication attempts by result.", {"result"});
+  static auto& ok_cached = family.with({"ok_cached"});  // nearly every request's: resolved once
+  return result == "ok_cached" ? ok_cached : family.with({std::string(result)});
 }
 
 constexpr std::string_view kFindKey =

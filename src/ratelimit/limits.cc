@@ -102,9 +102,10 @@ std::string reset_text(double s) {  // OpenAI's x-ratelimit-reset-* style: "1s",
 }
 
 telemetry::Counter& decisions(const std::string& outcome) {
-  return telemetry::metrics()
-      .counter("agentplane_ratelimit_decisions_total", "Limit decisions by outcome (allowed, denied, degraded).", {"outcome"})
-      .with({outcome});
+  static auto& family = telemetry::metrics().counter(
+      "agentplane_ratelimit_decisions_total", "Limit decisions by outcome (allowed, denied, degraded).", {"outcome"});
+  static auto& allowed = family.with({"allowed"});  // every request's: resolved once
+  return outcome == "allowed" ? allowed : family.with({outcome});
 }
 
 }  // namespace
