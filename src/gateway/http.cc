@@ -1,6 +1,7 @@
 #include "gateway/http.h"
 
 #include <cctype>
+#include <cstdio>
 
 namespace ap::gateway {
 
@@ -60,6 +61,29 @@ std::optional<std::string> Request::query_param(std::string_view name) const {
   auto all = query_params(name);
   if (all.empty()) return std::nullopt;
   return all.front();
+}
+
+std::string http_date(std::time_t t) {
+  static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  const int n = std::snprintf(buf, sizeof buf, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday], tm.tm_mday,
+                              kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+const std::string& http_date_now() {
+  thread_local std::time_t made = -1;
+  thread_local std::string text;
+  const std::time_t now = std::time(nullptr);
+  if (now != made) {
+    text = http_date(now);
+    made = now;
+  }
+  return text;
 }
 
 }  // namespace ap::gateway

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <ctime>
 #include <functional>
 #include <optional>
 #include <string>
@@ -55,5 +56,10 @@ struct Response {
 };
 
 std::string percent_decode(std::string_view s);
+
+// The Date header's value for `t` (RFC 9110's IMF-fixdate: "Mon, 07 Dec 2026 06:38:39 GMT").
+std::string http_date(std::time_t t);
+// The same for now, made at most once a second per thread (every response carries it).
+const std::string& http_date_now();
 
 }  // namespace ap::gateway

@@ -16,5 +16,11 @@ TEST(Request, PathQueryAndHeaders) {
   EXPECT_EQ(percent_decode("%zz%4"), "%zz%4");
 }
 
+TEST(HttpDate, ImfFixdate) {
+  EXPECT_EQ(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+  EXPECT_EQ(http_date(1796625519), "Mon, 07 Dec 2026 06:38:39 GMT");
+  EXPECT_EQ(http_date_now().size(), 29u);
+}
+
 }  // namespace
 }  // namespace ap::gateway

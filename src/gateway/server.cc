@@ -278,31 +278,24 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
     auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kUse);
     conn.idle = false;
     if (hec) {
+      // A request that cannot be read ends its connection with one last answer.
+      std::optional<Response> last;
       if (hec == http::error::body_limit) {
         // The declared content-length is over the cap: refused from the headers alone.
-        http::response<http::string_body> res{http::status::payload_too_large, 11};
-        res.set(http::field::content_type, "application/json");
-        res.set(http::field::connection, "close");
-        res.body() = error_response(Error::payload_too_large(
-                                        "request body exceeds " +
-                                        std::to_string(options.body_limit) + " bytes"))
-                         .body;
-        res.prepare_payload();
-        co_await http::async_write(stream, res, kUse);
+        last = error_response(Error::payload_too_large("request body exceeds " + std::to_string(options.body_limit) + " bytes"));
       } else if (hec == http::error::header_limit) {
-        http::response<http::string_body> res{http::status::request_header_fields_too_large, 11};
-        res.set(http::field::content_type, "application/json");
-        res.set(http::field::connection, "close");
-        res.body() = R"({"detail":"request headers exceed the limit"})";
-        res.prepare_payload();
-        co_await http::async_write(stream, res, kUse);
+        last = Response::json(431, R"({"detail":"request headers exceed the limit"})");
       } else if (hec != http::error::end_of_stream && hec != beast::error::timeout &&
                  hec != asio::error::operation_aborted && hec != asio::error::connection_reset &&
                  hec != asio::error::eof && hec != asio::error::bad_descriptor) {
-        http::response<http::string_body> res{http::status::bad_request, 11};
+        last = Response::json(400, R"({"detail":"malformed HTTP request"})");
+      }
+      if (last) {
+        http::response<http::string_body> res{static_cast<http::status>(last->status), 11};
+        res.set(http::field::date, http_date_now());
         res.set(http::field::content_type, "application/json");
         res.set(http::field::connection, "close");
-        res.body() = R"({"detail":"malformed HTTP request"})";
+        res.body() = std::move(last->body);
         res.prepare_payload();
         co_await http::async_write(stream, res, kUse);
       }
@@ -362,6 +355,7 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
       continue;
     }
     http::response<http::string_body> res{static_cast<http::status>(resp.status), 11};
+    res.set(http::field::date, http_date_now());
     res.set(http::field::content_type, resp.content_type);
     res.set("x-request-id", request_id);
     for (const auto& h : resp.headers) res.set(h.name, h.value);
@@ -419,6 +413,7 @@ template <class Stream>
 asio::awaitable<bool> Server::Impl::stream_response(Stream& stream, Conn& conn, Response& resp,
                                                     const std::string& request_id, bool keep_alive) {
   http::response<http::empty_body> res{static_cast<http::status>(resp.status), 11};
+  res.set(http::field::date, http_date_now());
   res.set(http::field::content_type, resp.content_type);
   res.set(http::field::cache_control, "no-store");
   res.set("x-request-id", request_id);

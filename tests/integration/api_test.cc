@@ -4,6 +4,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <regex>
 
 #include "auth/authenticator.h"
 #include "gateway/server.h"
@@ -75,6 +76,11 @@ TEST_F(Api, BodyAndHeaderCaps) {
   EXPECT_TRUE(json::parse(big.body).contains("detail"));
   auto huge_header = server->call("GET", "/ok", "", "", {{"x-filler", std::string(20000, 'a')}});
   EXPECT_EQ(huge_header.status, 431);
+  EXPECT_TRUE(json::parse(huge_header.body).contains("detail"));
+  // Every answer carries a Date (RFC 9110), these last ones too.
+  const std::regex date("[A-Z][a-z]{2}, [0-9]{2} [A-Z][a-z]{2} [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT");
+  for (const auto& r : {big, huge_header, server->call("GET", "/ok")})
+    EXPECT_TRUE(std::regex_match(r.header("date"), date)) << r.header("date");
   auto keys = server->call_json("GET", "/v1/keys", t.key);
   EXPECT_EQ(keys["items"].size(), 1u);  // bad input changed nothing
 }
