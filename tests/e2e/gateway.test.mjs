@@ -99,7 +99,26 @@ test('a request that needs no change goes upstream byte for byte', async () => {
   const last2 = (await (await fetch(mock.url + '/_last')).json()).last;
   assert.equal(last2.raw.split('max_tokens').length, 2, last2.raw);
   assert.equal(last2.body.max_tokens, 5);
+  // JSON's numbers have no size limit: an integer beyond 64 bits in a tool schema is no reason
+  // to refuse a request, and it goes upstream as sent.
+  const wide = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"integer","maximum":18446744073709551616}}}]}';
+  const res3 = await fetch(URL_ + '/v1/chat/completions', { method: 'POST', headers: { 'x-api-key': KEY_A, 'content-type': 'application/json' }, body: wide });
+  assert.equal(res3.status, 200, await res3.clone().text());
+  assert.equal((await (await fetch(mock.url + '/_last')).json()).last.raw, wide);
   await api('DELETE', '/v1/model-routes/gpt-4o-mini', KEY_A);
+});
+
+test('a reply without usage is recorded with estimated tokens', async () => {
+  const r = await api('PUT', '/v1/model-routes/no-usage', KEY_A, { provider: 'openai', upstream_model: 'no-usage',
+    base_url: mock.url + '/v1', credential: 'openai-key' });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const c = await openai().chat.completions.create({ model: 'no-usage', messages: [{ role: 'user', content: 'Say hello' }] });
+  assert.equal(c.choices[0].message.content, 'Hello from the mock.');
+  const u = await usageOf(KEY_A, 'model', (b) => b.rows.some((x) => x.group === 'no-usage'));
+  const row = u.rows.find((x) => x.group === 'no-usage');
+  assert.equal(row.requests, 1);
+  assert.ok(row.prompt_tokens >= 1 && row.completion_tokens >= 1, JSON.stringify(row));
+  await api('DELETE', '/v1/model-routes/no-usage', KEY_A);
 });
 
 test('chat.completions streams chunk by chunk; usage only when asked', async () => {

@@ -48,6 +48,11 @@ export async function startMock(key) {
     const usage = { prompt_tokens: 12, completion_tokens: tool ? 9 : 5, total_tokens: tool ? 21 : 17,
                     prompt_tokens_details: { cached_tokens: 2 } };
     const id = 'chatcmpl-mock';
+    if (json.model === 'no-usage') {  // as some OpenAI-compatible servers answer
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return res.end(JSON.stringify({ id, object: 'chat.completion', created: 1, model: json.model,
+        choices: [{ index: 0, message: { role: 'assistant', content: words.join('') }, finish_reason: 'stop' }] }));
+    }
     if (!json.stream) {
       const message = tool
         ? { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }] }

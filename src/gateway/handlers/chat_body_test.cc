@@ -54,7 +54,8 @@ TEST(ReadChatRequest, RefusesWhatIsNotAChatRequest) {
   EXPECT_EQ(message("{\"model\": "), "malformed JSON body");
   EXPECT_EQ(message("{\"model\":\"m\",\"messages\":[1]}}"), "malformed JSON body");
   EXPECT_EQ(message("{\"model\":\"\xff\",\"messages\":[1]}"), "malformed JSON body");  // not UTF-8
-  EXPECT_EQ(message(std::string(5000, '[') + std::string(5000, ']')), "malformed JSON body");  // too deep
+  EXPECT_EQ(message(R"({"model":"m","messages":[1e400]})"), "malformed JSON body");  // no double holds it
+  EXPECT_EQ(message(std::string(5000, '[') + std::string(5000, ']')), "JSON body nested more than 1024 levels deep");
   EXPECT_EQ(message("[1]"), "request body must be a JSON object");
   EXPECT_EQ(message(R"({"messages":[1]})"), "model is required and must be a string");
   EXPECT_EQ(message(R"({"model":3,"messages":[1]})"), "model is required and must be a string");
@@ -62,6 +63,30 @@ TEST(ReadChatRequest, RefusesWhatIsNotAChatRequest) {
   EXPECT_EQ(message(R"({"model":"m","messages":[]})"), "messages is required and must be a non-empty array");
   EXPECT_EQ(message(R"({"model":"m","messages":"hi"})"), "messages is required and must be a non-empty array");
   EXPECT_EQ(message(R"({"model":"m","messages":[1],"stream":"yes"})"), "stream must be a boolean");
+}
+
+TEST(ReadChatRequest, WhatSimdjsonAloneWouldRefuse) {
+  // An integer beyond 64 bits (a tool schema's uint64 bound): read through nlohmann.
+  auto r = read_chat_request(R"({"model":"m","messages":[1],"tools":[{"maximum":18446744073709551616}],"max_tokens":9})");
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->max_tokens, 9);
+  EXPECT_FALSE(r->repeated_keys);
+  EXPECT_GT(r->text_bytes, 0u);
+  // ... and a repeated key is still noticed on that path.
+  r = read_chat_request(R"({"model":"a","messages":[18446744073709551616],"model":"b"})");
+  ASSERT_TRUE(r);
+  EXPECT_TRUE(r->repeated_keys);
+  EXPECT_EQ(r->model, "b");
+  // A leading UTF-8 byte order mark is skipped.
+  EXPECT_EQ(read_chat_request("\xEF\xBB\xBF{\"model\":\"m\",\"messages\":[1]}")->model, "m");
+  // Over 1 MiB (a parser of its own), then a small body on the same thread.
+  const std::string big = R"({"model":"big","messages":[")" + std::string(2 << 20, 'x') + R"("]})";
+  EXPECT_EQ(read_chat_request(big)->text_bytes, (2u << 20) + 4);
+  EXPECT_EQ(read_chat_request(R"({"model":"small","messages":[1]})")->model, "small");
+  // Not quite right types read as absent.
+  EXPECT_FALSE(read_chat_request(R"({"model":"m","messages":[1],"stream_options":{"include_usage":"true"}})")->include_usage);
+  EXPECT_EQ(read_chat_request(R"({"model":"m","messages":[1],"max_tokens":0})")->max_tokens, 1);
+  EXPECT_EQ(read_chat_request(R"({"model":"m","messages":[1],"max_completion_tokens":null,"max_tokens":3})")->max_tokens, 3);
 }
 
 TEST(ReplyUsage, OpenAiCompletion) {
@@ -89,6 +114,12 @@ TEST(ReplyUsage, AnthropicMessageCountsCacheReadsAndWritesAsInput) {
   EXPECT_EQ(u->cached_tokens, 5);
   EXPECT_EQ(u->cache_creation_tokens, 2);
   EXPECT_EQ(u->completion_tokens, 7);
+  // A model's tool input may hold any JSON number: the usage is still read.
+  u = anthropic_reply_usage(R"({"content":[{"type":"tool_use","input":{"n":100000000000000000000}}],)"
+                            R"("usage":{"input_tokens":3,"output_tokens":4}})");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->prompt_tokens, 3);
+  EXPECT_EQ(u->completion_tokens, 4);
 }
 
 TEST(ChunkUsage, OpenAiUsageOnlyChunk) {
@@ -101,6 +132,11 @@ TEST(ChunkUsage, OpenAiUsageOnlyChunk) {
   ASSERT_TRUE(c);
   EXPECT_FALSE(c->usage_only);
   EXPECT_FALSE(openai_chunk_usage(R"({"choices":[],"usage":null})"));
+  // A repeated key reads as its last occurrence here too.
+  c = openai_chunk_usage(R"({"choices":[{"delta":{}}],"choices":[],"usage":{"prompt_tokens":1},"usage":{"prompt_tokens":2}})");
+  ASSERT_TRUE(c);
+  EXPECT_TRUE(c->usage_only);
+  EXPECT_EQ(c->usage.prompt_tokens, 2);
 }
 
 TEST(ChunkUsage, AnthropicStartThenDelta) {
@@ -114,6 +150,9 @@ TEST(ChunkUsage, AnthropicStartThenDelta) {
   EXPECT_TRUE(merge_anthropic_event_usage(R"({"type":"message_delta","usage":{"output_tokens":15}})", false, u));
   EXPECT_EQ(u.prompt_tokens, 10);
   EXPECT_EQ(u.completion_tokens, 15);
+  // An input count that is not a number leaves the one from message_start.
+  EXPECT_TRUE(merge_anthropic_event_usage(R"({"usage":{"input_tokens":null,"output_tokens":15}})", false, u));
+  EXPECT_EQ(u.prompt_tokens, 10);
   EXPECT_TRUE(merge_anthropic_event_usage(R"({"usage":{"input_tokens":12,"output_tokens":16}})", false, u));
   EXPECT_EQ(u.prompt_tokens, 12);
   EXPECT_EQ(u.cached_tokens, 0);

@@ -393,8 +393,16 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, c
     }
     call->mark_first_byte();
     llm::Usage usage;
-    if (up->status() == 200)
-      usage = (family == Family::kOpenAi ? openai_reply_usage(*all) : anthropic_reply_usage(*all)).value_or(llm::Usage{});
+    if (up->status() == 200) {
+      auto read = family == Family::kOpenAi ? openai_reply_usage(*all) : anthropic_reply_usage(*all);
+      if (read) {
+        usage = *read;
+      } else {  // no usage we can read: our estimate, flagged (the prompt's bound; ~4 bytes a token)
+        usage.estimated = true;
+        usage.prompt_tokens = static_cast<int64_t>(chat.text_bytes);
+        usage.completion_tokens = static_cast<int64_t>(all->size() + 3) / 4;
+      }
+    }
     call->record(usage, up->status(), false, false);
     Response r{up->status(), content_type.empty() ? "application/json" : content_type, scrub(std::move(*all), key), {}};
     if (auto rid = up->header("x-request-id"); !rid.empty()) r.headers.push_back({"x-upstream-request-id", rid});
