@@ -224,6 +224,7 @@ test('a client that disconnects mid-stream cancels the upstream call and is stil
   const row = u.rows.find((r) => r.group === 'slow-mock');
   assert.equal(row.requests, 1);
   assert.ok(row.completion_tokens >= 1);
+  assert.ok(row.prompt_tokens >= 1, JSON.stringify(row));  // the prompt's bound, estimated
 });
 
 test('usage: every call recorded with tokens and cost, by model and in total', async () => {

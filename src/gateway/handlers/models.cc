@@ -413,7 +413,8 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, c
   r.content_type = content_type;
   r.headers.push_back({"cache-control", "no-cache"});
   add_limit_headers(r, call->reservation.admission());
-  r.stream = [call, up, family, drop_usage_chunk](BodyWriter& w) mutable -> asio::awaitable<void> {
+  const auto prompt_bound = static_cast<int64_t>(chat.text_bytes);
+  r.stream = [call, up, family, drop_usage_chunk, prompt_bound](BodyWriter& w) mutable -> asio::awaitable<void> {
     StreamTap tap(family, drop_usage_chunk);
     bool gone = false, cut = false;
     while (true) {
@@ -435,11 +436,10 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, c
     }
     up.reset();  // a stream left early: closing the connection cancels the upstream request
     llm::Usage usage = tap.usage();
-    if (!tap.got_usage()) {  // cut short: our estimate, flagged (one token per content event)
+    if (!tap.got_usage()) {  // cut short: our estimate, flagged (the prompt's bound; one token per content event)
       usage.estimated = true;
       usage.completion_tokens = std::max(usage.completion_tokens, tap.content_events());
-      if (usage.prompt_tokens == 0) usage.prompt_tokens = call->reservation.admission().reserved_tokens - usage.completion_tokens;
-      usage.prompt_tokens = std::max<int64_t>(usage.prompt_tokens, 0);
+      if (usage.prompt_tokens == 0) usage.prompt_tokens = prompt_bound;
     }
     call->record(usage, cut ? 502 : 200, true, gone);
   };
