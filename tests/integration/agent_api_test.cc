@@ -277,6 +277,44 @@ TEST_F(AgentApi, ExpiredThreadsAreSwept) {
   EXPECT_EQ(server->call("GET", "/threads/" + kept, a->key).status, 200) << "threads without a TTL stay";
 }
 
+TEST_F(AgentApi, EndedStatelessRunsAreSweptAfterTheirGrace) {
+  // A stateless run's temporary thread goes when the run ends; its run row stays for a while
+  // (a join may read it), then the sweep deletes it. Rows the sweep must keep: a run that ended
+  // recently, a resumable one (kept as long as its event log), one whose thread was kept.
+  auto run = [&](const json& extra) {
+    json body = {{"assistant_id", "linear"}, {"input", {{"count", 0}}}};
+    body.update(extra);
+    json r = post("/runs", a->key, body);
+    const std::string run_id = r["run_id"], thread_id = r["thread_id"];
+    EXPECT_EQ(server->call_json("GET", "/threads/" + thread_id + "/runs/" + run_id + "/join", a->key)["count"], 3);
+    return run_id;
+  };
+  const std::string old_run = run(json::object()), recent = run(json::object()),
+                    resumable = run({{"stream_resumable", true}}), kept = run({{"on_completion", "keep"}});
+  auto su = store::SyncConn::connect(Database::get().superuser_url());
+  ASSERT_TRUE(su);
+  auto exists = [&](const std::string& run_id) {
+    auto r = (*su)->exec("SELECT count(*) FROM agentplane.runs WHERE run_id = $1::uuid", {run_id});
+    return r && r->get(0, 0) == "1";
+  };
+  ASSERT_TRUE(exists(old_run)) << "kept for a while after its end";
+  for (const auto& id : {old_run, resumable, kept})
+    ASSERT_TRUE((*su)->exec("UPDATE agentplane.runs SET updated_at = now() - interval '11 minutes' WHERE run_id = $1::uuid", {id}));
+  auto swept = (*su)->exec("SELECT agentplane.sweep_run_data(interval '10 minutes', interval '1 day')");
+  ASSERT_TRUE(swept) << swept.error().message;
+  EXPECT_FALSE(exists(old_run));
+  EXPECT_TRUE(exists(recent));
+  EXPECT_TRUE(exists(resumable)) << "a resumable stream's run stays as long as its log";
+  EXPECT_TRUE(exists(kept)) << "on_completion=keep: the run belongs to its thread";
+  // The sweep can find them by an index, not by reading the table.
+  ASSERT_TRUE((*su)->exec("SET enable_seqscan = off"));
+  auto plan = (*su)->exec(
+      "EXPLAIN SELECT 1 FROM agentplane.runs r WHERE r.status NOT IN ('pending', 'running') AND "
+      "(r.kwargs -> 'temporary') = 'true'::jsonb AND r.updated_at < now() - interval '10 minutes'");
+  ASSERT_TRUE(plan);
+  EXPECT_NE(plan->get(0, 0).find("runs_temporary_ended"), std::string::npos) << plan->get(0, 0);
+}
+
 TEST_F(AgentApi, CronsAreValidatedAndFire) {
   // Bad input: a clear 400 or 404, and nothing stored.
   for (const auto& [body, status] : std::vector<std::pair<json, int>>{
