@@ -101,6 +101,19 @@ TEST_F(Replicas, AQueuedRunWakesTheWorkerReplicaAtOnce) {
   }
   EXPECT_EQ(claimed_within("+Inf") - all0, 10);
   EXPECT_EQ(claimed_within("0.5") - quick0, 10);
+
+  // A batch commits its runs back to back: none waits for the poll either.
+  json batch = json::array();
+  for (int i = 0; i < 12; ++i) batch.push_back({{"assistant_id", "linear"}, {"input", {{"count", i}}}});
+  json runs = api->call_json("POST", "/runs/batch", t->key, batch.dump());
+  ASSERT_EQ(runs.size(), 12u) << runs.dump();
+  for (const auto& r : runs) {
+    auto out = api->call_json("GET", "/threads/" + r["thread_id"].get<std::string>() + "/runs/" +
+                                         r["run_id"].get<std::string>() + "/join", t->key);
+    EXPECT_EQ(out["count"].get<int>() - 3, r["kwargs"]["input"]["count"].get<int>()) << out.dump();
+  }
+  EXPECT_EQ(claimed_within("+Inf") - all0, 22);
+  EXPECT_EQ(claimed_within("0.5") - quick0, 22);
 }
 
 // The run relay does not rely on notifications alone (one sent after its commit can fail:
@@ -198,6 +211,28 @@ TEST_F(Replicas, CancelReachesTheWorkerAtOnce) {
   EXPECT_EQ(thread["status"], "idle") << thread.dump();
   auto state = api->call_json("GET", "/threads/" + th + "/state", t->key);
   EXPECT_TRUE(state["checkpoint"]["checkpoint_id"].is_string()) << "the state up to the cancel is kept: " << state.dump();
+}
+
+// Deleting a thread while its run runs on the worker replica cancels the run at once; when it
+// ends, the run and everything it checkpointed after the delete go too (nothing is left that
+// no API could reach again).
+TEST_F(Replicas, DeletingABusyThreadCancelsItsRunAndLeavesNothing) {
+  std::string th = new_thread();
+  json run = post("/threads/" + th + "/runs", kSlowRun);
+  const std::string rid = run["run_id"];
+  ASSERT_TRUE(eventually([&] { return run_of(th, rid)["status"] == "running"; }));
+  EXPECT_EQ(api->call("DELETE", "/threads/" + th, t->key).status, 204);
+  auto su = store::SyncConn::connect(Database::get().superuser_url());
+  ASSERT_TRUE(su);
+  auto left = [&] {
+    auto r = (*su)->exec("SELECT (SELECT count(*) FROM agentplane.runs WHERE run_id = $1::uuid) + "
+                         "(SELECT count(*) FROM agentplane.checkpoints WHERE thread_id = $2) + "
+                         "(SELECT count(*) FROM agentplane.checkpoint_blobs WHERE thread_id = $2)", {rid, th});
+    return r ? std::stoll(std::string(r->get(0, 0))) : -1;
+  };
+  // The lease renewal (every 2 s) would also tell the worker: the NOTIFY makes it at once.
+  EXPECT_TRUE(eventually([&] { return left() == 0; }, std::chrono::milliseconds(500))) << left() << " rows left";
+  EXPECT_EQ(api->call("GET", "/threads/" + th, t->key).status, 404);
 }
 
 }  // namespace

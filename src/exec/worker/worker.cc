@@ -12,6 +12,7 @@
 #include <atomic>
 #include <deque>
 #include <future>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -542,6 +543,7 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
   // The run's and the thread's rows in one round trip (with the COMMIT when no events are to go
   // with them).
   std::vector<store::Statement> batch;
+  std::optional<size_t> gone_at;  // the statement that says whether the thread was deleted
   batch.push_back({"UPDATE runs SET status = $3, result = $4::jsonb, cancel = NULL, lease_owner = NULL, "
                    "lease_expires = NULL, updated_at = now() WHERE tenant_id = $1 AND run_id = $2",
                    store::params(tenant, run_id, run_status, run_result)});
@@ -555,6 +557,16 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
                      "ELSE $3 END, \"values\" = coalesce($4::json, t.\"values\"), interrupts = coalesce($5::jsonb, "
                      "t.interrupts), error = $6::jsonb, updated_at = now() WHERE t.tenant_id = $1 AND t.thread_id = $2",
                      store::params(tenant, thread, thread_status, values, interrupts, error)});
+    // A thread deleted while the run ran (Threads::remove cancels it) takes the run with it,
+    // and the checkpoints the run wrote after the delete.
+    gone_at = batch.size();
+    batch.push_back({"WITH gone AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM threads WHERE tenant_id = $1 AND "
+                     "thread_id = $3)), r AS (DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2 AND "
+                     "EXISTS (SELECT 1 FROM gone)), c AS (DELETE FROM checkpoints WHERE tenant_id = $1 AND "
+                     "thread_id = $3::text AND EXISTS (SELECT 1 FROM gone)), b AS (DELETE FROM checkpoint_blobs "
+                     "WHERE tenant_id = $1 AND thread_id = $3::text AND EXISTS (SELECT 1 FROM gone)) "
+                     "SELECT count(*) FROM gone",
+                     store::params(tenant, run_id, thread)});
   }
   if (out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback") {
     batch.push_back({"DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)});
@@ -565,14 +577,15 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
   // its commit, so a replica that reads the status after the NOTIFY has every event.
   const bool events = slot.log_events || slot.notify_end;
   AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, c.tenant));
-  AP_CO_RETURN_IF_ERROR(co_await tx.exec_all(std::move(batch), !events));
+  AP_CO_ASSIGN_OR_RETURN(auto done, co_await tx.exec_all(std::move(batch), !events));
+  const bool thread_gone = temporary || (gone_at && done[*gone_at].get(0, 0) != "0");
   if (events) {
     std::vector<std::string> wake;
     AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true, wake));
     AP_CO_RETURN_IF_ERROR(co_await tx.commit());
     if (!wake.empty()) asio::co_spawn(ioc, announce(std::move(wake)), asio::detached);  // not waited for
   }
-  if (temporary) savers(c.tenant)->thread_deleted(thread);
+  if (thread_gone) savers(c.tenant)->thread_deleted(thread);
   if (audit) {
     Json payload{{"run_id", run_id}, {"thread_id", thread}, {"status", run_status}, {"attempt", c.attempt}};
     if (out.interrupted) payload["interrupted"] = true;

@@ -1,11 +1,13 @@
--- 0021: the sweep deletes the run rows of stateless runs whose temporary thread is gone.
--- A stateless run (POST /runs...) deletes its thread when it ends, but its run row stayed for
--- ever: every stateless run left ~2 kB in `runs` and its indexes, which grew without bound.
--- The row is still kept for a while after the end, as the run's event log is (p_keep, or
--- p_keep_resumable for a resumable stream): a /wait on another replica reads the result from
--- it, and a client may join or rejoin the run meanwhile. Then it goes. An index holds just
--- those rows (ended, temporary: kwargs.temporary, set for on_completion=delete), so the sweep
--- does not scan the table. Otherwise as in 0008.
+-- 0021: the sweep deletes what stateless runs leave behind.
+-- A stateless run (POST /runs...) deletes its temporary thread when its worker ends it, but its
+-- run row stayed for ever: every stateless run left ~2 kB in `runs` and its indexes, which grew
+-- without bound. And a run that ended without its worker (cancelled while still queued, or out
+-- of attempts after its workers were lost) left its temporary thread too.
+-- Now such a thread goes p_keep after its run ended, and the run row goes once its thread is
+-- gone, kept as long as the run's event log is (p_keep, or p_keep_resumable for a resumable
+-- stream): a /wait on another replica reads the result from it, and a client may join or
+-- rejoin the run meanwhile. An index holds just those rows (ended, temporary: kwargs.temporary,
+-- set for on_completion=delete), so the sweep does not scan the table. Otherwise as in 0008.
 CREATE INDEX runs_temporary_ended ON runs (updated_at)
   WHERE status NOT IN ('pending', 'running') AND (kwargs -> 'temporary') = 'true'::jsonb;
 
@@ -34,6 +36,15 @@ BEGIN
     WHERE r.tenant_id = e.tenant_id AND r.run_id = e.run_id AND r.status NOT IN ('pending', 'running')
       AND r.updated_at < now() - CASE WHEN coalesce((r.kwargs->>'resumable')::boolean, false)
                                       THEN p_keep_resumable ELSE p_keep END;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  total := total + n;
+  -- Temporary threads whose run ended without deleting them (their checkpoints go with them:
+  -- migration 0017's trigger).
+  DELETE FROM threads t USING runs r
+    WHERE r.status NOT IN ('pending', 'running') AND (r.kwargs -> 'temporary') = 'true'::jsonb
+      AND r.updated_at < now() - p_keep AND t.tenant_id = r.tenant_id AND t.thread_id = r.thread_id
+      AND NOT EXISTS (SELECT 1 FROM runs y WHERE y.tenant_id = t.tenant_id AND y.thread_id = t.thread_id
+                      AND y.status IN ('pending', 'running'));
   GET DIAGNOSTICS n = ROW_COUNT;
   total := total + n;
   -- Stateless runs that ended long enough ago and whose temporary thread is gone. (The first
