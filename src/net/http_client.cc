@@ -168,15 +168,36 @@ struct HttpClient::Pool {
     return nullptr;
   }
   void give(std::unique_ptr<ClientResponse::Conn> c) {
+    auto now = clock::now();
+    if (now >= next_reap) {
+      reap(now);
+      next_reap = now + ttl / 2;
+    }
     auto& v = idle[c->origin];
     if (v.size() >= max_per_origin) {
       c->close();
       return;
     }
     c->parser.reset();
-    c->idle_since = clock::now();
+    c->idle_since = now;
     v.push_back(std::move(c));
   }
+
+ private:
+  // Closes the idle connections of every origin that are past their time, and forgets origins
+  // with none left: take() sees only the newest of one origin, and an origin that is not used
+  // again (a route's old base URL, a tool's host) would keep its sockets, often half-closed by
+  // the server, for the life of the process.
+  void reap(clock::time_point now) {
+    for (auto it = idle.begin(); it != idle.end();) {
+      auto& v = it->second;
+      size_t expired = 0;  // in the order they went idle: the expired ones come first
+      while (expired < v.size() && now - v[expired]->idle_since >= ttl) v[expired++]->close();
+      v.erase(v.begin(), v.begin() + static_cast<long>(expired));
+      it = v.empty() ? idle.erase(it) : std::next(it);
+    }
+  }
+  clock::time_point next_reap{};
 };
 
 // ---- ClientResponse ----

@@ -145,6 +145,36 @@ TEST(HttpClient, PoolsKeepAliveConnections) {
   EXPECT_EQ(srv.connections.load(), 1);
 }
 
+TEST(HttpClient, IdleConnectionsPastTheirTimeAreClosedWhateverTheirOrigin) {
+  TestServer a, b;
+  for (auto* srv : {&a, &b}) {
+    srv->respond = [](tcp::socket& s, const http::request<http::string_body>&, int) -> asio::awaitable<void> {
+      co_await write_all(s, ok_response("ok"));
+    };
+    srv->start();
+  }
+  auto egress = Egress::parse({"127.0.0.1"}, false).value();
+  auto idle = run([&](asio::io_context& ioc) -> asio::awaitable<std::vector<size_t>> {
+    HttpClient c(ioc.get_executor(), ClientOptions{.idle_ttl = std::chrono::milliseconds(50), .egress = &egress});
+    std::vector<size_t> out;
+    for (const auto* srv : {&a, &b}) {
+      ClientRequest req{"GET", srv->url() + "/", {}, ""};
+      auto r = co_await c.send(std::move(req));
+      EXPECT_TRUE(r) << (r ? "" : r.error().message);
+      if (!r) co_return out;
+      auto body = co_await (*r)->read_all();
+      EXPECT_TRUE(body);
+      out.push_back(c.idle_connections());
+      asio::steady_timer t(ioc, std::chrono::milliseconds(120));
+      co_await t.async_wait(asio::use_awaitable);
+    }
+    co_return out;
+  });
+  // A's connection went idle first; by the time B's does, it is past its time and closed,
+  // though A is not asked for again.
+  EXPECT_EQ(idle, (std::vector<size_t>{1, 1}));
+}
+
 TEST(HttpClient, StreamsPiecesAsTheyArriveAndDroppingClosesTheConnection) {
   TestServer srv;
   std::atomic<bool> second_sent{false};
@@ -199,7 +229,7 @@ TEST(HttpClient, RetriesRetryAfterButReturnsOtherErrors) {
     ClientRequest req{"GET", srv.url() + "/busy", {}, ""};
     auto r = co_await c.send(std::move(req));
     EXPECT_TRUE(r);
-    if (r) EXPECT_EQ((*r)->status(), 200);
+    if (r) { EXPECT_EQ((*r)->status(), 200); }
     ClientRequest req2{"GET", srv.url() + "/bad", {}, ""};
     auto bad = co_await c.send(std::move(req2));  // 500 without Retry-After: returned
     EXPECT_TRUE(bad);
@@ -223,7 +253,7 @@ TEST(HttpClient, EgressPolicyRefusesBeforeConnecting) {
     ClientRequest req{"GET", srv.url() + "/", {}, ""};
     auto r = co_await c.send(std::move(req));
     EXPECT_FALSE(r);
-    if (!r) EXPECT_EQ(r.error().code, Code::kPermissionDenied);
+    if (!r) { EXPECT_EQ(r.error().code, Code::kPermissionDenied); }
     ClientRequest req2{"GET", "http://127.0.0.1:1/", {}, ""};
     auto refused = co_await c.send(std::move(req2));
     EXPECT_FALSE(refused);
@@ -241,7 +271,7 @@ TEST(HttpClient, ConnectFailureIsUnavailable) {
     ClientRequest req{"GET", "http://127.0.0.1:" + std::to_string(port) + "/", {}, ""};
     auto r = co_await c.send(std::move(req));
     EXPECT_FALSE(r);
-    if (!r) EXPECT_EQ(r.error().code, Code::kUnavailable);
+    if (!r) { EXPECT_EQ(r.error().code, Code::kUnavailable); }
   });
 }
 
