@@ -390,7 +390,9 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
 template <class Stream>
 class ChunkWriter : public BodyWriter {
  public:
-  ChunkWriter(Stream& s, Conn& c, std::chrono::seconds timeout) : stream_(s), conn_(c), timeout_(timeout) {}
+  // `failed`: the client is gone already (the head could not be written).
+  ChunkWriter(Stream& s, Conn& c, std::chrono::seconds timeout, bool failed)
+      : stream_(s), conn_(c), timeout_(timeout), failed_(failed) {}
   asio::awaitable<bool> write(std::string chunk) override {
     if (failed_) co_return false;
     if (chunk.empty()) co_return true;
@@ -406,7 +408,7 @@ class ChunkWriter : public BodyWriter {
   Stream& stream_;
   Conn& conn_;
   std::chrono::seconds timeout_;
-  bool failed_ = false;
+  bool failed_;
 };
 
 template <class Stream>
@@ -423,9 +425,11 @@ asio::awaitable<bool> Server::Impl::stream_response(Stream& stream, Conn& conn, 
   http::response_serializer<http::empty_body> sr{res};
   conn.expire_after(options.body_timeout);
   auto [hec, hn] = co_await http::async_write_header(stream, sr, kUse);
-  if (hec) co_return false;
   conn.deadline = std::chrono::steady_clock::time_point::max();
-  ChunkWriter<Stream> writer(stream, conn, options.body_timeout);
+  // The body's writer runs even when the head could not be written: its first write says the
+  // client is gone, and it does what it does on a disconnect (cancels a run that was to be
+  // cancelled then, lets go of its subscription, records a model call as disconnected).
+  ChunkWriter<Stream> writer(stream, conn, options.body_timeout, static_cast<bool>(hec));
   co_await resp.stream(writer);
   if (writer.failed()) co_return false;
   conn.expire_after(options.body_timeout);
