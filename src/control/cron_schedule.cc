@@ -7,6 +7,8 @@
 #include <cctype>
 #include <vector>
 
+#include "common/text.h"
+
 namespace ap::control {
 namespace {
 
@@ -37,8 +39,7 @@ std::optional<int> value_of(std::string_view t, const Field& f) {
     if (t.size() > 4) return std::nullopt;
     return std::stoi(std::string(t));
   }
-  std::string lower(t);
-  for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string lower = ascii_lower(t);
   for (size_t i = 0; i < f.name_count; ++i)
     if (lower == f.names[i]) return f.min + static_cast<int>(i);
   return std::nullopt;

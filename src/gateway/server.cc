@@ -1,6 +1,7 @@
 #include "gateway/server.h"
 
 #include "audit/audit_log.h"
+#include "common/text.h"
 #include "common/thread_name.h"
 
 #include <boost/asio.hpp>
@@ -339,9 +340,7 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
         req.body = std::move(msg.body());
         req.headers.reserve(16);
         for (const auto& f : msg) {
-          std::string name(f.name_string());
-          for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-          req.headers.push_back({std::move(name), std::string(f.value())});
+          req.headers.push_back({ascii_lower(f.name_string()), std::string(f.value())});
         }
         resp = co_await dispatch(shard, req, request_id, route, tenant, metrics_only);
       }

@@ -7,6 +7,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include "common/text.h"
+
 namespace ap::net {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -89,9 +91,7 @@ template <class Message>
 void copy_headers(const Message& res, HttpResponse& out) {
   out.status = res.result_int();
   for (const auto& f : res) {
-    std::string name(f.name_string());
-    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    out.headers.emplace_back(std::move(name), std::string(f.value()));
+    out.headers.emplace_back(ascii_lower(f.name_string()), std::string(f.value()));
   }
 }
 

@@ -4,14 +4,15 @@
 #include <array>
 #include <cctype>
 
+#include "common/text.h"
+
 namespace ap::net {
 namespace ip = boost::asio::ip;
 
 namespace {
 
 std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string out = ascii_lower(s);
   while (!out.empty() && out.back() == '.') out.pop_back();  // "example.com." is "example.com"
   return out;
 }

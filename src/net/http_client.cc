@@ -12,6 +12,8 @@
 #include <optional>
 #include <unordered_map>
 
+#include "common/text.h"
+
 namespace ap::net {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -21,12 +23,6 @@ using clock = std::chrono::steady_clock;
 
 namespace {
 constexpr auto kTuple = asio::as_tuple(asio::use_awaitable);
-
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
 
 Error io_error(const std::string& what, const beast::error_code& ec) {
   if (ec == beast::error::timeout) return Error::deadline_exceeded(what + ": timed out");
@@ -92,7 +88,7 @@ Result<Url> Url::parse(std::string_view u) {
     out.host = std::string(authority.substr(0, colon));
     out.port = colon == std::string_view::npos ? "" : std::string(authority.substr(colon + 1));
   }
-  out.host = lower(out.host);
+  ascii_lower_in_place(out.host);
   if (out.host.empty()) return Error::invalid_argument("URL has no host");
   if (out.port.empty()) out.port = out.tls ? "443" : "80";
   if (out.port.find_first_not_of("0123456789") != std::string::npos || out.port.size() > 5 || std::stoi(out.port) == 0 ||
@@ -393,7 +389,7 @@ asio::awaitable<Result<std::unique_ptr<ClientResponse>>> HttpClient::send(Client
     }
     std::unique_ptr<ClientResponse> res(new ClientResponse());
     res->status_ = status;
-    for (const auto& f : conn->parser->get()) res->headers_.emplace_back(lower(f.name_string()), std::string(f.value()));
+    for (const auto& f : conn->parser->get()) res->headers_.emplace_back(ascii_lower(f.name_string()), std::string(f.value()));
     res->keep_alive_ = true;
     res->pool_ = pool_;
     res->conn_ = std::move(conn);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <regex>
 
+#include "common/text.h"
 #include "store/sync_conn.h"
 #include "store/tx.h"
 
@@ -157,7 +158,7 @@ Task<CredentialInfo> CredentialStore::put(audit::Context ctx, PutCredential c) {
   if (c.allowed_hosts.size() > kMaxAllowedHosts) co_return Error::invalid_argument("allowed_hosts: at most 32 hosts");
   static const std::regex host_re(R"((\*\.)?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*|[0-9a-f:]*:[0-9a-f:.]*)");
   for (auto& h : c.allowed_hosts) {
-    std::transform(h.begin(), h.end(), h.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+    ascii_lower_in_place(h);
     if (h.size() > 253 || !std::regex_match(h, host_re))
       co_return Error::invalid_argument("allowed_hosts: '" + h +
                                         "' is not a host name, a '*.example.com' wildcard or an IP address (no scheme, port or path)");
