@@ -25,11 +25,13 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <list>
 #include <map>
 #include <mutex>
 #include <set>
@@ -408,6 +410,13 @@ class GvisorSandbox final : public Sandbox {
   std::mutex mu_;
   std::map<std::string, std::vector<std::unique_ptr<Warm>>> pool_;  // tenant|limits -> ready
   std::map<std::string, int> starting_;                             // tenant|limits -> being started
+  std::list<std::string> order_;  // the sets kept, least recently used first
+  // Under mu_: whether `key`'s set is still kept (a sandbox of one evicted meanwhile goes).
+  bool kept(const std::string& key) const { return std::find(order_.begin(), order_.end(), key) != order_.end(); }
+  // Under mu_: makes room for one more sandbox of `key` within the overall bound, dropping the
+  // ready sandboxes of the least recently used other sets (into `dropped`, destroyed outside
+  // the lock) and forgetting sets with none left. Returns whether there is room.
+  bool make_room(const std::string& key, std::vector<std::unique_ptr<Warm>>& dropped);
 };
 
 std::vector<std::string> GvisorSandbox::runsc(std::initializer_list<std::string> args) const {
@@ -423,8 +432,6 @@ std::vector<std::string> GvisorSandbox::runsc(std::initializer_list<std::string>
 
 // Warm sandboxes are shared by runs of one tenant with the same limits (a sandbox's cgroup and
 // workspace size are fixed when it starts).
-constexpr int kWarmSetsKept = 8;  // warm_pool sandboxes for at most this many tenant|limits sets at once
-
 std::string GvisorSandbox::pool_key(const Spec& spec) {
   const Limits& l = spec.limits;
   return spec.tenant + "|" + std::to_string(l.memory_bytes) + "|" + std::to_string(l.pids) + "|" +
@@ -479,13 +486,40 @@ asio::awaitable<Result<std::unique_ptr<Warm>>> GvisorSandbox::start_warm(Spec sh
   co_return w;
 }
 
+bool GvisorSandbox::make_room(const std::string& key, std::vector<std::unique_ptr<Warm>>& dropped) {
+  const int cap = std::max(o_.warm_pool * o_.warm_sets, 1);
+  auto total = [&] {
+    int n = 0;
+    for (const auto& [k, q] : pool_) n += static_cast<int>(q.size());
+    for (const auto& [k, n_starting] : starting_) n += n_starting;
+    return n;
+  };
+  for (auto it = order_.begin(); total() + 1 > cap && it != order_.end();) {
+    if (*it == key) {
+      ++it;
+      continue;
+    }
+    if (auto r = pool_.find(*it); r != pool_.end()) {
+      for (auto& w : r->second) dropped.push_back(std::move(w));
+      pool_.erase(r);
+    }
+    if (auto st = starting_.find(*it); st == starting_.end() || st->second == 0) {
+      if (st != starting_.end()) starting_.erase(st);
+      it = order_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return total() + 1 <= cap;
+}
+
 asio::awaitable<void> GvisorSandbox::refill(std::string key, Spec shape) {
   auto w = co_await start_warm(std::move(shape));
   std::unique_ptr<Warm> extra;
   {
     std::lock_guard lock(mu_);
-    --starting_[key];
-    if (w && static_cast<int>(pool_[key].size()) < o_.warm_pool) pool_[key].push_back(std::move(*w));
+    if (--starting_[key] == 0 && !kept(key)) starting_.erase(key);
+    if (w && kept(key) && static_cast<int>(pool_[key].size()) < o_.warm_pool) pool_[key].push_back(std::move(*w));
     else if (w) extra = std::move(*w);
   }
   if (extra) co_await destroy(std::move(extra));
@@ -617,7 +651,7 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run_warm(std::unique_ptr<Warm>
 asio::awaitable<void> GvisorSandbox::recycle(std::unique_ptr<Warm> w, std::string key, bool reusable) {
   if (reusable && co_await reset(*w)) {
     std::lock_guard lock(mu_);
-    if (static_cast<int>(pool_[key].size()) < o_.warm_pool) pool_[key].push_back(std::move(w));
+    if (kept(key) && static_cast<int>(pool_[key].size()) < o_.warm_pool) pool_[key].push_back(std::move(w));
   }
   if (w) co_await destroy(std::move(w));
 }
@@ -710,22 +744,26 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
     const std::string key = pool_key(spec);
     std::unique_ptr<Warm> w;
     bool start_one = false;
+    std::vector<std::unique_ptr<Warm>> dropped;  // destroyed outside the lock
     {
       std::lock_guard lock(mu_);
+      order_.remove(key);
+      order_.push_back(key);
       auto& ready = pool_[key];
       if (!ready.empty()) {
         w = std::move(ready.back());
         ready.pop_back();
       }
-      int total = 0;  // bounded overall: tenants and limit sets come and go
-      for (const auto& [k, q] : pool_) total += static_cast<int>(q.size());
-      for (const auto& [k, n] : starting_) total += n;
-      if (static_cast<int>(ready.size()) + starting_[key] < o_.warm_pool && total < o_.warm_pool * kWarmSetsKept) {
+      // Bounded overall: tenants and limit sets come and go, the least recently used sets
+      // make room (their sandboxes would otherwise hold the bound for good).
+      if (static_cast<int>(ready.size()) + starting_[key] < o_.warm_pool && make_room(key, dropped)) {
         ++starting_[key];
         start_one = true;
       }
     }
-    if (start_one) asio::co_spawn(co_await asio::this_coro::executor, refill(key, spec), asio::detached);
+    const auto ex = co_await asio::this_coro::executor;
+    for (auto& d : dropped) asio::co_spawn(ex, destroy(std::move(d)), asio::detached);
+    if (start_one) asio::co_spawn(ex, refill(key, spec), asio::detached);
     if (w) co_return co_await run_warm(std::move(w), key, std::move(spec), std::move(on_output));
   }
   const auto start = std::chrono::steady_clock::now();

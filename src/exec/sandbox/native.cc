@@ -617,7 +617,6 @@ struct WarmPool {
   std::map<std::string, int> starting;
   std::list<std::string> order;  // the keys, least recently refilled first
 };
-constexpr int kWarmSetsKept = 8;  // warm_pool sandboxes for at most this many tenant|limits sets
 
 class NativeSandbox final : public Sandbox {
  public:
@@ -704,7 +703,7 @@ class NativeSandbox final : public Sandbox {
       std::lock_guard lock(pool_->mu);
       pool_->order.remove(key);
       pool_->order.push_back(key);
-      const int cap = std::max(o_.warm_pool * kWarmSetsKept, 1);
+      const int cap = std::max(o_.warm_pool * o_.warm_sets, 1);
       auto total = [&] {
         int n = 0;
         for (const auto& [k, q] : pool_->ready) n += static_cast<int>(q.size());

@@ -136,6 +136,9 @@ struct Options {
   // but its keeper killed, workspace, /tmp and /dev/shm emptied) and kept; otherwise destroyed.
   // native: the init waits with its root built; each is used once (docs/sandbox.md).
   int warm_pool = 0;
+  // How many tenant|limits sets keep warm sandboxes at once (at most warm_pool * warm_sets
+  // sandboxes); the least recently used sets make room for new ones.
+  int warm_sets = 8;
 };
 
 // Whether a backend can run on this host, and if not, why.

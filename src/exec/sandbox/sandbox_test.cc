@@ -191,6 +191,37 @@ TEST(GvisorWarmPool, ARunTakesAStartedSandboxOfItsTenantResetToFresh) {
   EXPECT_FALSE(other.warm);
 }
 
+// With room for one set, a new tenant's set takes the place of the least recently used one:
+// the sandboxes of a tenant that stopped running code do not hold the bound for good.
+TEST(GvisorWarmPool, TheLeastRecentlyUsedSetMakesRoom) {
+  if (::geteuid() != 0 || !probe("gvisor").available) GTEST_SKIP() << "gvisor cannot run here";
+  Options o;
+  o.warm_pool = 1;
+  o.warm_sets = 1;
+  auto sb = make_sandbox("gvisor", o);
+  ASSERT_TRUE(sb) << sb.error().message;
+  auto run = [&](const std::string& tenant) {
+    Spec s = testing::sh("echo hi");
+    s.tenant = tenant;
+    auto r = testing::run_sync(**sb, s);
+    EXPECT_TRUE(r) << r.error().message;
+    return r ? r->warm : false;
+  };
+  auto warm_within = [&](const std::string& tenant) {
+    for (int i = 0; i < 30; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      if (run(tenant)) return true;
+    }
+    return false;
+  };
+  EXPECT_FALSE(run("tenant-a"));  // cold; a's warm sandbox starts behind it
+  ASSERT_TRUE(warm_within("tenant-a"));
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // a's replacement is ready, not starting
+  EXPECT_FALSE(run("tenant-b"));  // cold; a's set is dropped to start b's
+  EXPECT_TRUE(warm_within("tenant-b")) << "b never got a warm sandbox: a's kept the only room";
+  EXPECT_FALSE(run("tenant-a")) << "a's set was dropped";
+}
+
 TEST(Cgroups, TheSweepRemovesEmptyRunCgroupsAndKeepsLiveOnes) {
   if (::geteuid() != 0) GTEST_SKIP() << "cgroups need root here";
   const std::string parent = "agentplane-sweep-test-" + std::to_string(::getpid());
