@@ -342,9 +342,15 @@ Task<void> Runs::cancel(Scope s, std::string thread_id, std::string run_id, std:
   AP_CO_ASSIGN_OR_RETURN(auto pending, co_await tx.exec(
                                            "UPDATE runs SET status = 'interrupted', updated_at = now() WHERE tenant_id = $1 "
                                            "AND run_id = $2 AND status = 'pending' RETURNING thread_id, "
-                                           "pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end')",
+                                           "pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end'), "
+                                           "coalesce((kwargs->>'temporary')::boolean, false)",
                                            store::params(tenant, id.to_string())));
-  if (!pending.empty()) {
+  if (!pending.empty() && pending.get(0, 2) == "t") {
+    // A stateless run's temporary thread goes when the run ends, as its worker would have
+    // deleted it (its checkpoints go with it: migration 0017); the run's row stays a while.
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2",
+                                           store::params(tenant, std::string(pending.get(0, 0)))));
+  } else if (!pending.empty()) {
     AP_CO_RETURN_IF_ERROR(co_await tx.exec(
         "UPDATE threads t SET status = CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = t.tenant_id AND "
         "r.thread_id = t.thread_id AND r.status IN ('pending', 'running')) THEN 'busy' ELSE 'idle' END, updated_at = now() "
@@ -470,7 +476,19 @@ Task<std::string> Runs::status(Scope s, Uuid run_id) {
 
 Task<int64_t> sweep_run_data(store::Pool& pool) {
   AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::platform_query(pool, "SELECT sweep_run_data(interval '10 minutes', interval '1 day') + sweep_running_runs()"));
-  co_return std::stoll(std::string(rows.get(0, 0)));
+  int64_t deleted = std::stoll(std::string(rows.get(0, 0)));
+  // Ended stateless runs in batches, each a statement of its own (a backlog takes several
+  // sweeps when it is larger than kBatches * kBatch).
+  constexpr int64_t kBatch = 10000, kBatches = 50;
+  for (int64_t i = 0; i < kBatches; ++i) {
+    AP_CO_ASSIGN_OR_RETURN(auto batch, co_await store::platform_query(pool,
+                                           "SELECT sweep_stateless_runs(interval '10 minutes', interval '1 day', " +
+                                               std::to_string(kBatch) + ")"));
+    const int64_t n = std::stoll(std::string(batch.get(0, 0)));
+    deleted += n;
+    if (n < kBatch) break;
+  }
+  co_return deleted;
 }
 
 Task<std::vector<RunEvent>> Runs::stored_events(Scope s, Uuid run_id, int64_t after) {

@@ -255,12 +255,13 @@ Task<void> Threads::remove(Scope s, std::string id) {
   AP_CO_RETURN_IF_ERROR(co_await tx.exec(
       "DELETE FROM run_events e USING runs r WHERE e.tenant_id = $1 AND r.tenant_id = $1 AND r.thread_id = $2 "
       "AND e.run_id = r.run_id AND r.status <> 'running'", p));
-  // A running run is cancelled wherever it runs (NOTIFY at the commit); when it ends, the worker
-  // finds its thread gone and deletes the run and what it checkpointed meanwhile.
+  AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND status <> 'running'", p));
+  // A running run (one a worker claimed while the DELETE above waited for it is among them) is
+  // cancelled wherever it runs (NOTIFY at the commit); when it ends, the worker finds its thread
+  // gone and deletes the run and what it checkpointed meanwhile.
   AP_CO_RETURN_IF_ERROR(co_await tx.exec("UPDATE runs SET cancel = 'interrupt' WHERE tenant_id = $1 AND thread_id = $2 "
                                          "AND status = 'running' RETURNING pg_notify('agentplane_run_ctl', "
                                          "run_id || ' cancel interrupt')", p));
-  AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND status <> 'running'", p));
   AP_CO_ASSIGN_OR_RETURN(auto del, co_await tx.exec_and_commit("DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", p));
   if (del.affected() == 0) co_return Error::not_found("thread not found");
   savers_(s.tenant)->thread_deleted(u.to_string());  // its checkpoints went with it (migration 0017)

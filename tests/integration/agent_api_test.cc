@@ -279,9 +279,8 @@ TEST_F(AgentApi, ExpiredThreadsAreSwept) {
 
 TEST_F(AgentApi, EndedStatelessRunsAreSweptAfterTheirGrace) {
   // A stateless run's temporary thread goes when the run ends; its run row stays for a while
-  // (a join may read it), then the sweep deletes it, and the thread of one that ended without
-  // a worker. Rows the sweep must keep: a run that ended recently, a resumable one (kept as
-  // long as its event log), one whose thread was kept.
+  // (a join may read it), then the sweep deletes it. Rows the sweep must keep: a run that ended
+  // recently, a resumable one (kept as long as its event log), one whose thread was kept.
   auto run = [&](const json& extra) {
     json body = {{"assistant_id", "linear"}, {"input", {{"count", 0}}}};
     body.update(extra);
@@ -292,10 +291,12 @@ TEST_F(AgentApi, EndedStatelessRunsAreSweptAfterTheirGrace) {
   };
   const std::string old_run = run(json::object()), recent = run(json::object()),
                     resumable = run({{"stream_resumable", true}}), kept = run({{"on_completion", "keep"}});
-  // A run cancelled while still queued never reached a worker, which deletes the thread.
+  // A run cancelled while still queued never reaches a worker: the cancel deletes its thread.
   json queued = post("/runs", a->key, {{"assistant_id", "linear"}, {"after_seconds", 600}});
   const std::string queued_run = queued["run_id"], queued_thread = queued["thread_id"];
   ASSERT_EQ(server->call("POST", "/threads/" + queued_thread + "/runs/" + queued_run + "/cancel", a->key).status, 202);
+  EXPECT_EQ(server->call("GET", "/threads/" + queued_thread, a->key).status, 404);
+  EXPECT_EQ(server->call_json("GET", "/threads/" + queued_thread + "/runs/" + queued_run, a->key)["status"], "interrupted");
   auto su = store::SyncConn::connect(Database::get().superuser_url());
   ASSERT_TRUE(su);
   auto exists = [&](const std::string& run_id) {
@@ -303,16 +304,21 @@ TEST_F(AgentApi, EndedStatelessRunsAreSweptAfterTheirGrace) {
     return r && r->get(0, 0) == "1";
   };
   ASSERT_TRUE(exists(old_run)) << "kept for a while after its end";
-  EXPECT_EQ(server->call("GET", "/threads/" + queued_thread, a->key).status, 200);
   for (const auto& id : {old_run, resumable, kept, queued_run})
     ASSERT_TRUE((*su)->exec("UPDATE agentplane.runs SET updated_at = now() - interval '11 minutes' WHERE run_id = $1::uuid", {id}));
-  auto swept = (*su)->exec("SELECT agentplane.sweep_run_data(interval '10 minutes', interval '1 day')");
-  ASSERT_TRUE(swept) << swept.error().message;
+  // In batches of at most p_limit (the server calls again while a batch is full).
+  auto sweep = [&](int limit) {
+    auto r = (*su)->exec("SELECT agentplane.sweep_stateless_runs(interval '10 minutes', interval '1 day', $1::int)",
+                         {std::to_string(limit)});
+    return r ? std::stoll(std::string(r->get(0, 0))) : -1;
+  };
+  EXPECT_EQ(sweep(1), 1);
+  EXPECT_EQ(sweep(10), 1);
+  EXPECT_EQ(sweep(10), 0);
   EXPECT_FALSE(exists(old_run));
   EXPECT_TRUE(exists(recent));
   EXPECT_TRUE(exists(resumable)) << "a resumable stream's run stays as long as its log";
   EXPECT_TRUE(exists(kept)) << "on_completion=keep: the run belongs to its thread";
-  EXPECT_EQ(server->call("GET", "/threads/" + queued_thread, a->key).status, 404) << "the cancelled run's thread";
   EXPECT_FALSE(exists(queued_run));
   // The sweep can find them by an index, not by reading the table.
   ASSERT_TRUE((*su)->exec("SET enable_seqscan = off"));

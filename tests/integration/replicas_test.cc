@@ -233,6 +233,26 @@ TEST_F(Replicas, DeletingABusyThreadCancelsItsRunAndLeavesNothing) {
   // The lease renewal (every 2 s) would also tell the worker: the NOTIFY makes it at once.
   EXPECT_TRUE(eventually([&] { return left() == 0; }, std::chrono::milliseconds(500))) << left() << " rows left";
   EXPECT_EQ(api->call("GET", "/threads/" + th, t->key).status, 404);
+
+  // A thread made again with the same id before the cancelled run stopped is a new one: the
+  // run's state, status and checkpoints do not land in it.
+  std::string again = new_thread();
+  json second = post("/threads/" + again + "/runs", kSlowRun);
+  const std::string rid2 = second["run_id"];
+  ASSERT_TRUE(eventually([&] { return run_of(again, rid2)["status"] == "running"; }));
+  EXPECT_EQ(api->call("DELETE", "/threads/" + again, t->key).status, 204);
+  EXPECT_EQ(post("/threads", {{"thread_id", again}, {"metadata", {{"fresh", true}}}})["thread_id"], again);
+  auto old_run_rows = [&] {
+    auto r = (*su)->exec("SELECT (SELECT count(*) FROM agentplane.runs WHERE run_id = $1::uuid) + "
+                         "(SELECT count(*) FROM agentplane.checkpoints WHERE thread_id = $2 AND metadata->>'run_id' = $1::text)",
+                         {rid2, again});
+    return r ? std::stoll(std::string(r->get(0, 0))) : -1;
+  };
+  EXPECT_TRUE(eventually([&] { return old_run_rows() == 0; }, std::chrono::seconds(5))) << old_run_rows() << " rows left";
+  auto fresh = api->call_json("GET", "/threads/" + again, t->key);
+  EXPECT_EQ(fresh["status"], "idle") << fresh.dump();
+  EXPECT_TRUE(fresh["values"].is_null() || fresh["values"].empty()) << fresh.dump();
+  EXPECT_EQ(fresh["metadata"]["fresh"], true);
 }
 
 }  // namespace

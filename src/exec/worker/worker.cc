@@ -552,20 +552,25 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
     batch.push_back({"DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant, thread)});
   } else {
     // Another run waiting on the thread keeps it busy.
+    // Not a thread of the same id made after the run's was deleted: the run's state is not its.
     batch.push_back({"UPDATE threads t SET status = CASE WHEN $3 <> 'error' AND EXISTS (SELECT 1 FROM runs r WHERE "
                      "r.tenant_id = t.tenant_id AND r.thread_id = t.thread_id AND r.status = 'pending') THEN 'busy' "
                      "ELSE $3 END, \"values\" = coalesce($4::json, t.\"values\"), interrupts = coalesce($5::jsonb, "
-                     "t.interrupts), error = $6::jsonb, updated_at = now() WHERE t.tenant_id = $1 AND t.thread_id = $2",
-                     store::params(tenant, thread, thread_status, values, interrupts, error)});
-    // A thread deleted while the run ran (Threads::remove cancels it) takes the run with it,
-    // and the checkpoints the run wrote after the delete.
+                     "t.interrupts), error = $6::jsonb, updated_at = now() WHERE t.tenant_id = $1 AND t.thread_id = $2 "
+                     "AND t.created_at <= (SELECT r.created_at FROM runs r WHERE r.tenant_id = $1 AND r.run_id = $7)",
+                     store::params(tenant, thread, thread_status, values, interrupts, error, run_id)});
+    // A thread deleted while the run ran (Threads::remove cancels it) takes the run with it, and
+    // the checkpoints (and their blobs) the run wrote after the delete; a thread of the same id
+    // made since keeps its own.
     gone_at = batch.size();
-    batch.push_back({"WITH gone AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM threads WHERE tenant_id = $1 AND "
-                     "thread_id = $3)), r AS (DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2 AND "
+    batch.push_back({"WITH gone AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM threads t WHERE t.tenant_id = $1 AND "
+                     "t.thread_id = $3 AND t.created_at <= (SELECT r.created_at FROM runs r WHERE r.tenant_id = $1 AND "
+                     "r.run_id = $2))), r AS (DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2 AND "
                      "EXISTS (SELECT 1 FROM gone)), c AS (DELETE FROM checkpoints WHERE tenant_id = $1 AND "
-                     "thread_id = $3::text AND EXISTS (SELECT 1 FROM gone)), b AS (DELETE FROM checkpoint_blobs "
-                     "WHERE tenant_id = $1 AND thread_id = $3::text AND EXISTS (SELECT 1 FROM gone)) "
-                     "SELECT count(*) FROM gone",
+                     "thread_id = $3::text AND metadata ->> 'run_id' = $2::text AND EXISTS (SELECT 1 FROM gone) "
+                     "RETURNING checkpoint_ns, checkpoint_id), b AS (DELETE FROM checkpoint_blobs x USING c "
+                     "WHERE x.tenant_id = $1 AND x.thread_id = $3::text AND x.checkpoint_ns = c.checkpoint_ns AND "
+                     "x.ref = c.checkpoint_id) SELECT count(*) FROM gone",
                      store::params(tenant, run_id, thread)});
   }
   if (out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback") {
