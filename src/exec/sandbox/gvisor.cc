@@ -44,6 +44,7 @@
 #include "exec/sandbox/native.h"
 #include "exec/sandbox/seccomp.h"
 #include "exec/sandbox/supervise.h"
+#include "exec/sandbox/warm_sets.h"
 
 namespace ap::sandbox {
 namespace asio = boost::asio;
@@ -408,15 +409,7 @@ class GvisorSandbox final : public Sandbox {
   Options o_;
   std::string runsc_, root_;
   std::mutex mu_;
-  std::map<std::string, std::vector<std::unique_ptr<Warm>>> pool_;  // tenant|limits -> ready
-  std::map<std::string, int> starting_;                             // tenant|limits -> being started
-  std::list<std::string> order_;  // the sets kept, least recently used first
-  // Under mu_: whether `key`'s set is still kept (a sandbox of one evicted meanwhile goes).
-  bool kept(const std::string& key) const { return std::find(order_.begin(), order_.end(), key) != order_.end(); }
-  // Under mu_: makes room for one more sandbox of `key` within the overall bound, dropping the
-  // ready sandboxes of the least recently used other sets (into `dropped`, destroyed outside
-  // the lock) and forgetting sets with none left. Returns whether there is room.
-  bool make_room(const std::string& key, std::vector<std::unique_ptr<Warm>>& dropped);
+  WarmSets<std::vector<std::unique_ptr<Warm>>> sets_;  // tenant|limits -> ready, starting
 };
 
 std::vector<std::string> GvisorSandbox::runsc(std::initializer_list<std::string> args) const {
@@ -486,40 +479,13 @@ asio::awaitable<Result<std::unique_ptr<Warm>>> GvisorSandbox::start_warm(Spec sh
   co_return w;
 }
 
-bool GvisorSandbox::make_room(const std::string& key, std::vector<std::unique_ptr<Warm>>& dropped) {
-  const int cap = std::max(o_.warm_pool * o_.warm_sets, 1);
-  auto total = [&] {
-    int n = 0;
-    for (const auto& [k, q] : pool_) n += static_cast<int>(q.size());
-    for (const auto& [k, n_starting] : starting_) n += n_starting;
-    return n;
-  };
-  for (auto it = order_.begin(); total() + 1 > cap && it != order_.end();) {
-    if (*it == key) {
-      ++it;
-      continue;
-    }
-    if (auto r = pool_.find(*it); r != pool_.end()) {
-      for (auto& w : r->second) dropped.push_back(std::move(w));
-      pool_.erase(r);
-    }
-    if (auto st = starting_.find(*it); st == starting_.end() || st->second == 0) {
-      if (st != starting_.end()) starting_.erase(st);
-      it = order_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  return total() + 1 <= cap;
-}
-
 asio::awaitable<void> GvisorSandbox::refill(std::string key, Spec shape) {
   auto w = co_await start_warm(std::move(shape));
   std::unique_ptr<Warm> extra;
   {
     std::lock_guard lock(mu_);
-    if (--starting_[key] == 0 && !kept(key)) starting_.erase(key);
-    if (w && kept(key) && static_cast<int>(pool_[key].size()) < o_.warm_pool) pool_[key].push_back(std::move(*w));
+    --sets_.starting[key];
+    if (w && sets_.kept(key) && static_cast<int>(sets_.ready[key].size()) < o_.warm_pool) sets_.ready[key].push_back(std::move(*w));
     else if (w) extra = std::move(*w);
   }
   if (extra) co_await destroy(std::move(extra));
@@ -567,7 +533,7 @@ Warm::~Warm() {
 
 GvisorSandbox::~GvisorSandbox() {
   std::lock_guard lock(mu_);
-  pool_.clear();  // each Warm deletes its container
+  sets_.ready.clear();  // each Warm deletes its container
 }
 
 asio::awaitable<Result<RunResult>> GvisorSandbox::run_warm(std::unique_ptr<Warm> w, std::string key, Spec spec,
@@ -651,7 +617,7 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run_warm(std::unique_ptr<Warm>
 asio::awaitable<void> GvisorSandbox::recycle(std::unique_ptr<Warm> w, std::string key, bool reusable) {
   if (reusable && co_await reset(*w)) {
     std::lock_guard lock(mu_);
-    if (kept(key) && static_cast<int>(pool_[key].size()) < o_.warm_pool) pool_[key].push_back(std::move(w));
+    if (sets_.kept(key) && static_cast<int>(sets_.ready[key].size()) < o_.warm_pool) sets_.ready[key].push_back(std::move(w));
   }
   if (w) co_await destroy(std::move(w));
 }
@@ -747,17 +713,17 @@ asio::awaitable<Result<RunResult>> GvisorSandbox::run(Spec spec, OnOutput on_out
     std::vector<std::unique_ptr<Warm>> dropped;  // destroyed outside the lock
     {
       std::lock_guard lock(mu_);
-      order_.remove(key);
-      order_.push_back(key);
-      auto& ready = pool_[key];
+      sets_.touch(key);
+      auto& ready = sets_.ready[key];
       if (!ready.empty()) {
         w = std::move(ready.back());
         ready.pop_back();
       }
       // Bounded overall: tenants and limit sets come and go, the least recently used sets
       // make room (their sandboxes would otherwise hold the bound for good).
-      if (static_cast<int>(ready.size()) + starting_[key] < o_.warm_pool && make_room(key, dropped)) {
-        ++starting_[key];
+      if (static_cast<int>(ready.size()) + sets_.starting[key] < o_.warm_pool &&
+          sets_.make_room(key, 1, std::max(o_.warm_pool * o_.warm_sets, 1), dropped) == 1) {
+        ++sets_.starting[key];
         start_one = true;
       }
     }

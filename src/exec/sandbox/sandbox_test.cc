@@ -11,6 +11,7 @@
 #include "exec/sandbox/cgroup.h"
 #include "exec/sandbox/sandbox.h"
 #include "exec/sandbox/sandbox_test_util.h"
+#include "exec/sandbox/warm_sets.h"
 
 namespace ap::sandbox {
 namespace {
@@ -189,6 +190,32 @@ TEST(GvisorWarmPool, ARunTakesAStartedSandboxOfItsTenantResetToFresh) {
   // Another tenant never gets tenant-a's sandbox.
   auto other = run("tenant-b", "echo b");
   EXPECT_FALSE(other.warm);
+}
+
+// The warm pools' bookkeeping (both backends): the least recently used sets make room; a set
+// that is still starting a sandbox keeps its place; sets that hold nothing are forgotten.
+TEST(WarmSets, LeastRecentlyUsedSetsMakeRoomAndEmptyOnesAreForgotten) {
+  WarmSets<std::vector<std::unique_ptr<int>>> w;
+  std::vector<std::unique_ptr<int>> dropped;
+  w.touch("a");
+  w.ready["a"].push_back(std::make_unique<int>(1));
+  w.touch("b");
+  w.starting["b"] = 1;
+  w.touch("c");
+  EXPECT_EQ(w.make_room("c", 1, 2, dropped), 1) << "a's ready sandbox made room";
+  ASSERT_EQ(dropped.size(), 1u);
+  EXPECT_EQ(*dropped[0], 1);
+  EXPECT_FALSE(w.kept("a"));
+  EXPECT_TRUE(w.kept("b")) << "still starting one";
+  w.starting["c"] = 1;
+  EXPECT_EQ(w.make_room("c", 1, 2, dropped), 0) << "b's start cannot be dropped";
+  EXPECT_EQ(w.total(), 2);
+  // b's start failed (nothing held): the next touch forgets it.
+  w.starting["b"] = 0;
+  w.touch("d");
+  EXPECT_FALSE(w.kept("b"));
+  EXPECT_FALSE(w.starting.count("b"));
+  EXPECT_TRUE(w.kept("c") && w.kept("d"));
 }
 
 // With room for one set, a new tenant's set takes the place of the least recently used one:
