@@ -25,7 +25,8 @@ namespace asio = boost::asio;
 namespace {
 
 // One statement per tenant and flush: the records, and the hourly rollups the writer summed
-// itself, each column as one array (no JSON for PostgreSQL to parse). The rollup upserts run
+// itself, each column as one array (no JSON for PostgreSQL to parse), unnested side by side in
+// the select list (streamed; unnest() in FROM would first copy every row into a tuplestore). The rollup upserts run
 // one per (hour, model, key) group in key order: concurrent writers on other replicas lock rows
 // in the same order, so they wait for each other but never deadlock. The tenant is checked once
 // for the whole statement (not per row by a foreign key: migration 0019): the records of a
@@ -36,10 +37,11 @@ ins AS (
   INSERT INTO usage_records (tenant_id, id, created_at, source, request_id, key_id, thread_id, run_id, model, provider,
     upstream_model, prompt_tokens, cached_tokens, cache_creation_tokens, completion_tokens, reasoning_tokens,
     cost_micro_usd, price_version, unpriced, estimated, ttft_ms, duration_ms, status, streamed, disconnected)
-  SELECT $1::uuid, * FROM unnest($2::uuid[], $3::timestamptz[], $4::text[], $5::text[], $6::uuid[], $7::uuid[],
-    $8::uuid[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[],
-    $16::bigint[], $17::bigint[], $18::text[], $19::boolean[], $20::boolean[], $21::float8[], $22::float8[],
-    $23::int[], $24::boolean[], $25::boolean[])
+  SELECT $1::uuid, unnest($2::uuid[]), unnest($3::timestamptz[]), unnest($4::text[]), unnest($5::text[]),
+    unnest($6::uuid[]), unnest($7::uuid[]), unnest($8::uuid[]), unnest($9::text[]), unnest($10::text[]),
+    unnest($11::text[]), unnest($12::bigint[]), unnest($13::bigint[]), unnest($14::bigint[]), unnest($15::bigint[]),
+    unnest($16::bigint[]), unnest($17::bigint[]), unnest($18::text[]), unnest($19::boolean[]), unnest($20::boolean[]),
+    unnest($21::float8[]), unnest($22::float8[]), unnest($23::int[]), unnest($24::boolean[]), unnest($25::boolean[])
   WHERE (SELECT yes FROM live)),
 up AS (
   INSERT INTO usage_hourly AS h (tenant_id, hour, model, key_id, requests, prompt_tokens, cached_tokens,
