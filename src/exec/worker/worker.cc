@@ -551,8 +551,8 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
     // Its checkpoints go with it (migration 0017's trigger).
     batch.push_back({"DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant, thread)});
   } else {
-    // Another run waiting on the thread keeps it busy.
-    // Not a thread of the same id made after the run's was deleted: the run's state is not its.
+    // Another run waiting on the thread keeps it busy. A thread of the same id made after the
+    // run's was deleted is another thread: the run's state is not its.
     batch.push_back({"UPDATE threads t SET status = CASE WHEN $3 <> 'error' AND EXISTS (SELECT 1 FROM runs r WHERE "
                      "r.tenant_id = t.tenant_id AND r.thread_id = t.thread_id AND r.status = 'pending') THEN 'busy' "
                      "ELSE $3 END, \"values\" = coalesce($4::json, t.\"values\"), interrupts = coalesce($5::jsonb, "
