@@ -297,14 +297,19 @@ TEST_F(AgentApi, EndedStatelessRunsAreSweptAfterTheirGrace) {
   ASSERT_EQ(server->call("POST", "/threads/" + queued_thread + "/runs/" + queued_run + "/cancel", a->key).status, 202);
   EXPECT_EQ(server->call("GET", "/threads/" + queued_thread, a->key).status, 404);
   EXPECT_EQ(server->call_json("GET", "/threads/" + queued_thread + "/runs/" + queued_run, a->key)["status"], "interrupted");
+  // A run that ended without its worker deleting the thread (out of attempts after its
+  // workers were lost: claim_runs sets it to error), as if that had happened.
+  json lost = post("/runs", a->key, {{"assistant_id", "linear"}, {"after_seconds", 600}});
+  const std::string lost_run = lost["run_id"], lost_thread = lost["thread_id"];
   auto su = store::SyncConn::connect(Database::get().superuser_url());
   ASSERT_TRUE(su);
+  ASSERT_TRUE((*su)->exec("UPDATE agentplane.runs SET status = 'error' WHERE run_id = $1::uuid", {lost_run}));
   auto exists = [&](const std::string& run_id) {
     auto r = (*su)->exec("SELECT count(*) FROM agentplane.runs WHERE run_id = $1::uuid", {run_id});
     return r && r->get(0, 0) == "1";
   };
   ASSERT_TRUE(exists(old_run)) << "kept for a while after its end";
-  for (const auto& id : {old_run, resumable, kept, queued_run})
+  for (const auto& id : {old_run, resumable, kept, queued_run, lost_run})
     ASSERT_TRUE((*su)->exec("UPDATE agentplane.runs SET updated_at = now() - interval '11 minutes' WHERE run_id = $1::uuid", {id}));
   // In batches of at most p_limit (the server calls again while a batch is full).
   auto sweep = [&](int limit) {
@@ -313,9 +318,12 @@ TEST_F(AgentApi, EndedStatelessRunsAreSweptAfterTheirGrace) {
     return r ? std::stoll(std::string(r->get(0, 0))) : -1;
   };
   EXPECT_EQ(sweep(1), 1);
-  EXPECT_EQ(sweep(10), 1);
+  EXPECT_EQ(sweep(10), 2) << "the last run whose thread is gone, then the lost run's thread";
+  EXPECT_EQ(server->call("GET", "/threads/" + lost_thread, a->key).status, 404);
+  EXPECT_EQ(sweep(10), 1) << "then the lost run";
   EXPECT_EQ(sweep(10), 0);
   EXPECT_FALSE(exists(old_run));
+  EXPECT_FALSE(exists(lost_run));
   EXPECT_TRUE(exists(recent));
   EXPECT_TRUE(exists(resumable)) << "a resumable stream's run stays as long as its log";
   EXPECT_TRUE(exists(kept)) << "on_completion=keep: the run belongs to its thread";
