@@ -111,6 +111,32 @@ TEST_F(PostgresSaver, MessagesAreStoredAsDeltasAndReadBackCold) {
                 .get(0, 0), "1");
 }
 
+// After a lost connection (a restarted or failed-over database may lack what was committed
+// asynchronously) nothing cached is built on, not even that a graph's layout row is stored.
+TEST_F(PostgresSaver, ALostConnectionForgetsThatALayoutWasStored) {
+  const std::string t0(sql("SELECT now()::text, $1::text").get(0, 0));
+  PostgresSaverOptions o;
+  o.connections = 1;
+  auto store = PostgresCheckpoints::open(Database::get().app_url(), o);
+  auto s = store->for_tenant(tenant);
+  auto g = chat_graph();
+  ASSERT_TRUE(turn(*g, *s, "lost", 0));
+  // The database comes back without the transaction that stored the layout (the checkpoints
+  // committed with it are gone too), and the connection is gone.
+  sql("DELETE FROM agentplane.checkpoint_layouts WHERE tenant_id = $1");
+  sql("DELETE FROM agentplane.checkpoints WHERE tenant_id = $1");
+  sql("DELETE FROM agentplane.checkpoint_blobs WHERE tenant_id = $1");
+  sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'agentplane_app' AND backend_start >= '" +
+      t0 + "'::timestamptz AND $1::text IS NOT NULL");
+  (void)turn(*g, *s, "lost", 1);  // may fail: the connection was lost
+  auto again = turn(*g, *s, "lost", 2);
+  ASSERT_TRUE(again) << again.error().message;
+  // The layout was stored again: a saver with nothing cached reads the thread.
+  auto state = g->get_state(*cold(), {"lost", "", ""});
+  ASSERT_TRUE(state) << state.error().message;
+  EXPECT_GE(state->values()["turns"].get<int>(), 1);
+}
+
 TEST_F(PostgresSaver, SnapshotsBoundDeltaChains) {
   PostgresSaverOptions o;
   o.snapshot_every = 4;

@@ -164,7 +164,7 @@ class Shared final : public PostgresCheckpoints, public std::enable_shared_from_
  public:
   Shared(std::string conninfo, PostgresSaverOptions o)
       : options(o), pool(std::move(conninfo), o.connections), known(o.cache_entries / 4 + 1),
-        values(o.cache_entries),
+        values(o.cache_entries), layouts(o.cache_entries / 4 + 1),
         commit_groups_(o.commit_groups ? o.commit_groups : std::max(1u, std::thread::hardware_concurrency() / 2)) {}
   std::unique_ptr<Checkpointer> for_tenant(const TenantId& tenant) override {
     return std::make_unique<TenantSaver>(shared_from_this(), tenant);
@@ -178,6 +178,7 @@ class Shared final : public PostgresCheckpoints, public std::enable_shared_from_
     std::lock_guard lock(mu);
     known = Lru<std::shared_ptr<const Known>>(options.cache_entries / 4 + 1);
     values = Lru<CachedValue>(options.cache_entries);
+    layouts = Lru<Layout>(options.cache_entries / 4 + 1);  // "stored" may not hold after a failover
   }
 
   const PostgresSaverOptions options;
@@ -186,7 +187,7 @@ class Shared final : public PostgresCheckpoints, public std::enable_shared_from_
   std::mutex mu;  // guards everything below
   Lru<std::shared_ptr<const Known>> known;  // tenant|thread|ns|checkpoint id
   Lru<CachedValue> values;                  // tenant|thread|ns|channel|ref
-  std::unordered_map<std::string, Layout> layouts;  // tenant|layout id -> names (stored)
+  Lru<Layout> layouts;                      // tenant|layout id -> names (stored)
   // Layout ids by the names' identity, so a put() hashes a graph's names once.
   std::unordered_map<const void*, std::pair<std::shared_ptr<const void>, std::string>> layout_ids;
 

@@ -148,8 +148,8 @@ Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool 
       if (!parse_header(rows.get(i, 7), p.h, inline_values))
         return corrupt("checkpoint " + p.id + " has no valid header");
       if (layouts.count(p.h.layout)) continue;
-      if (auto it = s_->layouts.find(tenant_ + '\x1f' + p.h.layout); it != s_->layouts.end()) {
-        layouts[p.h.layout] = it->second;
+      if (const Layout* l = s_->layouts.get(tenant_ + '\x1f' + p.h.layout)) {
+        layouts[p.h.layout] = *l;
       } else if (std::find(want_layouts.begin(), want_layouts.end(), p.h.layout) == want_layouts.end()) {
         want_layouts.push_back(p.h.layout);
       }
@@ -167,7 +167,7 @@ Result<std::vector<CheckpointTuple>> TenantSaver::tuples(const Rows& rows, bool 
       Layout l{std::make_shared<const std::vector<std::string>>(channels.get<std::vector<std::string>>()),
                std::make_shared<const std::vector<std::string>>(nodes.get<std::vector<std::string>>())};
       layouts[std::string(r[0].get(i, 0))] = l;
-      s_->layouts[tenant_ + '\x1f' + std::string(r[0].get(i, 0))] = l;
+      s_->layouts.put(tenant_ + '\x1f' + std::string(r[0].get(i, 0)), l);
     }
   }
 

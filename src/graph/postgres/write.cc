@@ -78,7 +78,7 @@ Result<CheckpointConfig> TenantSaver::put(const CheckpointConfig& config, const 
     if (id.second.empty()) id = {cp.channels, layout_id(*cp.channels, *cp.nodes)};
     layout = id.second;
     if (s_->layout_ids.size() > 1024) s_->layout_ids.clear();  // graphs come and go: stay bounded
-    layout_stored = s_->layouts.count(tenant_ + '\x1f' + layout) > 0;
+    layout_stored = s_->layouts.get(tenant_ + '\x1f' + layout) != nullptr;
   }
   if (parent && parent->cp.channels != cp.channels && *parent->cp.channels != *cp.channels)
     parent.reset();  // another graph's checkpoint: nothing to share
@@ -192,7 +192,7 @@ Result<CheckpointConfig> TenantSaver::put(const CheckpointConfig& config, const 
   if (!saved) return saved.error();
 
   std::lock_guard lock(s_->mu);
-  if (!layout_stored) s_->layouts[tenant_ + '\x1f' + layout] = {cp.channels, cp.nodes};
+  if (!layout_stored) s_->layouts.put(tenant_ + '\x1f' + layout, Layout{cp.channels, cp.nodes});
   for (size_t c = 0; c < cp.values.size(); ++c)
     if (known->slots[c].kind == Slot::kRef && known->slots[c].ref == cp.id)
       s_->values.put(prefix + (*cp.channels)[c] + '\x1f' + cp.id, {cp.values[c], known->slots[c].depth});
