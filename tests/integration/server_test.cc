@@ -1,5 +1,5 @@
 // Server features that need their own server options: TLS, a separate metrics listener, read
-// deadlines.
+// deadlines, a streamed response whose client left early.
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -12,6 +12,8 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <cstdio>
+#include <future>
+#include <thread>
 
 #include "auth/authenticator.h"
 #include "gateway/routes.h"
@@ -52,12 +54,11 @@ void make_certificate(const std::string& cert, const std::string& key) {
 struct Running {
   auth::Authenticator authn{Clock::system(), {}};
   std::unique_ptr<gateway::Server> server;
-  explicit Running(gateway::ServerOptions o) {
+  explicit Running(gateway::ServerOptions o, std::shared_ptr<gateway::Router> router = gateway::build_router()) {
     o.listen = "127.0.0.1:0";
     o.threads = 1;
     o.pool.conninfo = Database::get().app_url();
-    server = std::make_unique<gateway::Server>(o, gateway::build_router(), authn,
-                                               gateway::ServerInfo{"test", {}});
+    server = std::make_unique<gateway::Server>(o, std::move(router), authn, gateway::ServerInfo{"test", {}});
     auto st = server->start();
     EXPECT_TRUE(st) << (st ? "" : st.error().message);
   }
@@ -136,6 +137,37 @@ TEST(ServerOptions, SlowHeadersAreCutOffAtTheDeadline) {
   s.read_some(asio::buffer(buf), ec);
   EXPECT_EQ(ec, asio::error::eof) << ec.message();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(4));
+}
+
+// A streamed response whose client left before its head could be written still runs its
+// body's writer, which sees the client gone and does what it does on a disconnect (a run with
+// on_disconnect=cancel is cancelled, its subscription dropped).
+TEST(ServerOptions, AStreamWhoseClientLeftBeforeItsHeadStillRunsItsWriter) {
+  std::promise<bool> wrote;
+  auto written = wrote.get_future();
+  auto router = gateway::build_router();
+  router->add({"GET", "/test/late-stream", gateway::AuthMode::kNone, 0,
+               [&wrote](gateway::RequestContext&) -> asio::awaitable<Result<gateway::Response>> {
+                 asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(300));
+                 co_await t.async_wait(asio::use_awaitable);  // the client leaves meanwhile
+                 gateway::Response r;
+                 r.content_type = "text/event-stream";
+                 r.stream = [&wrote](gateway::BodyWriter& w) -> asio::awaitable<void> {
+                   wrote.set_value(co_await w.write("data: x\n\n"));
+                 };
+                 co_return r;
+               }});
+  Running r({}, router);
+  asio::io_context ioc;
+  asio::ip::tcp::socket s(ioc);
+  s.connect({asio::ip::make_address("127.0.0.1"), r.server->port()});
+  asio::write(s, asio::buffer(std::string("GET /test/late-stream HTTP/1.1\r\nHost: x\r\n\r\n")));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the request is read
+  linger hard{1, 0};  // closed with a reset: the server's next write fails
+  setsockopt(s.native_handle(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+  s.close();
+  ASSERT_EQ(written.wait_for(std::chrono::seconds(5)), std::future_status::ready) << "the writer never ran";
+  EXPECT_FALSE(written.get()) << "its write reached a client that had left";
 }
 
 }  // namespace
