@@ -183,7 +183,10 @@ Result<std::unique_ptr<LocalPostgres>> LocalPostgres::start(const LocalPostgresO
                                    "-k", o.socket_dir,
                                    "-c", "listen_addresses=",
                                    "-c", "unix_socket_permissions=0700",
-                                   "-c", "max_connections=200"};
+                                   "-c", "max_connections=200",
+                                   // The run queue's tables churn (migration 0022): autovacuum
+                                   // looks every few seconds, not every minute.
+                                   "-c", "autovacuum_naptime=5s"};
   if (!o.durable) {
     for (const char* s : {"fsync=off", "synchronous_commit=off", "full_page_writes=off"}) {
       argv.push_back("-c");

@@ -5,6 +5,9 @@
 // second of two racing for a tenant's last slot is refused at once.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "common/ids.h"
 #include "store/sync_conn.h"
 #include "tests/integration/fixture.h"
@@ -189,6 +192,44 @@ TEST_F(RunningRuns, ThreadCheckpointsGoWithTheThread) {
   ASSERT_TRUE(as(a, "DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", {a, gone}));
   EXPECT_EQ(count(gone), "0");
   EXPECT_EQ(count(kept), "2");
+}
+
+// Migration 0022 and LocalPostgres's autovacuum_naptime: the churning tables are vacuumed
+// seconds after their dead rows pile up, not when a fifth of the table is dead.
+TEST_F(RunningRuns, TheChurningTablesAreVacuumedWithinSeconds) {
+  auto opts = su->exec(
+      "SELECT c.relname, array_to_string(c.reloptions, ',') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+      "WHERE n.nspname = 'agentplane' AND c.relname IN ('runs', 'running_runs', 'threads', 'checkpoints', "
+      "'checkpoint_blobs', 'checkpoint_writes', 'run_events', 'audit_heads', 'usage_hourly') ORDER BY 1");
+  ASSERT_TRUE(opts) << opts.error().message;
+  ASSERT_EQ(opts->size(), 9);
+  for (int i = 0; i < opts->size(); ++i) {
+    const std::string o(opts->get(i, 1));
+    EXPECT_NE(o.find("autovacuum_vacuum_cost_delay=0"), std::string::npos) << opts->get(i, 0) << ": " << o;
+    EXPECT_NE(o.find("autovacuum_vacuum_scale_factor="), std::string::npos) << opts->get(i, 0) << ": " << o;
+  }
+  auto nap = su->exec("SHOW autovacuum_naptime");
+  ASSERT_TRUE(nap);
+  EXPECT_EQ(nap->get(0, 0), "5s");
+
+  // 600 runs start and end: 600 dead rows in running_runs, over its threshold of 500.
+  auto vacuums = [&] {
+    auto r = su->exec("SELECT autovacuum_count FROM pg_stat_all_tables WHERE relid = 'agentplane.running_runs'::regclass");
+    EXPECT_TRUE(r);
+    return std::stoll(std::string(r->get(0, 0)));
+  };
+  const int64_t before = vacuums();
+  std::vector<std::string> runs;
+  for (int i = 0; i < 600; ++i) runs.push_back(add_run(b, "running"));
+  std::string ids = "{";
+  for (const auto& r : runs) ids += (ids.size() > 1 ? "," : "") + r;
+  ids += "}";
+  ASSERT_TRUE(as(b, "UPDATE runs SET status = 'success' WHERE tenant_id = $1 AND run_id = ANY($2::uuid[])", {b, ids}));
+  EXPECT_EQ(running(b), 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(45);
+  while (vacuums() == before && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  EXPECT_GT(vacuums(), before) << "running_runs was not vacuumed within 45 s of 600 dead rows";
 }
 
 }  // namespace
