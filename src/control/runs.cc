@@ -337,17 +337,26 @@ Task<void> Runs::cancel(Scope s, std::string thread_id, std::string run_id, std:
   AP_CO_ASSIGN_OR_RETURN(Json run, co_await get(s, thread_id, run_id));
   Uuid id = *Uuid::parse(run["run_id"].get<std::string>());
   const std::string tenant = s.tenant.to_string();
-  // A pending run stops here (its watchers are told); a running one is told wherever it runs.
+  // A pending run stops here (its watchers are told): interrupted, or with rollback deleted (as
+  // a running one is once it has stopped). A running one is told wherever it runs.
   AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*s.pool, s.tenant));
   AP_CO_ASSIGN_OR_RETURN(auto pending, co_await tx.exec(
-                                           "UPDATE runs SET status = 'interrupted', updated_at = now() WHERE tenant_id = $1 "
-                                           "AND run_id = $2 AND status = 'pending' RETURNING thread_id, "
-                                           "pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end'), "
-                                           "coalesce((kwargs->>'temporary')::boolean, false)",
+                                           action == "rollback"
+                                               ? "DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2 AND status = 'pending' "
+                                                 "RETURNING thread_id, pg_notify('agentplane_run_events', tenant_id || ' ' || "
+                                                 "run_id || ' end'), coalesce((kwargs->>'temporary')::boolean, false)"
+                                               : "UPDATE runs SET status = 'interrupted', updated_at = now() WHERE tenant_id = $1 "
+                                                 "AND run_id = $2 AND status = 'pending' RETURNING thread_id, "
+                                                 "pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end'), "
+                                                 "coalesce((kwargs->>'temporary')::boolean, false)",
+                                           store::params(tenant, id.to_string())));
+  if (!pending.empty() && action == "rollback")
+    AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2",
                                            store::params(tenant, id.to_string())));
   if (!pending.empty() && pending.get(0, 2) == "t") {
     // A stateless run's temporary thread goes when the run ends, as its worker would have
-    // deleted it (its checkpoints go with it: migration 0017); the run's row stays a while.
+    // deleted it (its checkpoints go with it: migration 0017); an interrupted run's row stays a
+    // while.
     AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2",
                                            store::params(tenant, std::string(pending.get(0, 0)))));
   } else if (!pending.empty()) {

@@ -133,11 +133,12 @@ Task<Json> StoreItems::namespaces(Scope s, Json body) {
   }
   AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(
                                         *s.pool, s.tenant,
-                                        std::string("SELECT DISTINCT to_jsonb(namespace[1:$4::int])::text AS ns FROM store_items "
+                                        // In array order: a namespace before those under it.
+                                        std::string("SELECT to_jsonb(ns)::text FROM (SELECT DISTINCT namespace[1:$4::int] AS ns FROM store_items "
                                                     "WHERE tenant_id = $1 AND namespace[1:cardinality($2::text[])] = $2::text[] AND "
                                                     "(cardinality($3::text[]) = 0 OR namespace[cardinality(namespace) - "
                                                     "cardinality($3::text[]) + 1:] = $3::text[]) AND ") + kLive +
-                                            " ORDER BY ns LIMIT $5::int OFFSET $6::bigint",
+                                            ") x ORDER BY ns LIMIT $5::int OFFSET $6::bigint",
                                         store::params(s.tenant.to_string(), pg_array(prefix), pg_array(suffix),
                                                       std::to_string(depth), std::to_string(page.limit),
                                                       std::to_string(page.offset))));

@@ -93,10 +93,43 @@ TEST_P(GraphOnSaver, InterruptThenResume) {
   EXPECT_FALSE(r->interrupted);
   EXPECT_EQ(r->values["answers"], Json::array({"Ada", 36}));
   EXPECT_EQ(runs, 3);
-  // Nothing left to resume: a clear error that changes nothing.
+  // Nothing left to resume: as LangGraph's, the run goes on from the checkpoint, where nothing
+  // is left to run. The state stays, and no node runs again.
   auto again = graph->invoke(Input::resume_with("x"), on_thread("h"), &saver);
-  ASSERT_FALSE(again);
-  EXPECT_EQ(again.error().code, Code::kInvalidArgument);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_FALSE(again->interrupted);
+  EXPECT_EQ(again->values["answers"], Json::array({"Ada", 36}));
+  EXPECT_EQ(runs, 3);
+}
+
+// A resume value with no interrupt pending (here: at a breakpoint) goes on from the checkpoint,
+// and the value answers the first interrupt() of the first task to run.
+TEST_P(GraphOnSaver, ResumeAtABreakpointAnswersTheNextInterrupt) {
+  StateGraph g;
+  g.channel("answers", Reducer::kAppend);
+  g.node("start", [](NodeContext&) -> Result<NodeOutput> { return NodeOutput().write("answers", "start"); });
+  g.node("ask", [](NodeContext& ctx) -> Result<NodeOutput> {
+    AP_ASSIGN_OR_RETURN(Json name, ctx.interrupt("name?"));
+    AP_ASSIGN_OR_RETURN(Json age, ctx.interrupt("age?"));
+    return NodeOutput().write("answers", Json::array({name, age}));
+  });
+  g.edge(kStart, "start").edge("start", "ask");
+  auto graph = compile(g);
+  Checkpointer& saver = *saver_;
+  RunOptions stop = on_thread("bp");
+  stop.interrupt_before = {"ask"};
+  auto r = graph->invoke(Input::of({{"answers", Json::array()}}), stop, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_TRUE(r->interrupted);
+  EXPECT_TRUE(r->interrupts.empty());
+  r = graph->invoke(Input::resume_with("Bob"), on_thread("bp"), &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->interrupts.size(), 1u);
+  EXPECT_EQ(r->interrupts[0].value, "age?");  // "name?" was answered by the resume value
+  r = graph->invoke(Input::resume_with(41), on_thread("bp"), &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_FALSE(r->interrupted);
+  EXPECT_EQ(r->values["answers"], Json::array({"start", "Bob", 41}));
 }
 
 TEST_P(GraphOnSaver, CrashResumeKeepsFinishedSiblings) {

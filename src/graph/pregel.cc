@@ -112,10 +112,11 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
         for (const auto& i : *w.value) interrupt_task[i.value("id", "")] = w.task_id;
     }
     if (input.resume) {
+      // With no interrupt pending (a static breakpoint, or none), the run goes on from the
+      // checkpoint, as LangGraph's does: the value waits for the first interrupt() of the first
+      // task to run.
       const Json& r = *input.resume;
-      if (interrupt_task.empty())
-        return Error::invalid_argument("the thread has no pending interrupt to resume");
-      bool by_id = r.is_object() && !r.empty();
+      bool by_id = !interrupt_task.empty() && r.is_object() && !r.empty();
       for (auto it = r.begin(); by_id && it != r.end(); ++it) by_id = interrupt_task.count(it.key()) > 0;
       if (by_id) {
         for (auto it = r.begin(); it != r.end(); ++it)
@@ -127,10 +128,12 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
               (*t.fresh_resume)[it.key()] = it.value();
             }
       } else {
-        // One value: for the first interrupted task in path order.
+        // One value: for the first interrupted task in path order (the first task to run when
+        // none is).
         for (auto& t : tasks)
-          if (!t.done && std::any_of(interrupt_task.begin(), interrupt_task.end(),
-                                     [&](const auto& p) { return p.second == t.id; })) {
+          if (!t.done && (interrupt_task.empty() ||
+                          std::any_of(interrupt_task.begin(), interrupt_task.end(),
+                                      [&](const auto& p) { return p.second == t.id; }))) {
             t.resume.push_back(r);
             t.fresh_resume = r;
             break;

@@ -1117,10 +1117,29 @@ describe("runs: create / wait / join / list / get / cancel / delete", { skip: SK
 
   test("interruptBefore, then continue with input null", async () => {
     const th = await A.threads.create({ metadata: { suite: RUN } });
-    await A.runs.wait(th.thread_id, G.lin, { input: { count: 0 }, interruptBefore: ["b"] });
-    assert.equal((await A.threads.get(th.thread_id)).status, "interrupted");
-    assert.deepEqual((await A.threads.getState(th.thread_id)).next, ["b"]);
+    // A breakpoint is an interrupt with no values, as LangGraph marks it.
+    const paused = await A.runs.wait(th.thread_id, G.lin, { input: { count: 0 }, interruptBefore: ["b"] });
+    assert.deepEqual(paused, { count: 1, log: ["a0"], __interrupt__: [] });
+    const thread = await A.threads.get(th.thread_id);
+    assert.equal(thread.status, "interrupted");
+    const st = await A.threads.getState(th.thread_id);
+    assert.deepEqual(st.next, ["b"]);
+    assert.deepEqual(thread.interrupts, { [st.tasks[0].id]: [] });
     assert.deepEqual(await A.runs.wait(th.thread_id, G.lin, { input: null }), { count: 3, log: ["a0", "b1", "c2"] });
+    assert.equal((await A.threads.get(th.thread_id)).status, "idle");
+  });
+
+  test("interruptAfter streams the breakpoint; a resume command with no interrupt pending continues", async () => {
+    const th = await A.threads.create({ metadata: { suite: RUN } });
+    const ev = await collect(A.runs.stream(th.thread_id, G.lin, { input: { count: 0 }, interruptAfter: ["a"], streamMode: ["updates", "values"] }));
+    const tail = ev.slice(-2).map((e) => [e.event, e.data]);
+    assert.deepEqual(tail, [["updates", { __interrupt__: [] }], ["values", { __interrupt__: [] }]], JSON.stringify(ev));
+    // As LangGraph: the run goes on from the breakpoint (the value is unused: no interrupt() call).
+    const done = await A.runs.wait(th.thread_id, G.lin, { command: { resume: "go" } });
+    assert.deepEqual(done, { count: 3, log: ["a0", "b1", "c2"] });
+    assert.equal((await A.threads.get(th.thread_id)).status, "idle");
+    // And on a thread with nothing to run: the state as it is.
+    assert.deepEqual(await A.runs.wait(th.thread_id, G.lin, { command: { resume: "again" } }), { count: 3, log: ["a0", "b1", "c2"] });
     assert.equal((await A.threads.get(th.thread_id)).status, "idle");
   });
 
@@ -1157,6 +1176,16 @@ describe("runs: create / wait / join / list / get / cancel / delete", { skip: SK
     assert.equal(r.status, "interrupted");
     assert.equal((await A.threads.get(th.thread_id)).status, "idle");
     await rejectsWith(404, A.runs.cancel(th.thread_id, randomUUID()), "cancel(unknown run)");
+  });
+
+  test("cancel a pending run with action rollback deletes it", async () => {
+    const th = await A.threads.create({ metadata: { suite: RUN } });
+    const run = await A.runs.create(th.thread_id, G.lin, { input: { count: 0 }, afterSeconds: 30 });
+    assert.equal(run.status, "pending");
+    await A.runs.cancel(th.thread_id, run.run_id, false, "rollback");
+    await rejectsWith(404, A.runs.get(th.thread_id, run.run_id), "get after a pending run's rollback");
+    assert.deepEqual(await A.runs.list(th.thread_id), []);
+    assert.equal((await A.threads.get(th.thread_id)).status, "idle");
   });
 
   test("cancel with action rollback (wait=true) deletes the run and its checkpoints", async () => {
@@ -1370,6 +1399,14 @@ describe("store", { skip: SKIP }, () => {
     assert.deepEqual(d.namespaces.map((n) => n.join("/")).sort(), [`e2e/${RUN}/prefs`, `e2e/${RUN}/users`]);
     const s = await A.store.listNamespaces({ prefix: ["e2e", RUN], suffix: ["u2"] });
     assert.deepEqual(s.namespaces, [["e2e", RUN, "users", "u2"]]);
+  });
+
+  test("listNamespaces: in order, a namespace before those under it", async () => {
+    const ns = [["e2e-order", RUN, "b"], ["e2e-order", RUN, "a", "deep"], ["e2e-order", RUN, "a"]];
+    for (const n of ns) await A.store.putItem(n, "k", { v: 1 });
+    const r = await A.store.listNamespaces({ prefix: ["e2e-order", RUN] });
+    assert.deepEqual(r.namespaces, [["e2e-order", RUN, "a"], ["e2e-order", RUN, "a", "deep"], ["e2e-order", RUN, "b"]]);
+    for (const n of ns) await A.store.deleteItem(n, "k");
   });
 
   test("labels with a dot are refused by the SDK before sending", async () => {

@@ -277,19 +277,26 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
       out.values = summary.values;
       out.interrupts = summary.interrupts;
       if (out.kind == RunOutcome::kSuccess) out.interrupted = summary.interrupted || !snap->next.empty();
+      // Stopped at a breakpoint (interrupt_before/after): its next tasks are listed with no
+      // interrupt values, as LangGraph lists them.
+      if (out.kind == RunOutcome::kSuccess && !summary.interrupted && r->interrupted)
+        for (size_t k = 0; k < snap->next.size(); ++k)
+          out.interrupts[k < snap->next_task_ids.size() ? snap->next_task_ids[k] : snap->next[k]] = Json::array();
     }
   }
   if (out.kind == RunOutcome::kSuccess) {
     if (!out.result_is_values) out.result = r->values.is_object() ? r->values : out.values;
-    if (!r->interrupts.empty()) {
+    if (r->interrupted || !r->interrupts.empty()) {
+      // Paused: at interrupt() calls (their values), or at a breakpoint (an empty list).
       Json list = Json::array();
       for (const auto& i : r->interrupts) {
         list.push_back({{"value", i.value}, {"id", i.id}});
         out.decisions.push_back({"run.interrupted", {{"run_id", run_id}, {"node", i.node}, {"interrupt_id", i.id}, {"value", i.value}}});
       }
+      if (r->interrupts.empty()) out.decisions.push_back({"run.interrupted", {{"run_id", run_id}, {"breakpoint", true}}});
       out.result["__interrupt__"] = list;
-      if (modes.count("values")) publish("values", Json{{"__interrupt__", list}});
       if (modes.count("updates")) publish("updates", Json{{"__interrupt__", list}});
+      if (modes.count("values")) publish("values", Json{{"__interrupt__", list}});
     }
     if (command.is_object() && command.contains("resume"))
       out.decisions.push_back({"run.resumed", {{"run_id", run_id}, {"resume", command["resume"]}}});
