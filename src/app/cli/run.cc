@@ -50,6 +50,7 @@ class EventPrinter {
       if (d.is_object())
         for (const auto& [node, writes] : d.items()) {
           if (node == "__interrupt__") {
+            if (writes.empty()) std::cout << "  paused at a breakpoint\n";
             for (const auto& i : writes) std::cout << "  interrupted: " << i.value("value", json()).dump() << "\n";
             continue;
           }
