@@ -730,6 +730,7 @@ describe("runs: streaming", { skip: SKIP }, () => {
       A.runs.stream(th.thread_id, "builtin.echo", {
         input: { messages: [{ role: "user", content: "hello" }] },
         streamMode: ["messages-tuple", "values"],
+        metadata: { session: "s-1" },
       }),
     );
     assert.equal(ev[0].event, "metadata");
@@ -742,6 +743,11 @@ describe("runs: streaming", { skip: SKIP }, () => {
     assert.equal(meta.langgraph_node, "reply");
     assert.equal(meta.run_id, ev[0].data.run_id);
     assert.equal(meta.thread_id, th.thread_id);
+    // As LangGraph's: the run's metadata too (the client's keys, the assistant), and the step's tag.
+    assert.equal(meta.session, "s-1");
+    assert.equal(meta.graph_id, "builtin.echo");
+    assert.equal(typeof meta.assistant_id, "string");
+    assert.deepEqual(meta.tags, [`graph:step:${meta.langgraph_step}`]);
     const final = ev.filter((e) => e.event === "values").at(-1).data;
     assert.equal(final.messages.length, 2);
     assert.equal(final.messages[1].content, "echo: hello");

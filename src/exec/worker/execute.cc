@@ -121,9 +121,15 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   std::map<std::string, std::string> writer;  // message channel -> the node that last wrote it
   std::map<std::string, Json> streamed;       // message id -> the message so far (from chunks)
   bool first_values = true;
+  // As LangGraph's: the run's metadata (assistant, graph, the client's keys), the node and step.
   auto meta_for = [&](const std::string& node, int at_step, const std::string& ns) {
-    return Json{{"run_id", run_id}, {"thread_id", thread}, {"graph_id", g.graph_id}, {"langgraph_node", node},
-                {"langgraph_step", at_step}, {"langgraph_checkpoint_ns", ns}, {"run_attempt", rc.attempt}};
+    Json m = cp_md;
+    m["langgraph_node"] = node;
+    m["langgraph_step"] = at_step;
+    m["langgraph_checkpoint_ns"] = ns;
+    m["run_attempt"] = rc.attempt;
+    m["tags"] = Json::array({"graph:step:" + std::to_string(at_step)});
+    return m;
   };
   auto complete = [&](const Json& msg, const Json& meta, const std::string& suffix) {
     if (tuples) publish("messages" + suffix, Json::array({msg, meta}));
