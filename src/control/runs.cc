@@ -21,6 +21,14 @@ constexpr const char* kRunJson =
     "'created_at', created_at, 'updated_at', updated_at, 'status', status, 'metadata', metadata, "
     "'kwargs', kwargs, 'multitask_strategy', multitask_strategy)::text";
 
+// Deletes the checkpoints (and their blobs) of rolled-back runs that had written some before
+// they were queued again (a stopping worker hands its run back): $1 tenant, $2 thread, $3 the
+// runs' ids (text[]). Later checkpoints are theirs too: nothing left refers to these blobs.
+constexpr const char* kDeleteRunsCheckpoints =
+    "WITH c AS (DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2::text AND metadata ->> 'run_id' = "
+    "ANY($3::text[]) RETURNING checkpoint_ns, checkpoint_id) DELETE FROM checkpoint_blobs x USING c WHERE "
+    "x.tenant_id = $1 AND x.thread_id = $2::text AND x.checkpoint_ns = c.checkpoint_ns AND x.ref = c.checkpoint_id";
+
 const std::set<std::string> kModes = {"values", "updates", "messages", "messages-tuple", "custom",
                                       "events", "debug", "tasks", "checkpoints"};
 
@@ -204,13 +212,22 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
     if (strategy != "enqueue") {
       // Pending runs stop now (their watchers are told); the running one is asked to, wherever
       // it runs (the new run waits for it).
-      AP_CO_RETURN_IF_ERROR(co_await tx.exec(
-          strategy == "rollback"
-              ? "DELETE FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND status = 'pending' RETURNING "
-                "pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end')"
-              : "UPDATE runs SET status = 'interrupted', updated_at = now() WHERE tenant_id = $1 AND thread_id = $2 "
-                "AND status = 'pending' RETURNING pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end')",
-          store::params(tenant, tid)));
+      AP_CO_ASSIGN_OR_RETURN(
+          auto stopped,
+          co_await tx.exec(strategy == "rollback"
+                               ? "DELETE FROM runs WHERE tenant_id = $1 AND thread_id = $2 AND status = 'pending' RETURNING "
+                                 "run_id, pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end')"
+                               : "UPDATE runs SET status = 'interrupted', updated_at = now() WHERE tenant_id = $1 AND "
+                                 "thread_id = $2 AND status = 'pending' RETURNING run_id, "
+                                 "pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end')",
+                           store::params(tenant, tid)));
+      if (strategy == "rollback" && !stopped.empty()) {
+        std::vector<std::string> ids;
+        for (int i = 0; i < stopped.size(); ++i) ids.emplace_back(stopped.get(i, 0));
+        AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM run_events WHERE tenant_id = $1 AND run_id = ANY($2::uuid[])",
+                                               store::params(tenant, store::text_array(ids))));
+        AP_CO_RETURN_IF_ERROR(co_await tx.exec(kDeleteRunsCheckpoints, store::params(tenant, tid, store::text_array(ids))));
+      }
       AP_CO_RETURN_IF_ERROR(co_await tx.exec("UPDATE runs SET cancel = $3 WHERE tenant_id = $1 AND thread_id = $2 "
                                              "AND status = 'running' RETURNING pg_notify('agentplane_run_ctl', "
                                              "run_id || ' cancel ' || $3)",
@@ -350,9 +367,15 @@ Task<void> Runs::cancel(Scope s, std::string thread_id, std::string run_id, std:
                                                  "pg_notify('agentplane_run_events', tenant_id || ' ' || run_id || ' end'), "
                                                  "coalesce((kwargs->>'temporary')::boolean, false)",
                                            store::params(tenant, id.to_string())));
-  if (!pending.empty() && action == "rollback")
+  if (!pending.empty() && action == "rollback") {
     AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2",
                                            store::params(tenant, id.to_string())));
+    if (pending.get(0, 2) != "t") {
+      const std::vector<std::string> ids(1, id.to_string());  // (g++ 12: no temporaries in co_await)
+      AP_CO_RETURN_IF_ERROR(co_await tx.exec(
+          kDeleteRunsCheckpoints, store::params(tenant, std::string(pending.get(0, 0)), store::text_array(ids))));
+    }
+  }
   if (!pending.empty() && pending.get(0, 2) == "t") {
     // A stateless run's temporary thread goes when the run ends, as its worker would have
     // deleted it (its checkpoints go with it: migration 0017); an interrupted run's row stays a
@@ -361,9 +384,11 @@ Task<void> Runs::cancel(Scope s, std::string thread_id, std::string run_id, std:
                                            store::params(tenant, std::string(pending.get(0, 0)))));
   } else if (!pending.empty()) {
     AP_CO_RETURN_IF_ERROR(co_await tx.exec(
+        // Back to what its state says (it did not change): busy while other runs are active.
         "UPDATE threads t SET status = CASE WHEN EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = t.tenant_id AND "
-        "r.thread_id = t.thread_id AND r.status IN ('pending', 'running')) THEN 'busy' ELSE 'idle' END, updated_at = now() "
-        "WHERE t.tenant_id = $1 AND t.thread_id = $2",
+        "r.thread_id = t.thread_id AND r.status IN ('pending', 'running')) THEN 'busy' WHEN coalesce(t.error, "
+        "'null'::jsonb) <> 'null'::jsonb THEN 'error' WHEN coalesce(t.interrupts, '{}'::jsonb) <> '{}'::jsonb THEN "
+        "'interrupted' ELSE 'idle' END, updated_at = now() WHERE t.tenant_id = $1 AND t.thread_id = $2",
         store::params(tenant, std::string(pending.get(0, 0)))));
   }
   AP_CO_RETURN_IF_ERROR(co_await tx.exec_and_commit(

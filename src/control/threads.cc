@@ -126,11 +126,16 @@ Json task_state(const graph::StateSnapshot& snap, size_t k) {
 
 }  // namespace
 
-ThreadSummary summarize(const graph::StateSnapshot& snap) {
+ThreadSummary summarize(const graph::StateSnapshot& snap, bool paused) {
   ThreadSummary t;
   t.values = snap.values();
   for (const auto& i : snap.interrupts) {
     t.interrupts[i.task_id.empty() ? i.node : i.task_id].push_back({{"value", i.value}, {"id", i.id}});
+    t.interrupted = true;
+  }
+  if (paused && !t.interrupted && !snap.next.empty()) {
+    for (size_t k = 0; k < snap.next.size(); ++k)
+      t.interrupts[k < snap.next_task_ids.size() ? snap.next_task_ids[k] : snap.next[k]] = Json::array();
     t.interrupted = true;
   }
   return t;
@@ -452,7 +457,7 @@ Task<Json> Threads::update_state(Scope s, std::string id, Json body) {
     auto cp = saver(tenant);
     AP_ASSIGN_OR_RETURN(auto next, g.graph->update_state(*cp, cfg, values, as_node));
     AP_ASSIGN_OR_RETURN(auto snap, g.graph->get_state(*cp, graph::CheckpointConfig{id, "", ""}));
-    summary = summarize(snap);
+    summary = summarize(snap, true);  // tasks left to run: the thread waits for a run to go on
     return Json{{"checkpoint", checkpoint_json(next)}};
   };  // (g++ 12: no lambda temporaries in co_await)
   AP_CO_ASSIGN_OR_RETURN(Json out, co_await run_blocking(blocking_, write_state));

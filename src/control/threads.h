@@ -75,6 +75,9 @@ namespace ap::control {
 
 // LangGraph's ThreadState shape of a snapshot.
 Json state_json(const graph::StateSnapshot& snap);
-ThreadSummary summarize(const graph::StateSnapshot& snap);
+// `paused`: the run stopped before the snapshot's next tasks (a breakpoint, or a state update
+// that left tasks to run): with no interrupt() pending they are listed with empty interrupt
+// lists, and the thread is interrupted, as LangGraph lists them.
+ThreadSummary summarize(const graph::StateSnapshot& snap, bool paused = false);
 
 }  // namespace ap::control

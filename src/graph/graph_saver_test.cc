@@ -130,6 +130,24 @@ TEST_P(GraphOnSaver, ResumeAtABreakpointAnswersTheNextInterrupt) {
   ASSERT_TRUE(r) << r.error().message;
   EXPECT_FALSE(r->interrupted);
   EXPECT_EQ(r->values["answers"], Json::array({"start", "Bob", 41}));
+
+  // A map keyed by interrupt ids answers only those pending: a stale one (or none) answers
+  // nothing, so the next question is asked, not answered with the map.
+  ASSERT_TRUE(graph->invoke(Input::of({{"answers", Json::array()}}), [&] {
+    RunOptions o = on_thread("bp2");
+    o.interrupt_before = {"ask"};
+    return o;
+  }(), &saver));
+  r = graph->invoke(Input::resume_with(Json{{std::string(32, 'a'), "yes"}}), on_thread("bp2"), &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->interrupts.size(), 1u);
+  EXPECT_EQ(r->interrupts[0].value, "name?");
+  const std::string name_id = r->interrupts[0].id;
+  // Partly stale: the pending one is answered, the other key is ignored.
+  r = graph->invoke(Input::resume_with(Json{{name_id, "Cy"}, {std::string(32, 'b'), "no"}}), on_thread("bp2"), &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  ASSERT_EQ(r->interrupts.size(), 1u);
+  EXPECT_EQ(r->interrupts[0].value, "age?");
 }
 
 TEST_P(GraphOnSaver, CrashResumeKeepsFinishedSiblings) {

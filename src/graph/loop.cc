@@ -30,6 +30,10 @@ std::string interrupt_id_for(const std::string& ns, const std::string& node, con
   return hex_encode(d.data(), 16);
 }
 
+bool is_interrupt_id(std::string_view s) {
+  return s.size() == 32 && std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
 Json state_json(const Impl& g, const std::vector<ValuePtr>& values) {
   Json out = Json::object();
   for (size_t c = 0; c < g.user_channels; ++c)

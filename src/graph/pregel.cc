@@ -116,12 +116,14 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
       // checkpoint, as LangGraph's does: the value waits for the first interrupt() of the first
       // task to run.
       const Json& r = *input.resume;
-      bool by_id = !interrupt_task.empty() && r.is_object() && !r.empty();
-      for (auto it = r.begin(); by_id && it != r.end(); ++it) by_id = interrupt_task.count(it.key()) > 0;
+      // A map whose keys are all interrupt ids answers those interrupts only: one that is not
+      // pending (answered already, or the thread moved on) answers nothing.
+      bool by_id = r.is_object() && !r.empty();
+      for (auto it = r.begin(); by_id && it != r.end(); ++it) by_id = is_interrupt_id(it.key());
       if (by_id) {
         for (auto it = r.begin(); it != r.end(); ++it)
           for (auto& t : tasks)
-            if (t.id == interrupt_task[it.key()]) {
+            if (interrupt_task.count(it.key()) && t.id == interrupt_task[it.key()]) {
               t.resume.push_back(it.value());
               // Kept keyed by id: a subgraph task passes it on to its child as is.
               if (!t.fresh_resume || !t.fresh_resume->is_object()) t.fresh_resume = Json::object();

@@ -1144,6 +1144,11 @@ describe("runs: create / wait / join / list / get / cancel / delete", { skip: SK
     const done = await A.runs.wait(th.thread_id, G.lin, { command: { resume: "go" } });
     assert.deepEqual(done, { count: 3, log: ["a0", "b1", "c2"] });
     assert.equal((await A.threads.get(th.thread_id)).status, "idle");
+    // A null resume answers nothing: at a breakpoint before an interrupt(), the question is asked.
+    const t2 = await A.threads.create({ metadata: { suite: RUN } });
+    await A.runs.wait(t2.thread_id, G.ask, { input: { count: 0 }, interruptBefore: ["ask"] });
+    const asked = await A.runs.wait(t2.thread_id, G.ask, { command: { resume: null } });
+    assert.equal(asked.__interrupt__?.[0]?.value, "approve 1?", JSON.stringify(asked));
     // And on a thread with nothing to run: the state as it is.
     assert.deepEqual(await A.runs.wait(th.thread_id, G.lin, { command: { resume: "again" } }), { count: 3, log: ["a0", "b1", "c2"] });
     assert.equal((await A.threads.get(th.thread_id)).status, "idle");

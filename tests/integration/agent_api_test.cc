@@ -226,6 +226,40 @@ TEST_F(AgentApi, InterruptResumeAndDoubleTexting) {
   EXPECT_EQ(server->call_json("GET", "/threads/" + t + "/runs/" + later_id, a->key)["status"], "interrupted");
 }
 
+// A run a stopping worker handed back to the queue keeps the checkpoints it wrote (its next
+// attempt goes on from them); rolling it back while it waits deletes them with it, and the
+// thread is as before the run: here interrupted, as its state says.
+TEST_F(AgentApi, RollingBackARequeuedRunDeletesWhatItWrote) {
+  std::string t = new_thread(a->key);
+  auto paused = post("/threads/" + t + "/runs/wait", a->key, {{"assistant_id", "ask"}, {"input", {{"count", 1}}}});
+  ASSERT_TRUE(paused.contains("__interrupt__")) << paused.dump();
+  auto before = server->call_json("GET", "/threads/" + t + "/state", a->key);
+  auto done = post("/threads/" + t + "/runs/wait", a->key, {{"assistant_id", "ask"}, {"command", {{"resume", "yes"}}}});
+  ASSERT_EQ(done["answer"], "yes");
+  auto runs = server->call_json("GET", "/threads/" + t + "/runs", a->key);
+  std::string run = runs[0]["run_id"];  // newest first: the resume
+  // As if its worker had stopped before its end: queued again, not due yet.
+  auto su = store::SyncConn::connect(Database::get().superuser_url());
+  ASSERT_TRUE(su);
+  ASSERT_TRUE((*su)->exec("UPDATE agentplane.runs SET status = 'pending', run_after = now() + interval '1 hour' "
+                          "WHERE run_id = $1",
+                          {run}));
+  ASSERT_TRUE((*su)->exec("UPDATE agentplane.threads SET status = 'busy', interrupts = $2::jsonb WHERE thread_id = $1",
+                          {t, json{{before["tasks"][0]["id"].get<std::string>(), before["tasks"][0]["interrupts"]}}.dump()}));
+  EXPECT_EQ(server->call("POST", "/threads/" + t + "/runs/" + run + "/cancel?action=rollback", a->key).status, 202);
+  EXPECT_EQ(server->call("GET", "/threads/" + t + "/runs/" + run, a->key).status, 404);
+  auto after = server->call_json("GET", "/threads/" + t + "/state", a->key);
+  EXPECT_EQ(after["checkpoint"], before["checkpoint"]) << "the rolled-back run's checkpoints are gone";
+  EXPECT_EQ(after["values"], before["values"]);
+  EXPECT_EQ(server->call_json("GET", "/threads/" + t, a->key)["status"], "interrupted");
+  auto blobs = (*su)->exec("SELECT count(*) FROM agentplane.checkpoint_blobs b WHERE b.thread_id = $1 AND NOT EXISTS "
+                           "(SELECT 1 FROM agentplane.checkpoints c WHERE c.tenant_id = b.tenant_id AND "
+                           "c.thread_id = b.thread_id AND c.checkpoint_ns = b.checkpoint_ns AND c.checkpoint_id = b.ref)",
+                           {t});
+  ASSERT_TRUE(blobs);
+  EXPECT_EQ(blobs->get(0, 0), "0") << "no blob of a deleted checkpoint is left";
+}
+
 TEST_F(AgentApi, StoreIsPerTenant) {
   ASSERT_EQ(server->call("PUT", "/store/items", a->key,
                          R"({"namespace": ["users", "u1"], "key": "prefs", "value": {"theme": "dark"}})").status, 204);

@@ -207,7 +207,8 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   graph::Input input;
   const Json command = k.value("command", Json());
   if (command.is_object()) {
-    if (command.contains("resume")) input.resume = command["resume"];
+    // (A null resume is none, as LangGraph's: it answers nothing.)
+    if (command.contains("resume") && !command["resume"].is_null()) input.resume = command["resume"];
     if (command.contains("update") && !command["update"].is_null()) input.update = command["update"];
     if (command.contains("goto")) {
       const Json& go = command["goto"];
@@ -278,16 +279,13 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     if (rolled_back && (!snap || snap->config.checkpoint_id.empty())) {
       out.has_state = true;  // nothing before the run: an empty state
     } else if (snap && !snap->config.checkpoint_id.empty()) {
-      auto summary = control::summarize(*snap);
+      // Stopped at a breakpoint (interrupt_before/after): its next tasks are listed with no
+      // interrupt values.
+      auto summary = control::summarize(*snap, out.kind == RunOutcome::kSuccess && r->interrupted);
       out.has_state = true;
       out.values = summary.values;
       out.interrupts = summary.interrupts;
       if (out.kind == RunOutcome::kSuccess) out.interrupted = summary.interrupted || !snap->next.empty();
-      // Stopped at a breakpoint (interrupt_before/after): its next tasks are listed with no
-      // interrupt values, as LangGraph lists them.
-      if (out.kind == RunOutcome::kSuccess && !summary.interrupted && r->interrupted)
-        for (size_t k = 0; k < snap->next.size(); ++k)
-          out.interrupts[k < snap->next_task_ids.size() ? snap->next_task_ids[k] : snap->next[k]] = Json::array();
     }
   }
   if (out.kind == RunOutcome::kSuccess) {
@@ -304,7 +302,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
       if (modes.count("updates")) publish("updates", Json{{"__interrupt__", list}});
       if (modes.count("values")) publish("values", Json{{"__interrupt__", list}});
     }
-    if (command.is_object() && command.contains("resume"))
+    if (command.is_object() && command.contains("resume") && !command["resume"].is_null())
       out.decisions.push_back({"run.resumed", {{"run_id", run_id}, {"resume", command["resume"]}}});
   } else if (out.kind == RunOutcome::kCancelled) {
     out.result = out.values;

@@ -62,6 +62,8 @@ struct Task {
 
 std::string hash_id(std::initializer_list<std::string_view> parts);
 std::string interrupt_id_for(const std::string& ns, const std::string& node, const std::string& task);
+// Whether `s` has the shape of interrupt_id_for's ids (32 lowercase hex digits).
+bool is_interrupt_id(std::string_view s);
 Json state_json(const Impl& g, const std::vector<ValuePtr>& values);
 // state_json(g, values).dump(), written without building the tree.
 std::string state_text(const Impl& g, const std::vector<ValuePtr>& values);

@@ -8,8 +8,10 @@
 -- _bt_killitems, heap_page_prune_opt). With the defaults, after a 15 s load on one tenant the
 -- next runs cost up to twice the database CPU (docs/database.md, "Vacuum").
 -- Tables of a few rows per tenant are vacuumed after 500 dead rows, the others after 2% of
--- their rows (plus PostgreSQL's base threshold of 50), and none waits on the cost-based delay:
--- their vacuums are short and frequent. How often autovacuum looks is the server's
+-- their rows (plus PostgreSQL's base threshold of 50). The queue's own tables (small, or kept
+-- small by the sweeps) skip the cost-based delay: their vacuums are short and frequent. The
+-- checkpoint and event tables, which grow with the conversations, keep it: a vacuum of a large
+-- table scans its indexes in full and is better throttled. How often autovacuum looks is the server's
 -- autovacuum_naptime (`dev` sets 5 s; docs/database.md says what to set in production).
 -- Setting these takes no lock that blocks reads or writes.
 ALTER TABLE running_runs SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 500,
@@ -18,8 +20,8 @@ ALTER TABLE audit_heads SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacu
                              autovacuum_vacuum_cost_delay = 0);
 ALTER TABLE usage_hourly SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
 ALTER TABLE runs SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
-ALTER TABLE run_events SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE run_events SET (autovacuum_vacuum_scale_factor = 0.02);
 ALTER TABLE threads SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
-ALTER TABLE checkpoints SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
-ALTER TABLE checkpoint_blobs SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
-ALTER TABLE checkpoint_writes SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_cost_delay = 0);
+ALTER TABLE checkpoints SET (autovacuum_vacuum_scale_factor = 0.02);
+ALTER TABLE checkpoint_blobs SET (autovacuum_vacuum_scale_factor = 0.02);
+ALTER TABLE checkpoint_writes SET (autovacuum_vacuum_scale_factor = 0.02);
