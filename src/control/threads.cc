@@ -453,9 +453,11 @@ Task<Json> Threads::update_state(Scope s, std::string id, Json body) {
   auto saver = savers_;
   TenantId tenant = s.tenant;
   ThreadSummary summary;
-  auto write_state = [&, saver, tenant, g, cfg, values, as_node]() -> Result<Json> {
+  // As LangGraph's: the update's checkpoint names its graph and thread.
+  const std::string md = Json{{"graph_id", graph_id}, {"thread_id", id}}.dump();
+  auto write_state = [&, saver, tenant, g, cfg, values, as_node, md]() -> Result<Json> {
     auto cp = saver(tenant);
-    AP_ASSIGN_OR_RETURN(auto next, g.graph->update_state(*cp, cfg, values, as_node));
+    AP_ASSIGN_OR_RETURN(auto next, g.graph->update_state(*cp, cfg, values, as_node, md));
     AP_ASSIGN_OR_RETURN(auto snap, g.graph->get_state(*cp, graph::CheckpointConfig{id, "", ""}));
     summary = summarize(snap, true);  // tasks left to run: the thread waits for a run to go on
     return Json{{"checkpoint", checkpoint_json(next)}};

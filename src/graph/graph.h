@@ -186,9 +186,10 @@ class CompiledGraph {
   // Newest first, across branches (forks), with parent links.
   Result<std::vector<StateSnapshot>> get_state_history(Checkpointer& cp, const ListOptions& o) const;
   // Applies `values` as if node `as_node` wrote them (empty: the last node that ran), as a new
-  // checkpoint (source "update"). Returns its config.
+  // checkpoint (source "update", with `metadata_json`'s fields too). Returns its config.
   Result<CheckpointConfig> update_state(Checkpointer& cp, const CheckpointConfig& config,
-                                        const Json& values, const std::string& as_node = "") const;
+                                        const Json& values, const std::string& as_node = "",
+                                        const std::string& metadata_json = "{}") const;
 
   const std::vector<std::string>& node_names() const { return *nodes_; }
   // The graph that node `name` runs as its subgraph (null: none, or no such node).

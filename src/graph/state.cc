@@ -85,8 +85,8 @@ Result<std::vector<StateSnapshot>> CompiledGraph::get_state_history(Checkpointer
 }
 
 Result<CheckpointConfig> CompiledGraph::update_state(Checkpointer& saver, const CheckpointConfig& config,
-                                                     const Json& values,
-                                                     const std::string& as_node) const {
+                                                     const Json& values, const std::string& as_node,
+                                                     const std::string& metadata_json) const {
   const Impl& g = *impl_;
   if (!values.is_object() && !values.is_null())
     return Error::invalid_argument("values must be an object of channel values");
@@ -126,6 +126,7 @@ Result<CheckpointConfig> CompiledGraph::update_state(Checkpointer& saver, const 
   RunOptions o;
   o.thread_id = config.thread_id;
   o.checkpoint_ns = config.checkpoint_ns;
+  o.checkpoint_metadata = metadata_json;
   Loop loop{g, o, &saver, cp, tuple->config, tuple->metadata, {}, tuple->metadata.step, false, ""};
   Task t;
   t.node = *n;

@@ -550,6 +550,8 @@ describe("threads", { skip: SKIP }, () => {
     assert.deepEqual(st.values, { count: 100, log: ["a0", "b1", "c2", "manual"] });
     assert.equal(st.metadata.source, "update");
     assert.equal(st.metadata.step, 4);
+    assert.equal(st.metadata.graph_id, G.lin);
+    assert.equal(st.metadata.thread_id, th.thread_id);
     assert.deepEqual((await A.threads.get(th.thread_id)).values, st.values, "updateState refreshes thread.values");
   });
 
