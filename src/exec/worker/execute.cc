@@ -297,7 +297,9 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
         list.push_back({{"value", i.value}, {"id", i.id}});
         out.decisions.push_back({"run.interrupted", {{"run_id", run_id}, {"node", i.node}, {"interrupt_id", i.id}, {"value", i.value}}});
       }
-      if (r->interrupts.empty()) out.decisions.push_back({"run.interrupted", {{"run_id", run_id}, {"breakpoint", true}}});
+      // (A breakpoint after the last node pauses nothing: the thread is idle.)
+      if (r->interrupts.empty() && out.interrupted)
+        out.decisions.push_back({"run.interrupted", {{"run_id", run_id}, {"breakpoint", true}}});
       out.result["__interrupt__"] = list;
       if (modes.count("updates")) publish("updates", Json{{"__interrupt__", list}});
       if (modes.count("values")) publish("values", Json{{"__interrupt__", list}});
