@@ -21,13 +21,22 @@ constexpr const char* kRunJson =
     "'created_at', created_at, 'updated_at', updated_at, 'status', status, 'metadata', metadata, "
     "'kwargs', kwargs, 'multitask_strategy', multitask_strategy)::text";
 
-// Deletes the checkpoints (and their blobs) of rolled-back runs that had written some before
-// they were queued again (a stopping worker hands its run back): $1 tenant, $2 thread, $3 the
-// runs' ids (text[]). Later checkpoints are theirs too: nothing left refers to these blobs.
-constexpr const char* kDeleteRunsCheckpoints =
-    "WITH c AS (DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2::text AND metadata ->> 'run_id' = "
-    "ANY($3::text[]) RETURNING checkpoint_ns, checkpoint_id) DELETE FROM checkpoint_blobs x USING c WHERE "
-    "x.tenant_id = $1 AND x.thread_id = $2::text AND x.checkpoint_ns = c.checkpoint_ns AND x.ref = c.checkpoint_id";
+// In `tx`, what queued runs of `thread` deleted by a rollback leave: their event logs, and the
+// checkpoints (with their blobs) of those that had written some before they were queued again
+// (a stopping worker hands its run back). Later checkpoints are theirs too: nothing left refers
+// to these blobs.
+Task<void> delete_rolled_back(store::Tx& tx, const std::string& tenant, const std::string& thread,
+                              const std::vector<std::string>& runs) {
+  const std::string ids = store::text_array(runs);
+  AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM run_events WHERE tenant_id = $1 AND run_id = ANY($2::uuid[])",
+                                         store::params(tenant, ids)));
+  AP_CO_RETURN_IF_ERROR(co_await tx.exec(
+      "WITH c AS (DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2::text AND metadata ->> 'run_id' = "
+      "ANY($3::text[]) RETURNING checkpoint_ns, checkpoint_id) DELETE FROM checkpoint_blobs x USING c WHERE "
+      "x.tenant_id = $1 AND x.thread_id = $2::text AND x.checkpoint_ns = c.checkpoint_ns AND x.ref = c.checkpoint_id",
+      store::params(tenant, thread, ids)));
+  co_return ok_status();
+}
 
 const std::set<std::string> kModes = {"values", "updates", "messages", "messages-tuple", "custom",
                                       "events", "debug", "tasks", "checkpoints"};
@@ -224,9 +233,7 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
       if (strategy == "rollback" && !stopped.empty()) {
         std::vector<std::string> ids;
         for (int i = 0; i < stopped.size(); ++i) ids.emplace_back(stopped.get(i, 0));
-        AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM run_events WHERE tenant_id = $1 AND run_id = ANY($2::uuid[])",
-                                               store::params(tenant, store::text_array(ids))));
-        AP_CO_RETURN_IF_ERROR(co_await tx.exec(kDeleteRunsCheckpoints, store::params(tenant, tid, store::text_array(ids))));
+        AP_CO_RETURN_IF_ERROR(co_await delete_rolled_back(tx, tenant, tid, ids));
       }
       AP_CO_RETURN_IF_ERROR(co_await tx.exec("UPDATE runs SET cancel = $3 WHERE tenant_id = $1 AND thread_id = $2 "
                                              "AND status = 'running' RETURNING pg_notify('agentplane_run_ctl', "
@@ -368,13 +375,9 @@ Task<void> Runs::cancel(Scope s, std::string thread_id, std::string run_id, std:
                                                  "coalesce((kwargs->>'temporary')::boolean, false)",
                                            store::params(tenant, id.to_string())));
   if (!pending.empty() && action == "rollback") {
-    AP_CO_RETURN_IF_ERROR(co_await tx.exec("DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2",
-                                           store::params(tenant, id.to_string())));
-    if (pending.get(0, 2) != "t") {
-      const std::vector<std::string> ids(1, id.to_string());  // (g++ 12: no temporaries in co_await)
-      AP_CO_RETURN_IF_ERROR(co_await tx.exec(
-          kDeleteRunsCheckpoints, store::params(tenant, std::string(pending.get(0, 0)), store::text_array(ids))));
-    }
+    const std::vector<std::string> ids(1, id.to_string());  // (g++ 12: no temporaries in co_await)
+    const std::string thread(pending.get(0, 0));
+    AP_CO_RETURN_IF_ERROR(co_await delete_rolled_back(tx, tenant, thread, ids));
   }
   if (!pending.empty() && pending.get(0, 2) == "t") {
     // A stateless run's temporary thread goes when the run ends, as its worker would have
