@@ -185,6 +185,32 @@ TEST_F(PostgresSaver, PruneKeepsWhatTheLatestNeeds) {
   EXPECT_EQ(g->get_state(*fresh, {"p", "", ""})->values()["messages"].size(), 12u);
 }
 
+// A rolled-back run's checkpoints go with their blobs; what the earlier checkpoints need stays.
+TEST_F(PostgresSaver, DeleteRunTakesItsBlobsAndKeepsWhatEarlierCheckpointsNeed) {
+  auto g = chat_graph();
+  auto run = [&](Checkpointer& cp, int i, const std::string& id) {
+    RunOptions o;
+    o.thread_id = "rb";
+    o.checkpoint_metadata = Json{{"run_id", id}}.dump();
+    return g->invoke(Input::of({{"messages", Json::array({Json{{"role", "human"}, {"content", "q" + std::to_string(i)}}})}}),
+                     o, &cp);
+  };
+  auto blobs = [&] {
+    return std::string(sql("SELECT count(*) FROM agentplane.checkpoint_blobs WHERE tenant_id = $1 AND thread_id = 'rb'").get(0, 0));
+  };
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(run(*saver, i, "A" + std::to_string(i)));
+  auto before = g->get_state(*saver, {"rb", "", ""})->values();
+  const std::string kept = blobs();
+  ASSERT_TRUE(run(*saver, 3, "B"));
+  ASSERT_NE(blobs(), kept);
+  ASSERT_TRUE(saver->delete_run("rb", "B"));
+  EXPECT_EQ(blobs(), kept) << "the run's blobs are gone, no other";
+  auto fresh = cold();
+  EXPECT_EQ(g->get_state(*fresh, {"rb", "", ""})->values(), before);
+  ASSERT_TRUE(run(*fresh, 4, "C"));
+  EXPECT_EQ(g->get_state(*fresh, {"rb", "", ""})->values()["messages"].size(), before["messages"].size() + 2);
+}
+
 TEST_F(PostgresSaver, TenantsNeverSeeEachOthersThreads) {
   auto g = chat_graph();
   ASSERT_TRUE(turn(*g, *saver, "shared-name", 0));

@@ -238,11 +238,13 @@ Status TenantSaver::delete_thread(const std::string& thread_id) {
 }
 
 // The run's checkpoints are the newest of the thread (one run at a time), so no kept checkpoint
-// refers to a value they stored first; those values stay as unreferenced blobs until the
-// thread is deleted. Writes go with their checkpoints (ON DELETE CASCADE).
+// refers to a value they stored first: after them, the blobs no remaining checkpoint reaches go,
+// as in prune (a walk of the thread's checkpoints: a rollback is rare). Writes go with their
+// checkpoints (ON DELETE CASCADE).
 Status TenantSaver::delete_run(const std::string& thread_id, const std::string& run_id) {
   std::vector<Statement> body{{"DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2 AND metadata->>'run_id' = $3",
-                               store::params(tenant_, thread_id, run_id)}};
+                               store::params(tenant_, thread_id, run_id)},
+                              {kDeleteUnreachableBlobs, store::params(tenant_, text_array(std::vector<std::string>{thread_id}))}};
   forget_thread(thread_id);
   AP_RETURN_IF_ERROR(transact(std::move(body), Mode::kWrite));
   forget_thread(thread_id);
