@@ -228,9 +228,11 @@ Status TenantSaver::put_writes(const CheckpointConfig& config, std::span<const P
 }
 
 Status TenantSaver::delete_thread(const std::string& thread_id) {
+  // Checkpoints first (as migration 0023's trigger): a put committed between the two statements
+  // then keeps a checkpoint, not an unreachable blob.
   std::vector<Statement> body{
-      {"DELETE FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, thread_id)},
-      {"DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, thread_id)}};
+      {"DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, thread_id)},
+      {"DELETE FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant_, thread_id)}};
   forget_thread(thread_id);
   AP_RETURN_IF_ERROR(transact(std::move(body), Mode::kWrite));
   forget_thread(thread_id);
