@@ -280,8 +280,8 @@ Status TenantSaver::copy_thread(const std::string& from, const std::string& to) 
   static const std::string del_blobs = "DELETE FROM checkpoint_blobs WHERE tenant_id = $1 AND thread_id = $2" + exists;
   static const std::string del_checkpoints = "DELETE FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2" + exists;
   std::vector<Statement> body{
+      {del_checkpoints, store::params(tenant_, to, from)},  // (checkpoints first: see delete_thread)
       {del_blobs, store::params(tenant_, to, from)},
-      {del_checkpoints, store::params(tenant_, to, from)},
       {"INSERT INTO checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id, parent_id, source, "
        "step, metadata, header) SELECT tenant_id, $3, checkpoint_ns, checkpoint_id, parent_id, source, "
        "step, metadata, header FROM checkpoints WHERE tenant_id = $1 AND thread_id = $2",
