@@ -7,7 +7,8 @@
 # throughput runs as interleaved slices, see rounds_of), CONNS (50), PEERS (path),
 # LIMITS (redis: a redis-server of its own holds the limits, as across replicas; local: in-process),
 # NGINX (auto: when nginx is installed, also through a bare nginx reverse proxy with upstream
-# keep-alive and two workers: what forwarding alone costs here, without auth, JSON, limits or usage).
+# keep-alive and two workers: what forwarding alone costs here, without auth, JSON, limits or usage),
+# AP_ARGS (more arguments for `agentplane dev`, e.g. "--threads 1").
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd); root=$(cd "$here/../.." && pwd)
 build=${1:-$root/build}; bin=$build/agentplane
@@ -27,7 +28,7 @@ if [ "$LIMITS" = redis ]; then
   for i in $(seq 1 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
   redis_args=(--redis-url "redis://127.0.0.1:$redis_port")
 fi
-"$bin" dev --data-dir "$work/dev" --listen "127.0.0.1:$ap_port" --egress-allow 127.0.0.1 "${redis_args[@]}" --log-level warn >"$work/dev.log" 2>&1 & pids+=($!)
+"$bin" dev --data-dir "$work/dev" --listen "127.0.0.1:$ap_port" --egress-allow 127.0.0.1 "${redis_args[@]}" ${AP_ARGS:-} --log-level warn >"$work/dev.log" 2>&1 & pids+=($!)
 for i in $(seq 1 300); do [ -f "$work/dev/dev.json" ] && curl -sf "http://127.0.0.1:$ap_port/ok" >/dev/null && break; sleep 0.2; done
 key=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["demo_api_key"])' "$work/dev/dev.json")
 admin=$(python3 -c 'import json,sys;print(json.load(open(sys.argv[1]))["admin_token"])' "$work/dev/dev.json")

@@ -94,6 +94,12 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--worker-max-attempts", serve.worker_max_attempts,
                         "Attempts of a run whose workers keep dying before it fails (RunAttemptsExceeded)")
       ->check(CLI::Range(1, 1000))->capture_default_str();
+  serve_cmd->add_option("--webhook-attempts", serve.webhook_attempts,
+                        "POSTs of a run's webhook (on 429, 5xx, timeouts, unreachable hosts) before it is given up")
+      ->check(CLI::Range(1, 100))->capture_default_str();
+  serve_cmd->add_option("--webhook-retry-ms", serve.webhook_retry_ms,
+                        "Wait after a run's webhook's first failed POST; each later wait is 3x the one before")
+      ->check(CLI::Range(10, 3600000))->capture_default_str();
   serve_cmd->add_option("--egress-allow", serve.egress_allow,
                         "Hosts (api.example.com, *.example.com) or networks (10.0.0.0/8, 127.0.0.1) that outbound "
                         "model and tool calls may reach besides public addresses; private, loopback and link-local "

@@ -61,6 +61,24 @@ Result<Json> node_list(const Json& body, const char* field) {
   return Error::invalid_argument(std::string("'") + field + "' must be \"*\" or a list of node names");
 }
 
+// A run's `webhook` (exec/worker/webhooks.h sends it): an absolute http(s) URL with a host, at
+// most 4,096 characters. Where it may go is the egress policy's, checked as it is sent.
+Status check_webhook(const Json& w) {
+  if (!w.is_string()) return Error::invalid_argument("'webhook' must be a URL string");
+  const std::string& url = w.get_ref<const std::string&>();
+  if (url.size() > 4096) return Error::invalid_argument("'webhook' is longer than 4096 characters");
+  const size_t scheme = url.starts_with("https://") ? 8 : url.starts_with("http://") ? 7 : 0;
+  if (scheme == 0) return Error::invalid_argument("'webhook' must be an absolute http:// or https:// URL");
+  for (char ch : url)
+    if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f)
+      return Error::invalid_argument("'webhook' must not contain spaces or control characters");
+  const std::string authority = url.substr(scheme, url.find_first_of("/?#", scheme) - scheme);
+  if (authority.empty() || authority.front() == ':') return Error::invalid_argument("'webhook' has no host");
+  if (authority.find('@') != std::string::npos)
+    return Error::invalid_argument("'webhook' must not carry a user name or password (put a token in its query)");
+  return ok_status();
+}
+
 // Validates the body and builds the run's kwargs.
 Result<Json> kwargs_of(const Json& body, const std::string& run_id, const std::string& thread_id,
                        const AssistantRef& a, bool stateless) {
@@ -123,8 +141,10 @@ Result<Json> kwargs_of(const Json& body, const std::string& run_id, const std::s
   if (auto c = body.find("checkpoint_id"); c != body.end() && c->is_string()) checkpoint_id = c->get<std::string>();
   k["checkpoint_id"] = checkpoint_id;
   k["checkpoint_ns"] = checkpoint_ns;
-  if (body.contains("webhook") && !body["webhook"].is_null())
-    return Error::unimplemented("webhooks are not supported yet");
+  if (auto w = body.find("webhook"); w != body.end() && !w->is_null()) {
+    AP_RETURN_IF_ERROR(check_webhook(*w));
+    k["webhook"] = *w;
+  }
   return k;
 }
 

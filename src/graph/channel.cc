@@ -48,6 +48,14 @@ Result<Incoming> as_message(const ChannelSpec& spec, Json m) {
     m["type"] = t->second;
     m.erase("role");
   }
+  // The fields LangChain's message classes always serialise (as LangGraph's server writes them).
+  if (auto type = m.find("type"); type != m.end() && type->is_string() && *type != "remove") {
+    const bool ai = *type == "ai";
+    if (!m.contains("additional_kwargs")) m["additional_kwargs"] = Json::object();
+    if (!m.contains("response_metadata")) m["response_metadata"] = Json::object();
+    if (ai && !m.contains("tool_calls")) m["tool_calls"] = Json::array();
+    if (ai && !m.contains("invalid_tool_calls")) m["invalid_tool_calls"] = Json::array();
+  }
   auto id = m.find("id");
   if (id == m.end() || id->is_null() || (id->is_string() && id->get<std::string>().empty())) {
     m["id"] = new_message_id();
@@ -354,6 +362,6 @@ ValuePtr consume(const ChannelSpec& spec, const ValuePtr& current) {
   return current;
 }
 
-std::string new_message_id() { return "run-" + Uuid::random_v4().to_string(); }
+std::string new_message_id() { return Uuid::random_v4().to_string(); }
 
 }  // namespace ap::graph

@@ -105,7 +105,7 @@ Result<ValuePtr> apply_writes(const ChannelSpec& spec, const ValuePtr& current,
 // After a node triggered by this channel ran: barriers and ephemeral triggers reset.
 ValuePtr consume(const ChannelSpec& spec, const ValuePtr& current);
 
-// A fresh id for a message without one ("run-" + uuid, as LangGraph's add_messages does).
+// A fresh id for a message without one (a random uuid, as LangGraph's add_messages gives).
 std::string new_message_id();
 
 }  // namespace ap::graph

@@ -1,5 +1,7 @@
 #include "graph/channel.h"
 
+#include "common/ids.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -76,7 +78,16 @@ TEST(Channel, AddMessagesAppendsReplacesRemovesAndAssignsIds) {
   auto v = apply(s, nullptr, {"hi", Json{{"type", "ai"}, {"content", "yo"}, {"id", "m2"}}});
   ASSERT_EQ(v->size(), 2u);
   EXPECT_EQ((*v->at(0))["type"], "human");
-  EXPECT_EQ((*v->at(0))["id"].get<std::string>().rfind("run-", 0), 0u);
+  EXPECT_TRUE(Uuid::parse((*v->at(0))["id"].get<std::string>()));
+  // Serialised as LangChain's message classes are: the fields they always have.
+  EXPECT_EQ((*v->at(0))["additional_kwargs"], Json::object());
+  EXPECT_EQ((*v->at(0))["response_metadata"], Json::object());
+  EXPECT_FALSE(v->at(0)->contains("tool_calls"));
+  EXPECT_EQ((*v->at(1))["tool_calls"], Json::array());
+  EXPECT_EQ((*v->at(1))["invalid_tool_calls"], Json::array());
+  auto own = apply(s, nullptr, {Json{{"role", "assistant"}, {"content", "x"}, {"response_metadata", {{"model", "m"}}}}});
+  EXPECT_EQ((*own->at(0))["type"], "ai");
+  EXPECT_EQ((*own->at(0))["response_metadata"]["model"], "m");  // what a message has is kept
   v = apply(s, v, {Json{{"type", "ai"}, {"content", "edited"}, {"id", "m2"}}});
   ASSERT_EQ(v->size(), 2u);
   EXPECT_EQ((*v->at(1))["content"], "edited");

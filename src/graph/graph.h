@@ -80,6 +80,17 @@ struct StreamEvent {
   Json data;
   std::string ns;  // the subgraph's checkpoint namespace ("" for the root graph)
   int step = 0;    // checkpoints: the checkpoint's step; tasks: the step the task runs in
+  // updates: the task that wrote them (its id and the channels that triggered it).
+  std::string task_id;
+  std::vector<std::string> triggers;
+};
+
+// The task a message chunk comes from.
+struct ChunkSource {
+  const std::string& node;
+  const std::string& ns;       // the subgraph's checkpoint namespace ("" for the root graph)
+  const std::string& task_id;
+  std::vector<std::string> triggers;
 };
 
 // What the embedding program hands the nodes of one run (for agentplane: the tenant's model and
@@ -124,10 +135,10 @@ struct RunOptions {
   // Asked before each superstep: true stops the run (Cancelled), the last checkpoint kept.
   std::function<bool()> should_stop;
   std::shared_ptr<RunScope> scope;  // for the nodes (NodeContext::scope)
-  // Pieces of a message as a node produces it (model tokens), for the `messages` stream mode:
-  // (node, checkpoint namespace, chunk). Called on the node's thread, so concurrently when a
-  // step's tasks run in parallel. Subgraphs' chunks only with stream_subgraphs.
-  std::function<void(const std::string& node, const std::string& ns, const Json& chunk)> on_message_chunk;
+  // Pieces of a message as a node produces it (model tokens), for the `messages` stream mode.
+  // Called on the node's thread, so concurrently when a step's tasks run in parallel.
+  // Subgraphs' chunks only with stream_subgraphs.
+  std::function<void(const ChunkSource& from, const Json& chunk)> on_message_chunk;
   // Set by the engine for subgraphs: namespace -> checkpoint id of each enclosing graph.
   std::vector<std::pair<std::string, std::string>> parents;
 };

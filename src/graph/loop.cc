@@ -295,6 +295,7 @@ Status Loop::run_task(Task& t) {
     f.opts = &o;
     f.saver = persistent() ? saver : nullptr;
     f.task_id = t.id;
+    f.triggers = &t.triggers;
     f.checkpoint_id = cp.id;
     f.fresh_resume = t.fresh_resume;
     NodeContext ctx(f);

@@ -13,7 +13,11 @@ const Json& NodeContext::config() const { return *f_.config; }
 void NodeContext::emit(Json value) { f_.custom.push_back(std::move(value)); }
 
 void NodeContext::stream_message_chunk(const Json& chunk) {
-  if (f_.opts && f_.opts->on_message_chunk) f_.opts->on_message_chunk(*f_.node, f_.opts->checkpoint_ns, chunk);
+  if (!f_.opts || !f_.opts->on_message_chunk) return;
+  ChunkSource from{*f_.node, f_.opts->checkpoint_ns, f_.task_id, {}};
+  if (f_.triggers)
+    for (size_t c : *f_.triggers) from.triggers.push_back(f_.g->channels[c].name);
+  f_.opts->on_message_chunk(from, chunk);
 }
 
 RunScope* NodeContext::scope() const { return f_.opts ? f_.opts->scope.get() : nullptr; }

@@ -227,7 +227,10 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
         Json upd = Json::object();
         for (const auto& [c, v] : t.writes)
           if (c < g.user_channels) upd[g.channels[c].name] = v;
-        if (t.node != 0) loop.emit("updates", g.nodes[t.node].name, Json{{g.nodes[t.node].name, upd}});
+        if (t.node == 0) continue;
+        StreamEvent e{"updates", g.nodes[t.node].name, Json{{g.nodes[t.node].name, std::move(upd)}}, "", 0, t.id, {}};
+        for (size_t c : t.triggers) e.triggers.push_back(g.channels[c].name);
+        o.on_event(e);
       }
       if (!o.want_values || o.want_values()) loop.emit("values", "", state_json(g, loop.cp.values));
     }

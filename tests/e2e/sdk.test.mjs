@@ -7,6 +7,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes, randomUUID } from "node:crypto";
+import { createServer } from "node:http";
 import { Client } from "@langchain/langgraph-sdk";
 import { StreamOrchestrator } from "@langchain/langgraph-sdk/ui";
 
@@ -750,10 +751,20 @@ describe("runs: streaming", { skip: SKIP }, () => {
     assert.equal(meta.graph_id, "builtin.echo");
     assert.equal(typeof meta.assistant_id, "string");
     assert.deepEqual(meta.tags, [`graph:step:${meta.langgraph_step}`]);
+    // The task: what triggered it, its path, and its namespace "<node>:<task id>".
+    assert.deepEqual(meta.langgraph_triggers, ["branch:to:reply"]);
+    assert.deepEqual(meta.langgraph_path, ["__pregel_pull", "reply"]);
+    assert.match(meta.langgraph_checkpoint_ns, /^reply:[0-9a-f-]{36}$/);
+    assert.equal(meta.checkpoint_ns, meta.langgraph_checkpoint_ns);
     const final = ev.filter((e) => e.event === "values").at(-1).data;
     assert.equal(final.messages.length, 2);
     assert.equal(final.messages[1].content, "echo: hello");
     assert.equal(final.turns, 1);
+    // Messages as LangGraph's server writes them: a random uuid for one without an id, and the
+    // fields LangChain's message classes always have.
+    assert.match(final.messages[0].id, /^[0-9a-f]{8}-[0-9a-f-]{27}$/);
+    assert.deepEqual([final.messages[0].additional_kwargs, final.messages[0].response_metadata], [{}, {}]);
+    assert.deepEqual([final.messages[1].tool_calls, final.messages[1].invalid_tool_calls], [[], []]);
     assert.ok(typeof msg.id === "string" && msg.id.length > 0, `the streamed message needs an id (useStream merges by id): ${JSON.stringify(msg)}`);
     assert.equal(msg.id, final.messages[1].id, "streamed message id == id in values");
   });
@@ -982,6 +993,76 @@ describe("runs: create / wait / join / list / get / cancel / delete", { skip: SK
     );
     const body = await A.runs.wait(null, G.slow, { ...FAILING, raiseError: false });
     assert.equal(body.__error__.error, "GraphRecursionError");
+  });
+
+  test("webhook: the run's end is POSTed as LangGraph's server sends it, retried on 5xx, checked at creation", async () => {
+    // A receiver on loopback (the test server's egress policy lists 127.0.0.1): /flaky answers
+    // 503 to its first POST.
+    const got = [];
+    let flaky = 0;
+    const receiver = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c) => (body += c));
+      req.on("end", () => {
+        got.push({ url: req.url, method: req.method, type: req.headers["content-type"], body: JSON.parse(body) });
+        const fail = req.url.startsWith("/flaky") && flaky++ === 0;
+        res.writeHead(fail ? 503 : 200).end();
+      });
+    });
+    await new Promise((r) => receiver.listen(0, "127.0.0.1", r));
+    const base = `http://127.0.0.1:${receiver.address().port}`;
+    const arrived = async (n, what) => {
+      for (let t0 = Date.now(); got.length < n && Date.now() - t0 < 15000;) await sleep(50);
+      assert.ok(got.length >= n, `${what}: ${got.length} POSTs of ${n}`);
+    };
+    try {
+      const th = await A.threads.create({ metadata: { suite: RUN } });
+      const values = await A.runs.wait(th.thread_id, G.lin, { input: { count: 0 }, webhook: `${base}/hook?token=t1` });
+      await arrived(1, "success");
+      const hook = got[0];
+      assert.equal(hook.method, "POST");
+      assert.equal(hook.url, "/hook?token=t1");
+      assert.equal(hook.type, "application/json");
+      assert.equal(hook.body.thread_id, th.thread_id);
+      assert.equal(hook.body.status, "success");
+      assert.deepEqual(hook.body.values, values);
+      assert.equal(hook.body.kwargs.webhook, `${base}/hook?token=t1`);
+      assert.equal(hook.body.multitask_strategy, "reject");
+      assert.equal("error" in hook.body, false);
+      for (const k of ["run_started_at", "run_ended_at", "webhook_sent_at", "created_at", "updated_at"])
+        assert.ok(!Number.isNaN(Date.parse(hook.body[k])), `${k}: ${hook.body[k]}`);
+      const run = await A.runs.get(th.thread_id, hook.body.run_id);
+      assert.equal(run.status, "success");
+
+      // A failed stateless run: its error; a 503 is tried again.
+      const failed = await A.runs.wait(null, G.slow, { ...FAILING, raiseError: false, webhook: `${base}/flaky` });
+      assert.equal(failed.__error__.error, "GraphRecursionError");
+      await arrived(3, "a failed run, tried twice");
+      assert.deepEqual(got.slice(1).map((g) => g.url), ["/flaky", "/flaky"]);
+      assert.equal(got[2].body.status, "error");
+      assert.equal(got[2].body.error.error, "GraphRecursionError");
+      assert.equal(got[2].body.run_id, got[1].body.run_id);
+
+      // Where the egress policy refuses (the cloud metadata address): given up at once, audited.
+      const meta = await A.runs.wait(th.thread_id, G.lin, { input: { count: 0 }, webhook: "http://169.254.169.254/latest?token=t2" });
+      assert.equal(meta.count, 3);
+      let failedHook;
+      for (let t0 = Date.now(); !failedHook && Date.now() - t0 < 15000; await sleep(100)) {
+        const res = await fetch(`${API_URL}/v1/audit?kind=run.webhook_failed`, { headers: { "x-api-key": KEY_A } });
+        failedHook = (await res.json()).items.map((i) => i.entry.payload).find((p) => p.host === "169.254.169.254");
+      }
+      assert.ok(failedHook, "a run.webhook_failed audit event");
+      assert.equal(failedHook.attempts, 1);
+      assert.equal(JSON.stringify(failedHook).includes("t2"), false, "the URL's query is not in the audit log");
+
+      // Checked when the run is created; nothing is made.
+      const before = (await A.runs.list(th.thread_id)).length;
+      for (const bad of ["ftp://127.0.0.1/x", "/relative", "http://", "http://user:pw@127.0.0.1/", 42, `${base}/${"x".repeat(4100)}`])
+        await rejectsWith(400, A.runs.create(th.thread_id, G.lin, { input: { count: 0 }, webhook: bad }), `webhook ${String(bad).slice(0, 30)}`);
+      assert.equal((await A.runs.list(th.thread_id)).length, before);
+    } finally {
+      receiver.close();
+    }
   });
 
   test("stateless create (threadId null)", async () => {

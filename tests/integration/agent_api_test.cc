@@ -4,6 +4,14 @@
 // the same API in tests/e2e.
 #include <gtest/gtest.h>
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <sys/socket.h>
+
+#include <mutex>
+#include <thread>
+
 #include <sstream>
 
 #include "store/sync_conn.h"
@@ -62,6 +70,94 @@ class AgentApi : public ::testing::Test {
 TestServer* AgentApi::server = nullptr;
 TestServer::Tenant* AgentApi::a = nullptr;
 TestServer::Tenant* AgentApi::b = nullptr;
+
+// An HTTP server on loopback that records the requests it gets and answers each path's status
+// (`statuses`, else 200): the other end of runs' webhooks.
+class Receiver {
+ public:
+  explicit Receiver(std::map<std::string, int> statuses) : statuses_(std::move(statuses)) {
+    port_ = acceptor_.local_endpoint().port();
+    accepting_ = std::thread([this] {
+      for (;;) {
+        auto sock = std::make_shared<boost::asio::ip::tcp::socket>(ioc_);
+        boost::system::error_code ec;
+        acceptor_.accept(*sock, ec);
+        std::lock_guard lock(mu_);
+        if (ec || stop_) return;
+        sockets_.push_back(sock);
+        serving_.emplace_back([this, sock] { serve(*sock); });
+      }
+    });
+  }
+  ~Receiver() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+      for (auto& s : sockets_) ::shutdown(s->native_handle(), SHUT_RDWR);  // out of a blocking read
+    }
+    boost::system::error_code ec;
+    boost::asio::ip::tcp::socket poke(ioc_);
+    poke.connect(acceptor_.local_endpoint(), ec);  // out of accept()
+    accepting_.join();
+    for (auto& t : serving_) t.join();
+  }
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  struct Request {
+    std::string target, content_type, body;
+  };
+  // The requests so far for paths starting with `prefix`, once there are at least `n` (or after
+  // `patience`).
+  std::vector<Request> wait_for(const std::string& prefix, size_t n, std::chrono::milliseconds patience = std::chrono::seconds(15)) {
+    std::vector<Request> out;
+    for (auto until = std::chrono::steady_clock::now() + patience;;) {
+      out.clear();
+      {
+        std::lock_guard lock(mu_);
+        for (const auto& r : got_)
+          if (r.target.rfind(prefix, 0) == 0) out.push_back(r);
+      }
+      if (out.size() >= n || std::chrono::steady_clock::now() > until) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return out;
+  }
+
+ private:
+  void serve(boost::asio::ip::tcp::socket& sock) {
+    namespace http = boost::beast::http;
+    boost::beast::flat_buffer buf;
+    for (;;) {  // keep-alive: every request on the connection
+      http::request<http::string_body> req;
+      boost::system::error_code ec;
+      http::read(sock, buf, req, ec);
+      if (ec) return;
+      const std::string target(req.target());
+      int status = 200;
+      for (const auto& [prefix, st] : statuses_)
+        if (target.rfind(prefix, 0) == 0) status = st;
+      {
+        std::lock_guard lock(mu_);
+        got_.push_back({target, std::string(req[http::field::content_type]), req.body()});
+      }
+      http::response<http::string_body> res{static_cast<http::status>(status), 11};
+      res.keep_alive(req.keep_alive());
+      res.prepare_payload();
+      http::write(sock, res, ec);
+      if (ec || !req.keep_alive()) return;
+    }
+  }
+
+  std::map<std::string, int> statuses_;
+  boost::asio::io_context ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_{ioc_, {boost::asio::ip::make_address("127.0.0.1"), 0}};
+  uint16_t port_ = 0;
+  std::mutex mu_;
+  bool stop_ = false;
+  std::vector<std::shared_ptr<boost::asio::ip::tcp::socket>> sockets_;
+  std::vector<std::thread> serving_;
+  std::vector<Request> got_;
+  std::thread accepting_;
+};
 
 TEST_F(AgentApi, GraphsAreValidatedAndBuiltInsReserved) {
   auto bad = server->call("PUT", "/v1/graphs/broken", a->key,
@@ -229,6 +325,54 @@ TEST_F(AgentApi, InterruptResumeAndDoubleTexting) {
 // A run a stopping worker handed back to the queue keeps the checkpoints it wrote (its next
 // attempt goes on from them); rolling it back while it waits deletes them with it, and the
 // thread is as before the run: here interrupted, as its state says.
+// A webhook queued with a run's end goes out from the queue whichever worker ran the run (here:
+// one queued as by a worker that died right after committing the end); 5xx is tried again up to
+// the attempts, then given up and audited; another 4xx is given up at once. (tests/e2e: the
+// payload, a retry that succeeds, the egress policy, the URL checks.)
+TEST_F(AgentApi, WebhooksGoOutFromTheQueueAndAreRetriedThenGivenUp) {
+  Receiver rx({{"/down", 503}, {"/gone", 404}});
+  const double sent0 = metric("agentplane_webhooks_total");
+  auto su = store::SyncConn::connect(Database::get().superuser_url());
+  ASSERT_TRUE(su) << su.error().message;
+  ASSERT_TRUE((*su)->exec("INSERT INTO agentplane.webhook_deliveries (tenant_id, id, run_id, url, payload) "
+                          "VALUES ($1, gen_random_uuid(), gen_random_uuid(), $2, '{\"status\":\"success\"}')",
+                          store::params(a->id, rx.url("/orphan?token=t3"))));
+  auto orphan = rx.wait_for("/orphan", 1);
+  ASSERT_EQ(orphan.size(), 1u);
+  EXPECT_EQ(orphan[0].content_type, "application/json");
+  auto body = json::parse(orphan[0].body);  // the payload, with the time it was sent
+  EXPECT_EQ(body["status"], "success");
+  EXPECT_TRUE(body["webhook_sent_at"].is_string()) << orphan[0].body;
+
+  // Always 503: 5 POSTs (the first, then after 0.1, 0.3, 0.9 and 2.7 s here), then given up.
+  auto down = post("/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 0}}}, {"webhook", rx.url("/down")}});
+  EXPECT_EQ(down["count"], 3);
+  EXPECT_EQ(rx.wait_for("/down", 5).size(), 5u);
+  // 404: given up at once.
+  post("/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 0}}}, {"webhook", rx.url("/gone?token=t4")}});
+  EXPECT_EQ(rx.wait_for("/gone", 1).size(), 1u);
+  json failed;
+  for (int i = 0; i < 100 && failed.size() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    failed = server->call_json("GET", "/v1/audit?kind=run.webhook_failed", a->key)["items"];
+  }
+  ASSERT_EQ(failed.size(), 2u) << failed.dump();
+  std::map<int, json> by_attempts;
+  for (const auto& f : failed) by_attempts[f["entry"]["payload"]["attempts"].get<int>()] = f["entry"]["payload"];
+  ASSERT_EQ(by_attempts.count(5), 1u) << failed.dump();
+  ASSERT_EQ(by_attempts.count(1), 1u) << failed.dump();
+  EXPECT_EQ(by_attempts[5]["error"], "answered HTTP 503");
+  EXPECT_EQ(by_attempts[1]["error"], "answered HTTP 404");
+  EXPECT_EQ(by_attempts[1]["host"], "127.0.0.1");
+  EXPECT_EQ(failed.dump().find("t4"), std::string::npos) << "no URL query in the audit log";
+  EXPECT_EQ(rx.wait_for("/down", 6, std::chrono::seconds(2)).size(), 5u) << "no POST after giving up";
+  // Nothing is left queued; every attempt is counted.
+  auto left = (*su)->exec("SELECT count(*) FROM agentplane.webhook_deliveries WHERE tenant_id = $1", store::params(a->id));
+  ASSERT_TRUE(left);
+  EXPECT_EQ(left->get(0, 0), "0");
+  EXPECT_GE(metric("agentplane_webhooks_total") - sent0, 7);
+}
+
 TEST_F(AgentApi, RollingBackARequeuedRunDeletesWhatItWrote) {
   std::string t = new_thread(a->key);
   auto paused = post("/threads/" + t + "/runs/wait", a->key, {{"assistant_id", "ask"}, {"input", {{"count", 1}}}});

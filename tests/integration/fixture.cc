@@ -109,6 +109,7 @@ TestServer::TestServer(int threads, std::chrono::seconds touch_interval, std::ve
   c.oidc = std::move(oidc);
   c.role = std::move(role);
   c.egress_allow = {"127.0.0.1"};  // the tests' mock providers listen on loopback
+  c.webhook_retry_ms = 100;        // webhook retries within a test's patience (5 POSTs in ~4 s)
   if (!redis_url.empty()) {
     c.ratelimit_backend = "redis";
     c.redis_url = std::move(redis_url);

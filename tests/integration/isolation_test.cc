@@ -54,6 +54,9 @@ const std::vector<std::pair<std::string, std::string>> kTenantTables = {
     {"run_events",
      "INSERT INTO run_events (tenant_id, run_id, seq, event, data) VALUES ($1, gen_random_uuid(), 0, 'metadata', '{}')"},
     {"store_items", "INSERT INTO store_items (tenant_id, namespace, key, value) VALUES ($1, '{a}', 'k', '{}')"},
+    {"webhook_deliveries",
+     "INSERT INTO webhook_deliveries (tenant_id, id, run_id, url, payload, next_at) VALUES ($1, gen_random_uuid(), "
+     "gen_random_uuid(), 'http://127.0.0.1:9/', '{}', now() + interval '1 day')"},
     {"crons",
      "INSERT INTO crons (tenant_id, cron_id, assistant_id, schedule, payload, next_run_date) VALUES ($1, "
      "gen_random_uuid(), gen_random_uuid(), '* * * * *', '{}', now() + interval '1 day')"},

@@ -118,15 +118,25 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   std::mutex msg_mu;  // chunks come from node threads, values from the engine's thread
   int step = 0;
   std::map<std::string, size_t> seen;        // message channel -> messages already in the state
-  std::map<std::string, std::string> writer;  // message channel -> the node that last wrote it
+  struct Writer {
+    std::string node, task_id;
+    std::vector<std::string> triggers;
+  };
+  std::map<std::string, Writer> writer;  // message channel -> the task that last wrote it
   std::map<std::string, Json> streamed;       // message id -> the message so far (from chunks)
   bool first_values = true;
-  // As LangGraph's: the run's metadata (assistant, graph, the client's keys), the node and step.
-  auto meta_for = [&](const std::string& node, int at_step, const std::string& ns) {
+  // As LangGraph's: the run's metadata (assistant, graph, the client's keys), the step, and the
+  // task: its node, what triggered it, and its namespace ("<node>:<task id>" under its graph's).
+  auto meta_for = [&](const std::string& node, int at_step, const std::string& ns, const std::string& task_id,
+                      const std::vector<std::string>& triggers) {
     Json m = cp_md;
-    m["langgraph_node"] = node;
     m["langgraph_step"] = at_step;
-    m["langgraph_checkpoint_ns"] = ns;
+    m["langgraph_node"] = node;
+    m["langgraph_triggers"] = triggers;
+    m["langgraph_path"] = Json::array({"__pregel_pull", node});
+    const std::string task_ns = (ns.empty() ? "" : ns + "|") + node + ":" + task_id;
+    m["langgraph_checkpoint_ns"] = task_ns;
+    m["checkpoint_ns"] = task_ns;
     m["run_attempt"] = rc.attempt;
     m["tags"] = Json::array({"graph:step:" + std::to_string(at_step)});
     return m;
@@ -139,10 +149,10 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     }
   };
   if (messages)
-    o.on_message_chunk = [&](const std::string& node, const std::string& ns, const Json& chunk) {
+    o.on_message_chunk = [&](const graph::ChunkSource& from, const Json& chunk) {
       std::lock_guard lock(msg_mu);
-      const std::string suffix = ns.empty() ? "" : "|" + ns;
-      const Json meta = meta_for(node, step, ns);
+      const std::string suffix = from.ns.empty() ? "" : "|" + from.ns;
+      const Json meta = meta_for(from.node, step, from.ns, from.task_id, from.triggers);
       if (tuples) publish("messages" + suffix, Json::array({chunk, meta}));
       const std::string id = chunk.value("id", "");
       auto [it, fresh] = streamed.try_emplace(id, chunk);
@@ -183,7 +193,8 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
                 if (partials) publish("messages/complete", Json::array({msg}));
                 continue;
               }
-              complete(msg, meta_for(writer[ch], step - 1, e.ns), "");
+              const Writer& w = writer[ch];
+              complete(msg, meta_for(w.node, step - 1, e.ns, w.task_id, w.triggers), "");
             }
           n = it->size();
         }
@@ -198,7 +209,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
         for (const auto& [node, writes] : e.data.items())
           if (writes.is_object())
             for (const auto& [ch, v] : writes.items())
-              if (msg_channels.count(ch)) writer[ch] = node;
+              if (msg_channels.count(ch)) writer[ch] = Writer{node, e.task_id, e.triggers};
     } else if (e.mode == "custom" && modes.count("custom") && wanted()) {
       publish("custom" + suffix, e.data);
     }

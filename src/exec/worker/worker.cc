@@ -23,6 +23,7 @@
 #include "control/run_hub.h"
 #include "control/runs.h"
 #include "exec/worker/execute.h"
+#include "exec/worker/webhooks.h"
 #include "graph/checkpoint.h"
 #include "llm/models.h"
 #include "llm/upstream.h"
@@ -56,6 +57,7 @@ struct Slot {
   std::atomic<bool> log_events{false};
   bool notify_end = false;  // a client on another replica waits for its end
   int64_t written = -1;
+  std::chrono::system_clock::time_point started = std::chrono::system_clock::now();  // this attempt's
 };
 
 struct Worker::Impl {
@@ -70,6 +72,7 @@ struct Worker::Impl {
   asio::io_context ioc{1};
   std::unique_ptr<asio::thread_pool> runners;
   std::unique_ptr<llm::UpstreamClient> http;  // model calls and http tools, on ioc
+  std::unique_ptr<WebhookSender> webhooks;     // on ioc
   std::thread thread;
   asio::steady_timer wake{ioc};
   bool claim_wanted = false;
@@ -547,6 +550,15 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
   batch.push_back({"UPDATE runs SET status = $3, result = $4::jsonb, cancel = NULL, lease_owner = NULL, "
                    "lease_expires = NULL, updated_at = now() WHERE tenant_id = $1 AND run_id = $2",
                    store::params(tenant, run_id, run_status, run_result)});
+  // Its webhook goes out once this commits (webhooks.h). A rolled-back run has no values, as
+  // LangGraph's.
+  const std::string hook = kwargs.value("webhook", "");
+  const bool rolled_back = out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback";
+  if (!hook.empty()) {
+    FinishedRun f{tenant, run_id, hook, slot.started, rolled_back ? store::Param() : values, std::nullopt};
+    if (out.kind == RunOutcome::kError) f.error = out.error.dump();
+    batch.push_back(queue_webhook_statement(f));
+  }
   if (temporary) {
     // Its checkpoints go with it (migration 0017's trigger).
     batch.push_back({"DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant, thread)});
@@ -573,7 +585,7 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
                      "x.ref = c.checkpoint_id) SELECT count(*) FROM gone",
                      store::params(tenant, run_id, thread)});
   }
-  if (out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback") {
+  if (rolled_back) {
     batch.push_back({"DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)});
     batch.push_back({"DELETE FROM run_events WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)});
     slot.log_events = false;
@@ -591,6 +603,7 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
     if (!wake.empty()) asio::co_spawn(ioc, announce(std::move(wake)), asio::detached);  // not waited for
   }
   if (thread_gone) savers(c.tenant)->thread_deleted(thread);
+  if (!hook.empty() && webhooks) webhooks->poke();
   if (audit) {
     Json payload{{"run_id", run_id}, {"thread_id", thread}, {"status", run_status}, {"attempt", c.attempt}};
     if (out.interrupted) payload["interrupted"] = true;
@@ -642,6 +655,10 @@ Status Worker::start() {
   asio::co_spawn(i.ioc, i.flush_loop(), asio::detached);
   asio::co_spawn(i.ioc, i.claim_loop(), asio::detached);
   asio::co_spawn(i.ioc, i.renew_loop(), asio::detached);
+  i.webhooks = std::make_unique<WebhookSender>(i.ioc.get_executor(), *i.pool,
+                                               i.o.models.models ? &i.o.models.models->egress : nullptr, i.audit,
+                                               i.o.webhooks);
+  i.webhooks->start();
   i.thread = std::thread([&i] {
     set_thread_name("ap-worker");
     auto guard = asio::make_work_guard(i.ioc);
@@ -655,6 +672,7 @@ void Worker::stop() {
   if (!i.thread.joinable()) return;
   i.stopping = true;
   i.listener->stop();
+  i.webhooks->stop();
   asio::post(i.ioc, [&i] {
     i.wake.cancel();
     i.flush_wake.cancel();

@@ -14,6 +14,7 @@
 #include "common/result.h"
 #include "control/threads.h"
 #include "exec/worker/run_services.h"
+#include "exec/worker/webhooks.h"
 
 namespace ap::audit {
 class AuditLog;
@@ -37,6 +38,7 @@ struct WorkerOptions {
   // Runs per tenant at once for tenants whose limits do not say (serve --default-limits'
   // concurrent_runs); absent: tenants.max_concurrent_runs (16).
   std::optional<int64_t> default_concurrent_runs;
+  WebhookOptions webhooks;  // runs' webhooks (webhooks.h)
 };
 
 class Worker {

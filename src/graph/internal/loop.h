@@ -30,6 +30,7 @@ struct NodeContext::Frame {
   const RunOptions* opts = nullptr;
   Checkpointer* saver = nullptr;
   std::string task_id;
+  const std::vector<size_t>* triggers = nullptr;  // the channels that started the task
   std::string checkpoint_id;       // the parent's current checkpoint
   std::optional<Json> fresh_resume;  // a resume value given to this task by this invocation
 };

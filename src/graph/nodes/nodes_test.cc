@@ -83,9 +83,11 @@ TEST(AgentNodes, ReactLoopCallsAToolThenAnswersAndStreamsTokens) {
   o.scope = svc;
   o.config = {{"configurable", {{"model", "scripted-1"}, {"tools", Json::array({"calculator"})}}}};
   std::vector<std::pair<std::string, Json>> chunks;
-  o.on_message_chunk = [&](const std::string& node, const std::string& ns, const Json& chunk) {
-    EXPECT_EQ(ns, "");
-    chunks.emplace_back(node, chunk);
+  o.on_message_chunk = [&](const ChunkSource& from, const Json& chunk) {
+    EXPECT_EQ(from.ns, "");
+    EXPECT_FALSE(from.task_id.empty());
+    EXPECT_EQ(from.triggers, std::vector<std::string>{"branch:to:" + from.node});
+    chunks.emplace_back(from.node, chunk);
   };
   auto r = g->invoke(Input::of({{"messages", Json::array({Json{{"role", "user"}, {"content", "what is (2+5)*2?"}}})}}), o);
   ASSERT_TRUE(r) << r.error().message;
