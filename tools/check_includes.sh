@@ -14,7 +14,7 @@ declare -A allow=(
   [graph/postgres]="graph store"
   [graph/nodes]="graph llm exec/sandbox vault net"
   [control]="store graph audit ratelimit vault"
-  [exec/worker]="control graph graph/nodes graph/postgres llm vault exec/sandbox ratelimit audit store"
+  [exec/worker]="control graph graph/nodes graph/postgres llm net vault exec/sandbox ratelimit audit store"
   [gateway]="auth control llm vault ratelimit audit store"
   [app]="*"
 )
