@@ -70,9 +70,9 @@ Status check_webhook(const Json& w) {
   const size_t scheme = url.starts_with("https://") ? 8 : url.starts_with("http://") ? 7 : 0;
   if (scheme == 0) return Error::invalid_argument("'webhook' must be an absolute http:// or https:// URL");
   for (char ch : url)
-    if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f)
-      return Error::invalid_argument("'webhook' must not contain spaces or control characters");
-  const std::string authority = url.substr(scheme, url.find_first_of("/?#", scheme) - scheme);
+    if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f || ch == '#')
+      return Error::invalid_argument("'webhook' must not contain spaces, control characters or a fragment ('#')");
+  const std::string authority = url.substr(scheme, url.find_first_of("/?", scheme) - scheme);
   if (authority.empty() || authority.front() == ':') return Error::invalid_argument("'webhook' has no host");
   if (authority.find('@') != std::string::npos)
     return Error::invalid_argument("'webhook' must not carry a user name or password (put a token in its query)");

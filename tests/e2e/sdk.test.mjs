@@ -1057,7 +1057,7 @@ describe("runs: create / wait / join / list / get / cancel / delete", { skip: SK
 
       // Checked when the run is created; nothing is made.
       const before = (await A.runs.list(th.thread_id)).length;
-      for (const bad of ["ftp://127.0.0.1/x", "/relative", "http://", "http://user:pw@127.0.0.1/", 42, `${base}/${"x".repeat(4100)}`])
+      for (const bad of ["ftp://127.0.0.1/x", "/relative", "http://", "http://user:pw@127.0.0.1/", "http://127.0.0.1/x#frag", 42, `${base}/${"x".repeat(4100)}`])
         await rejectsWith(400, A.runs.create(th.thread_id, G.lin, { input: { count: 0 }, webhook: bad }), `webhook ${String(bad).slice(0, 30)}`);
       assert.equal((await A.runs.list(th.thread_id)).length, before);
     } finally {

@@ -344,6 +344,11 @@ TEST_F(AgentApi, WebhooksGoOutFromTheQueueAndAreRetriedThenGivenUp) {
   EXPECT_EQ(body["status"], "success");
   EXPECT_TRUE(body["webhook_sent_at"].is_string()) << orphan[0].body;
 
+  // One whose sender went away during its last attempt (its lease ran out): given up, not POSTed.
+  ASSERT_TRUE((*su)->exec("INSERT INTO agentplane.webhook_deliveries (tenant_id, id, run_id, url, payload, attempts) "
+                          "VALUES ($1, gen_random_uuid(), gen_random_uuid(), $2, '{}', 5)",
+                          store::params(a->id, rx.url("/lost"))));
+
   // Always 503: 5 POSTs (the first, then after 0.1, 0.3, 0.9 and 2.7 s here), then given up.
   auto down = post("/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 0}}}, {"webhook", rx.url("/down")}});
   EXPECT_EQ(down["count"], 3);
@@ -352,25 +357,28 @@ TEST_F(AgentApi, WebhooksGoOutFromTheQueueAndAreRetriedThenGivenUp) {
   post("/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 0}}}, {"webhook", rx.url("/gone?token=t4")}});
   EXPECT_EQ(rx.wait_for("/gone", 1).size(), 1u);
   json failed;
-  for (int i = 0; i < 100 && failed.size() < 2; ++i) {
+  for (int i = 0; i < 100 && failed.size() < 3; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     failed = server->call_json("GET", "/v1/audit?kind=run.webhook_failed", a->key)["items"];
   }
-  ASSERT_EQ(failed.size(), 2u) << failed.dump();
-  std::map<int, json> by_attempts;
-  for (const auto& f : failed) by_attempts[f["entry"]["payload"]["attempts"].get<int>()] = f["entry"]["payload"];
-  ASSERT_EQ(by_attempts.count(5), 1u) << failed.dump();
-  ASSERT_EQ(by_attempts.count(1), 1u) << failed.dump();
-  EXPECT_EQ(by_attempts[5]["error"], "answered HTTP 503");
-  EXPECT_EQ(by_attempts[1]["error"], "answered HTTP 404");
-  EXPECT_EQ(by_attempts[1]["host"], "127.0.0.1");
+  ASSERT_EQ(failed.size(), 3u) << failed.dump();
+  std::map<std::string, json> by_error;
+  for (const auto& f : failed) by_error[f["entry"]["payload"]["error"].get<std::string>()] = f["entry"]["payload"];
+  ASSERT_EQ(by_error.count("answered HTTP 503"), 1u) << failed.dump();
+  ASSERT_EQ(by_error.count("answered HTTP 404"), 1u) << failed.dump();
+  ASSERT_EQ(by_error.count("no answer within the lease"), 1u) << failed.dump();
+  EXPECT_EQ(by_error["answered HTTP 503"]["attempts"], 5);
+  EXPECT_EQ(by_error["no answer within the lease"]["attempts"], 5);
+  EXPECT_EQ(rx.wait_for("/lost", 1, std::chrono::milliseconds(100)).size(), 0u);
+  EXPECT_EQ(by_error["answered HTTP 404"]["attempts"], 1);
+  EXPECT_EQ(by_error["answered HTTP 404"]["host"], "127.0.0.1");
   EXPECT_EQ(failed.dump().find("t4"), std::string::npos) << "no URL query in the audit log";
   EXPECT_EQ(rx.wait_for("/down", 6, std::chrono::seconds(2)).size(), 5u) << "no POST after giving up";
   // Nothing is left queued; every attempt is counted.
   auto left = (*su)->exec("SELECT count(*) FROM agentplane.webhook_deliveries WHERE tenant_id = $1", store::params(a->id));
   ASSERT_TRUE(left);
   EXPECT_EQ(left->get(0, 0), "0");
-  EXPECT_GE(metric("agentplane_webhooks_total") - sent0, 7);
+  EXPECT_GE(metric("agentplane_webhooks_total") - sent0, 8);
 }
 
 TEST_F(AgentApi, RollingBackARequeuedRunDeletesWhatItWrote) {

@@ -134,7 +134,8 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     m["langgraph_node"] = node;
     m["langgraph_triggers"] = triggers;
     m["langgraph_path"] = Json::array({"__pregel_pull", node});
-    const std::string task_ns = (ns.empty() ? "" : ns + "|") + node + ":" + task_id;
+    // (A message no task wrote, as an update through __start__: the graph's namespace.)
+    const std::string task_ns = task_id.empty() ? ns : (ns.empty() ? "" : ns + "|") + node + ":" + task_id;
     m["langgraph_checkpoint_ns"] = task_ns;
     m["checkpoint_ns"] = task_ns;
     m["run_attempt"] = rc.attempt;

@@ -75,6 +75,7 @@ struct WebhookSender::Impl : std::enable_shared_from_this<Impl> {
   std::unique_ptr<net::HttpClient> http;
   asio::steady_timer wake;
   std::atomic<bool> stopping{false};
+  bool wanted = false;  // poked during a claim round: look again before sleeping
   int in_flight = 0;
 
   Impl(asio::any_io_executor e, store::Pool& p, const net::Egress* egress, audit::AuditLog* a, WebhookOptions opts)
@@ -91,14 +92,12 @@ struct WebhookSender::Impl : std::enable_shared_from_this<Impl> {
   asio::awaitable<void> loop() {
     auto self = shared_from_this();
     while (!stopping) {
+      wanted = false;
       int free = o.concurrency - in_flight;
       int taken = 0;
       if (free > 0) {
-        // Leased for longer than an attempt can take: a sender that dies leaves it due again.
-        const auto lease = o.connect_timeout + o.timeout + std::chrono::seconds(30);
-        auto rows = co_await store::platform_query(
-            pool, "SELECT tenant_id, id, run_id, url, payload, attempts FROM claim_webhooks($1::int, $2::int)",
-            store::params(std::to_string(free), std::to_string(lease.count())));
+        auto rows = co_await store::platform_query(pool, "SELECT tenant_id, id, attempts FROM claim_webhooks($1::int, $2::int)",
+                                                   store::params(std::to_string(free), std::to_string(lease().count())));
         if (!rows) {
           telemetry::log_warn("webhook_claim_failed", {{"error", rows.error().message}});
         } else {
@@ -107,19 +106,22 @@ struct WebhookSender::Impl : std::enable_shared_from_this<Impl> {
             ++in_flight;
             asio::co_spawn(ex,
                            deliver(*TenantId::parse(rows->get(i, 0)), std::string(rows->get(i, 1)),
-                                   std::string(rows->get(i, 2)), std::string(rows->get(i, 3)),
-                                   std::string(rows->get(i, 4)), std::stoi(std::string(rows->get(i, 5)))),
+                                   std::stoi(std::string(rows->get(i, 2)))),
                            asio::detached);
           }
         }
       }
-      if (taken > 0 && taken == free) continue;  // there may be more
+      if ((taken > 0 && taken == free) || wanted) continue;  // there may be more
       // Retries come due on their own: look every second (and at once when a run queues one).
       wake.expires_after(std::chrono::seconds(1));
       boost::system::error_code ec;
       co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
   }
+
+  // Longer than an attempt can take (connect and TLS, the request, the answer's head: each
+  // bounded by the client's timeouts): a sender that dies leaves its deliveries due again then.
+  std::chrono::milliseconds lease() const { return 2 * o.connect_timeout + 2 * o.timeout + std::chrono::seconds(60); }
 
   asio::awaitable<Attempt> post(const std::string& url, const std::string& payload) {
     // webhook_sent_at goes in as it is sent (the payload is our own JSON object: `{...}`).
@@ -138,20 +140,39 @@ struct WebhookSender::Impl : std::enable_shared_from_this<Impl> {
       const bool final = e.code == Code::kPermissionDenied || e.code == Code::kInvalidArgument;
       co_return Attempt{final ? Outcome::kGiveUp : Outcome::kRetry, e.message};
     }
-    auto& resp = **sent;
-    (void)co_await resp.read_all(64 * 1024);  // the answer's body is not used; read for keep-alive
-    const int status = resp.status();
+    // The status is the answer; its body is not read (a receiver that drips it cannot hold the
+    // delivery): the connection is closed, not kept.
+    const int status = (*sent)->status();
     if (status >= 200 && status < 300) co_return Attempt{Outcome::kSent, ""};
     const bool transient = status == 429 || status >= 500;
     co_return Attempt{transient ? Outcome::kRetry : Outcome::kGiveUp, "answered HTTP " + std::to_string(status)};
   }
 
-  asio::awaitable<void> deliver(TenantId tenant, std::string id, std::string run_id, std::string url,
-                                std::string payload, int attempt) {
+  // `claimed`: the attempts counted so far, this one included.
+  asio::awaitable<void> deliver(TenantId tenant, std::string id, int claimed) {
     auto self = shared_from_this();
-    Attempt a = co_await post(url, payload);
-    if (a.outcome == Outcome::kRetry && attempt >= o.attempts) a.outcome = Outcome::kGiveUp;
     const std::string tenant_s = tenant.to_string();
+    std::string run_id, url, payload;
+    Attempt a{Outcome::kGiveUp, ""};
+    auto row = co_await store::tenant_query(pool, tenant,
+                                            "SELECT run_id, url, payload FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2",
+                                            store::params(tenant_s, id));
+    if (!row || row->empty()) {  // gone meanwhile (its tenant deleted), or the database is away: due again later
+      --in_flight;
+      co_return;
+    }
+    run_id = row->get(0, 0);
+    url = row->get(0, 1);
+    payload = row->get(0, 2);
+    int attempt = claimed;
+    if (claimed > o.attempts) {
+      a.error = "no answer within the lease";  // its sender went away during the last attempt
+      attempt = o.attempts;
+    } else {
+      a = co_await post(url, payload);
+      if (a.outcome == Outcome::kRetry && attempt >= o.attempts) a.outcome = Outcome::kGiveUp;
+    }
+    // Only while this attempt still holds it (a later claim counted another).
     Result<store::Rows> done = Error::internal("not run");
     if (a.outcome == Outcome::kRetry) {
       // The next try after delay * 3^(attempt - 1).
@@ -159,17 +180,20 @@ struct WebhookSender::Impl : std::enable_shared_from_this<Impl> {
       for (int i = 1; i < attempt; ++i) delay *= 3;
       done = co_await store::tenant_query(pool, tenant,
                                           "UPDATE webhook_deliveries SET next_at = now() + $3::bigint * interval "
-                                          "'1 millisecond', last_error = $4 WHERE tenant_id = $1 AND id = $2",
-                                          store::params(tenant_s, id, std::to_string(delay.count()), a.error));
+                                          "'1 millisecond', last_error = $4 WHERE tenant_id = $1 AND id = $2 AND attempts = $5",
+                                          store::params(tenant_s, id, std::to_string(delay.count()), a.error,
+                                                        std::to_string(claimed)));
       // Look again when it is due (the loop's own look is once a second).
       auto t = std::make_shared<asio::steady_timer>(ex, delay + std::chrono::milliseconds(5));
       t->async_wait([self, t](boost::system::error_code ec) {
-        if (!ec && !self->stopping) self->wake.cancel();
+        if (!ec && !self->stopping) self->poke();
       });
     } else {
-      done = co_await store::tenant_query(pool, tenant, "DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2",
-                                          store::params(tenant_s, id));
+      done = co_await store::tenant_query(pool, tenant,
+                                          "DELETE FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2 AND attempts = $3",
+                                          store::params(tenant_s, id, std::to_string(claimed)));
     }
+    // (Not written: the lease runs out and the delivery is due again, POSTed once more.)
     if (!done) telemetry::log_warn("webhook_update_failed", {{"run_id", run_id}, {"error", done.error().message}});
     const auto host = net::Url::parse(url);
     const std::string host_s = host ? host->host : std::string("?");
@@ -193,7 +217,12 @@ struct WebhookSender::Impl : std::enable_shared_from_this<Impl> {
         break;
     }
     --in_flight;
-    if (in_flight == o.concurrency - 1) wake.cancel();  // a slot came free while the queue may be full
+    if (in_flight == o.concurrency - 1) poke();  // a slot came free while the queue may be full
+  }
+
+  void poke() {
+    wanted = true;
+    wake.cancel();
   }
 };
 
@@ -205,7 +234,7 @@ WebhookSender::~WebhookSender() = default;
 
 void WebhookSender::start() { asio::co_spawn(impl_->ex, impl_->loop(), asio::detached); }
 
-void WebhookSender::poke() { impl_->wake.cancel(); }
+void WebhookSender::poke() { impl_->poke(); }
 
 void WebhookSender::stop() {
   impl_->stopping = true;

@@ -5,11 +5,14 @@
 //
 // The worker's finishing transaction queues the delivery (webhook_deliveries, migration 0024), so
 // it goes out exactly when the end is committed, and also when that worker dies right after: any
-// worker's sender takes due deliveries (claim_webhooks, with a lease). A POST answered 2xx is
-// done; 429, 5xx, a timeout or an unreachable host is tried again after a growing delay (delay,
-// 3x, 9x, ...) up to `attempts`; any other answer, a URL the egress policy refuses, or the last
-// failed attempt gives up: logged (the host only: a URL may carry a token), counted, and audited
-// as "run.webhook_failed". A webhook never changes its run.
+// worker's sender takes due deliveries (claim_webhooks: ids, with a lease longer than an attempt
+// can take; the URL and payload read under the tenant's RLS). A POST answered 2xx is done (the
+// body is not read); 429, 5xx, a timeout or an unreachable host is tried again after a growing
+// delay (delay, 3x, 9x, ...) up to `attempts`; any other answer, a URL the egress policy refuses,
+// or the last failed attempt gives up: logged (the host only: a URL may carry a token), counted,
+// and audited as "run.webhook_failed". An attempt updates its row only while it still holds it
+// (`attempts` unchanged). At least once: a sender that dies mid-POST leaves it to the next claim.
+// A webhook never changes its run.
 #pragma once
 #include <boost/asio/any_io_executor.hpp>
 #include <chrono>

@@ -27,9 +27,10 @@ GRANT SELECT, UPDATE ON webhook_deliveries TO agentplane_system;
 
 -- Crosses tenants because: any worker sends any tenant's due webhooks. Takes up to p_limit of
 -- them, oldest due first, and leases each for p_lease_ms (a sender that dies leaves it due
--- again then); each attempt is counted as it is taken.
+-- again then); each attempt is counted as it is taken. Returns ids only: the sender reads the
+-- URL and the payload under the tenant's row-level security.
 CREATE FUNCTION claim_webhooks(p_limit int, p_lease_ms int)
-  RETURNS TABLE (tenant_id uuid, id uuid, run_id uuid, url text, payload text, attempts int)
+  RETURNS TABLE (tenant_id uuid, id uuid, attempts int)
   LANGUAGE plpgsql SECURITY DEFINER SET search_path = agentplane, pg_temp
 AS $$
 BEGIN
@@ -38,7 +39,7 @@ BEGIN
     WHERE (w.tenant_id, w.id) IN (
       SELECT d.tenant_id, d.id FROM webhook_deliveries d WHERE d.next_at <= now()
         ORDER BY d.next_at LIMIT p_limit FOR UPDATE SKIP LOCKED)
-    RETURNING w.tenant_id, w.id, w.run_id, w.url, w.payload, w.attempts;
+    RETURNING w.tenant_id, w.id, w.attempts;
 END $$;
 ALTER FUNCTION claim_webhooks(int, int) OWNER TO agentplane_system;
 REVOKE ALL ON FUNCTION claim_webhooks(int, int) FROM PUBLIC;
