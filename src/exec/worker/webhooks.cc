@@ -24,21 +24,18 @@ namespace asio = boost::asio;
 namespace {
 
 // The run as LangGraph's webhook sends it: the run object, then when it ran, its values and
-// its error. (json, not jsonb: the values go out as the run wrote them.)
-constexpr const char* kQueue =
-    "INSERT INTO webhook_deliveries (tenant_id, id, run_id, url, payload) "
-    "SELECT r.tenant_id, $3::uuid, r.run_id, $4, json_build_object('run_id', r.run_id, 'thread_id', r.thread_id, "
-    "'assistant_id', r.assistant_id, 'created_at', r.created_at, 'updated_at', r.updated_at, 'status', r.status, "
-    "'metadata', r.metadata, 'kwargs', r.kwargs, 'multitask_strategy', r.multitask_strategy, "
-    "'run_started_at', $5::timestamptz, 'run_ended_at', now(), 'values', $6::json)::text "
-    "FROM runs r WHERE r.tenant_id = $1 AND r.run_id = $2";
-constexpr const char* kQueueWithError =
-    "INSERT INTO webhook_deliveries (tenant_id, id, run_id, url, payload) "
-    "SELECT r.tenant_id, $3::uuid, r.run_id, $4, json_build_object('run_id', r.run_id, 'thread_id', r.thread_id, "
-    "'assistant_id', r.assistant_id, 'created_at', r.created_at, 'updated_at', r.updated_at, 'status', r.status, "
-    "'metadata', r.metadata, 'kwargs', r.kwargs, 'multitask_strategy', r.multitask_strategy, "
-    "'run_started_at', $5::timestamptz, 'run_ended_at', now(), 'values', $6::json, 'error', $7::json)::text "
-    "FROM runs r WHERE r.tenant_id = $1 AND r.run_id = $2";
+// (`error`: `, 'error', $7::json` for a failed run) its error. (json, not jsonb: the values go
+// out as the run wrote them.)
+#define AP_QUEUE_WEBHOOK(error)                                                                                 \
+  "INSERT INTO webhook_deliveries (tenant_id, id, run_id, url, payload) "                                      \
+  "SELECT r.tenant_id, $3::uuid, r.run_id, $4, json_build_object('run_id', r.run_id, 'thread_id', r.thread_id, " \
+  "'assistant_id', r.assistant_id, 'created_at', r.created_at, 'updated_at', r.updated_at, 'status', r.status, "  \
+  "'metadata', r.metadata, 'kwargs', r.kwargs, 'multitask_strategy', r.multitask_strategy, "                     \
+  "'run_started_at', $5::timestamptz, 'run_ended_at', now(), 'values', $6::json" error ")::text "               \
+  "FROM runs r WHERE r.tenant_id = $1 AND r.run_id = $2"
+constexpr const char* kQueue = AP_QUEUE_WEBHOOK("");
+constexpr const char* kQueueWithError = AP_QUEUE_WEBHOOK(", 'error', $7::json");
+#undef AP_QUEUE_WEBHOOK
 
 auto& outcomes() {
   static auto& c = telemetry::metrics().counter("agentplane_webhooks_total",
