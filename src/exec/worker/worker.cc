@@ -552,7 +552,8 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
                    store::params(tenant, run_id, run_status, run_result)});
   // Its webhook goes out once this commits (webhooks.h). A rolled-back run has no values, as
   // LangGraph's.
-  const std::string hook = kwargs.value("webhook", "");
+  const auto w = kwargs.find("webhook");
+  const std::string hook = w != kwargs.end() && w->is_string() ? w->get<std::string>() : "";
   const bool rolled_back = out.kind == RunOutcome::kCancelled && out.cancel_action == "rollback";
   if (!hook.empty()) {
     FinishedRun f{tenant, run_id, hook, slot.started, rolled_back ? store::Param() : values, std::nullopt};
