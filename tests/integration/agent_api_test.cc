@@ -326,8 +326,9 @@ TEST_F(AgentApi, InterruptResumeAndDoubleTexting) {
 // attempt goes on from them); rolling it back while it waits deletes them with it, and the
 // thread is as before the run: here interrupted, as its state says.
 // A webhook queued with a run's end goes out from the queue whichever worker ran the run (here:
-// one queued as by a worker that died right after committing the end); 5xx is tried again up to
-// the attempts, then given up and audited; another 4xx is given up at once. (tests/e2e: the
+// one queued as by a worker that died right after committing the end), also for a run its claim
+// fails after its workers were lost; 5xx is tried again up to the attempts, then given up and
+// audited; another 4xx is given up at once. (tests/e2e: the
 // payload, a retry that succeeds, the egress policy, the URL checks.)
 TEST_F(AgentApi, WebhooksGoOutFromTheQueueAndAreRetriedThenGivenUp) {
   Receiver rx({{"/down", 503}, {"/gone", 404}});
@@ -343,6 +344,21 @@ TEST_F(AgentApi, WebhooksGoOutFromTheQueueAndAreRetriedThenGivenUp) {
   auto body = json::parse(orphan[0].body);  // the payload, with the time it was sent
   EXPECT_EQ(body["status"], "success");
   EXPECT_TRUE(body["webhook_sent_at"].is_string()) << orphan[0].body;
+
+  // A run whose workers were all lost (its lease ran out on its last attempt): its claim fails it
+  // (RunAttemptsExceeded) and queues its webhook (migration 0025).
+  ASSERT_TRUE((*su)->exec("INSERT INTO agentplane.runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, "
+                          "status, attempt, lease_owner, lease_expires) VALUES ($1, gen_random_uuid(), gen_random_uuid(), "
+                          "gen_random_uuid(), jsonb_build_object('webhook', $2::text), 'test', 'running', 3, 'gone', "
+                          "now() - interval '1 minute')",
+                          store::params(a->id, rx.url("/run-lost"))));
+  auto lost = rx.wait_for("/run-lost", 1);
+  ASSERT_EQ(lost.size(), 1u);
+  auto lost_body = json::parse(lost[0].body);
+  EXPECT_EQ(lost_body["status"], "error");
+  EXPECT_EQ(lost_body["error"]["error"], "RunAttemptsExceeded");
+  EXPECT_TRUE(lost_body["values"].is_null());
+  EXPECT_TRUE(lost_body["webhook_sent_at"].is_string());
 
   // One whose sender went away during its last attempt (its lease ran out): given up, not POSTed.
   ASSERT_TRUE((*su)->exec("INSERT INTO agentplane.webhook_deliveries (tenant_id, id, run_id, url, payload, attempts) "
@@ -378,7 +394,7 @@ TEST_F(AgentApi, WebhooksGoOutFromTheQueueAndAreRetriedThenGivenUp) {
   auto left = (*su)->exec("SELECT count(*) FROM agentplane.webhook_deliveries WHERE tenant_id = $1", store::params(a->id));
   ASSERT_TRUE(left);
   EXPECT_EQ(left->get(0, 0), "0");
-  EXPECT_GE(metric("agentplane_webhooks_total") - sent0, 8);
+  EXPECT_GE(metric("agentplane_webhooks_total") - sent0, 9);
 }
 
 TEST_F(AgentApi, RollingBackARequeuedRunDeletesWhatItWrote) {

@@ -3,7 +3,8 @@
 // status, metadata, kwargs, multitask_strategy) with run_started_at, run_ended_at, values, error
 // (on failure) and webhook_sent_at.
 //
-// The worker's finishing transaction queues the delivery (webhook_deliveries, migration 0024), so
+// The worker's finishing transaction queues the delivery (webhook_deliveries, migration 0024; for
+// a run its claim fails after its workers were lost, a trigger does: migration 0025), so
 // it goes out exactly when the end is committed, and also when that worker dies right after: any
 // worker's sender takes due deliveries (claim_webhooks: ids, with a lease longer than an attempt
 // can take; the URL and payload read under the tenant's RLS). A POST answered 2xx is done (the
