@@ -2,13 +2,13 @@
 // map of leases by limit key, shared by all server shards; refills and returns are sent through
 // the inner backend from the executor of the decision that caused them.
 #include <algorithm>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <limits>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <unordered_map>
@@ -150,62 +150,76 @@ class LeasingBackend final : public Backend {
  public:
   LeasingBackend(std::unique_ptr<Backend> inner, LeaseOptions o) : s_(std::make_shared<State>(std::move(inner), o)) {}
 
-  asio::awaitable<Result<Decision>> acquire(asio::any_io_executor ex, std::vector<Ask> asks) override {
-    if (!leasable(asks)) co_return co_await s_->inner->acquire(ex, std::move(asks));
-    std::map<std::string, int64_t> need;  // per key: a key may be asked twice
-    for (const auto& a : asks) need[a.key] += a.cost;
-    std::vector<int64_t> extra(asks.size(), 0);
-    std::vector<Ask> claimed;  // the leases this decision adds to
-    std::optional<Decision> local;
+  // From the leases this replica holds, when they hold enough for every ask.
+  std::optional<Decision> acquire_now(asio::any_io_executor ex, const std::vector<Ask>& asks) override {
+    constexpr size_t kMax = 12;  // asks of one decision (a model call has at most 10 limits)
+    if (!leasable(asks) || asks.size() > kMax) return std::nullopt;
+    // What each ask's key needs in all (a key may be asked twice).
+    std::array<int64_t, kMax> need{};
+    for (size_t i = 0; i < asks.size(); ++i)
+      for (const auto& b : asks)
+        if (b.key == asks[i].key) need[i] += b.cost;
+    std::array<Lease*, kMax> lease{};
+    Decision local;
     Later later;
     {
       std::lock_guard lock(s_->mu);
-      const auto now = steady::now();
-      bool held = true;
-      for (const auto& a : asks) {
-        auto it = s_->leases.find(a.key);
-        held = held && it != s_->leases.end() && same_limit(it->second, a) && it->second.tokens >= need[a.key];
+      for (size_t i = 0; i < asks.size(); ++i) {
+        auto it = s_->leases.find(asks[i].key);
+        if (it == s_->leases.end() || !same_limit(it->second, asks[i]) || it->second.tokens < need[i]) return std::nullopt;
+        lease[i] = &it->second;
       }
-      if (held) {
-        local.emplace();
-        for (const auto& a : asks) {
-          Lease& l = s_->leases[a.key];
-          l.tokens -= a.cost;
-          l.used = now;
-          local->verdicts.push_back(held_verdict(l, now));
-        }
-        for (const auto& a : asks) {  // half spent: refill in the background
-          Lease& l = s_->leases[a.key];
-          const int64_t size = lease_size(s_->opt, l, need[a.key]);
-          if (l.inflight == 0 && size > 0 && l.tokens < size / 2) {
-            ++l.inflight;
-            later.refill.push_back(with_cost(a, size - l.tokens));
-          }
-        }
-      } else {  // to the shared backend, with a lease on top for limits that have plenty left
-        for (size_t i = 0; i < asks.size(); ++i) {
-          Lease& l = s_->leases[asks[i].key];
-          if (!same_limit(l, asks[i])) {  // new, or its limit changed: start afresh
-            if (l.tokens > 0) later.back.push_back(ask_on(asks[i].key, l, -l.tokens));
-            l = Lease{};
-            l.kind = asks[i].kind;
-            l.limit = asks[i].limit;
-            l.per_second = asks[i].per_second;
-          }
-          l.used = now;
-          if (l.inflight > 0) continue;
-          const int64_t size = lease_size(s_->opt, l, asks[i].cost);
-          if (size > l.tokens) {
-            extra[i] = size - l.tokens;
-            ++l.inflight;
-            claimed.push_back(asks[i]);
-          }
+      const auto now = steady::now();
+      local.verdicts.reserve(asks.size());
+      for (size_t i = 0; i < asks.size(); ++i) {
+        lease[i]->tokens -= asks[i].cost;
+        lease[i]->used = now;
+      }
+      for (size_t i = 0; i < asks.size(); ++i) {  // after all takes: a key asked twice is seen whole
+        Lease& l = *lease[i];
+        local.verdicts.push_back(held_verdict(l, now));
+        const int64_t size = lease_size(s_->opt, l, need[i]);
+        if (l.inflight == 0 && size > 0 && l.tokens < size / 2) {  // half spent: refill in the background
+          ++l.inflight;
+          later.refill.push_back(with_cost(asks[i], size - l.tokens));
         }
       }
     }
     launch(s_, ex, std::move(later));
-    lease_decisions(local.has_value()).inc();
-    if (local) co_return std::move(*local);
+    lease_decisions(true).inc();
+    return local;
+  }
+
+  asio::awaitable<Result<Decision>> acquire(asio::any_io_executor ex, std::vector<Ask> asks) override {
+    if (!leasable(asks)) co_return co_await s_->inner->acquire(ex, std::move(asks));
+    if (auto local = acquire_now(ex, asks)) co_return std::move(*local);
+    std::vector<int64_t> extra(asks.size(), 0);
+    std::vector<Ask> claimed;  // the leases this decision adds to
+    Later later;
+    {  // to the shared backend, with a lease on top for limits that have plenty left
+      std::lock_guard lock(s_->mu);
+      const auto now = steady::now();
+      for (size_t i = 0; i < asks.size(); ++i) {
+        Lease& l = s_->leases[asks[i].key];
+        if (!same_limit(l, asks[i])) {  // new, or its limit changed: start afresh
+          if (l.tokens > 0) later.back.push_back(ask_on(asks[i].key, l, -l.tokens));
+          l = Lease{};
+          l.kind = asks[i].kind;
+          l.limit = asks[i].limit;
+          l.per_second = asks[i].per_second;
+        }
+        l.used = now;
+        if (l.inflight > 0) continue;
+        const int64_t size = lease_size(s_->opt, l, asks[i].cost);
+        if (size > l.tokens) {
+          extra[i] = size - l.tokens;
+          ++l.inflight;
+          claimed.push_back(asks[i]);
+        }
+      }
+    }
+    launch(s_, ex, std::move(later));
+    lease_decisions(false).inc();
 
     Inflight claim(s_, claimed);
     std::vector<Ask> sent = asks;
@@ -255,14 +269,11 @@ class LeasingBackend final : public Backend {
     {
       std::lock_guard lock(s_->mu);
       for (auto& d : deltas) {
-        auto it = d.kind != Ask::Kind::kWindow ? s_->leases.find(d.key) : s_->leases.end();
-        if (it != s_->leases.end() && same_limit(it->second, d) && it->second.target > 0 &&
-            (d.cost < 0 || it->second.tokens >= d.cost)) {
-          Lease& l = it->second;
-          l.tokens -= d.cost;
-          if (l.tokens > 2 * l.target) {  // settles gave back more than a lease: the rest goes home
-            pass.push_back(ask_on(d.key, l, -(l.tokens - l.target)));
-            l.tokens = l.target;
+        if (Lease* l = settles_into(d)) {
+          l->tokens -= d.cost;
+          if (l->tokens > 2 * l->target) {  // settles gave back more than a lease: the rest goes home
+            pass.push_back(ask_on(d.key, *l, -(l->tokens - l->target)));
+            l->tokens = l->target;
           }
           continue;
         }
@@ -273,6 +284,23 @@ class LeasingBackend final : public Backend {
     launch(s_, ex, std::move(later));
     if (pass.empty()) co_return Status{};
     co_return co_await s_->inner->adjust(ex, std::move(pass));
+  }
+
+  // The settles that go into a lease without handing anything back (the common case: no
+  // coroutine); the rest stay in `deltas` for adjust().
+  void adjust_now(asio::any_io_executor ex, std::vector<Ask>& deltas) override {
+    Later later;
+    {
+      std::lock_guard lock(s_->mu);
+      std::erase_if(deltas, [&](const Ask& d) {
+        Lease* l = settles_into(d);
+        if (!l || l->tokens - d.cost > 2 * l->target) return false;
+        l->tokens -= d.cost;
+        return true;
+      });
+      want_sweep_locked(later);
+    }
+    launch(s_, ex, std::move(later));
   }
 
   // Everything the replica holds goes back, then whatever the shared backend still has to send.
@@ -293,6 +321,15 @@ class LeasingBackend final : public Backend {
   std::string name() const override { return s_->inner->name(); }
 
  private:
+  // The lease a settle goes into, if any. Caller holds the mutex.
+  Lease* settles_into(const Ask& d) {
+    if (d.kind == Ask::Kind::kWindow) return nullptr;
+    auto it = s_->leases.find(d.key);
+    if (it == s_->leases.end() || !same_limit(it->second, d) || it->second.target <= 0) return nullptr;
+    if (d.cost > 0 && it->second.tokens < d.cost) return nullptr;
+    return &it->second;
+  }
+
   // An ask on the limit `l` holds tokens of.
   static Ask ask_on(const std::string& key, const Lease& l, int64_t cost) {
     Ask a;

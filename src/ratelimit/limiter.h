@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -69,6 +70,12 @@ class Backend {
   virtual boost::asio::awaitable<Result<Decision>> acquire(boost::asio::any_io_executor ex, std::vector<Ask> asks) = 0;
   // Corrects earlier takes: positive deltas take more (may go below zero), negative give back.
   virtual boost::asio::awaitable<Status> adjust(boost::asio::any_io_executor ex, std::vector<Ask> deltas) = 0;
+  // The fast paths, tried first, without a coroutine: a decision this backend can make at once
+  // (in process: leases held, the local backend), else nullopt and acquire() decides; and the
+  // deltas it can apply at once, which it removes from `deltas` (the rest go to adjust()).
+  // Defaults: nothing at once.
+  virtual std::optional<Decision> acquire_now(boost::asio::any_io_executor ex, const std::vector<Ask>& asks);
+  virtual void adjust_now(boost::asio::any_io_executor ex, std::vector<Ask>& deltas);
   // Hands back what this replica holds or still owes the shared store (leases, settles not yet
   // sent), when a server stops; waits until they are written. Default: nothing to do.
   virtual boost::asio::awaitable<void> release(boost::asio::any_io_executor ex);

@@ -101,6 +101,34 @@ std::string reset_text(double s) {  // OpenAI's x-ratelimit-reset-* style: "1s",
   return std::to_string(secs / 60) + "m" + std::to_string(secs % 60) + "s";
 }
 
+}  // namespace
+
+// The limit an ask checks, for messages (named only when one refuses) and the x-ratelimit headers.
+enum class Limits::Which : uint8_t {
+  kApiRequests, kModelRequests, kModelTokens, kKeyRequests, kKeyTokens, kPerModelRequests, kPerModelTokens,
+  kDaySpend, kMonthSpend, kUpstreamRequests, kSandboxCpu
+};
+
+namespace {
+
+std::string name_of(Limits::Which w, const std::string& model) {
+  using W = Limits::Which;
+  switch (w) {
+    case W::kApiRequests: return "API requests per minute";
+    case W::kModelRequests: return "model requests per minute";
+    case W::kModelTokens: return "model tokens per minute";
+    case W::kKeyRequests: return "model requests per minute for this key";
+    case W::kKeyTokens: return "model tokens per minute for this key";
+    case W::kPerModelRequests: return "requests per minute for model " + model;
+    case W::kPerModelTokens: return "tokens per minute for model " + model;
+    case W::kDaySpend: return "daily spend in micro-USD";
+    case W::kMonthSpend: return "monthly spend in micro-USD";
+    case W::kUpstreamRequests: return "requests per minute on the upstream provider key";
+    case W::kSandboxCpu: return "sandbox CPU milliseconds per day";
+  }
+  return "limit";
+}
+
 telemetry::Counter& decisions(const std::string& outcome) {
   static auto& family = telemetry::metrics().counter(
       "agentplane_ratelimit_decisions_total", "Limit decisions by outcome (allowed, denied, degraded).", {"outcome"});
@@ -236,13 +264,15 @@ std::string TenantLimits::to_json() const {
 Limits::Limits(std::unique_ptr<Backend> backend, Options options) : backend_(std::move(backend)), options_(std::move(options)) {}
 Limits::~Limits() = default;
 
+std::shared_ptr<const TenantLimits> Limits::cached(const TenantId& tenant) {
+  std::lock_guard lock(mu_);
+  auto it = cache_.find(tenant);
+  if (it != cache_.end() && std::chrono::steady_clock::now() - it->second.at < options_.cache_ttl) return it->second.limits;
+  return nullptr;
+}
+
 store::Task<std::shared_ptr<const TenantLimits>> Limits::of(store::Pool& pool, const TenantId& tenant) {
-  const std::string key = tenant.to_string();
-  {
-    std::lock_guard lock(mu_);
-    auto it = cache_.find(key);
-    if (it != cache_.end() && std::chrono::steady_clock::now() - it->second.at < options_.cache_ttl) co_return it->second.limits;
-  }
+  if (auto l = cached(tenant)) co_return l;
   AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::tenant_query(pool, tenant, "SELECT limits::text, time_zone FROM tenant_limits"));
   std::shared_ptr<const TenantLimits> limits;
   if (rows.empty()) {
@@ -253,7 +283,7 @@ store::Task<std::shared_ptr<const TenantLimits>> Limits::of(store::Pool& pool, c
   }
   std::lock_guard lock(mu_);
   if (cache_.size() > 100000) cache_.clear();
-  cache_[key] = Cached{limits, std::chrono::steady_clock::now()};
+  cache_[tenant] = Cached{limits, std::chrono::steady_clock::now()};
   co_return limits;
 }
 
@@ -265,7 +295,7 @@ store::Task<void> Limits::set(store::Pool& pool, const TenantId& tenant, const T
       "DO UPDATE SET limits = excluded.limits, time_zone = excluded.time_zone, updated_at = now()",
       std::move(p)));
   std::lock_guard lock(mu_);
-  cache_.erase(tenant.to_string());
+  cache_.erase(tenant);
   co_return Status{};
 }
 
@@ -274,14 +304,15 @@ store::Task<std::string> Limits::get_json(store::Pool& pool, const TenantId& ten
   co_return rows.empty() ? std::string("null") : std::string(rows.get(0, 0));
 }
 
-store::Task<Admission> Limits::decide(std::vector<Ask> asks, std::vector<std::string> names, bool model, size_t n_token,
-                                      size_t n_spend) {
-  Admission a;
-  if (asks.empty()) co_return a;
+store::Task<Admission> Limits::decide(std::vector<Ask> asks, std::vector<Which> which, const std::string& model,
+                                      bool model_call, size_t n_token, size_t n_spend) {
+  if (asks.empty()) co_return Admission{};
   auto ex = co_await asio::this_coro::executor;
+  if (auto d = backend_->acquire_now(ex, asks)) co_return admission(*d, asks, which, model, model_call, n_token, n_spend);
   const std::vector<Ask> kept = asks;
   auto d = co_await backend_->acquire(ex, std::move(asks));
   if (!d) {
+    Admission a;
     decisions("degraded").inc();
     static std::atomic<int64_t> last_log{0};
     const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -295,124 +326,137 @@ store::Task<Admission> Limits::decide(std::vector<Ask> asks, std::vector<std::st
     a.headers.emplace_back("retry-after", "1");
     co_return a;
   }
-  a.allowed = d->allowed;
+  co_return admission(*d, kept, which, model, model_call, n_token, n_spend);
+}
+
+Admission Limits::admission(const Decision& d, const std::vector<Ask>& asks, const std::vector<Which>& which,
+                            const std::string& model, bool model_call, size_t n_token, size_t n_spend) {
+  Admission a;
+  a.allowed = d.allowed;
+  a.headers.reserve(model_call ? 9 : 3);
   decisions(a.allowed ? "allowed" : "denied").inc();
   // The tightest limit for the standard headers.
   size_t tight = 0;
   double best = 2;
-  for (size_t i = 0; i < d->verdicts.size(); ++i) {
-    const auto& v = d->verdicts[i];
+  for (size_t i = 0; i < d.verdicts.size(); ++i) {
+    const auto& v = d.verdicts[i];
     double ratio = v.limit > 0 ? static_cast<double>(v.remaining) / static_cast<double>(v.limit) : 0;
     if (ratio < best) {
       best = ratio;
       tight = i;
     }
   }
-  const auto& tv = d->verdicts[tight];
+  const auto& tv = d.verdicts[tight];
   a.remaining = tv.remaining;
   a.headers.emplace_back("ratelimit-limit", std::to_string(tv.limit));
   a.headers.emplace_back("ratelimit-remaining", std::to_string(tv.remaining));
   a.headers.emplace_back("ratelimit-reset", std::to_string(static_cast<int64_t>(std::ceil(tv.reset_s))));
-  if (model) {
-    for (size_t i = 0; i < names.size(); ++i) {
-      const std::string kind = names[i] == "model requests per minute" ? "requests"
-                               : names[i] == "model tokens per minute"  ? "tokens"
-                                                                        : "";
-      if (kind.empty()) continue;
-      a.headers.emplace_back("x-ratelimit-limit-" + kind, std::to_string(d->verdicts[i].limit));
-      a.headers.emplace_back("x-ratelimit-remaining-" + kind, std::to_string(d->verdicts[i].remaining));
-      a.headers.emplace_back("x-ratelimit-reset-" + kind, reset_text(d->verdicts[i].reset_s));
+  if (model_call) {
+    for (size_t i = 0; i < which.size(); ++i) {
+      const char* kind = which[i] == Which::kModelRequests ? "requests" : which[i] == Which::kModelTokens ? "tokens" : nullptr;
+      if (!kind) continue;
+      a.headers.emplace_back(std::string("x-ratelimit-limit-") + kind, std::to_string(d.verdicts[i].limit));
+      a.headers.emplace_back(std::string("x-ratelimit-remaining-") + kind, std::to_string(d.verdicts[i].remaining));
+      a.headers.emplace_back(std::string("x-ratelimit-reset-") + kind, reset_text(d.verdicts[i].reset_s));
     }
   }
   if (!a.allowed) {
-    const int i = std::max(d->denied_index, 0);
-    const Ask& ask = kept[static_cast<size_t>(i)];
+    const int i = std::max(d.denied_index, 0);
+    const Ask& ask = asks[static_cast<size_t>(i)];
     a.budget = ask.kind == Ask::Kind::kCounter;
-    if (d->retry_after_s < 0) {
-      a.message = "the request needs more than the whole " + names[static_cast<size_t>(i)] + " limit (" +
+    if (d.retry_after_s < 0) {
+      a.message = "the request needs more than the whole " + name_of(which[static_cast<size_t>(i)], model) + " limit (" +
                   std::to_string(ask.limit) + "); lower max_tokens or the prompt";
       a.retry_after_s = 0;
     } else {
-      a.retry_after_s = d->retry_after_s;
-      a.message = (a.budget ? "budget exhausted: " : "rate limit reached: ") + names[static_cast<size_t>(i)] + " (limit " +
+      a.retry_after_s = d.retry_after_s;
+      a.message = (a.budget ? "budget exhausted: " : "rate limit reached: ") + name_of(which[static_cast<size_t>(i)], model) + " (limit " +
                   std::to_string(ask.limit) + "); retry after " +
                   std::to_string(static_cast<int64_t>(std::ceil(a.retry_after_s))) + " s";
       a.headers.emplace_back("retry-after", std::to_string(std::max<int64_t>(1, static_cast<int64_t>(std::ceil(a.retry_after_s)))));
     }
-    co_return a;
+    return a;
   }
-  a.token_asks.assign(kept.begin(), kept.begin() + static_cast<long>(n_token));
-  a.spend_asks.assign(kept.begin() + static_cast<long>(n_token), kept.begin() + static_cast<long>(n_token + n_spend));
-  for (size_t i = 0; i < n_token; ++i) a.token_asks[i].window = d->verdicts[i].window;
-  co_return a;
+  a.token_asks.assign(asks.begin(), asks.begin() + static_cast<long>(n_token));
+  a.spend_asks.assign(asks.begin() + static_cast<long>(n_token), asks.begin() + static_cast<long>(n_token + n_spend));
+  for (size_t i = 0; i < n_token; ++i) a.token_asks[i].window = d.verdicts[i].window;
+  return a;
 }
 
 store::Task<Admission> Limits::admit_request(store::Pool& pool, const TenantId& tenant) {
-  AP_CO_ASSIGN_OR_RETURN(auto l, co_await of(pool, tenant));
+  auto l = cached(tenant);
+  if (!l) {
+    AP_CO_ASSIGN_OR_RETURN(l, co_await of(pool, tenant));
+  }
   std::vector<Ask> asks;
-  std::vector<std::string> names;
+  std::vector<Which> which;
   if (l->api_requests_per_min) {
     asks.push_back(rate(*l, tag(tenant) + "api", *l->api_requests_per_min, 1));
-    names.push_back("API requests per minute");
+    which.push_back(Which::kApiRequests);
   }
-  co_return co_await decide(std::move(asks), std::move(names), false, 0, 0);
+  co_return co_await decide(std::move(asks), std::move(which), std::string(), false, 0, 0);
 }
 
 store::Task<Admission> Limits::admit_model(store::Pool& pool, const TenantId& tenant, const std::string& key_id,
                                            const std::string& model, int64_t tokens, int64_t worst_cost,
                                            const std::string& upstream, bool api_request) {
-  AP_CO_ASSIGN_OR_RETURN(auto l, co_await of(pool, tenant));
+  auto l = cached(tenant);
+  if (!l) {
+    AP_CO_ASSIGN_OR_RETURN(l, co_await of(pool, tenant));
+  }
   const std::string t = tag(tenant);
   // Token asks first (settle corrects them), then spend asks, then plain request counts.
   std::vector<Ask> asks;
-  std::vector<std::string> names;
+  std::vector<Which> which;
+  asks.reserve(10);
+  which.reserve(10);
   if (l->model_tokens_per_min) {
     asks.push_back(rate(*l, t + "mtpm", *l->model_tokens_per_min, tokens));
-    names.push_back("model tokens per minute");
+    which.push_back(Which::kModelTokens);
   }
   if (l->per_key.tokens_per_min && !key_id.empty()) {
     asks.push_back(rate(*l, t + "k:" + key_id + ":tpm", *l->per_key.tokens_per_min, tokens));
-    names.push_back("model tokens per minute for this key");
+    which.push_back(Which::kKeyTokens);
   }
   auto pm = l->per_model.find(model);
   if (pm != l->per_model.end() && pm->second.tokens_per_min) {
     asks.push_back(rate(*l, t + "m:" + model + ":tpm", *pm->second.tokens_per_min, tokens));
-    names.push_back("tokens per minute for model " + model);
+    which.push_back(Which::kPerModelTokens);
   }
   const size_t n_token = asks.size();
   if (l->budget_micro_usd_per_day || l->budget_micro_usd_per_month) {
     const Periods p = periods(l->time_zone);
     if (l->budget_micro_usd_per_day) {
       asks.push_back(Ask{Ask::Kind::kCounter, t + "spend:d:" + p.day, *l->budget_micro_usd_per_day, 0, p.day_left_s, worst_cost});
-      names.push_back("daily spend in micro-USD");
+      which.push_back(Which::kDaySpend);
     }
     if (l->budget_micro_usd_per_month) {
       asks.push_back(Ask{Ask::Kind::kCounter, t + "spend:m:" + p.month, *l->budget_micro_usd_per_month, 0, p.month_left_s, worst_cost});
-      names.push_back("monthly spend in micro-USD");
+      which.push_back(Which::kMonthSpend);
     }
   }
   const size_t n_spend = asks.size() - n_token;
   if (l->model_requests_per_min) {
     asks.push_back(rate(*l, t + "mrpm", *l->model_requests_per_min, 1));
-    names.push_back("model requests per minute");
+    which.push_back(Which::kModelRequests);
   }
   if (l->per_key.requests_per_min && !key_id.empty()) {
     asks.push_back(rate(*l, t + "k:" + key_id + ":rpm", *l->per_key.requests_per_min, 1));
-    names.push_back("model requests per minute for this key");
+    which.push_back(Which::kKeyRequests);
   }
   if (pm != l->per_model.end() && pm->second.requests_per_min) {
     asks.push_back(rate(*l, t + "m:" + model + ":rpm", *pm->second.requests_per_min, 1));
-    names.push_back("requests per minute for model " + model);
+    which.push_back(Which::kPerModelRequests);
   }
   if (api_request && l->api_requests_per_min) {
     asks.push_back(rate(*l, t + "api", *l->api_requests_per_min, 1));
-    names.push_back("API requests per minute");
+    which.push_back(Which::kApiRequests);
   }
   if (options_.upstream_key_requests_per_min && !upstream.empty()) {
     asks.push_back(bucket(t + "u:" + upstream + ":rpm", *options_.upstream_key_requests_per_min, 1));
-    names.push_back("requests per minute on the upstream provider key");
+    which.push_back(Which::kUpstreamRequests);
   }
-  auto a = co_await decide(std::move(asks), std::move(names), true, n_token, n_spend);
+  auto a = co_await decide(std::move(asks), std::move(which), model, true, n_token, n_spend);
   if (a) {
     a->reserved_tokens = tokens;
     a->reserved_cost = worst_cost;
@@ -441,6 +485,7 @@ void Limits::settle(asio::any_io_executor ex, const Admission& a, int64_t tokens
     ask.cost = cost - a.reserved_cost;
     if (ask.cost != 0) deltas.push_back(std::move(ask));
   }
+  backend_->adjust_now(ex, deltas);  // leases: at once
   if (deltas.empty()) return;
   asio::co_spawn(
       ex,
@@ -454,16 +499,16 @@ void Limits::settle(asio::any_io_executor ex, const Admission& a, int64_t tokens
 store::Task<Admission> Limits::admit_sandbox(store::Pool& pool, const TenantId& tenant) {
   AP_CO_ASSIGN_OR_RETURN(auto l, co_await of(pool, tenant));
   std::vector<Ask> asks;
-  std::vector<std::string> names;
+  std::vector<Which> which;
   if (l->sandbox_cpu_seconds_per_day) {
     const Periods p = periods(l->time_zone);
     asks.push_back(Ask{Ask::Kind::kCounter, tag(tenant) + "sbcpu:d:" + p.day, *l->sandbox_cpu_seconds_per_day * 1000, 0,
                        p.day_left_s, 1});
-    names.push_back("sandbox CPU milliseconds per day");
+    which.push_back(Which::kSandboxCpu);
   }
   // 1 ms reserved, corrected with what the run used like a model call's tokens.
   const size_t n_token = asks.size();
-  auto a = co_await decide(std::move(asks), std::move(names), false, n_token, 0);
+  auto a = co_await decide(std::move(asks), std::move(which), std::string(), false, n_token, 0);
   if (a) a->reserved_tokens = 1;
   co_return a;
 }

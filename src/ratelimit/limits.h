@@ -81,6 +81,7 @@ struct Admission {
 
 class Limits {
  public:
+  enum class Which : uint8_t;  // the limit an ask checks (limits.cc)
   struct Options {
     TenantLimits defaults;          // for tenants without their own row
     bool fail_open = true;          // backend down: allow (true) or refuse (false)
@@ -122,8 +123,12 @@ class Limits {
   const Options& options() const { return options_; }
 
  private:
-  store::Task<Admission> decide(std::vector<Ask> asks, std::vector<std::string> names, bool model, size_t n_token,
-                                size_t n_spend);
+  // `which`: per ask, the limit it checks; `model`: the model's name, for per-model limits
+  // messages; `model_call`: OpenAI's x-ratelimit headers too.
+  store::Task<Admission> decide(std::vector<Ask> asks, std::vector<Which> which, const std::string& model,
+                                bool model_call, size_t n_token, size_t n_spend);
+  Admission admission(const Decision& d, const std::vector<Ask>& asks, const std::vector<Which>& which,
+                      const std::string& model, bool model_call, size_t n_token, size_t n_spend);
   std::unique_ptr<Backend> backend_;
   Options options_;
   std::mutex mu_;
@@ -131,7 +136,8 @@ class Limits {
     std::shared_ptr<const TenantLimits> limits;
     std::chrono::steady_clock::time_point at;
   };
-  std::unordered_map<std::string, Cached> cache_;
+  std::shared_ptr<const TenantLimits> cached(const TenantId& tenant);  // nullptr: not cached (or stale)
+  std::unordered_map<TenantId, Cached, UuidHash> cache_;
 };
 
 // A model admission to settle exactly once: settle() with the real counts, or, when dropped

@@ -16,8 +16,15 @@ class LocalBackend final : public Backend {
   boost::asio::awaitable<Result<Decision>> acquire(boost::asio::any_io_executor, std::vector<Ask> asks) override {
     co_return decide(asks);
   }
+  std::optional<Decision> acquire_now(boost::asio::any_io_executor, const std::vector<Ask>& asks) override {
+    return decide(asks);
+  }
 
-  boost::asio::awaitable<Status> adjust(boost::asio::any_io_executor, std::vector<Ask> deltas) override {
+  boost::asio::awaitable<Status> adjust(boost::asio::any_io_executor ex, std::vector<Ask> deltas) override {
+    adjust_now(ex, deltas);
+    co_return Status{};
+  }
+  void adjust_now(boost::asio::any_io_executor, std::vector<Ask>& deltas) override {
     std::lock_guard lock(mu_);
     const auto now = steady::now();
     for (const auto& a : deltas) {
@@ -32,7 +39,7 @@ class LocalBackend final : public Backend {
         e.value += c;
       }
     }
-    co_return Status{};
+    deltas.clear();
   }
 
   std::string name() const override { return "local"; }
@@ -91,7 +98,9 @@ class LocalBackend final : public Backend {
     const auto now = steady::now();
     if (++ops_ % 65536 == 0) sweep(now);
     Decision d;
+    d.verdicts.reserve(asks.size());
     std::vector<Entry*> entries;
+    entries.reserve(asks.size());
     for (size_t i = 0; i < asks.size(); ++i) {
       const Ask& a = asks[i];
       Entry& e = entry(a, now);
@@ -160,6 +169,8 @@ double WindowMath::wait_s(double limit, double cost, double cur, double prev, do
 }
 
 boost::asio::awaitable<void> Backend::release(boost::asio::any_io_executor) { co_return; }
+std::optional<Decision> Backend::acquire_now(boost::asio::any_io_executor, const std::vector<Ask>&) { return std::nullopt; }
+void Backend::adjust_now(boost::asio::any_io_executor, std::vector<Ask>&) {}
 
 std::unique_ptr<Backend> make_local_backend() { return std::make_unique<LocalBackend>(); }
 

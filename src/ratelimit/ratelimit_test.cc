@@ -451,6 +451,46 @@ TEST_F(Leases, SettlesGoIntoTheLeaseAndBudgetsAreLeasedToo) {
   EXPECT_EQ(left(peek), 1'000'000 - 500);
 }
 
+TEST_F(Leases, FastPathsDecideAndSettleFromTheLeaseAtOnce) {
+  LeaseOptions o;
+  o.idle = std::chrono::milliseconds(500);
+  auto r = replica(o);
+  auto ex = ioc_.get_executor();
+  const Ask a = bucket("{t:l5}:tpm", 10'000'000, 100);
+  EXPECT_FALSE(r->acquire_now(ex, {a})) << "no lease yet: the shared backend decides";
+  ASSERT_TRUE(acquire(*r, {a})->allowed);
+  ASSERT_TRUE(acquire(*r, {a})->allowed);  // takes a lease
+  const int shared = Shared::acquires.load();
+  auto d = r->acquire_now(ex, {a, a});  // one key asked twice: both from the lease
+  ASSERT_TRUE(d && d->allowed);
+  ASSERT_EQ(d->verdicts.size(), 2u);
+  EXPECT_EQ(d->verdicts[1].remaining, 10'000'000 - 4 * 100);
+  EXPECT_EQ(Shared::acquires.load(), shared);
+  // Too much for what the lease holds: not decided at once.
+  EXPECT_FALSE(r->acquire_now(ex, {bucket("{t:l5}:tpm", 10'000'000, 1'000'000)}));
+  // Settles: into the lease at once; one on a limit without a lease and one that would hand
+  // tokens back stay for adjust().
+  Ask used_less = a, other = bucket("{t:l5}:other", 1000, -5), too_much = a;
+  used_less.cost = -40;
+  too_much.cost = -1'000'000;
+  std::vector<Ask> deltas{used_less, other, too_much};
+  r->adjust_now(ex, deltas);
+  ASSERT_EQ(deltas.size(), 2u);
+  EXPECT_EQ(deltas[0].key, "{t:l5}:other");
+  EXPECT_EQ(deltas[1].cost, -1'000'000);
+  EXPECT_EQ(Shared::adjusts.load(), 0);
+  ioc_.run_for(std::chrono::milliseconds(10));  // a refill the fast path started, if any
+  // The local backend decides and settles everything at once.
+  auto local = make_local_backend();
+  auto ld = local->acquire_now(ex, {bucket("{t:l5}:x", 10, 4)});
+  ASSERT_TRUE(ld && ld->allowed);
+  EXPECT_EQ(ld->verdicts[0].remaining, 6);
+  std::vector<Ask> back{bucket("{t:l5}:x", 10, -4)};
+  local->adjust_now(ex, back);
+  EXPECT_TRUE(back.empty());
+  EXPECT_EQ(local->acquire_now(ex, {bucket("{t:l5}:x", 10, 0)})->verdicts[0].remaining, 10);
+}
+
 TEST_F(Leases, SlidingWindowsAreNeverLeased) {
   auto r = replica();
   const Ask w{Ask::Kind::kWindow, "{t:l6}:win", 1'000'000, 0, 60, 1};
