@@ -129,7 +129,8 @@ struct Shard {
   std::unique_ptr<asio::steady_timer> sweeper;
   Upkeep upkeep;
   // Key id -> the minute its last authentication success was audited (one event per minute).
-  std::unordered_map<std::string, int64_t> auth_audited;
+  std::unordered_map<std::string, int64_t> auth_audited;  // users, by actor
+  std::unordered_map<KeyId, int64_t, UuidHash> key_audited;  // API keys (no actor string per request)
   // Series per (route, method, status): looked up without locks on this shard's thread.
   std::unordered_map<SeriesKey, std::pair<telemetry::Counter*, telemetry::Histogram*>,
                      SeriesKeyHash>
@@ -164,9 +165,9 @@ struct Server::Impl {
   asio::awaitable<bool> stream_response(Stream& stream, Conn& conn, Response& resp, const std::string& request_id,
                                         bool keep_alive);
   asio::awaitable<Response> dispatch(Shard& shard, Request& req, const std::string& request_id,
-                                     const Route*& route, std::string& tenant, bool metrics_only);
+                                     const Route*& route, TenantId& tenant, bool metrics_only);
   void record(Shard& shard, const Request& req, const Route* route, int status,
-              const std::string& request_id, const std::string& tenant, double seconds);
+              const std::string& request_id, const TenantId& tenant, double seconds);
 };
 
 Result<std::unique_ptr<tcp::acceptor>> Server::Impl::bind(asio::io_context& ioc,
@@ -307,7 +308,7 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
     std::string request_id = make_request_id(hdr["x-request-id"]);
     Response resp;
     const Route* route = nullptr;
-    std::string tenant;
+    TenantId tenant;  // nil: none (the admin, anonymous)
     bool keep_alive = hdr.keep_alive();
     Request req;
     req.method = std::string(hdr.method_string());
@@ -438,7 +439,7 @@ asio::awaitable<bool> Server::Impl::stream_response(Stream& stream, Conn& conn, 
 
 asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
                                                  const std::string& request_id,
-                                                 const Route*& route, std::string& tenant,
+                                                 const Route*& route, TenantId& tenant,
                                                  bool metrics_only) {
   auto m = router->match(req.method, req.path());
   if (metrics_only && (!m.route || m.route->pattern != "/metrics"))
@@ -467,7 +468,7 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
     }
     ctx.principal = *p;
     audit_authentication(shard, ctx, true, "");
-    if (!p->is_admin()) tenant = p->tenant.to_string();
+    if (!p->is_admin()) tenant = p->tenant;
     if (route->auth == AuthMode::kAdmin && !p->is_admin())
       co_return error_response(Error::permission_denied("this endpoint needs the admin token"));
     if (route->auth == AuthMode::kTenant && p->is_admin())
@@ -482,7 +483,7 @@ asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,
       !route->admits_itself) {
     auto a = co_await services.models->limits->admit_request(*shard.pool, ctx.tenant());
     if (a) {
-      for (auto& [k, v] : a->headers) limit_headers.push_back({k, v});
+      for (auto& [k, v] : a->headers) limit_headers.push_back({std::move(k), std::move(v)});
       if (!a->allowed) {
         auto r = error_response(Error::resource_exhausted(a->message));
         r.headers.insert(r.headers.end(), limit_headers.begin(), limit_headers.end());
@@ -524,7 +525,9 @@ void Server::Impl::audit_authentication(Shard& shard, const RequestContext& ctx,
     int64_t minute = std::chrono::duration_cast<std::chrono::minutes>(
                          std::chrono::system_clock::now().time_since_epoch()).count();
     if (shard.auth_audited.size() > 100000) shard.auth_audited.clear();
-    auto& last = shard.auth_audited[ctx.principal.actor()];
+    if (shard.key_audited.size() > 100000) shard.key_audited.clear();
+    auto& last = ctx.principal.kind == auth::Principal::Kind::kTenantUser ? shard.auth_audited[ctx.principal.actor()]
+                                                                          : shard.key_audited[ctx.principal.key];
     if (last == minute) return;
     last = minute;
     services.audit->record({ctx.principal.tenant, ctx.principal.actor(), ctx.request_id, shard.pool.get()},
@@ -543,7 +546,7 @@ void Server::Impl::audit_authentication(Shard& shard, const RequestContext& ctx,
 }
 
 void Server::Impl::record(Shard& shard, const Request& req, const Route* route, int status,
-                          const std::string& request_id, const std::string& tenant,
+                          const std::string& request_id, const TenantId& tenant,
                           double seconds) {
   std::string_view pattern = route ? std::string_view(route->pattern) : "unmatched";
   SeriesKey key{route, status};
@@ -564,9 +567,10 @@ void Server::Impl::record(Shard& shard, const Request& req, const Route* route, 
   it->second.first->inc();
   it->second.second->observe(seconds);
   if (route && route->health && !telemetry::log_options().access_log_health) return;
+  if (!telemetry::log_enabled(telemetry::Level::kInfo)) return;
   // Never log a key or token: only ids, the route template and the outcome.
   telemetry::log_info("request", {{"request_id", request_id},
-                                  {"tenant", tenant},
+                                  {"tenant", tenant.is_nil() ? std::string() : tenant.to_string()},
                                   {"method", req.method},
                                   {"route", pattern},
                                   {"status", status},

@@ -203,8 +203,13 @@ ClientResponse::~ClientResponse() {
 }
 
 std::string ClientResponse::header(std::string_view lname) const {
-  for (const auto& [k, v] : headers_)
-    if (k == lname) return v;
+  std::string_view rest = head_;
+  while (!rest.empty()) {
+    const size_t n = rest.find('\0');
+    const size_t v = rest.find('\0', n + 1);
+    if (rest.substr(0, n) == lname) return std::string(rest.substr(n + 1, v - n - 1));
+    rest.remove_prefix(v + 1);
+  }
   return {};
 }
 
@@ -389,7 +394,15 @@ asio::awaitable<Result<std::unique_ptr<ClientResponse>>> HttpClient::send(Client
     }
     std::unique_ptr<ClientResponse> res(new ClientResponse());
     res->status_ = status;
-    for (const auto& f : conn->parser->get()) res->headers_.emplace_back(ascii_lower(f.name_string()), std::string(f.value()));
+    size_t size = 0;
+    for (const auto& f : conn->parser->get()) size += f.name_string().size() + f.value().size() + 2;
+    res->head_.reserve(size);
+    for (const auto& f : conn->parser->get()) {
+      for (char c : f.name_string()) res->head_ += static_cast<char>(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+      res->head_ += '\0';
+      res->head_.append(f.value());
+      res->head_ += '\0';
+    }
     res->keep_alive_ = true;
     res->pool_ = pool_;
     res->conn_ = std::move(conn);

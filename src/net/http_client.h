@@ -65,7 +65,7 @@ class ClientResponse {
  public:
   ~ClientResponse();
   int status() const { return status_; }
-  const Headers& headers() const { return headers_; }
+  // The value of the header `lname` (lower-case name), empty when absent.
   std::string header(std::string_view lname) const;
   // The next piece of the body, as soon as some arrives; empty at the end (then `done()`).
   boost::asio::awaitable<Result<std::string>> read();
@@ -78,7 +78,7 @@ class ClientResponse {
   struct Conn;
   ClientResponse() = default;
   int status_ = 0;
-  Headers headers_;
+  std::string head_;  // the header fields, "name\0value\0" each, names lower-case (one allocation)
   std::unique_ptr<Conn> conn_;
   std::weak_ptr<void> pool_;  // where a finished keep-alive connection goes back
   bool keep_alive_ = false;

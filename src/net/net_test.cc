@@ -122,7 +122,9 @@ auto run(F f) {
 TEST(HttpClient, PoolsKeepAliveConnections) {
   TestServer srv;
   srv.respond = [](tcp::socket& s, const http::request<http::string_body>& req, int) -> asio::awaitable<void> {
-    co_await write_all(s, ok_response("hello " + std::string(req.target())));
+    const std::string body = "hello " + std::string(req.target());
+    co_await write_all(s, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Request-ID: Req-7\r\nX-Empty:\r\nContent-Length: " +
+                              std::to_string(body.size()) + "\r\n\r\n" + body);
   };
   srv.start();
   auto egress = Egress::parse({"127.0.0.1"}, false).value();
@@ -135,6 +137,12 @@ TEST(HttpClient, PoolsKeepAliveConnections) {
       EXPECT_TRUE(r) << (r ? "" : r.error().message);
       if (!r) co_return out;
       EXPECT_EQ((*r)->status(), 200);
+      // Headers by lower-case name, values as sent.
+      EXPECT_EQ((*r)->header("content-type"), "text/plain");
+      EXPECT_EQ((*r)->header("x-request-id"), "Req-7");
+      EXPECT_EQ((*r)->header("x-empty"), "");
+      EXPECT_EQ((*r)->header("content-length"), "9");  // "hello /x0"
+      EXPECT_EQ((*r)->header("x-absent"), "");
       auto b = co_await (*r)->read_all();
       out.push_back(b ? *b : "error");
     }

@@ -161,6 +161,8 @@ class Reservation {
   ~Reservation() { settle(0, 0); }
 
   const Admission& admission() const { return a_; }
+  // The admission's headers, moved out (for the response; settling does not need them).
+  std::vector<std::pair<std::string, std::string>>&& take_headers() { return std::move(a_.headers); }
   void settle(int64_t tokens, int64_t cost) {
     if (limits_ && a_.allowed) limits_->settle(ex_, a_, tokens, cost);
     limits_ = nullptr;

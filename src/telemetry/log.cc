@@ -5,6 +5,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <type_traits>
@@ -16,6 +17,9 @@ namespace {
 
 LogOptions g_options;
 std::shared_ptr<spdlog::logger> g_logger;
+// The installed logger's level (-1: none yet): lines below it return before touching the logger
+// (a shared_ptr copy per line is an atomic write every request's access line would contend on).
+std::atomic<int> g_level{-1};
 
 spdlog::level::level_enum to_spd(Level l) {
   switch (l) {
@@ -88,17 +92,26 @@ void init_logging(const LogOptions& options) {
   spdlog::drop("agentplane");
   spdlog::register_logger(logger);
   g_logger = logger;
+  g_level.store(static_cast<int>(options.level), std::memory_order_relaxed);
 }
 
 void shutdown_logging() {
   if (g_logger) g_logger->flush();
+  g_level.store(-1, std::memory_order_relaxed);
   g_logger.reset();
   spdlog::shutdown();
 }
 
 const LogOptions& log_options() { return g_options; }
 
+bool log_enabled(Level level) {
+  const int installed = g_level.load(std::memory_order_relaxed);
+  return installed < 0 ? level >= Level::kWarn : static_cast<int>(level) >= installed;
+}
+
 void log(Level level, std::string_view event, std::initializer_list<Field> fields) {
+  const int installed = g_level.load(std::memory_order_relaxed);
+  if (installed >= 0 && static_cast<int>(level) < installed) return;
   auto logger = g_logger;
   if (!logger) {
     // Before init (or in tests): warnings and errors still reach stderr.

@@ -45,6 +45,8 @@ struct Field {
 void append_json_string(std::string& out, std::string_view s);
 
 void log(Level level, std::string_view event, std::initializer_list<Field> fields = {});
+// Whether a line at `level` would be written (to skip building its fields).
+bool log_enabled(Level level);
 inline void log_info(std::string_view e, std::initializer_list<Field> f = {}) {
   log(Level::kInfo, e, f);
 }

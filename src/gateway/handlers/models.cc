@@ -182,8 +182,11 @@ class StreamTap {
   int64_t content_events_ = 0;
 };
 
-void add_limit_headers(Response& r, const ratelimit::Admission& a) {
-  for (const auto& [k, v] : a.headers) r.headers.push_back({k, v});
+// Moves the admission's headers into the response (they are not needed after it).
+void add_limit_headers(Response& r, std::vector<std::pair<std::string, std::string>>&& headers) {
+  r.headers.reserve(r.headers.size() + headers.size());
+  for (auto& [k, v] : headers) r.headers.push_back({std::move(k), std::move(v)});
+  headers.clear();
 }
 
 // ---- scripted routes, rendered in either wire format ----
@@ -299,7 +302,7 @@ Task serve_scripted(std::shared_ptr<CallInfo> call, Family family, const json& b
     call->record(res->usage, 200, false, false);
     json out = family == Family::kOpenAi ? openai_completion(*res, call->model) : anthropic_message(*res, call->model);
     Response r = Response::json(200, dump(out));
-    add_limit_headers(r, call->reservation.admission());
+    add_limit_headers(r, call->reservation.take_headers());
     co_return r;
   }
   const bool include_usage = body.contains("stream_options") && body["stream_options"].is_object() &&
@@ -309,7 +312,7 @@ Task serve_scripted(std::shared_ptr<CallInfo> call, Family family, const json& b
   Response r;
   r.content_type = "text/event-stream";
   r.headers.push_back({"cache-control", "no-cache"});
-  add_limit_headers(r, call->reservation.admission());
+  add_limit_headers(r, call->reservation.take_headers());
   r.stream = [call, pieces = std::move(pieces), usage = res->usage, delay](BodyWriter& w) -> asio::awaitable<void> {
     bool gone = false;
     for (const auto& p : pieces) {
@@ -406,13 +409,13 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, c
     call->record(usage, up->status(), false, false);
     Response r{up->status(), content_type.empty() ? "application/json" : content_type, scrub(std::move(*all), key), {}};
     if (auto rid = up->header("x-request-id"); !rid.empty()) r.headers.push_back({"x-upstream-request-id", rid});
-    add_limit_headers(r, call->reservation.admission());
+    add_limit_headers(r, call->reservation.take_headers());
     co_return r;
   }
   Response r;
   r.content_type = content_type;
   r.headers.push_back({"cache-control", "no-cache"});
-  add_limit_headers(r, call->reservation.admission());
+  add_limit_headers(r, call->reservation.take_headers());
   const auto prompt_bound = static_cast<int64_t>(chat.text_bytes);
   r.stream = [call, up, family, drop_usage_chunk, prompt_bound](BodyWriter& w) mutable -> asio::awaitable<void> {
     StreamTap tap(family, drop_usage_chunk);
@@ -492,7 +495,7 @@ Task chat_admitted(RequestContext& ctx, Family family, bool* api_counted) {
     if (!admission->allowed) {
       Response r = admission->budget ? openai_error(429, admission->message, "insufficient_quota", "budget_exceeded")
                                      : openai_error(429, admission->message, "rate_limit_error", "rate_limit_exceeded");
-      add_limit_headers(r, *admission);
+      add_limit_headers(r, std::move(admission->headers));
       co_return r;
     }
     call->reservation = ratelimit::Reservation(models->limits, call->ex, std::move(*admission));
