@@ -22,6 +22,7 @@
 #include "gateway/maintenance.h"
 #include "llm/models.h"
 #include "llm/upstream.h"
+#include "net/http_io.h"
 #include "ratelimit/limits.h"
 #include "telemetry/log.h"
 #include "telemetry/metrics.h"
@@ -114,6 +115,27 @@ struct Conn {
   void expire_after(std::chrono::seconds d) { deadline = std::chrono::steady_clock::now() + d; }
 };
 
+template <class Stream>
+constexpr bool kPlain = std::is_same_v<Stream, tcp::socket>;  // (TLS streams are written asynchronously)
+
+// Writes `buffers`: at once what a plain socket takes, the rest asynchronously under the body
+// timeout.
+template <class Stream, class Buffers>
+asio::awaitable<beast::error_code> write_buffers(Stream& stream, Conn& conn, std::chrono::seconds timeout,
+                                                 const Buffers& buffers) {
+  beast::buffers_suffix<Buffers> rest(buffers);
+  beast::error_code ec;
+  if constexpr (kPlain<Stream>) {
+    rest.consume(asio::write(stream, rest, ec));
+    if (ec == asio::error::would_block) ec = {};
+    if (ec || beast::buffer_bytes(rest) == 0) co_return ec;
+  }
+  conn.expire_after(timeout);
+  auto [wec, n] = co_await asio::async_write(stream, rest, kUse);
+  conn.deadline = std::chrono::steady_clock::time_point::max();
+  co_return wec;
+}
+
 struct Shard {
   // The pool outlives the io_context: destroying the io_context destroys suspended coroutines,
   // whose leases then return their connections to the (closed) pool.
@@ -198,6 +220,7 @@ asio::awaitable<void> Server::Impl::accept_loop(tcp::acceptor& acc, bool metrics
       tcp::socket s(shard.ioc);
       boost::system::error_code aec;
       s.assign(protocol, fd, aec);
+      if (!aec) s.non_blocking(true, aec);  // writes go out at once where the socket takes them (net/http_io.h)
       if (aec) {
         ::close(fd);
         return;
@@ -277,7 +300,13 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
       if (wec) break;
     }
     conn.expire_after(options.header_timeout);
-    auto [hec, hn] = co_await http::async_read_header(stream, buffer, parser, kUse);
+    // The header as far as it is here already (usually whole, from the read above): parsed at
+    // once; only a header still arriving is waited for.
+    beast::error_code hec = net::parse_buffered(parser, buffer, /*header_only=*/true);
+    if (!hec && !parser.is_header_done()) {
+      auto [ec, hn] = co_await http::async_read_header(stream, buffer, parser, kUse);
+      hec = ec;
+    }
     conn.idle = false;
     if (hec) {
       // A request that cannot be read ends its connection with one last answer.
@@ -321,12 +350,16 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
     } else {
       bool body_ok = true;
       if (!parser.is_done()) {
-        if (beast::iequals(hdr[http::field::expect], "100-continue")) {
-          http::response<http::empty_body> cont{http::status::continue_, 11};
-          co_await http::async_write(stream, cont, kUse);
+        beast::error_code bec = net::parse_buffered(parser, buffer, /*header_only=*/false);
+        if (!bec && !parser.is_done()) {
+          if (beast::iequals(hdr[http::field::expect], "100-continue")) {
+            http::response<http::empty_body> cont{http::status::continue_, 11};
+            co_await http::async_write(stream, cont, kUse);
+          }
+          conn.expire_after(options.body_timeout);
+          auto [ec, bn] = co_await http::async_read(stream, buffer, parser, kUse);
+          bec = ec;
         }
-        conn.expire_after(options.body_timeout);
-        auto [bec, bn] = co_await http::async_read(stream, buffer, parser, kUse);
         if (bec == http::error::body_limit) {
           resp = error_response(Error::payload_too_large(
               "request body exceeds " + std::to_string(options.body_limit) + " bytes"));
@@ -363,7 +396,13 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
     res.keep_alive(keep_alive);
     res.prepare_payload();
     conn.expire_after(options.body_timeout);
-    auto [wec, wn] = co_await http::async_write(stream, res, kUse);
+    http::response_serializer<http::string_body> sr{res};
+    beast::error_code wec;
+    if constexpr (kPlain<Stream>) wec = net::write_now(stream, sr);
+    if (!wec && !sr.is_done()) {
+      auto [ec, wn] = co_await http::async_write(stream, sr, kUse);
+      wec = ec;
+    }
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     record(shard, req, route, resp.status, request_id, tenant, secs);
     if (wec) break;
@@ -396,10 +435,7 @@ class ChunkWriter : public BodyWriter {
   asio::awaitable<bool> write(std::string chunk) override {
     if (failed_) co_return false;
     if (chunk.empty()) co_return true;
-    conn_.expire_after(timeout_);
-    auto [ec, n] = co_await asio::async_write(stream_, http::make_chunk(asio::buffer(chunk)), kUse);
-    conn_.deadline = std::chrono::steady_clock::time_point::max();
-    failed_ = static_cast<bool>(ec);
+    failed_ = static_cast<bool>(co_await write_buffers(stream_, conn_, timeout_, http::make_chunk(asio::buffer(chunk))));
     co_return !failed_;
   }
   bool failed() const { return failed_; }
@@ -423,18 +459,25 @@ asio::awaitable<bool> Server::Impl::stream_response(Stream& stream, Conn& conn, 
   res.keep_alive(keep_alive);
   res.chunked(true);
   http::response_serializer<http::empty_body> sr{res};
-  conn.expire_after(options.body_timeout);
-  auto [hec, hn] = co_await http::async_write_header(stream, sr, kUse);
-  conn.deadline = std::chrono::steady_clock::time_point::max();
+  sr.split(true);
+  beast::error_code hec;
+  if constexpr (kPlain<Stream>) {
+    while (!hec && !sr.is_header_done()) http::write_some(stream, sr, hec);
+    if (hec == asio::error::would_block) hec = {};
+  }
+  if (!hec && !sr.is_header_done()) {
+    conn.expire_after(options.body_timeout);
+    auto [ec, hn] = co_await http::async_write_header(stream, sr, kUse);
+    conn.deadline = std::chrono::steady_clock::time_point::max();
+    hec = ec;
+  }
   // The body's writer runs even when the head could not be written: its first write says the
   // client is gone, and it does what it does on a disconnect (cancels a run that was to be
   // cancelled then, lets go of its subscription, records a model call as disconnected).
   ChunkWriter<Stream> writer(stream, conn, options.body_timeout, static_cast<bool>(hec));
   co_await resp.stream(writer);
   if (writer.failed()) co_return false;
-  conn.expire_after(options.body_timeout);
-  auto [lec, ln] = co_await asio::async_write(stream, http::make_chunk_last(), kUse);
-  co_return !lec;
+  co_return !co_await write_buffers(stream, conn, options.body_timeout, http::make_chunk_last());
 }
 
 asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,

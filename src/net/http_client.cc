@@ -13,6 +13,7 @@
 #include <unordered_map>
 
 #include "common/text.h"
+#include "net/http_io.h"
 
 namespace ap::net {
 namespace asio = boost::asio;
@@ -123,8 +124,13 @@ struct ClientResponse::Conn {
   beast::tcp_stream& lowest() { return ssl ? beast::get_lowest_layer(*ssl) : *tcp; }
 
   asio::awaitable<beast::error_code> write(http::request<http::string_body>& req) {
+    http::request_serializer<http::string_body> sr{req};
+    if (tcp) {  // plain: what the socket takes at once is written at once
+      auto ec = write_now(tcp->socket(), sr);
+      if (ec || sr.is_done()) co_return ec;
+    }
     lowest().expires_after(read_timeout);
-    auto [ec, n] = ssl ? co_await http::async_write(*ssl, req, kTuple) : co_await http::async_write(*tcp, req, kTuple);
+    auto [ec, n] = ssl ? co_await http::async_write(*ssl, sr, kTuple) : co_await http::async_write(*tcp, sr, kTuple);
     co_return ec;
   }
   asio::awaitable<beast::error_code> read_header() {
@@ -234,8 +240,14 @@ asio::awaitable<Result<std::string>> ClientResponse::read() {
     char* buf = conn_->piece.data();
     p.get().body().data = buf;
     p.get().body().size = conn_->piece.size();
-    auto ec = co_await conn_->read_some();
+    // What already arrived (often the whole body, with the head) is parsed at once; the network
+    // is read only when nothing of the body is here.
+    auto ec = parse_buffered(p, conn_->buffer, /*header_only=*/false);
     if (ec == http::error::need_buffer) ec = {};
+    if (!ec && !p.is_done() && p.get().body().size == conn_->piece.size()) {
+      ec = co_await conn_->read_some();
+      if (ec == http::error::need_buffer) ec = {};
+    }
     if (ec) {
       conn_->close();
       conn_.reset();
@@ -318,6 +330,7 @@ asio::awaitable<Result<std::unique_ptr<ClientResponse::Conn>>> HttpClient::conne
   if (cec) co_return io_error("cannot connect to " + url.host_header(), cec);
   beast::error_code ignored;
   low.socket().set_option(tcp::no_delay(true), ignored);
+  if (!c->ssl) low.socket().non_blocking(true, ignored);  // requests go out at once (net/http_io.h)
   if (c->ssl) {
     if (!SSL_set_tlsext_host_name(c->ssl->native_handle(), url.host.c_str()))
       co_return Error::unavailable("TLS: cannot set the server name");

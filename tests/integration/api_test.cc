@@ -1,10 +1,14 @@
 // The HTTP API end to end: a real server on 127.0.0.1:0 against the test's PostgreSQL.
 #include <gtest/gtest.h>
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <regex>
+#include <thread>
 
 #include "auth/authenticator.h"
 #include "gateway/server.h"
@@ -83,6 +87,71 @@ TEST_F(Api, BodyAndHeaderCaps) {
     EXPECT_TRUE(std::regex_match(r.header("date"), date)) << r.header("date");
   auto keys = server->call_json("GET", "/v1/keys", t.key);
   EXPECT_EQ(keys["items"].size(), 1u);  // bad input changed nothing
+}
+
+// Requests however they arrive: two in one packet, a body after its header, a body sent only
+// after 100 Continue, a chunked body. (The server parses what it has at once and reads only for
+// what is missing.)
+TEST_F(Api, RequestsAreReadWhateverTheirPacketsLike) {
+  auto t = server->make_tenant("packets");
+  boost::asio::io_context ioc;
+  boost::asio::ip::tcp::socket s(ioc);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(server->server().port())});
+  auto send = [&](const std::string& bytes) { boost::asio::write(s, boost::asio::buffer(bytes)); };
+  std::string in;
+  // Reads until `n` responses (each with a Content-Length body) are in; returns their bodies.
+  auto responses = [&](size_t n) {
+    std::vector<std::string> out;
+    while (out.size() < n) {
+      size_t head_end, cl;
+      while ((head_end = in.find("\r\n\r\n")) == std::string::npos || (cl = in.find("Content-Length: ")) == std::string::npos ||
+             in.size() < head_end + 4 + std::stoul(in.substr(cl + 16))) {
+        char buf[4096];
+        in.append(buf, s.read_some(boost::asio::buffer(buf)));
+      }
+      const size_t len = std::stoul(in.substr(cl + 16));
+      EXPECT_EQ(in.substr(0, 10), "HTTP/1.1 2") << in.substr(0, head_end);
+      out.push_back(in.substr(head_end + 4, len));
+      in.erase(0, head_end + 4 + len);
+    }
+    return out;
+  };
+  const std::string auth = "x-api-key: " + t.key + "\r\n";
+  auto post = [&](const std::string& name) {
+    const std::string body = R"({"name":")" + name + R"("})";
+    return "POST /v1/keys HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Type: application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  // Two requests in one write: the second is parsed from what the first read left over.
+  send(post("one") + "GET /v1/keys HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n");
+  auto two = responses(2);
+  EXPECT_EQ(json::parse(two[0])["name"], "one");
+  EXPECT_EQ(json::parse(two[1])["items"].size(), 2u);
+  // The header, then its body a moment later.
+  const std::string p = post("two");
+  const size_t split = p.find("\r\n\r\n") + 4;
+  send(p.substr(0, split));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  send(p.substr(split));
+  EXPECT_EQ(json::parse(responses(1)[0])["name"], "two");
+  // Expect: 100-continue: the body goes only after the interim answer.
+  const std::string body = R"({"name":"three"})";
+  send("POST /v1/keys HTTP/1.1\r\nHost: x\r\n" + auth + "Expect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) +
+       "\r\n\r\n");
+  while (in.find("\r\n\r\n") == std::string::npos) {
+    char buf[512];
+    in.append(buf, s.read_some(boost::asio::buffer(buf)));
+  }
+  EXPECT_EQ(in.substr(0, 12), "HTTP/1.1 100");
+  in.erase(0, in.find("\r\n\r\n") + 4);
+  send(body);
+  EXPECT_EQ(json::parse(responses(1)[0])["name"], "three");
+  // A chunked body in two writes.
+  send("POST /v1/keys HTTP/1.1\r\nHost: x\r\n" + auth + "Transfer-Encoding: chunked\r\n\r\n6\r\n{\"name\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  send("9\r\n\":\"four\"}\r\n0\r\n\r\n");
+  EXPECT_EQ(json::parse(responses(1)[0])["name"], "four");
+  EXPECT_EQ(server->call_json("GET", "/v1/keys", t.key)["items"].size(), 5u);
 }
 
 TEST_F(Api, AdminEndpointsNeedTheAdminToken) {
