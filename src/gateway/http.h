@@ -38,7 +38,12 @@ struct Request {
 class BodyWriter {
  public:
   virtual ~BodyWriter() = default;
+  // Writes a piece of the body now; false once the client is gone.
   virtual boost::asio::awaitable<bool> write(std::string chunk) = 0;
+  // Writes the last piece together with the body's end (one write, not two); nothing may follow.
+  virtual boost::asio::awaitable<bool> finish(std::string chunk) = 0;
+  // Sends the head now if it still waits for the body (Response::head_with_body).
+  virtual boost::asio::awaitable<bool> flush() = 0;
 };
 
 struct Response {
@@ -49,6 +54,10 @@ struct Response {
   // A streamed body (Server-Sent Events): set, the headers go out, then this runs on the
   // request's shard and writes the body chunk by chunk; the response ends when it returns.
   std::function<boost::asio::awaitable<void>(BodyWriter&)> stream;
+  // A stream's head waits for its first piece (or its end) and goes out in the same write. Only
+  // for a body that follows at once (a model's reply already arriving) or that calls flush()
+  // before it waits.
+  bool head_with_body = false;
 
   static Response json(int status, std::string body) {
     return Response{status, "application/json", std::move(body), {}};

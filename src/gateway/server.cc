@@ -424,27 +424,65 @@ asio::awaitable<void> Server::Impl::session(Shard& shard, Stream& stream, Conn& 
   }
 }
 
-// A streamed body: chunked transfer, each write one chunk; no deadline while waiting for the
-// next chunk, the body timeout for each write.
+// A message's head as Beast serialises it, in one string (to go out in one write with the body's
+// first piece).
+template <class Body>
+std::string serialized_head(http::response<Body>& m) {
+  http::response_serializer<Body> sr{m};
+  sr.split(true);
+  std::string out;
+  beast::error_code ec;
+  while (!ec && !sr.is_header_done()) {
+    sr.next(ec, [&](beast::error_code&, const auto& buffers) {
+      const size_t n = beast::buffer_bytes(buffers);
+      const size_t at = out.size();
+      out.resize(at + n);
+      asio::buffer_copy(asio::buffer(out.data() + at, n), buffers);
+      sr.consume(n);
+    });
+  }
+  return out;
+}
+
+// A streamed body: chunked transfer, each write one chunk (with the head when it still waits,
+// with the last chunk on finish); no deadline while waiting for the next chunk, the body
+// timeout for each write.
 template <class Stream>
 class ChunkWriter : public BodyWriter {
  public:
-  // `failed`: the client is gone already (the head could not be written).
-  ChunkWriter(Stream& s, Conn& c, std::chrono::seconds timeout, bool failed)
-      : stream_(s), conn_(c), timeout_(timeout), failed_(failed) {}
+  ChunkWriter(Stream& s, Conn& c, std::chrono::seconds timeout, std::string head)
+      : stream_(s), conn_(c), timeout_(timeout), head_(std::move(head)) {}
   asio::awaitable<bool> write(std::string chunk) override {
-    if (failed_) co_return false;
+    if (failed_ || finished_) co_return false;
     if (chunk.empty()) co_return true;
-    failed_ = static_cast<bool>(co_await write_buffers(stream_, conn_, timeout_, http::make_chunk(asio::buffer(chunk))));
-    co_return !failed_;
+    co_return co_await send(beast::buffers_cat(asio::buffer(head_), http::make_chunk(asio::buffer(chunk))));
+  }
+  asio::awaitable<bool> finish(std::string chunk) override {
+    if (failed_ || finished_) co_return false;
+    finished_ = true;
+    if (chunk.empty()) co_return co_await send(beast::buffers_cat(asio::buffer(head_), http::make_chunk_last()));
+    co_return co_await send(
+        beast::buffers_cat(asio::buffer(head_), http::make_chunk(asio::buffer(chunk)), http::make_chunk_last()));
+  }
+  asio::awaitable<bool> flush() override {
+    if (failed_ || head_.empty()) co_return !failed_;
+    co_return co_await send(asio::buffer(head_));
   }
   bool failed() const { return failed_; }
+  bool finished() const { return finished_; }
 
  private:
+  template <class Buffers>
+  asio::awaitable<bool> send(const Buffers& buffers) {
+    failed_ = static_cast<bool>(co_await write_buffers(stream_, conn_, timeout_, buffers));
+    head_.clear();
+    co_return !failed_;
+  }
   Stream& stream_;
   Conn& conn_;
   std::chrono::seconds timeout_;
-  bool failed_;
+  std::string head_;  // not yet written
+  bool failed_ = false, finished_ = false;
 };
 
 template <class Stream>
@@ -458,26 +496,14 @@ asio::awaitable<bool> Server::Impl::stream_response(Stream& stream, Conn& conn, 
   for (const auto& h : resp.headers) res.set(h.name, h.value);
   res.keep_alive(keep_alive);
   res.chunked(true);
-  http::response_serializer<http::empty_body> sr{res};
-  sr.split(true);
-  beast::error_code hec;
-  if constexpr (kPlain<Stream>) {
-    while (!hec && !sr.is_header_done()) http::write_some(stream, sr, hec);
-    if (hec == asio::error::would_block) hec = {};
-  }
-  if (!hec && !sr.is_header_done()) {
-    conn.expire_after(options.body_timeout);
-    auto [ec, hn] = co_await http::async_write_header(stream, sr, kUse);
-    conn.deadline = std::chrono::steady_clock::time_point::max();
-    hec = ec;
-  }
+  ChunkWriter<Stream> writer(stream, conn, options.body_timeout, serialized_head(res));
+  if (!resp.head_with_body) co_await writer.flush();
   // The body's writer runs even when the head could not be written: its first write says the
   // client is gone, and it does what it does on a disconnect (cancels a run that was to be
   // cancelled then, lets go of its subscription, records a model call as disconnected).
-  ChunkWriter<Stream> writer(stream, conn, options.body_timeout, static_cast<bool>(hec));
   co_await resp.stream(writer);
-  if (writer.failed()) co_return false;
-  co_return !co_await write_buffers(stream, conn, options.body_timeout, http::make_chunk_last());
+  if (!writer.finished()) co_await writer.finish("");
+  co_return !writer.failed();
 }
 
 asio::awaitable<Response> Server::Impl::dispatch(Shard& shard, Request& req,

@@ -221,6 +221,8 @@ std::string ClientResponse::header(std::string_view lname) const {
 
 bool ClientResponse::done() const { return !conn_; }
 
+bool ClientResponse::ready() const { return !conn_ || conn_->buffer.size() > 0 || conn_->parser->is_done(); }
+
 asio::awaitable<Result<std::string>> ClientResponse::read() {
   if (!conn_) co_return std::string();
   auto finish = [this] {

@@ -72,6 +72,8 @@ class ClientResponse {
   // The rest of the body (capped at `limit` bytes: ResourceExhausted beyond).
   boost::asio::awaitable<Result<std::string>> read_all(size_t limit = 64u << 20);
   bool done() const;
+  // Whether read() has something without waiting for the network (bytes already in, or the end).
+  bool ready() const;
 
  private:
   friend class HttpClient;

@@ -212,7 +212,11 @@ test('a client that disconnects mid-stream cancels the upstream call and is stil
   const ac = new AbortController();
   const s = await openai().chat.completions.create({ model: 'slow-mock', stream: true, messages: [{ role: 'user', content: 'x' }] },
     { signal: ac.signal });
+  const headersAt = Date.now();  // create() resolves with the response's head
   for await (const ch of s) { if (ch.choices[0]?.delta?.content) break; }  // leaves after the first token
+  // The model thought for 300 ms before its first token: the head reached the client before that
+  // (it is not held back for the first piece of the body).
+  assert.ok(headersAt < (await (await fetch(mock.url + '/_last')).json()).slowFirstSentAt, 'head before the first token');
   ac.abort();
   for (let i = 0; i < 50; i++) {
     const st = (await (await fetch(mock.url + '/_last')).json());

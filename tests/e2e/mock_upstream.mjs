@@ -70,6 +70,7 @@ export async function startMock(key) {
     res.on('close', () => { if (!res.writableEnded) state.aborted++; });
     const tick = () => {
       if (res.destroyed) return;
+      if (slow && i === 0) state.slowFirstSentAt = Date.now();
       if (tool) {
         send(chunk({ role: 'assistant', content: null, tool_calls: [{ index: 0, id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: '' } }] }));
         send(chunk({ tool_calls: [{ index: 0, function: { arguments: '{"city":' } }] }));
@@ -85,7 +86,12 @@ export async function startMock(key) {
       if (json.stream_options?.include_usage) send({ id, object: 'chat.completion.chunk', created: 1, model: json.model, choices: [], usage });
       res.end('data: [DONE]\n\n');
     };
-    tick();
+    if (slow) {  // a model that thinks before its first token: the head goes out at once, the body later
+      res.flushHeaders();
+      setTimeout(tick, 300);
+    } else {
+      tick();
+    }
   }
 
   function anthropic(req, res, json) {

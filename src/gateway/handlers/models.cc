@@ -313,15 +313,22 @@ Task serve_scripted(std::shared_ptr<CallInfo> call, Family family, const json& b
   r.content_type = "text/event-stream";
   r.headers.push_back({"cache-control", "no-cache"});
   add_limit_headers(r, call->reservation.take_headers());
+  r.head_with_body = delay == 0;  // all here: the head goes with the first event
   r.stream = [call, pieces = std::move(pieces), usage = res->usage, delay](BodyWriter& w) -> asio::awaitable<void> {
     bool gone = false;
-    for (const auto& p : pieces) {
+    for (size_t i = 0; i < pieces.size(); ++i) {
+      const auto& p = pieces[i];
       if (delay > 0) {
         asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(delay));
         co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
       }
       call->mark_first_byte();
-      if (!co_await w.write(p)) {
+      bool sent;
+      if (i + 1 == pieces.size())
+        sent = co_await w.finish(p);
+      else
+        sent = co_await w.write(p);
+      if (!sent) {
         gone = true;
         break;
       }
@@ -417,10 +424,14 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, c
   r.headers.push_back({"cache-control", "no-cache"});
   add_limit_headers(r, call->reservation.take_headers());
   const auto prompt_bound = static_cast<int64_t>(chat.text_bytes);
+  // The head goes out with the reply's first piece when that is here already (one write), else
+  // at once (flush below).
+  r.head_with_body = true;
   r.stream = [call, up, family, drop_usage_chunk, prompt_bound](BodyWriter& w) mutable -> asio::awaitable<void> {
     StreamTap tap(family, drop_usage_chunk);
     bool gone = false, cut = false;
-    while (true) {
+    if (!up->ready()) gone = !co_await w.flush();  // the model is still thinking
+    while (!gone) {
       auto piece = co_await up->read();
       if (!piece) {
         cut = true;
@@ -429,6 +440,11 @@ Task proxy(RequestContext& ctx, std::shared_ptr<CallInfo> call, Family family, c
       if (piece->empty()) break;
       call->mark_first_byte();
       std::string out = tap.feed(*piece);
+      if (up->done()) {  // the last piece: with the body's end, in one write
+        out += tap.rest();
+        gone = !co_await w.finish(std::move(out));
+        break;
+      }
       if (!out.empty() && !co_await w.write(std::move(out))) {
         gone = true;
         break;
