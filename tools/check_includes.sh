@@ -15,7 +15,7 @@ declare -A allow=(
   [graph/nodes]="graph llm exec/sandbox vault net"
   [control]="store graph audit ratelimit vault"
   [exec/worker]="control graph graph/nodes graph/postgres llm net vault exec/sandbox ratelimit audit store"
-  [gateway]="auth control llm vault ratelimit audit store"
+  [gateway]="auth control llm net vault ratelimit audit store"
   [app]="*"
 )
 component_of() {  # src-relative path -> component (longest table key that prefixes it)

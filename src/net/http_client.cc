@@ -332,7 +332,11 @@ asio::awaitable<Result<std::unique_ptr<ClientResponse::Conn>>> HttpClient::conne
   if (cec) co_return io_error("cannot connect to " + url.host_header(), cec);
   beast::error_code ignored;
   low.socket().set_option(tcp::no_delay(true), ignored);
-  if (!c->ssl) low.socket().non_blocking(true, ignored);  // requests go out at once (net/http_io.h)
+  if (!c->ssl) {  // requests go out at once (net/http_io.h): never a blocking write
+    beast::error_code nec;
+    low.socket().non_blocking(true, nec);
+    if (nec) co_return io_error("cannot set up the connection to " + url.host_header(), nec);
+  }
   if (c->ssl) {
     if (!SSL_set_tlsext_host_name(c->ssl->native_handle(), url.host.c_str()))
       co_return Error::unavailable("TLS: cannot set the server name");
