@@ -4,6 +4,8 @@
 // the same API in tests/e2e.
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
@@ -72,7 +74,8 @@ TestServer::Tenant* AgentApi::a = nullptr;
 TestServer::Tenant* AgentApi::b = nullptr;
 
 // An HTTP server on loopback that records the requests it gets and answers each path's status
-// (`statuses`, else 200): the other end of runs' webhooks.
+// (`statuses`, else 200; 0: holds the answer until release(), then 200): the other end of runs'
+// webhooks.
 class Receiver {
  public:
   explicit Receiver(std::map<std::string, int> statuses) : statuses_(std::move(statuses)) {
@@ -93,6 +96,7 @@ class Receiver {
     {
       std::lock_guard lock(mu_);
       stop_ = true;
+      released_.notify_all();
       for (auto& s : sockets_) ::shutdown(s->native_handle(), SHUT_RDWR);  // out of a blocking read
     }
     boost::system::error_code ec;
@@ -102,6 +106,11 @@ class Receiver {
     for (auto& t : serving_) t.join();
   }
   std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  void release() {
+    std::lock_guard lock(mu_);
+    held_ = false;
+    released_.notify_all();
+  }
   struct Request {
     std::string target, content_type, body;
   };
@@ -136,8 +145,13 @@ class Receiver {
       for (const auto& [prefix, st] : statuses_)
         if (target.rfind(prefix, 0) == 0) status = st;
       {
-        std::lock_guard lock(mu_);
+        std::unique_lock lock(mu_);
         got_.push_back({target, std::string(req[http::field::content_type]), req.body()});
+        if (status == 0) {
+          released_.wait(lock, [this] { return !held_ || stop_; });
+          if (stop_) return;
+          status = 200;
+        }
       }
       http::response<http::string_body> res{static_cast<http::status>(status), 11};
       res.keep_alive(req.keep_alive());
@@ -152,7 +166,8 @@ class Receiver {
   boost::asio::ip::tcp::acceptor acceptor_{ioc_, {boost::asio::ip::make_address("127.0.0.1"), 0}};
   uint16_t port_ = 0;
   std::mutex mu_;
-  bool stop_ = false;
+  std::condition_variable released_;
+  bool stop_ = false, held_ = true;
   std::vector<std::shared_ptr<boost::asio::ip::tcp::socket>> sockets_;
   std::vector<std::thread> serving_;
   std::vector<Request> got_;
@@ -395,6 +410,37 @@ TEST_F(AgentApi, WebhooksGoOutFromTheQueueAndAreRetriedThenGivenUp) {
   ASSERT_TRUE(left);
   EXPECT_EQ(left->get(0, 0), "0");
   EXPECT_GE(metric("agentplane_webhooks_total") - sent0, 9);
+}
+
+// One tenant's webhooks to a receiver that does not answer take at most their share of a
+// worker's senders (a quarter: 4 of 16); another tenant's still go out meanwhile, and the stuck
+// ones all go once the receiver answers.
+TEST_F(AgentApi, OneTenantsStuckWebhooksDoNotHoldUpAnothers) {
+  Receiver rx({{"/stuck", 0}});
+  auto su = store::SyncConn::connect(Database::get().superuser_url());
+  ASSERT_TRUE(su) << su.error().message;
+  auto queue = [&](const std::string& tenant, const std::string& url, int n) {
+    ASSERT_TRUE((*su)->exec("INSERT INTO agentplane.webhook_deliveries (tenant_id, id, run_id, url, payload) "
+                            "SELECT $1, gen_random_uuid(), gen_random_uuid(), $2, '{}' FROM generate_series(1, $3::int)",
+                            store::params(tenant, url, std::to_string(n))));
+  };
+  queue(a->id, rx.url("/stuck"), 20);  // more than all 16 senders
+  EXPECT_EQ(rx.wait_for("/stuck", 4).size(), 4u);
+  queue(b->id, rx.url("/other"), 1);
+  EXPECT_EQ(rx.wait_for("/other", 1).size(), 1u) << "held up by the other tenant's stuck webhooks";
+  EXPECT_EQ(rx.wait_for("/stuck", 5, std::chrono::milliseconds(500)).size(), 4u) << "more than the tenant's share";
+  rx.release();
+  EXPECT_EQ(rx.wait_for("/stuck", 20).size(), 20u);
+  for (int i = 0; i < 100; ++i) {
+    auto left = (*su)->exec("SELECT count(*) FROM agentplane.webhook_deliveries WHERE tenant_id IN ($1, $2)",
+                            store::params(a->id, b->id));
+    ASSERT_TRUE(left);
+    if (left->get(0, 0) == "0") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto left = (*su)->exec("SELECT count(*) FROM agentplane.webhook_deliveries WHERE tenant_id IN ($1, $2)",
+                          store::params(a->id, b->id));
+  EXPECT_EQ(left->get(0, 0), "0");
 }
 
 TEST_F(AgentApi, RollingBackARequeuedRunDeletesWhatItWrote) {

@@ -7,7 +7,9 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <atomic>
+#include <unordered_map>
 
 #include "audit/audit_log.h"
 #include "common/clock.h"
@@ -74,6 +76,7 @@ struct WebhookSender::Impl : std::enable_shared_from_this<Impl> {
   std::atomic<bool> stopping{false};
   bool wanted = false;  // poked during a claim round: look again before sleeping
   int in_flight = 0;
+  std::unordered_map<TenantId, int, UuidHash> busy;  // in flight per tenant (each has at most per_tenant())
 
   Impl(asio::any_io_executor e, store::Pool& p, const net::Egress* egress, audit::AuditLog* a, WebhookOptions opts)
       : ex(e), pool(p), audit(a), o(opts), wake(e) {
@@ -93,27 +96,50 @@ struct WebhookSender::Impl : std::enable_shared_from_this<Impl> {
       int free = o.concurrency - in_flight;
       int taken = 0;
       if (free > 0) {
-        auto rows = co_await store::platform_query(pool, "SELECT tenant_id, id, attempts FROM claim_webhooks($1::int, $2::int)",
-                                                   store::params(std::to_string(free), std::to_string(lease().count())));
+        std::string tenants = "{", counts = "{";
+        for (const auto& [t, n] : busy) {
+          tenants += (tenants.size() > 1 ? "," : "") + t.to_string();
+          counts += (counts.size() > 1 ? "," : "") + std::to_string(n);
+        }
+        auto rows = co_await store::platform_query(
+            pool, "SELECT tenant_id, id, attempts FROM claim_webhooks($1::int, $2::int, $3::int, $4::uuid[], $5::int[])",
+            store::params(std::to_string(free), std::to_string(lease().count()), std::to_string(per_tenant()), tenants + "}",
+                          counts + "}"));
         if (!rows) {
           telemetry::log_warn("webhook_claim_failed", {{"error", rows.error().message}});
         } else {
           for (int i = 0; i < rows->size(); ++i) {
+            const TenantId tenant = *TenantId::parse(rows->get(i, 0));
             ++taken;
             ++in_flight;
-            asio::co_spawn(ex,
-                           deliver(*TenantId::parse(rows->get(i, 0)), std::string(rows->get(i, 1)),
-                                   std::stoi(std::string(rows->get(i, 2)))),
+            ++busy[tenant];
+            asio::co_spawn(ex, deliver(tenant, std::string(rows->get(i, 1)), std::stoi(std::string(rows->get(i, 2)))),
                            asio::detached);
           }
         }
       }
-      if ((taken > 0 && taken == free) || wanted) continue;  // there may be more
+      // There may be more: this round took some and slots are left (a tenant that reached its
+      // share with them is passed over in the next), or a run queued one meanwhile.
+      if ((taken > 0 && in_flight < o.concurrency) || wanted) continue;
       // Retries come due on their own: look every second (and at once when a run queues one).
       wake.expires_after(std::chrono::seconds(1));
       boost::system::error_code ec;
       co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
+  }
+
+  // A tenant's share of this sender's slots: one tenant's slow receiver never holds up the rest.
+  int per_tenant() const { return o.per_tenant > 0 ? o.per_tenant : std::max(1, o.concurrency / 4); }
+
+  // One delivery of `tenant` fewer in flight. When that frees a slot of a full sender, or the
+  // share of a tenant that had all of it, due deliveries may be waiting for it: look now.
+  void done_with(const TenantId& tenant) {
+    bool was_full = in_flight-- == o.concurrency;
+    if (auto it = busy.find(tenant); it != busy.end()) {
+      was_full = was_full || it->second == per_tenant();
+      if (--it->second <= 0) busy.erase(it);
+    }
+    if (was_full) poke();
   }
 
   // Longer than an attempt can take (connect and TLS, the request, the answer's head: each
@@ -155,7 +181,7 @@ struct WebhookSender::Impl : std::enable_shared_from_this<Impl> {
                                             "SELECT run_id, url, payload FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2",
                                             store::params(tenant_s, id));
     if (!row || row->empty()) {  // gone meanwhile (its tenant deleted), or the database is away: due again later
-      --in_flight;
+      done_with(tenant);
       co_return;
     }
     run_id = row->get(0, 0);
@@ -213,8 +239,7 @@ struct WebhookSender::Impl : std::enable_shared_from_this<Impl> {
                                      Json{{"run_id", run_id}, {"host", host_s}, {"attempts", attempt}, {"error", a.error}}});
         break;
     }
-    --in_flight;
-    if (in_flight == o.concurrency - 1) poke();  // a slot came free while the queue may be full
+    done_with(tenant);
   }
 
   void poke() {

@@ -41,6 +41,7 @@ struct WebhookOptions {
   std::chrono::milliseconds connect_timeout{5'000};
   std::chrono::milliseconds timeout{30'000};  // the longest wait for the answer's next bytes
   int concurrency = 16;                        // POSTs in flight per worker
+  int per_tenant = 0;  // of those, at most this many per tenant (0: a quarter of them, at least 1)
 };
 
 // The statement, for the run's finishing transaction (after the UPDATE of its status), that
