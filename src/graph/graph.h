@@ -93,6 +93,16 @@ struct ChunkSource {
   std::vector<std::string> triggers;
 };
 
+// A model's or a tool's call inside a task, for the `events` stream mode: LangChain's callback
+// events (on_chat_model_start / _stream / _end, on_tool_start / _end / _error).
+struct CallEvent {
+  std::string_view event;    // "on_chat_model_start", ...
+  const std::string& name;   // the model's class-like name ("ChatOpenAI") or the tool's name
+  const std::string& run_id; // the call's own id
+  Json data;                 // {input}, {chunk}, {output, input} or {error, input}
+  Json metadata;             // the call's own keys (ls_provider, ls_model_name, ...), or null
+};
+
 // What the embedding program hands the nodes of one run (for agentplane: the tenant's model and
 // tool access, see graph/nodes). The engine only carries it, into subgraphs too; node kinds that
 // need it downcast to their own type.
@@ -139,6 +149,9 @@ struct RunOptions {
   // Called on the node's thread, so concurrently when a step's tasks run in parallel.
   // Subgraphs' chunks only with stream_subgraphs.
   std::function<void(const ChunkSource& from, const Json& chunk)> on_message_chunk;
+  // Model and tool calls as nodes make them, for the `events` stream mode. Called on the node's
+  // thread, like on_message_chunk; subgraphs' calls only with stream_subgraphs.
+  std::function<void(const ChunkSource& from, const CallEvent& e)> on_call_event;
   // Set by the engine for subgraphs: namespace -> checkpoint id of each enclosing graph.
   std::vector<std::pair<std::string, std::string>> parents;
 };

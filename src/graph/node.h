@@ -40,6 +40,8 @@ struct NodeOutput {
 
 class CompiledGraph;
 class RunScope;
+struct ChunkSource;
+struct CallEvent;
 
 class NodeContext {
  public:
@@ -69,6 +71,10 @@ class NodeContext {
   // Streams a piece of a message being produced (a model's tokens) to the `messages` mode; the
   // message itself still has to be written to the state when the node returns.
   void stream_message_chunk(const Json& chunk);
+  // Reports a model's or a tool's call to the `events` stream mode; wants_call_events() says
+  // whether anyone listens (so a node builds the events' inputs only then).
+  bool wants_call_events() const;
+  void call_event(const CallEvent& e);
   // What the embedding program gave this run (RunOptions::scope); null if nothing.
   RunScope* scope() const;
   // The checkpoint namespace of the graph running this node ("" at the root).
@@ -87,6 +93,7 @@ class NodeContext {
                             NodeOutput* parent_command = nullptr);
 
  private:
+  ChunkSource source() const;  // this task, as chunks and call events name it
   Frame& f_;
 };
 

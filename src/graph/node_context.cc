@@ -12,12 +12,22 @@ bool NodeContext::is_send() const { return f_.is_send; }
 const Json& NodeContext::config() const { return *f_.config; }
 void NodeContext::emit(Json value) { f_.custom.push_back(std::move(value)); }
 
-void NodeContext::stream_message_chunk(const Json& chunk) {
-  if (!f_.opts || !f_.opts->on_message_chunk) return;
+ChunkSource NodeContext::source() const {
   ChunkSource from{*f_.node, f_.opts->checkpoint_ns, f_.task_id, {}};
   if (f_.triggers)
     for (size_t c : *f_.triggers) from.triggers.push_back(f_.g->channels[c].name);
-  f_.opts->on_message_chunk(from, chunk);
+  return from;
+}
+
+void NodeContext::stream_message_chunk(const Json& chunk) {
+  if (!f_.opts || !f_.opts->on_message_chunk) return;
+  f_.opts->on_message_chunk(source(), chunk);
+}
+
+bool NodeContext::wants_call_events() const { return f_.opts && f_.opts->on_call_event; }
+
+void NodeContext::call_event(const CallEvent& e) {
+  if (wants_call_events()) f_.opts->on_call_event(source(), e);
 }
 
 RunScope* NodeContext::scope() const { return f_.opts ? f_.opts->scope.get() : nullptr; }
@@ -67,6 +77,7 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
   if (!f_.opts->stream_subgraphs) {
     o.on_event = nullptr;
     o.on_message_chunk = nullptr;
+    o.on_call_event = nullptr;
   }
   const std::string& parent_ns = f_.opts->checkpoint_ns;
   o.checkpoint_ns = subgraph_ns(parent_ns, *f_.node, f_.task_id);

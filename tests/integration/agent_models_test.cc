@@ -193,6 +193,66 @@ TEST_F(AgentModels, TokensStreamInBothMessagesModes) {
   EXPECT_EQ(ai_complete, 2);
 }
 
+// The `events` mode: the graph's and nodes' chain events, and inside the nodes the model's and
+// the tool's calls, as LangGraph's server streams astream_events v2.
+TEST_F(AgentModels, EventsModeShowsTheModelAndToolCallsInsideTheNodes) {
+  const std::string thread = new_thread();
+  auto s = server->call("POST", "/threads/" + thread + "/runs/stream", t->key,
+                        json{{"assistant_id", assistant_id}, {"input", user("6*7?")}, {"stream_mode", "events"}}.dump());
+  ASSERT_EQ(s.status, 200) << s.body;
+  const auto all = parse_sse(s.body);
+  ASSERT_FALSE(all.empty());
+  const std::string run_id = all[0].data["run_id"];
+  std::vector<json> ev;
+  for (const auto& e : all)
+    if (e.event == "events") ev.push_back(e.data);
+  // The chain events, and what happened inside each node (chat model chunks folded into one).
+  std::vector<std::string> order;
+  for (const auto& e : ev) {
+    const std::string item = e["event"].get<std::string>() + ":" + e["name"].get<std::string>();
+    if (order.empty() || order.back() != item || item != "on_chat_model_stream:ScriptedChatModel") order.push_back(item);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{
+                       "on_chain_start:LangGraph", "on_chain_start:agent", "on_chat_model_start:ScriptedChatModel",
+                       "on_chat_model_stream:ScriptedChatModel", "on_chat_model_end:ScriptedChatModel",
+                       "on_chain_stream:agent", "on_chain_end:agent", "on_chain_start:route", "on_chain_stream:route",
+                       "on_chain_end:route", "on_chain_start:tools", "on_tool_start:calculator", "on_tool_end:calculator",
+                       "on_chain_stream:tools", "on_chain_end:tools", "on_chain_start:agent",
+                       "on_chat_model_start:ScriptedChatModel", "on_chat_model_stream:ScriptedChatModel",
+                       "on_chat_model_end:ScriptedChatModel", "on_chain_stream:agent", "on_chain_end:agent",
+                       "on_chain_start:route", "on_chain_stream:route", "on_chain_end:route", "on_chain_end:LangGraph"}))
+      << s.body;
+  std::string text, agent_task, model_run;
+  for (const auto& e : ev) {
+    const std::string kind = e["event"];
+    if (kind == "on_chain_start" && e["name"] == "agent") agent_task = e["run_id"];
+    if (kind.rfind("on_chat_model_", 0) == 0) {
+      // Inside the agent node's task: its metadata, the graph's run then the task as parents.
+      EXPECT_EQ(e["parent_ids"], json::array({run_id, agent_task}));
+      EXPECT_EQ(e["metadata"]["langgraph_node"], "agent");
+      EXPECT_EQ(e["metadata"]["checkpoint_ns"], "agent:" + agent_task);
+      EXPECT_EQ(e["metadata"]["ls_provider"], "scripted");
+      EXPECT_EQ(e["metadata"]["ls_model_name"], "scripted-react");
+      EXPECT_EQ(e["metadata"]["assistant_id"], assistant_id);
+      if (kind == "on_chat_model_start") {
+        model_run = e["run_id"];
+        EXPECT_EQ(e["data"]["input"]["messages"][0][0]["type"], "system");
+      } else {
+        EXPECT_EQ(e["run_id"], model_run);
+      }
+      if (kind == "on_chat_model_stream") text += e["data"]["chunk"]["content"].get<std::string>();
+      if (kind == "on_chat_model_end" && !text.empty()) EXPECT_EQ(e["data"]["output"]["content"], text);
+    }
+    if (kind == "on_tool_end") {
+      EXPECT_EQ(e["data"]["input"], (json{{"expression", "6 * 7"}}));
+      EXPECT_EQ(e["data"]["output"]["type"], "tool");
+      EXPECT_EQ(e["data"]["output"]["content"], "42");
+      EXPECT_EQ(e["metadata"]["langgraph_node"], "tools");
+    }
+  }
+  EXPECT_EQ(text, "The answer is 42.");
+}
+
 TEST_F(AgentModels, HttpToolGetsTheVaultCredential) {
   // The tool reads this tenant's own limits through the API, authenticated by a key kept in the
   // vault: without the injected credential the call would be refused.

@@ -73,16 +73,51 @@ void DebugStreams::on_event(const graph::StreamEvent& e) {
   Json tags = Json::array({"graph:step:" + std::to_string(e.step)});
   if (!result) {
     md["langgraph_triggers"] = e.data.value("triggers", Json::array());
-    inputs_[id] = e.data.value("input", Json());
-    chain(suffix, "on_chain_start", node, id, tags, md, Json{{"input", inputs_[id]}}, false);
+    const Json input = e.data.value("input", Json());
+    {
+      std::lock_guard lock(mu_);
+      running_[id] = Task{input, md};
+    }
+    chain(suffix, "on_chain_start", node, id, tags, md, Json{{"input", input}}, false);
     return;
+  }
+  Task task;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = running_.find(id); it != running_.end()) {
+      task = std::move(it->second);
+      running_.erase(it);
+    }
   }
   const Json output = e.data.value("result", Json::object());
   chain(suffix, "on_chain_stream", node, id, tags, md, Json{{"chunk", output}}, false);
-  Json data{{"output", output}, {"input", inputs_[id]}};
+  Json data{{"output", output}, {"input", std::move(task.input)}};
   if (e.data.contains("error") && !e.data["error"].is_null()) data["error"] = e.data["error"];
   chain(suffix, "on_chain_end", node, id, tags, md, std::move(data), false);
-  inputs_.erase(id);
+}
+
+void DebugStreams::on_call(const graph::ChunkSource& from, const graph::CallEvent& e) {
+  if (!events_) return;
+  Json md;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = running_.find(from.task_id); it != running_.end()) md = it->second.metadata;
+  }
+  if (!md.is_object()) {  // (a task the engine did not announce: still its node and namespace)
+    md = metadata_;
+    md["langgraph_node"] = from.node;
+    md["langgraph_checkpoint_ns"] = (from.ns.empty() ? "" : from.ns + "|") + from.node + ":" + from.task_id;
+  }
+  md["checkpoint_ns"] = md["langgraph_checkpoint_ns"];
+  if (e.metadata.is_object()) md.update(e.metadata);
+  // parent_ids: the graph's run, then the task's (root first, as LangChain's v2 events).
+  publish_(from.ns.empty() ? "events" : "events|" + from.ns, Json{{"event", e.event},
+                                                                  {"name", e.name},
+                                                                  {"run_id", e.run_id},
+                                                                  {"tags", Json::array()},
+                                                                  {"metadata", std::move(md)},
+                                                                  {"data", e.data},
+                                                                  {"parent_ids", Json::array({run_id_, from.task_id})}});
 }
 
 }  // namespace ap::exec

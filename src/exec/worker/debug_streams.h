@@ -1,11 +1,13 @@
 // The stream modes built from the engine's `checkpoints` and `tasks` events
 // (graph::RunOptions::stream_debug): `checkpoints`, `tasks`, `debug` (both wrapped as
 // {type, step, timestamp, payload}) and `events` (astream_events v2: on_chain_start/stream/end
-// for the graph and each node), in LangGraph's shapes. Not thread-safe: used on the run's thread.
+// for the graph and each node, and the model and tool calls inside the nodes), in LangGraph's
+// shapes. on_event, begin and end come from the run's thread; on_call from node threads.
 #pragma once
 
 #include <functional>
 #include <map>
+#include <mutex>
 #include <set>
 #include <string>
 
@@ -27,6 +29,8 @@ class DebugStreams {
   void begin(const Json& input);                // events: the graph's on_chain_start
   void on_event(const graph::StreamEvent& e);   // checkpoints / tasks from the engine
   void end(const Json& output);                 // events: the graph's on_chain_end
+  bool wants_calls() const { return events_; }
+  void on_call(const graph::ChunkSource& from, const graph::CallEvent& e);  // events: a node's model/tool call
 
  private:
   void chain(const std::string& suffix, const std::string& kind, const std::string& name, const std::string& id,
@@ -35,7 +39,12 @@ class DebugStreams {
   std::string run_id_;
   Json metadata_;
   Publish publish_;
-  std::map<std::string, Json> inputs_;  // task id -> its input (for on_chain_end)
+  struct Task {
+    Json input;     // for its on_chain_end
+    Json metadata;  // its events' metadata, for the calls inside it too
+  };
+  std::mutex mu_;  // running_
+  std::map<std::string, Task> running_;  // task id -> a running task
   Json root_input_;
 };
 

@@ -173,6 +173,8 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
     };
   DebugStreams debug(modes, run_id, cp_md, [&](const std::string& event, const Json& data) { publish(event, data); });
   o.stream_debug = debug.wanted();
+  if (debug.wants_calls())
+    o.on_call_event = [&debug](const graph::ChunkSource& from, const graph::CallEvent& e) { debug.on_call(from, e); };
   if (on_demand && !messages) o.want_values = wanted;  // the messages modes read every step's values
   o.on_event = [&](const graph::StreamEvent& e) {
     const std::string suffix = e.ns.empty() ? "" : "|" + e.ns;

@@ -200,6 +200,17 @@ bool WorkerRunServices::stopping() const {
   return stop_->load() != 0 || (worker_stopping_ && worker_stopping_->load());
 }
 
+Result<graph::nodes::ModelInfo> WorkerRunServices::model_info(const std::string& model) {
+  auto work = [](const WorkerRunServices* self, std::string model) -> asio::awaitable<Result<graph::nodes::ModelInfo>> {
+    auto* models = self->access_.models;
+    if (!models) co_return Error::failed_precondition("model calls are not configured on this worker");
+    auto route = co_await models->routes.find(*self->where_.pool, self->tenant_, model);
+    if (!route) co_return route.error();
+    co_return graph::nodes::ModelInfo{(*route)->provider, (*route)->upstream_model};
+  };
+  return wait_for<graph::nodes::ModelInfo>(where_.ex, where_.io, work(this, model), [this] { return stopping(); });
+}
+
 Result<llm::ChatResult> WorkerRunServices::chat(const std::string& model, llm::ChatCall call, const llm::OnDelta& on_delta) {
   int64_t n;
   {

@@ -55,6 +55,7 @@ class WorkerRunServices final : public graph::nodes::RunServices {
   WorkerRunServices(ModelAccess access, Where where, TenantId tenant, Uuid thread, Uuid run,
                     std::shared_ptr<std::atomic<int>> stop, const std::atomic<bool>* worker_stopping);
 
+  Result<graph::nodes::ModelInfo> model_info(const std::string& model) override;
   Result<llm::ChatResult> chat(const std::string& model, llm::ChatCall call, const llm::OnDelta& on_delta) override;
   Result<graph::nodes::HttpReply> http(graph::nodes::HttpCall call) override;
   Result<sandbox::RunResult> code(sandbox::Spec spec) override;

@@ -53,6 +53,53 @@ Json messages_in(const NodeContext& c, const std::string& channel) {
   return v;
 }
 
+// One model call as the `events` stream mode shows it: LangChain's on_chat_model_start, a
+// _stream per chunk and _end, named and tagged with the model as LangChain's chat models are.
+// Does nothing when nobody streams `events`.
+class ModelCallEvents {
+ public:
+  ModelCallEvents(NodeContext& c, RunServices& svc, const std::string& model, const std::string& run_id)
+      : c_(c), svc_(svc), model_(model), run_id_(run_id), on_(c.wants_call_events()) {}
+  bool on() const { return on_; }
+
+  // The input as LangChain gives it: {messages: [[the messages sent]]}.
+  void start(Json messages, const Json& system, const Json& prompt, std::optional<int64_t> max_tokens,
+             std::optional<double> temperature) {
+    auto text = [](const Json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+    if (!system.is_null()) messages.insert(messages.begin(), Json{{"type", "system"}, {"content", text(system)}});
+    if (!prompt.is_null()) messages.push_back(Json{{"type", "human"}, {"content", text(prompt)}});
+    input_ = Json{{"messages", Json::array({std::move(messages)})}};
+    metadata_ = Json{{"ls_model_type", "chat"}};
+    if (auto info = svc_.model_info(model_)) {
+      metadata_["ls_provider"] = info->provider;
+      metadata_["ls_model_name"] = info->upstream_model;
+      name_ = info->provider == "openai"      ? "ChatOpenAI"
+              : info->provider == "anthropic" ? "ChatAnthropic"
+              : info->provider == "scripted"  ? "ScriptedChatModel"
+                                              : model_;
+    }
+    if (temperature) metadata_["ls_temperature"] = *temperature;
+    if (max_tokens) metadata_["ls_max_tokens"] = *max_tokens;
+    emit("on_chat_model_start", Json{{"input", input_}});
+  }
+  void stream(const Json& chunk) {
+    if (on_) emit("on_chat_model_stream", Json{{"chunk", chunk}});
+  }
+  void end(const Json& message) {
+    if (on_) emit("on_chat_model_end", Json{{"output", message}, {"input", input_}});
+  }
+
+ private:
+  void emit(std::string_view event, Json data) { c_.call_event(CallEvent{event, name_, run_id_, std::move(data), metadata_}); }
+  NodeContext& c_;
+  RunServices& svc_;
+  const std::string& model_;
+  const std::string& run_id_;
+  const bool on_;
+  std::string name_ = model_;
+  Json input_, metadata_;
+};
+
 BuiltNode llm_kind(const NodeSpecContext& ctx) {
   BuiltNode b;
   const Json model = ctx.spec.value("model", Json());
@@ -95,7 +142,8 @@ BuiltNode llm_kind(const NodeSpecContext& ctx) {
     call.temperature = temperature;
     AP_ASSIGN_OR_RETURN(Json sys, eval_value(c, system));
     if (!sys.is_null()) call.messages.push_back({"system", sys.is_string() ? sys.get<std::string>() : sys.dump(), {}, "", ""});
-    for (const auto& m : messages_in(c, input)) {
+    const Json history = messages_in(c, input);
+    for (const auto& m : history) {
       auto msg = to_chat_message(m);
       if (!msg) return Error::invalid_argument("node '" + c.node() + "': " + msg.error().message);
       call.messages.push_back(std::move(*msg));
@@ -104,15 +152,23 @@ BuiltNode llm_kind(const NodeSpecContext& ctx) {
     if (!p.is_null()) call.messages.push_back({"user", p.is_string() ? p.get<std::string>() : p.dump(), {}, "", ""});
     if (call.messages.empty()) return Error::invalid_argument("node '" + c.node() + "': no messages to send to the model");
     for (const auto& d : defs) call.tools.push_back(d.spec);
-    const std::string id = "run-" + Uuid::random_v4().to_string();
-    llm::OnDelta on_delta = [&c, &id](std::string_view text) {
-      if (!text.empty()) c.stream_message_chunk(ai_chunk(id, text));
-    };
+    const std::string run_id = Uuid::random_v4().to_string(), id = "run-" + run_id;
     const std::string model_name = name.get<std::string>();
+    ModelCallEvents events(c, *svc, model_name, run_id);
+    if (events.on()) events.start(history, sys, p, max_tokens, temperature);
+    auto chunk = [&](const Json& piece) {
+      c.stream_message_chunk(piece);
+      events.stream(piece);
+    };
+    llm::OnDelta on_delta = [&](std::string_view text) {
+      if (!text.empty()) chunk(ai_chunk(id, text));
+    };
     AP_ASSIGN_OR_RETURN(llm::ChatResult r, svc->chat(model_name, std::move(call), on_delta));
-    if (!r.message.tool_calls.empty()) c.stream_message_chunk(ai_tool_call_chunk(id, r));
+    if (!r.message.tool_calls.empty()) chunk(ai_tool_call_chunk(id, r));
+    Json message = ai_message(r, id, model_name);
+    events.end(message);
     NodeOutput out;
-    out.write(output, Json::array({ai_message(r, id, model_name)}));
+    out.write(output, Json::array({std::move(message)}));
     return out;
   };
   return b;
@@ -131,6 +187,7 @@ BuiltNode tools_kind(const NodeSpecContext& ctx) {
     auto ai = to_chat_message(last);
     if (!ai || ai->role != "assistant" || ai->tool_calls.empty()) return out;  // nothing to do
     Json results = Json::array();
+    const bool traced = c.wants_call_events();
     for (const auto& call : ai->tool_calls) {
       const ToolDef* def = nullptr;
       for (const auto& d : defs)
@@ -142,8 +199,16 @@ BuiltNode tools_kind(const NodeSpecContext& ctx) {
                                        "Error: " + call.name + " is not a valid tool, try one of [" + known + "].", "error"));
         continue;
       }
+      // The `events` mode sees the call as LangChain's on_tool_start, then _end or _error.
+      const std::string run_id = traced ? Uuid::random_v4().to_string() : std::string();
+      if (traced) c.call_event(CallEvent{"on_tool_start", call.name, run_id, Json{{"input", call.args}}, nullptr});
       ToolOutcome o = run_tool(*def, call.args, services_of(c));
-      results.push_back(tool_message(call.id, call.name, std::move(o.content), o.error ? "error" : "success"));
+      const std::string error = o.error ? o.content : std::string();
+      Json message = tool_message(call.id, call.name, std::move(o.content), o.error ? "error" : "success");
+      if (traced)
+        c.call_event(o.error ? CallEvent{"on_tool_error", call.name, run_id, Json{{"error", error}, {"input", call.args}}, nullptr}
+                             : CallEvent{"on_tool_end", call.name, run_id, Json{{"output", message}, {"input", call.args}}, nullptr});
+      results.push_back(std::move(message));
     }
     out.write(channel, std::move(results));
     return out;

@@ -1,3 +1,4 @@
+#include <atomic>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -17,6 +18,11 @@ namespace {
 class FakeServices : public RunServices {
  public:
   explicit FakeServices(Json script) : script_(std::move(script)) {}
+  Result<ModelInfo> model_info(const std::string& model) override {
+    ++infos;
+    if (model != "scripted-1") return Error::not_found("no model route '" + model + "'");
+    return ModelInfo{"scripted", "scripted-react"};
+  }
   Result<llm::ChatResult> chat(const std::string& model, llm::ChatCall call, const llm::OnDelta& on_delta) override {
     std::lock_guard lock(mu_);
     models.push_back(model);
@@ -54,6 +60,7 @@ class FakeServices : public RunServices {
   std::vector<llm::ChatCall> calls;
   std::vector<HttpCall> http_calls;
   std::vector<sandbox::Spec> code_specs;
+  std::atomic<int> infos = 0;  // model_info calls
 };
 
 const char* kReact = R"({
@@ -145,6 +152,79 @@ TEST(AgentNodes, UnknownToolAndToolErrorsBecomeErrorMessages) {
   EXPECT_EQ(m[3]["status"], "error");
   EXPECT_NE(m[3]["content"].get<std::string>().find("division by zero"), std::string::npos);
   EXPECT_EQ(m[4]["content"], "sorry");
+}
+
+// The `events` stream mode's view of the calls: LangChain's on_chat_model_* and on_tool_*.
+TEST(AgentNodes, ModelAndToolCallsAreReportedAsCallEvents) {
+  auto g = compile(kReact);
+  auto svc = std::make_shared<FakeServices>(Json::parse(R"([
+    {"content": "", "tool_calls": [{"name": "calculator", "args": {"expression": "6 * 7"}, "id": "a"},
+                                   {"name": "calculator", "args": {"expression": "1/0"}, "id": "b"},
+                                   {"name": "weather", "args": {}, "id": "c"}]},
+    "It is 42."])"));
+  RunOptions o;
+  o.scope = svc;
+  o.config = {{"configurable", {{"model", "scripted-1"}, {"tools", Json::array({"calculator"})}}}};
+  struct Seen {
+    std::string node, task_id, event, name, run_id;
+    Json data, metadata;
+  };
+  std::vector<Seen> seen;
+  o.on_call_event = [&](const ChunkSource& from, const CallEvent& e) {
+    seen.push_back({from.node, from.task_id, std::string(e.event), e.name, e.run_id, e.data, e.metadata});
+  };
+  auto r = g->invoke(Input::of({{"messages", Json::array({"what is 6*7?"})}}), o);
+  ASSERT_TRUE(r) << r.error().message;
+  const Json& m = r->values["messages"];
+  ASSERT_EQ(m.size(), 6u) << m.dump(2);
+  std::vector<std::string> order;
+  for (const auto& s : seen) order.push_back(s.event + ":" + s.name);
+  // The unknown tool is never called: no events for it (as LangGraph's ToolNode).
+  EXPECT_EQ(order, (std::vector<std::string>{
+                       "on_chat_model_start:ScriptedChatModel", "on_chat_model_stream:ScriptedChatModel",
+                       "on_chat_model_end:ScriptedChatModel", "on_tool_start:calculator", "on_tool_end:calculator",
+                       "on_tool_start:calculator", "on_tool_error:calculator", "on_chat_model_start:ScriptedChatModel",
+                       "on_chat_model_stream:ScriptedChatModel", "on_chat_model_stream:ScriptedChatModel",
+                       "on_chat_model_stream:ScriptedChatModel", "on_chat_model_end:ScriptedChatModel"}));
+  ASSERT_EQ(seen.size(), order.size());
+  // A model call: one run id for its events, the message's id; the input as LangChain gives it.
+  const Seen& start = seen[0];
+  EXPECT_EQ(start.node, "agent");
+  EXPECT_EQ("run-" + start.run_id, m[1]["id"]);
+  EXPECT_EQ(seen[2].run_id, start.run_id);
+  EXPECT_EQ(start.metadata["ls_provider"], "scripted");
+  EXPECT_EQ(start.metadata["ls_model_name"], "scripted-react");
+  EXPECT_EQ(start.metadata["ls_model_type"], "chat");
+  const Json& sent = start.data["input"]["messages"];
+  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_EQ(sent[0].size(), 2u) << sent.dump();
+  EXPECT_EQ(sent[0][0]["type"], "system");
+  EXPECT_EQ(sent[0][0]["content"], "You are terse.");
+  EXPECT_EQ(sent[0][1]["content"], "what is 6*7?");
+  EXPECT_EQ(seen[1].data["chunk"]["tool_call_chunks"].size(), 3u);  // the tool calls' chunk
+  EXPECT_EQ(seen[2].data["output"], m[1]);
+  EXPECT_EQ(seen[2].data["input"], start.data["input"]);
+  // Tool calls: the arguments in, the tool message out (or the error), their own run ids.
+  EXPECT_EQ(seen[3].node, "tools");
+  EXPECT_NE(seen[3].task_id, start.task_id);
+  EXPECT_EQ(seen[3].data["input"], (Json{{"expression", "6 * 7"}}));
+  EXPECT_EQ(seen[4].run_id, seen[3].run_id);
+  EXPECT_NE(seen[5].run_id, seen[3].run_id);
+  EXPECT_EQ(seen[4].data["output"], m[2]);
+  EXPECT_TRUE(seen[4].metadata.is_null());
+  EXPECT_NE(seen[6].data["error"].get<std::string>().find("division by zero"), std::string::npos);
+  EXPECT_EQ(seen[6].data["input"], (Json{{"expression", "1/0"}}));
+  // The answer streamed word by word, then ended with the whole message.
+  std::string text;
+  for (size_t i = 8; i < 11; ++i) text += seen[i].data["chunk"]["content"].get<std::string>();
+  EXPECT_EQ(text, "It is 42.");
+  EXPECT_EQ(seen[11].data["output"], m[5]);
+  EXPECT_EQ(svc->infos, 2);
+  // Nobody listening: no model lookups for it.
+  RunOptions quiet = o;
+  quiet.on_call_event = nullptr;
+  ASSERT_TRUE(g->invoke(Input::of({{"messages", Json::array({"again"})}}), quiet));
+  EXPECT_EQ(svc->infos, 2);
 }
 
 TEST(AgentNodes, ModelErrorsFailTheNodeWithAClearMessage) {

@@ -38,8 +38,16 @@ struct HttpReply {
   std::string body;
 };
 
+// What a model route is: the `events` stream mode's metadata for its calls.
+struct ModelInfo {
+  std::string provider;  // openai | anthropic | scripted
+  std::string upstream_model;
+};
+
 class RunServices : public RunScope {
  public:
+  // What the tenant's model `model` (a model route) is. NotFound for an unknown model.
+  virtual Result<ModelInfo> model_info(const std::string& model) = 0;
   // Calls the tenant's model named `model` (a model route). The route's upstream model replaces
   // call.model. ResourceExhausted when a rate limit or budget refuses; NotFound for an unknown
   // model; the provider's errors otherwise.
