@@ -83,6 +83,10 @@ int main(int argc, char** argv) {
   serve_cmd->add_option("--purge-interval", purge_seconds,
                         "Seconds between sweeps of deleted tenants (0: never, e.g. when a cron runs `tenant purge`)")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
+  serve_cmd->add_option("--usage-retention-days", serve.server.usage_retention_days,
+                        "Delete usage records older than this many days, every hour (the hourly rollups that "
+                        "GET /v1/usage reports stay; 0: keep them all)")
+      ->check(CLI::Range(0, 36500))->capture_default_str();
   serve_cmd->add_option("--role", serve.role, "api (HTTP only), worker (runs only) or all")
       ->check(CLI::IsMember({"api", "worker", "all"}))->capture_default_str();
   serve_cmd->add_option("--worker-concurrency", serve.worker_concurrency, "Runs at once per worker (0: 4 per core, at least 16)")

@@ -6,6 +6,7 @@
 #include "audit/audit_log.h"
 #include "auth/records.h"
 #include "control/plane.h"
+#include "llm/usage.h"
 #include "telemetry/log.h"
 #include "vault/credentials.h"
 
@@ -14,12 +15,21 @@ namespace {
 
 constexpr std::chrono::seconds kFlushEvery{10};
 constexpr std::chrono::seconds kSweepEvery{300};
+constexpr std::chrono::seconds kUsageSweepEvery{3600};
 
 boost::asio::awaitable<void> sweep(store::Pool& pool, Upkeep& state) {
   auto r = co_await control::sweep_run_data(pool);
   state.sweeping = false;
   if (!r) telemetry::log_error("run_data_sweep_failed", {{"error", r.error().message}});
   else if (*r > 0) telemetry::log_info("run_data_sweep", {{"deleted_rows", *r}});
+}
+
+boost::asio::awaitable<void> sweep_usage(store::Pool& pool, Upkeep& state) {
+  const auto before = std::chrono::system_clock::now() - state.usage_retention;
+  auto r = co_await llm::sweep_usage_records(pool, before);
+  state.sweeping_usage = false;
+  if (!r) telemetry::log_error("usage_sweep_failed", {{"error", r.error().message}});
+  else if (*r > 0) telemetry::log_info("usage_sweep", {{"deleted_records", *r}});
 }
 
 boost::asio::awaitable<void> purge(store::Pool& pool, Upkeep& state) {
@@ -64,6 +74,11 @@ void run_upkeep(store::Pool& pool, const Services& services, bool first_shard, U
     state.next_sweep = now + kSweepEvery;
     state.sweeping = true;
     boost::asio::co_spawn(pool.executor(), sweep(pool, state), boost::asio::detached);
+  }
+  if (first_shard && state.usage_retention.count() > 0 && !state.sweeping_usage && now >= state.next_usage_sweep) {
+    state.next_usage_sweep = now + kUsageSweepEvery;
+    state.sweeping_usage = true;
+    boost::asio::co_spawn(pool.executor(), sweep_usage(pool, state), boost::asio::detached);
   }
   if (first_shard && state.purge_interval.count() > 0 && !state.purging) {
     if (state.next_purge == std::chrono::steady_clock::time_point{}) {

@@ -693,6 +693,7 @@ Status Server::start() {
     Shard* sp = impl_->shards[n].get();
     sp->sweeper = std::make_unique<asio::steady_timer>(sp->ioc);
     sp->upkeep.purge_interval = o.purge_interval;
+    sp->upkeep.usage_retention = std::chrono::days(o.usage_retention_days);
     asio::co_spawn(sp->ioc, impl_->sweep(*sp), asio::detached);
     sp->thread = std::thread([sp, n] {
       set_thread_name("ap-io-" + std::to_string(n));

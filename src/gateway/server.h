@@ -34,6 +34,7 @@ struct ServerOptions {
   std::string tls_key;
   store::PoolOptions pool;  // per shard
   std::chrono::seconds purge_interval{3600};  // deleted-tenant sweep (gateway/maintenance.h); 0: off
+  int usage_retention_days = 0;  // usage records older than this are deleted (rollups stay); 0: kept
 };
 
 class Server {

@@ -146,11 +146,13 @@ struct RunOptions {
   std::function<bool()> should_stop;
   std::shared_ptr<RunScope> scope;  // for the nodes (NodeContext::scope)
   // Pieces of a message as a node produces it (model tokens), for the `messages` stream mode.
-  // Called on the node's thread, so concurrently when a step's tasks run in parallel.
+  // Called on the node's thread or on a thread it waits for (the worker's I/O thread relays a
+  // model's tokens): must not block; concurrently when a step's tasks run in parallel.
   // Subgraphs' chunks only with stream_subgraphs.
   std::function<void(const ChunkSource& from, const Json& chunk)> on_message_chunk;
-  // Model and tool calls as nodes make them, for the `events` stream mode. Called on the node's
-  // thread, like on_message_chunk; subgraphs' calls only with stream_subgraphs.
+  // Model and tool calls as nodes make them, for the `events` stream mode. Called as
+  // on_message_chunk is (a model's chunks from the thread relaying them); subgraphs' calls only
+  // with stream_subgraphs.
   std::function<void(const ChunkSource& from, const CallEvent& e)> on_call_event;
   // Set by the engine for subgraphs: namespace -> checkpoint id of each enclosing graph.
   std::vector<std::pair<std::string, std::string>> parents;

@@ -282,6 +282,20 @@ uint64_t UsageRecorder::written() const {
   return impl_->written;
 }
 
+store::Task<int64_t> sweep_usage_records(store::Pool& pool, std::chrono::system_clock::time_point before,
+                                         int64_t batch, int64_t max_batches) {
+  const std::string at = format_rfc3339(before);
+  int64_t deleted = 0;
+  for (int64_t i = 0; i < max_batches; ++i) {  // each batch a statement (and transaction) of its own
+    AP_CO_ASSIGN_OR_RETURN(auto rows, co_await store::platform_query(pool, "SELECT sweep_usage_records($1::timestamptz, $2::int)",
+                                                                      store::params(at, std::to_string(batch))));
+    const int64_t n = std::stoll(std::string(rows.get(0, 0)));
+    deleted += n;
+    if (n < batch) break;
+  }
+  co_return deleted;
+}
+
 // ---- reading ----
 
 namespace {

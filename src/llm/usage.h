@@ -72,4 +72,11 @@ struct UsageQuery {
 // Reads the rollups (hour granularity) under the tenant's RLS. InvalidArgument for bad input.
 store::Task<std::string> query_usage(store::Pool& pool, const TenantId& tenant, UsageQuery q);
 
+// Deletes the usage records (all tenants) made before `before`, oldest first, in batches of
+// `batch`, at most `max_batches` per call (a larger backlog takes more calls); the hourly
+// rollups stay. Returns the records deleted. The maintenance sweep calls it with the operator's
+// retention (`serve --usage-retention-days`).
+store::Task<int64_t> sweep_usage_records(store::Pool& pool, std::chrono::system_clock::time_point before,
+                                         int64_t batch = 10000, int64_t max_batches = 50);
+
 }  // namespace ap::llm

@@ -1,7 +1,12 @@
 // The usage writer (src/llm/usage.h) on a real PostgreSQL: every field of a record survives the
 // batch statement as written (quotes, backslashes, NULLs), and the hourly rollups it sums itself
-// match the records, adding up across flushes.
+// match the records, adding up across flushes; the retention sweep deletes old records and keeps
+// the rollups.
 #include <gtest/gtest.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include "llm/usage.h"
 #include "store/sync_conn.h"
@@ -148,6 +153,69 @@ TEST(UsageWriter, RecordsOfADeletedTenantAreDroppedAndOtherTenantsStillWritten) 
     ASSERT_TRUE(n);
     EXPECT_EQ(n->get(0, 0), t == &live ? "2" : "0") << t->to_string();
   }
+}
+
+// The retention sweep (serve --usage-retention-days) on the app role's pool, as a shard runs it.
+int64_t sweep(system_clock::time_point before, int64_t batch, int64_t max_batches) {
+  boost::asio::io_context ioc;
+  store::PoolOptions po;
+  po.conninfo = Database::get().app_url();
+  store::Pool pool(ioc.get_executor(), po);
+  std::optional<Result<int64_t>> out;
+  boost::asio::co_spawn(
+      ioc, [&]() -> boost::asio::awaitable<void> { out = co_await sweep_usage_records(pool, before, batch, max_batches); },
+      boost::asio::detached);
+  ioc.run();
+  pool.close();
+  EXPECT_TRUE(out && *out) << (out ? out->error().message : "did not run");
+  return out && *out ? **out : -1;
+}
+
+TEST(UsageWriter, RetentionSweepDeletesOldRecordsOfEveryTenantAndKeepsTheRollups) {
+  auto su = std::move(*store::SyncConn::connect(Database::get().superuser_url()));
+  const TenantId a(Uuid::random_v4()), b(Uuid::random_v4());
+  for (const TenantId* t : {&a, &b})
+    ASSERT_TRUE(su->exec("INSERT INTO agentplane.tenants (id, name) VALUES ($1, 'usage-retention')", {t->to_string()}));
+  UsageRecorder::Options o;
+  o.conninfo = Database::get().app_url();
+  o.flush_every = std::chrono::milliseconds(20);
+  UsageRecorder w(o);
+  // Long ago (no other test writes records this old): the cut is 2001-06-01.
+  const int64_t jan = 978'307'200, jul = 993'945'600, cut = 991'353'600;
+  const int64_t now_s = std::chrono::duration_cast<std::chrono::seconds>(system_clock::now().time_since_epoch()).count();
+  for (int i = 0; i < 3; ++i) w.record(record(a, at(jan + i * 60), "m", 1, 1));
+  w.record(record(a, at(jul), "m", 1, 1));
+  for (int i = 0; i < 2; ++i) w.record(record(b, at(jan + 86400 * 31 + i), "m", 1, 1));
+  w.record(record(b, at(now_s), "m", 1, 1));
+  w.flush();
+  ASSERT_EQ(w.written(), 7u);
+  auto count = [&](const TenantId& t, const char* table) {
+    auto n = su->exec(std::string("SELECT coalesce(") + (std::string(table) == "usage_records" ? "count(*)" : "sum(requests)") +
+                          ", 0) FROM agentplane." + table + " WHERE tenant_id = $1",
+                      {t.to_string()});
+    return n ? std::stoll(std::string(n->get(0, 0))) : -1;
+  };
+  // Batches of 2: the oldest first, a batch going on into the next tenant, until one comes short.
+  EXPECT_EQ(sweep(at(cut), 2, 50), 5);
+  EXPECT_EQ(count(a, "usage_records"), 1);
+  EXPECT_EQ(count(b, "usage_records"), 1);
+  auto left = su->exec("SELECT created_at = to_timestamp($2) FROM agentplane.usage_records WHERE tenant_id = $1",
+                       {a.to_string(), std::to_string(jul)});
+  ASSERT_TRUE(left && left->size() == 1);
+  EXPECT_EQ(left->get(0, 0), "t");  // the newer record stayed
+  // The rollups (what GET /v1/usage reports) still count every call.
+  EXPECT_EQ(count(a, "usage_hourly"), 4);
+  EXPECT_EQ(count(b, "usage_hourly"), 3);
+  // A sweep stops after max_batches; the next one goes on.
+  for (int i = 0; i < 3; ++i) w.record(record(a, at(jan + 3600 + i), "m", 1, 1));
+  w.flush();
+  EXPECT_EQ(sweep(at(cut), 1, 2), 2);
+  EXPECT_EQ(sweep(at(cut), 1, 2), 1);
+  EXPECT_EQ(sweep(at(cut), 1, 2), 0);
+  EXPECT_EQ(count(a, "usage_records"), 1);
+  // The app role itself still cannot delete records (only through the sweep).
+  auto app = std::move(*store::SyncConn::connect(Database::get().app_url()));
+  EXPECT_FALSE(app->exec("DELETE FROM agentplane.usage_records WHERE tenant_id = $1", {a.to_string()}));
 }
 
 }  // namespace

@@ -3,6 +3,21 @@
 #include "common/clock.h"
 
 namespace ap::exec {
+namespace {
+
+// The task ids of the namespace's enclosing tasks ("<node>:<task id>|<node>:<task id>|..."),
+// outermost first.
+void add_enclosing_tasks(Json& ids, std::string_view ns) {
+  while (!ns.empty()) {
+    const size_t bar = ns.find('|');
+    const std::string_view part = ns.substr(0, bar);
+    if (const size_t colon = part.rfind(':'); colon != std::string_view::npos) ids.push_back(std::string(part.substr(colon + 1)));
+    if (bar == std::string_view::npos) break;
+    ns.remove_prefix(bar + 1);
+  }
+}
+
+}  // namespace
 
 DebugStreams::DebugStreams(const std::set<std::string>& modes, std::string run_id, Json metadata, Publish publish)
     : checkpoints_(modes.count("checkpoints") > 0),
@@ -13,15 +28,21 @@ DebugStreams::DebugStreams(const std::set<std::string>& modes, std::string run_i
       metadata_(metadata.is_object() ? std::move(metadata) : Json::object()),
       publish_(std::move(publish)) {}
 
-void DebugStreams::chain(const std::string& suffix, const std::string& kind, const std::string& name,
+Json DebugStreams::parents(std::string_view ns) const {
+  Json ids = Json::array({run_id_});
+  add_enclosing_tasks(ids, ns);
+  return ids;
+}
+
+void DebugStreams::chain(const std::string& ns, const std::string& kind, const std::string& name,
                          const std::string& id, Json tags, Json metadata, Json data, bool root) {
-  publish_("events" + suffix, Json{{"event", kind},
+  publish_(ns.empty() ? "events" : "events|" + ns, Json{{"event", kind},
                                    {"name", name},
                                    {"run_id", id},
                                    {"tags", std::move(tags)},
                                    {"metadata", std::move(metadata)},
                                    {"data", std::move(data)},
-                                   {"parent_ids", root ? Json::array() : Json::array({run_id_})}});
+                                   {"parent_ids", root ? Json::array() : parents(ns)}});
 }
 
 void DebugStreams::begin(const Json& input) {
@@ -78,7 +99,7 @@ void DebugStreams::on_event(const graph::StreamEvent& e) {
       std::lock_guard lock(mu_);
       running_[id] = Task{input, md};
     }
-    chain(suffix, "on_chain_start", node, id, tags, md, Json{{"input", input}}, false);
+    chain(e.ns, "on_chain_start", node, id, tags, md, Json{{"input", input}}, false);
     return;
   }
   Task task;
@@ -90,10 +111,10 @@ void DebugStreams::on_event(const graph::StreamEvent& e) {
     }
   }
   const Json output = e.data.value("result", Json::object());
-  chain(suffix, "on_chain_stream", node, id, tags, md, Json{{"chunk", output}}, false);
+  chain(e.ns, "on_chain_stream", node, id, tags, md, Json{{"chunk", output}}, false);
   Json data{{"output", output}, {"input", std::move(task.input)}};
   if (e.data.contains("error") && !e.data["error"].is_null()) data["error"] = e.data["error"];
-  chain(suffix, "on_chain_end", node, id, tags, md, std::move(data), false);
+  chain(e.ns, "on_chain_end", node, id, tags, md, std::move(data), false);
 }
 
 void DebugStreams::on_call(const graph::ChunkSource& from, const graph::CallEvent& e) {
@@ -110,14 +131,17 @@ void DebugStreams::on_call(const graph::ChunkSource& from, const graph::CallEven
   }
   md["checkpoint_ns"] = md["langgraph_checkpoint_ns"];
   if (e.metadata.is_object()) md.update(e.metadata);
-  // parent_ids: the graph's run, then the task's (root first, as LangChain's v2 events).
+  // parent_ids: the graph's run, the enclosing tasks, then the call's task (root first, as
+  // LangChain's v2 events).
+  Json ids = parents(from.ns);
+  ids.push_back(from.task_id);
   publish_(from.ns.empty() ? "events" : "events|" + from.ns, Json{{"event", e.event},
                                                                   {"name", e.name},
                                                                   {"run_id", e.run_id},
                                                                   {"tags", Json::array()},
                                                                   {"metadata", std::move(md)},
                                                                   {"data", e.data},
-                                                                  {"parent_ids", Json::array({run_id_, from.task_id})}});
+                                                                  {"parent_ids", std::move(ids)}});
 }
 
 }  // namespace ap::exec

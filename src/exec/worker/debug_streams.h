@@ -33,7 +33,8 @@ class DebugStreams {
   void on_call(const graph::ChunkSource& from, const graph::CallEvent& e);  // events: a node's model/tool call
 
  private:
-  void chain(const std::string& suffix, const std::string& kind, const std::string& name, const std::string& id,
+  Json parents(std::string_view ns) const;  // the run, then the tasks enclosing namespace `ns`
+  void chain(const std::string& ns, const std::string& kind, const std::string& name, const std::string& id,
              Json tags, Json metadata, Json data, bool root);
   bool checkpoints_, tasks_, debug_, events_;
   std::string run_id_;

@@ -171,7 +171,9 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
         publish("messages/partial" + suffix, Json::array({whole}));
       }
     };
-  DebugStreams debug(modes, run_id, cp_md, [&](const std::string& event, const Json& data) { publish(event, data); });
+  DebugStreams debug(modes, run_id, cp_md, [&](const std::string& event, const Json& data) {
+    if (wanted()) publish(event, data);
+  });
   o.stream_debug = debug.wanted();
   if (debug.wants_calls())
     o.on_call_event = [&debug](const graph::ChunkSource& from, const graph::CallEvent& e) { debug.on_call(from, e); };
