@@ -7,6 +7,8 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <csignal>
+#include <sys/wait.h>
 
 #include "llm/usage.h"
 #include "store/sync_conn.h"
@@ -216,6 +218,39 @@ TEST(UsageWriter, RetentionSweepDeletesOldRecordsOfEveryTenantAndKeepsTheRollups
   // The app role itself still cannot delete records (only through the sweep).
   auto app = std::move(*store::SyncConn::connect(Database::get().app_url()));
   EXPECT_FALSE(app->exec("DELETE FROM agentplane.usage_records WHERE tenant_id = $1", {a.to_string()}));
+}
+
+// `serve --usage-retention-days`: an API replica sweeps at start-up (then hourly).
+TEST(UsageWriter, AServerWithARetentionDeletesOlderRecords) {
+  auto su = std::move(*store::SyncConn::connect(Database::get().superuser_url()));
+  const TenantId t(Uuid::random_v4());
+  ASSERT_TRUE(su->exec("INSERT INTO agentplane.tenants (id, name) VALUES ($1, 'usage-retention-server')", {t.to_string()}));
+  UsageRecorder::Options o;
+  o.conninfo = Database::get().app_url();
+  UsageRecorder w(o);
+  const auto now = system_clock::now();
+  w.record(record(t, now - std::chrono::hours(24 * 3), "m", 1, 1));  // older than 2 days
+  w.record(record(t, now - std::chrono::hours(24 * 3) - std::chrono::minutes(5), "m", 1, 1));
+  w.record(record(t, now - std::chrono::hours(24), "m", 1, 1));  // within them
+  w.flush();
+  ASSERT_EQ(w.written(), 3u);
+  const std::string log = Database::get().temp_dir() + "/usage-retention-serve.log";
+  pid_t p = ap::testing::spawn_agentplane({"serve", "--role", "api", "--database-url", Database::get().app_url(), "--listen",
+                                           "127.0.0.1:0", "--threads", "1", "--purge-interval", "0",
+                                           "--usage-retention-days", "2"},
+                                          log);
+  ASSERT_GT(p, 0);
+  auto left = [&] {
+    auto n = su->exec("SELECT count(*) FROM agentplane.usage_records WHERE tenant_id = $1", {t.to_string()});
+    return n ? std::stoll(std::string(n->get(0, 0))) : -1;
+  };
+  EXPECT_TRUE(ap::testing::eventually([&] { return left() == 1; }, std::chrono::seconds(20))) << left();
+  ::kill(p, SIGTERM);
+  int status = 0;
+  waitpid(p, &status, 0);
+  auto hourly = su->exec("SELECT sum(requests) FROM agentplane.usage_hourly WHERE tenant_id = $1", {t.to_string()});
+  ASSERT_TRUE(hourly);
+  EXPECT_EQ(hourly->get(0, 0), "3");
 }
 
 }  // namespace
