@@ -126,6 +126,13 @@ struct RunOptions {
   int recursion_limit = 25;
   std::vector<std::string> interrupt_before, interrupt_after;
   Durability durability = Durability::kSync;
+  // The embedding program commits durably to the same database right after the run returns
+  // (agentplane's worker: the run's end). Then the checkpoints that hold no node's work yet (the
+  // input's, the start step's) and the one the run ends with are committed without waiting for
+  // their write-ahead log to reach the disk: the next durable commit (a later step's checkpoint,
+  // or that end) flushes them with it, as the log is flushed in order. A run still waits for
+  // every step's checkpoint before the next step starts. Not passed on to subgraphs.
+  bool durable_end_follows = false;
   Json config = Json::object();
   std::function<void(const StreamEvent&)> on_event;  // called on the running thread
   // Asked before each step's `values` event: false skips it (nobody would read it; building it

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <span>
 #include <nlohmann/json.hpp>
 
 #include "graph/checkpointer_suite.h"
@@ -12,6 +13,72 @@
 
 namespace ap::graph {
 namespace {
+
+// A saver that notes how each checkpoint was asked to be committed.
+class RecordingSaver final : public Checkpointer {
+ public:
+  std::vector<std::pair<int, Durability>> puts;  // (step, durability)
+  Result<std::optional<CheckpointTuple>> get_tuple(const CheckpointConfig& c) override { return m_.get_tuple(c); }
+  Result<std::vector<CheckpointTuple>> list(const ListOptions& o) override { return m_.list(o); }
+  Result<CheckpointConfig> put(const CheckpointConfig& c, const Checkpoint& cp, const CheckpointMetadata& md,
+                               Durability d) override {
+    puts.emplace_back(md.step, d);
+    return m_.put(c, cp, md, d);
+  }
+  Status put_writes(const CheckpointConfig& c, std::span<const PendingWrite> w, Durability d) override {
+    return m_.put_writes(c, w, d);
+  }
+  Status delete_thread(const std::string& t) override { return m_.delete_thread(t); }
+  void thread_deleted(const std::string& t) override { m_.thread_deleted(t); }
+  Status delete_run(const std::string& t, const std::string& r) override { return m_.delete_run(t, r); }
+  Status patch_metadata(const CheckpointConfig& c, const Json& p) override { return m_.patch_metadata(c, p); }
+  Status copy_thread(const std::string& f, const std::string& t) override { return m_.copy_thread(f, t); }
+  Status prune(std::span<const std::string> ids, size_t keep) override { return m_.prune(ids, keep); }
+
+ private:
+  MemorySaver m_;
+};
+
+// With a durable commit to follow the run (the worker's end of a run), durability sync waits
+// for the flush of every checkpoint a later step builds on, and of no other: not the input's or
+// the START step's (no node's work is in them), nor the one the run ends with.
+TEST(Graph, ADurableEndLetsTheFirstAndLastCheckpointsGoWithoutWaitingForTheirFlush) {
+  StateGraph g;
+  g.channel("log", Reducer::kAppend).node("a", append("a")).node("b", append("b"));
+  g.edge(kStart, "a").edge("a", "b").edge("b", kEnd);
+  auto graph = compile(g);
+  using P = std::vector<std::pair<int, Durability>>;
+  constexpr auto S = Durability::kSync, A = Durability::kAsync;
+  RecordingSaver saver;
+  RunOptions o;
+  o.thread_id = "t";
+  ASSERT_TRUE(graph->invoke(Input::of({{"log", Json::array({"in"})}}), o, &saver));
+  EXPECT_EQ(saver.puts, (P{{-1, S}, {0, S}, {1, S}, {2, S}}));  // without it: every one waits
+  saver.puts.clear();
+  o.durable_end_follows = true;
+  auto r = graph->invoke(Input::of({{"log", Json::array({"again"})}}), o, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->values["log"], Json::array({"in", "a", "b", "again", "a", "b"}));
+  EXPECT_EQ(saver.puts, (P{{3, A}, {4, A}, {5, S}, {6, A}}));  // input, START, a, b (the end)
+  // A run that stops: where it stops is its end.
+  saver.puts.clear();
+  o.thread_id = "stops";
+  o.interrupt_before = {"b"};
+  r = graph->invoke(Input::of({{"log", Json::array()}}), o, &saver);
+  ASSERT_TRUE(r && r->interrupted);
+  EXPECT_EQ(saver.puts, (P{{-1, A}, {0, A}, {1, S}, {1, A}}));  // (1 again: as it stopped)
+  saver.puts.clear();
+  o.interrupt_before.clear();
+  r = graph->invoke(Input{}, o, &saver);  // resumed: b runs and ends the run
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(saver.puts, (P{{2, A}}));
+  // Durability async asks for no flush anyway.
+  saver.puts.clear();
+  o.thread_id = "async";
+  o.durability = Durability::kAsync;
+  ASSERT_TRUE(graph->invoke(Input::of({{"log", Json::array()}}), o, &saver));
+  EXPECT_EQ(saver.puts, (P{{-1, A}, {0, A}, {1, A}, {2, A}}));
+}
 
 TEST(Graph, ParallelBranchesAndJoin) {
   StateGraph g;

@@ -74,6 +74,7 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
   o.checkpoint_id.clear();
   o.new_thread = false;  // the child's own checkpoints decide (a retried task finds them)
   o.final_values_as_text = false;  // the parent reads the child's values
+  o.durable_end_follows = false;   // the parent's next step follows, not the embedder's commit
   if (!f_.opts->stream_subgraphs) {
     o.on_event = nullptr;
     o.on_message_chunk = nullptr;

@@ -161,6 +161,7 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
                                        " reached without hitting a stop condition");
     if (should_interrupt(g, loop.cp, o.interrupt_before, tasks)) {
       loop.cp.interrupt_seen = loop.cp.versions;
+      loop.ending = true;
       AP_RETURN_IF_ERROR(loop.flush());
       result.interrupted = true;
       break;
@@ -220,6 +221,11 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
     AP_RETURN_IF_ERROR(apply_step(g, loop.cp, tasks));
     ++result.steps;
     loop.new_checkpoint();
+    // The next step's tasks, planned before the save: whether this checkpoint ends the run
+    // decides how it is committed (Loop::put_durability).
+    std::vector<Task> next = plan(g, loop.cp, loop.step + 1, o.checkpoint_ns);
+    loop.ending = next.empty();
+    if (std::any_of(tasks.begin(), tasks.end(), [](const Task& t) { return t.node != 0; })) loop.node_ran = true;
     AP_RETURN_IF_ERROR(loop.save("loop"));
     if (single && !tasks.front().done) loop.emit_task_result(tasks.front());
     if (o.on_event) {
@@ -236,10 +242,13 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
     }
     if (should_interrupt(g, loop.cp, o.interrupt_after, tasks)) {
       loop.cp.interrupt_seen = loop.cp.versions;
+      loop.ending = true;
       AP_RETURN_IF_ERROR(loop.flush());
       result.interrupted = true;
       break;
     }
+    tasks = std::move(next);
+    have_tasks = true;
   }
   AP_RETURN_IF_ERROR(loop.finish());
   if (o.final_values_as_text && !result.interrupted && result.interrupts.empty())

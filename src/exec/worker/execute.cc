@@ -99,6 +99,8 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   // A temporary thread's first steps rebuild from the run's input (a later attempt that finds
   // no checkpoint of this run starts from it): not saved unless the run stops there.
   if (k.value("temporary", false)) o.first_saved_step = 1;
+  // The run's end (Worker::finish) is a durable commit after the run, on the same database.
+  o.durable_end_follows = true;
   Json cp_md = rc.metadata.is_object() ? rc.metadata : Json::object();
   cp_md["run_id"] = run_id;
   cp_md["thread_id"] = thread;

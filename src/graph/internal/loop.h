@@ -108,6 +108,11 @@ struct Loop {
   Durability durability() const {
     return o.durability == Durability::kAsync ? Durability::kAsync : Durability::kSync;
   }
+  // A checkpoint's: asynchronous when a durable commit is sure to follow (durable_end_follows).
+  Durability put_durability() const {
+    if (o.durable_end_follows && (!node_ran || ending)) return Durability::kAsync;
+    return durability();
+  }
 
   // A subgraph's checkpoint namespace names the task that runs it, and task ids derive from the
   // checkpoint they were planned from: a graph with subgraphs saves every checkpoint, so that a
@@ -136,7 +141,7 @@ struct Loop {
     if (!persistent()) return ok_status();
     CheckpointConfig parent{o.thread_id, o.checkpoint_ns, config.checkpoint_id};
     if (config.checkpoint_id == cp.id) parent.checkpoint_id = parent_id;  // re-saving the same one
-    AP_ASSIGN_OR_RETURN(auto saved, saver->put(parent, cp, md, durability()));
+    AP_ASSIGN_OR_RETURN(auto saved, saver->put(parent, cp, md, put_durability()));
     if (config.checkpoint_id != cp.id) parent_id = config.checkpoint_id;
     config = saved;
     dirty = false;
@@ -147,6 +152,8 @@ struct Loop {
   std::vector<PendingWrite> deferred;  // durability exit: this step's task writes
 
   std::string prev_id;  // the checkpoint before `cp` (for the checkpoints stream)
+  bool node_ran = false;  // a step of this invocation ran a node (not only __start__)
+  bool ending = false;    // the checkpoint being saved is the one the run ends with
 
   void new_checkpoint() {
     prev_id = cp.id;
@@ -158,6 +165,7 @@ struct Loop {
 
   // Saves what is not saved yet (durability exit, or the end of a run).
   Status finish() {
+    ending = true;
     if (dirty) AP_RETURN_IF_ERROR(flush());
     if (persistent() && !deferred.empty()) {
       if (config.checkpoint_id != cp.id) AP_RETURN_IF_ERROR(flush());
