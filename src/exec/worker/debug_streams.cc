@@ -36,13 +36,14 @@ Json DebugStreams::parents(std::string_view ns) const {
 
 void DebugStreams::chain(const std::string& ns, const std::string& kind, const std::string& name,
                          const std::string& id, Json tags, Json metadata, Json data, bool root) {
-  publish_(ns.empty() ? "events" : "events|" + ns, Json{{"event", kind},
-                                   {"name", name},
-                                   {"run_id", id},
-                                   {"tags", std::move(tags)},
-                                   {"metadata", std::move(metadata)},
-                                   {"data", std::move(data)},
-                                   {"parent_ids", root ? Json::array() : parents(ns)}});
+  Json event{{"event", kind},
+             {"name", name},
+             {"run_id", id},
+             {"tags", std::move(tags)},
+             {"metadata", std::move(metadata)},
+             {"data", std::move(data)},
+             {"parent_ids", root ? Json::array() : parents(ns)}};
+  publish_(ns.empty() ? "events" : "events|" + ns, event);
 }
 
 void DebugStreams::begin(const Json& input) {

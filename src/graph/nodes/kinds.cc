@@ -54,7 +54,7 @@ Json messages_in(const NodeContext& c, const std::string& channel) {
 }
 
 // One model call as the `events` stream mode shows it: LangChain's on_chat_model_start, a
-// _stream per chunk and _end, named and tagged with the model as LangChain's chat models are.
+// _stream per chunk and _end, named after the provider and with LangChain's ls_* metadata.
 // Does nothing when nobody streams `events`.
 class ModelCallEvents {
  public:
