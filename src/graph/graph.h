@@ -142,6 +142,10 @@ struct RunOptions {
   // only (no JSON tree: for an embedding program that only writes it out).
   bool final_values_as_text = false;
   bool stream_subgraphs = false;  // also pass on subgraphs' events (with their namespace)
+  // Without stream_subgraphs, still pass on subgraphs' `tasks` events and their nodes' model and
+  // tool calls (on_call_event), with their namespace: LangGraph's `events` stream mode always
+  // shows what runs inside subgraphs.
+  bool subgraph_tasks = false;
   // Also emit `checkpoints` (at each step: the checkpoint, its next tasks) and `tasks` (each
   // task's start and result) events, in LangGraph's shapes (docs/agent_api.md, "SSE").
   bool stream_debug = false;
@@ -159,7 +163,7 @@ struct RunOptions {
   std::function<void(const ChunkSource& from, const Json& chunk)> on_message_chunk;
   // Model and tool calls as nodes make them, for the `events` stream mode. Called as
   // on_message_chunk is (a model's chunks from the thread relaying them); subgraphs' calls only
-  // with stream_subgraphs.
+  // with stream_subgraphs or subgraph_tasks.
   std::function<void(const ChunkSource& from, const CallEvent& e)> on_call_event;
   // Set by the engine for subgraphs: namespace -> checkpoint id of each enclosing graph.
   std::vector<std::pair<std::string, std::string>> parents;

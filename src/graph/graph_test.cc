@@ -274,6 +274,7 @@ TEST(Graph, StreamsUpdatesValuesCustomAndSubgraphEvents) {
   StateGraph child;
   child.channel("log", Reducer::kAppend).node("inner", [](NodeContext& ctx) -> Result<NodeOutput> {
     ctx.emit({{"progress", 50}});
+    ctx.call_event(CallEvent{"on_tool_start", "calc", "C1", Json::object(), nullptr});
     return NodeOutput().write("log", "inner");
   }).edge(kStart, "inner");
   StateGraph parent;
@@ -301,6 +302,19 @@ TEST(Graph, StreamsUpdatesValuesCustomAndSubgraphEvents) {
   ASSERT_NE(it, events.end());
   EXPECT_EQ(it->ns.rfind("sub:", 0), 0u);
   EXPECT_EQ(it->data["progress"], 50);
+  // subgraph_tasks alone (the `events` mode): the subgraph's task events and calls, nothing else.
+  events.clear();
+  std::vector<std::string> calls;
+  o.stream_subgraphs = false;
+  o.subgraph_tasks = true;
+  o.stream_debug = true;
+  o.on_call_event = [&](const ChunkSource& from, const CallEvent& e) { calls.push_back(e.name + "@" + from.ns); };
+  ASSERT_TRUE(graph->invoke(Input::of({{"log", Json::array()}}), o));
+  EXPECT_EQ(count("tasks", true), 2);  // inner's start and result
+  for (const char* mode : {"custom", "updates", "values", "checkpoints"}) EXPECT_EQ(count(mode, true), 0) << mode;
+  EXPECT_EQ(count("tasks", false), 4);  // sub's and after's
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_EQ(calls[0].rfind("calc@sub:", 0), 0u) << calls[0];
 }
 
 const SaverFactory kMemory{"memory", [] { return std::make_unique<MemorySaver>(); }};

@@ -76,15 +76,21 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
   o.final_values_as_text = false;  // the parent reads the child's values
   o.durable_end_follows = false;   // the parent's next step follows, not the embedder's commit
   if (!f_.opts->stream_subgraphs) {
-    o.on_event = nullptr;
     o.on_message_chunk = nullptr;
-    o.on_call_event = nullptr;
+    if (!o.subgraph_tasks) {
+      o.on_event = nullptr;
+      o.on_call_event = nullptr;
+    } else if (o.on_event) {
+      o.on_event = [parent = std::move(o.on_event)](const StreamEvent& e) {
+        if (e.mode == "tasks") parent(e);
+      };
+    }
   }
   const std::string& parent_ns = f_.opts->checkpoint_ns;
   o.checkpoint_ns = subgraph_ns(parent_ns, *f_.node, f_.task_id);
   if (o.on_event) {
     // The child's events carry its namespace (innermost first set wins).
-    o.on_event = [parent = f_.opts->on_event, ns = o.checkpoint_ns](const StreamEvent& e) {
+    o.on_event = [parent = std::move(o.on_event), ns = o.checkpoint_ns](const StreamEvent& e) {
       StreamEvent copy = e;
       if (copy.ns.empty()) copy.ns = ns;
       parent(copy);

@@ -871,6 +871,21 @@ describe("runs: streaming", { skip: SKIP }, () => {
     assert.ok(!ev2.some((e) => e.event.includes("|")), `${ev2.map((e) => e.event)}`);
   });
 
+  test("stream events: what runs inside subgraphs comes under `events`, streamSubgraphs or not", async () => {
+    for (const streamSubgraphs of [false, true]) {
+      const ev = await collect(A.runs.stream(null, G.par, { input: { count: 0 }, streamMode: ["events"], streamSubgraphs }));
+      const names = ev.map((e) => e.event);
+      assert.ok(!names.some((n) => n.startsWith("events|")), `${names}`);
+      const events = ev.filter((e) => e.event === "events").map((e) => e.data);
+      const child = events.find((e) => e.event === "on_chain_start" && e.name === "child");
+      const inner = events.filter((e) => e.name === "inner").map((e) => e.event);
+      assert.deepEqual(inner, ["on_chain_start", "on_chain_stream", "on_chain_end"], `streamSubgraphs ${streamSubgraphs}: ${names}`);
+      const start = events.find((e) => e.event === "on_chain_start" && e.name === "inner");
+      assert.deepEqual(start.parent_ids, [ev[0].data.run_id, child.run_id]);
+      assert.equal(start.metadata.langgraph_checkpoint_ns, `child:${child.run_id}|inner:${start.run_id}`);
+    }
+  });
+
   test("stateless stream (threadId null)", async () => {
     let created;
     const ev = await collect(A.runs.stream(null, G.lin, { input: { count: 5 }, streamMode: "values", onRunCreated: (p) => (created = p) }));

@@ -19,11 +19,13 @@ void add_enclosing_tasks(Json& ids, std::string_view ns) {
 
 }  // namespace
 
-DebugStreams::DebugStreams(const std::set<std::string>& modes, std::string run_id, Json metadata, Publish publish)
+DebugStreams::DebugStreams(const std::set<std::string>& modes, std::string run_id, Json metadata, bool subgraphs,
+                           Publish publish)
     : checkpoints_(modes.count("checkpoints") > 0),
       tasks_(modes.count("tasks") > 0),
       debug_(modes.count("debug") > 0),
       events_(modes.count("events") > 0),
+      subgraphs_(subgraphs),
       run_id_(std::move(run_id)),
       metadata_(metadata.is_object() ? std::move(metadata) : Json::object()),
       publish_(std::move(publish)) {}
@@ -43,7 +45,7 @@ void DebugStreams::chain(const std::string& ns, const std::string& kind, const s
              {"metadata", std::move(metadata)},
              {"data", std::move(data)},
              {"parent_ids", root ? Json::array() : parents(ns)}};
-  publish_(ns.empty() ? "events" : "events|" + ns, event);
+  publish_("events", event);
 }
 
 void DebugStreams::begin(const Json& input) {
@@ -60,6 +62,10 @@ void DebugStreams::end(const Json& output) {
 
 void DebugStreams::on_event(const graph::StreamEvent& e) {
   const std::string suffix = e.ns.empty() ? "" : "|" + e.ns;
+  if (!e.ns.empty() && !subgraphs_) {  // a subgraph's task, for `events` only
+    if (e.mode == "tasks") to_events(e);
+    return;
+  }
   if (e.mode == "checkpoints") {
     if (checkpoints_) publish_("checkpoints" + suffix, e.data);
     if (debug_) {
@@ -85,7 +91,12 @@ void DebugStreams::on_event(const graph::StreamEvent& e) {
                                     {"timestamp", format_rfc3339(std::chrono::system_clock::now())},
                                     {"type", result ? "task_result" : "task"},
                                     {"payload", e.data}});
+  to_events(e);
+}
+
+void DebugStreams::to_events(const graph::StreamEvent& e) {
   if (!events_) return;
+  const bool result = e.data.contains("result");
   const std::string id = e.data.value("id", ""), node = e.data.value("name", "");
   Json md = metadata_;
   md["langgraph_step"] = e.step;
@@ -136,13 +147,13 @@ void DebugStreams::on_call(const graph::ChunkSource& from, const graph::CallEven
   // LangChain's v2 events).
   Json ids = parents(from.ns);
   ids.push_back(from.task_id);
-  publish_(from.ns.empty() ? "events" : "events|" + from.ns, Json{{"event", e.event},
-                                                                  {"name", e.name},
-                                                                  {"run_id", e.run_id},
-                                                                  {"tags", Json::array()},
-                                                                  {"metadata", std::move(md)},
-                                                                  {"data", e.data},
-                                                                  {"parent_ids", std::move(ids)}});
+  publish_("events", Json{{"event", e.event},
+                          {"name", e.name},
+                          {"run_id", e.run_id},
+                          {"tags", Json::array()},
+                          {"metadata", std::move(md)},
+                          {"data", e.data},
+                          {"parent_ids", std::move(ids)}});
 }
 
 }  // namespace ap::exec

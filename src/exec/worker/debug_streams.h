@@ -21,8 +21,11 @@ using control::Json;
 class DebugStreams {
  public:
   using Publish = std::function<void(const std::string& event, const Json& data)>;
-  // `metadata`: the run's metadata (for `events`); `run_id` names the root chain.
-  DebugStreams(const std::set<std::string>& modes, std::string run_id, Json metadata, Publish publish);
+  // `metadata`: the run's metadata (for `events`); `run_id` names the root chain. `subgraphs`:
+  // the run streams its subgraphs' events (as `<mode>|<namespace>`). Without it, subgraphs'
+  // `tasks` events (graph::RunOptions::subgraph_tasks) and calls only go to `events`, which
+  // names every event `events`, nested or not, as LangGraph's servers.
+  DebugStreams(const std::set<std::string>& modes, std::string run_id, Json metadata, bool subgraphs, Publish publish);
 
   // True when the run asked for any of these modes (then the engine must emit its events).
   bool wanted() const { return checkpoints_ || tasks_ || debug_ || events_; }
@@ -34,9 +37,10 @@ class DebugStreams {
 
  private:
   Json parents(std::string_view ns) const;  // the run, then the tasks enclosing namespace `ns`
+  void to_events(const graph::StreamEvent& e);  // a task's start or result as chain events
   void chain(const std::string& ns, const std::string& kind, const std::string& name, const std::string& id,
              Json tags, Json metadata, Json data, bool root);
-  bool checkpoints_, tasks_, debug_, events_;
+  bool checkpoints_, tasks_, debug_, events_, subgraphs_;
   std::string run_id_;
   Json metadata_;
   Publish publish_;

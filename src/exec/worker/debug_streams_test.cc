@@ -26,7 +26,7 @@ graph::StreamEvent task_start(const std::string& ns, const std::string& id, cons
 
 TEST(DebugStreams, CallEventsCarryTheirTasksMetadataAndParents) {
   Sink sink;
-  DebugStreams d({"events"}, "R", Json{{"assistant_id", "A"}}, sink.publish());
+  DebugStreams d({"events"}, "R", Json{{"assistant_id", "A"}}, false, sink.publish());
   ASSERT_TRUE(d.wants_calls());
   d.on_event(task_start("", "T1", "agent"));
   const std::string node = "agent", ns, task = "T1", name = "ChatOpenAI", call = "C1";
@@ -50,11 +50,11 @@ TEST(DebugStreams, CallEventsCarryTheirTasksMetadataAndParents) {
 
 TEST(DebugStreams, InsideSubgraphsTheEnclosingTasksAreParentsToo) {
   Sink sink;
-  DebugStreams d({"events"}, "R", Json::object(), sink.publish());
+  DebugStreams d({"events"}, "R", Json::object(), false, sink.publish());
   // A node task inside subgraph `outer` (started by task T0 of the root graph).
   d.on_event(task_start("outer:T0", "T5", "inner"));
   ASSERT_EQ(sink.events.size(), 1u);
-  EXPECT_EQ(sink.events[0].first, "events|outer:T0");
+  EXPECT_EQ(sink.events[0].first, "events");  // not namespaced, as LangGraph's
   EXPECT_EQ(sink.events[0].second["parent_ids"], Json::array({"R", "T0"}));
   EXPECT_EQ(sink.events[0].second["metadata"]["langgraph_checkpoint_ns"], "outer:T0|inner:T5");
   // A call in a task two subgraphs down whose start was not seen: still named by its namespace.
@@ -63,7 +63,7 @@ TEST(DebugStreams, InsideSubgraphsTheEnclosingTasksAreParentsToo) {
             graph::CallEvent{"on_tool_start", name, call, Json{{"input", Json{{"expression", "1+1"}}}}, nullptr});
   ASSERT_EQ(sink.events.size(), 2u);
   const auto& [event, data] = sink.events[1];
-  EXPECT_EQ(event, "events|outer:T0|inner:T5");
+  EXPECT_EQ(event, "events");
   EXPECT_EQ(data["parent_ids"], Json::array({"R", "T0", "T5", "T9"}));
   EXPECT_EQ(data["metadata"]["langgraph_node"], "n");
   EXPECT_EQ(data["metadata"]["checkpoint_ns"], "outer:T0|inner:T5|n:T9");
@@ -71,7 +71,7 @@ TEST(DebugStreams, InsideSubgraphsTheEnclosingTasksAreParentsToo) {
 
 TEST(DebugStreams, WithoutTheEventsModeCallsGoNowhere) {
   Sink sink;
-  DebugStreams d({"tasks"}, "R", Json::object(), sink.publish());
+  DebugStreams d({"tasks"}, "R", Json::object(), false, sink.publish());
   EXPECT_FALSE(d.wants_calls());
   const std::string node = "agent", ns, task = "T1", name = "m", call = "C";
   d.on_call(graph::ChunkSource{node, ns, task, {}}, graph::CallEvent{"on_chat_model_start", name, call, Json::object(), nullptr});
@@ -79,6 +79,28 @@ TEST(DebugStreams, WithoutTheEventsModeCallsGoNowhere) {
   d.on_event(task_start("", "T1", "agent"));
   ASSERT_EQ(sink.events.size(), 1u);
   EXPECT_EQ(sink.events[0].first, "tasks");
+}
+
+// A subgraph's tasks go to `tasks` and `debug` (namespaced) only when the run streams its
+// subgraphs; to `events` (not namespaced) either way.
+TEST(DebugStreams, SubgraphTasksReachTheirOwnModesOnlyWithSubgraphs) {
+  for (const bool subgraphs : {false, true}) {
+    Sink sink;
+    DebugStreams d({"events", "tasks", "debug", "checkpoints"}, "R", Json::object(), subgraphs, sink.publish());
+    d.on_event(task_start("outer:T0", "T5", "inner"));
+    graph::StreamEvent cp;
+    cp.mode = "checkpoints";
+    cp.ns = "outer:T0";
+    cp.data = Json{{"values", Json::object()}};
+    d.on_event(cp);
+    std::vector<std::string> names;
+    for (const auto& [event, data] : sink.events) names.push_back(event);
+    if (subgraphs)
+      EXPECT_EQ(names, (std::vector<std::string>{"tasks|outer:T0", "debug|outer:T0", "events", "checkpoints|outer:T0",
+                                                 "debug|outer:T0"}));
+    else
+      EXPECT_EQ(names, std::vector<std::string>{"events"});
+  }
 }
 
 }  // namespace

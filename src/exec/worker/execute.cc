@@ -173,12 +173,14 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
         publish("messages/partial" + suffix, Json::array({whole}));
       }
     };
-  DebugStreams debug(modes, run_id, cp_md, [&](const std::string& event, const Json& data) {
+  DebugStreams debug(modes, run_id, cp_md, o.stream_subgraphs, [&](const std::string& event, const Json& data) {
     if (wanted()) publish(event, data);
   });
   o.stream_debug = debug.wanted();
-  if (debug.wants_calls())
+  if (debug.wants_calls()) {
     o.on_call_event = [&debug](const graph::ChunkSource& from, const graph::CallEvent& e) { debug.on_call(from, e); };
+    o.subgraph_tasks = true;  // `events` shows what runs in subgraphs, subgraphs: true or not
+  }
   if (on_demand && !messages) o.want_values = wanted;  // the messages modes read every step's values
   o.on_event = [&](const graph::StreamEvent& e) {
     const std::string suffix = e.ns.empty() ? "" : "|" + e.ns;
