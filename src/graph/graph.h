@@ -146,6 +146,9 @@ struct RunOptions {
   // tool calls (on_call_event), with their namespace: LangGraph's `events` stream mode always
   // shows what runs inside subgraphs.
   bool subgraph_tasks = false;
+  // Emit `tasks` events only (no checkpoints, updates, values or custom events are built): set by
+  // NodeContext::run_subgraph for a subgraph whose run streams it for subgraph_tasks alone.
+  bool task_events_only = false;
   // Also emit `checkpoints` (at each step: the checkpoint, its next tasks) and `tasks` (each
   // task's start and result) events, in LangGraph's shapes (docs/agent_api.md, "SSE").
   bool stream_debug = false;

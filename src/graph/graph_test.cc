@@ -315,6 +315,25 @@ TEST(Graph, StreamsUpdatesValuesCustomAndSubgraphEvents) {
   EXPECT_EQ(count("tasks", false), 4);  // sub's and after's
   ASSERT_EQ(calls.size(), 1u);
   EXPECT_EQ(calls[0].rfind("calc@sub:", 0), 0u) << calls[0];
+  // Two levels down: the innermost namespace, still tasks and calls only.
+  StateGraph outer;
+  outer.channel("log", Reducer::kAppend).subgraph("mid", compile(parent));
+  outer.edge(kStart, "mid");
+  events.clear();
+  calls.clear();
+  ASSERT_TRUE(compile(outer)->invoke(Input::of({{"log", Json::array()}}), o));
+  std::vector<std::string> inner_ns;
+  for (const auto& e : events) {
+    if (!e.ns.empty()) {
+      EXPECT_EQ(e.mode, "tasks") << e.ns;
+    }
+    if (e.node == "inner") inner_ns.push_back(e.ns);
+  }
+  ASSERT_EQ(inner_ns.size(), 2u);
+  EXPECT_EQ(inner_ns[0].rfind("mid:", 0), 0u) << inner_ns[0];
+  EXPECT_NE(inner_ns[0].find("|sub:"), std::string::npos) << inner_ns[0];
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_NE(calls[0].find("|sub:"), std::string::npos) << calls[0];
 }
 
 const SaverFactory kMemory{"memory", [] { return std::make_unique<MemorySaver>(); }};

@@ -80,10 +80,8 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
     if (!o.subgraph_tasks) {
       o.on_event = nullptr;
       o.on_call_event = nullptr;
-    } else if (o.on_event) {
-      o.on_event = [parent = std::move(o.on_event)](const StreamEvent& e) {
-        if (e.mode == "tasks") parent(e);
-      };
+    } else {
+      o.task_events_only = true;
     }
   }
   const std::string& parent_ns = f_.opts->checkpoint_ns;

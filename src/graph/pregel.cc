@@ -186,7 +186,8 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
     for (size_t i = 0; i < todo.size(); ++i) {
       Task& t = *todo[i];
       if (!statuses[i] && !t.error) t.error = statuses[i].error();
-      for (auto& c : t.custom) loop.emit("custom", g.nodes[t.node].name, std::move(c));
+      if (!o.task_events_only)
+        for (auto& c : t.custom) loop.emit("custom", g.nodes[t.node].name, std::move(c));
       // Each finished task's writes are durable at once (a crash keeps finished siblings); a
       // lone task's writes go with the step's checkpoint instead. Its result is streamed once
       // they are saved, so a logged result means the task will not run again.
@@ -228,7 +229,7 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
     if (std::any_of(tasks.begin(), tasks.end(), [](const Task& t) { return t.node != 0; })) loop.node_ran = true;
     AP_RETURN_IF_ERROR(loop.save("loop"));
     if (single && !tasks.front().done) loop.emit_task_result(tasks.front());
-    if (o.on_event) {
+    if (o.on_event && !o.task_events_only) {
       for (const auto& t : tasks) {
         Json upd = Json::object();
         for (const auto& [c, v] : t.writes)

@@ -18,7 +18,7 @@ Json interrupts_json(const std::vector<Interrupt>& list) {
 }  // namespace
 
 void Loop::emit_checkpoint(const std::vector<Task>& tasks) {
-  if (!o.on_event || !o.stream_debug) return;
+  if (!o.on_event || !o.stream_debug || o.task_events_only) return;
   Json parents = Json::object();
   for (const auto& [ns, id] : o.parents) parents[ns] = id;
   Json next = Json::array(), list = Json::array();

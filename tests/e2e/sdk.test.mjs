@@ -884,6 +884,11 @@ describe("runs: streaming", { skip: SKIP }, () => {
       assert.deepEqual(start.parent_ids, [ev[0].data.run_id, child.run_id]);
       assert.equal(start.metadata.langgraph_checkpoint_ns, `child:${child.run_id}|inner:${start.run_id}`);
     }
+    // the other modes stay at the root without streamSubgraphs
+    const modes = ["events", "values", "updates", "tasks", "debug", "checkpoints", "custom"];
+    const ev = await collect(A.runs.stream(null, G.par, { input: { count: 0 }, streamMode: modes }));
+    assert.ok(!ev.some((e) => e.event.includes("|")), `${ev.map((e) => e.event)}`);
+    assert.ok(ev.some((e) => e.event === "events" && e.data.name === "inner"));
   });
 
   test("stateless stream (threadId null)", async () => {

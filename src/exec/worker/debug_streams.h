@@ -2,7 +2,8 @@
 // (graph::RunOptions::stream_debug): `checkpoints`, `tasks`, `debug` (both wrapped as
 // {type, step, timestamp, payload}) and `events` (astream_events v2: on_chain_start/stream/end
 // for the graph and each node, and the model and tool calls inside the nodes), in LangGraph's
-// shapes. on_event, begin and end come from the run's thread; on_call from node threads.
+// shapes. begin and end come from the run's thread; on_event from it or, for subgraphs' tasks, from
+// the threads that run them; on_call from node threads.
 #pragma once
 
 #include <functional>

@@ -1,11 +1,13 @@
--- 0028: usage records are analyzed after a million new rows, not after a tenth of the table.
+-- 0028: usage records are analyzed after a million new rows (plus a tenth of the table), not
+-- after a tenth of the table.
 -- The gateway inserts a usage record for every model call; with PostgreSQL's defaults an
 -- autovacuum ANALYZE of the table (a 30,000-row sample over its 25 columns, each sorted) runs
 -- whenever a tenth of the table is new: every few seconds under load while the table is young
 -- (a few hundred thousand rows). Measured with bench/gateway's load on 2 cores (docs/database.md,
 -- "Vacuum"): 163-164 us of the machine's CPU per call with this setting, 177-197 without.
--- Nothing plans on the table's statistics: usage reports read the hourly rollups (usage_hourly),
--- and the retention sweep walks the (tenant_id, created_at) index. Inserts still trigger
+-- Little is planned on the table's statistics: usage reports read the hourly rollups
+-- (usage_hourly), and the retention sweep's delete walks the (tenant_id, created_at) index for
+-- its order whatever they say. Inserts still trigger
 -- vacuums (PostgreSQL's autovacuum_vacuum_insert_* settings), which keep row counts, the
 -- visibility map and freezing current. Setting this takes no lock that blocks reads or writes.
 ALTER TABLE usage_records SET (autovacuum_analyze_threshold = 1000000);
