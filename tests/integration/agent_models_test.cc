@@ -241,7 +241,9 @@ TEST_F(AgentModels, EventsModeShowsTheModelAndToolCallsInsideTheNodes) {
         EXPECT_EQ(e["run_id"], model_run);
       }
       if (kind == "on_chat_model_stream") text += e["data"]["chunk"]["content"].get<std::string>();
-      if (kind == "on_chat_model_end" && !text.empty()) EXPECT_EQ(e["data"]["output"]["content"], text);
+      if (kind == "on_chat_model_end" && !text.empty()) {
+        EXPECT_EQ(e["data"]["output"]["content"], text);
+      }
     }
     if (kind == "on_tool_end") {
       EXPECT_EQ(e["data"]["input"], (json{{"expression", "6 * 7"}}));
@@ -251,6 +253,36 @@ TEST_F(AgentModels, EventsModeShowsTheModelAndToolCallsInsideTheNodes) {
     }
   }
   EXPECT_EQ(text, "The answer is 42.");
+}
+
+// A run on a namespace of its thread (`checkpoint: {checkpoint_ns}`) is the root of its own
+// stream: its nodes' tokens and calls are not named after that namespace.
+TEST_F(AgentModels, ARunOnANamespaceStreamsAsItsRoot) {
+  const std::string thread = new_thread();
+  auto s = server->call("POST", "/threads/" + thread + "/runs/stream", t->key,
+                        json{{"assistant_id", assistant_id},
+                             {"input", user("6*7?")},
+                             {"checkpoint", {{"checkpoint_ns", "side:1"}}},
+                             {"stream_mode", {"messages-tuple", "events"}}}.dump());
+  ASSERT_EQ(s.status, 200) << s.body;
+  const auto all = parse_sse(s.body);
+  ASSERT_FALSE(all.empty());
+  const std::string run_id = all[0].data["run_id"];
+  int tokens = 0, calls = 0;
+  for (const auto& e : all) {
+    EXPECT_EQ(e.event.find('|'), std::string::npos) << e.event;
+    if (e.event == "messages" && e.data[0]["type"] == "AIMessageChunk") {
+      ++tokens;
+      EXPECT_EQ(e.data[1]["langgraph_checkpoint_ns"].get<std::string>().rfind("agent:", 0), 0u) << e.data[1].dump();
+    }
+    if (e.event == "events" && e.data["event"] == "on_chat_model_start") {
+      ++calls;
+      ASSERT_EQ(e.data["parent_ids"].size(), 2u) << e.data.dump();
+      EXPECT_EQ(e.data["parent_ids"][0], run_id);
+    }
+  }
+  EXPECT_GT(tokens, 3);
+  EXPECT_EQ(calls, 2);
 }
 
 TEST_F(AgentModels, HttpToolGetsTheVaultCredential) {

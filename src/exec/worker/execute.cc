@@ -2,6 +2,7 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include "control/runs.h"
@@ -151,11 +152,19 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
       publish("messages/complete" + suffix, Json::array({msg}));
     }
   };
+  // Namespaces as the run's graph sees them: a run on a subgraph's namespace (`checkpoint_ns`) is
+  // the root of its stream, as its engine events already are.
+  auto relative = [root = o.checkpoint_ns](const std::string& ns) {
+    if (root.empty() || ns.compare(0, root.size(), root) != 0) return ns;
+    if (ns.size() == root.size()) return std::string();
+    return ns[root.size()] == '|' ? ns.substr(root.size() + 1) : ns;
+  };
   if (messages)
     o.on_message_chunk = [&](const graph::ChunkSource& from, const Json& chunk) {
       std::lock_guard lock(msg_mu);
-      const std::string suffix = from.ns.empty() ? "" : "|" + from.ns;
-      const Json meta = meta_for(from.node, step, from.ns, from.task_id, from.triggers);
+      const std::string ns = relative(from.ns);
+      const std::string suffix = ns.empty() ? "" : "|" + ns;
+      const Json meta = meta_for(from.node, step, ns, from.task_id, from.triggers);
       if (tuples) publish("messages" + suffix, Json::array({chunk, meta}));
       const std::string id = chunk.value("id", "");
       auto [it, fresh] = streamed.try_emplace(id, chunk);
@@ -178,11 +187,20 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
   });
   o.stream_debug = debug.wanted();
   if (debug.wants_calls()) {
-    o.on_call_event = [&debug](const graph::ChunkSource& from, const graph::CallEvent& e) { debug.on_call(from, e); };
+    o.on_call_event = [&debug, &relative](const graph::ChunkSource& from, const graph::CallEvent& e) {
+      const std::string ns = relative(from.ns);
+      debug.on_call(graph::ChunkSource{from.node, ns, from.task_id, from.triggers}, e);
+    };
     o.subgraph_tasks = true;  // `events` shows what runs in subgraphs, subgraphs: true or not
   }
   if (on_demand && !messages) o.want_values = wanted;  // the messages modes read every step's values
-  o.on_event = [&](const graph::StreamEvent& e) {
+  o.on_event = [&](const graph::StreamEvent& raw) {
+    std::optional<graph::StreamEvent> rebased;  // (a subgraph's event in a run on a subgraph's namespace)
+    if (!raw.ns.empty() && !o.checkpoint_ns.empty()) {
+      rebased = raw;
+      rebased->ns = relative(raw.ns);
+    }
+    const graph::StreamEvent& e = rebased ? *rebased : raw;
     const std::string suffix = e.ns.empty() ? "" : "|" + e.ns;
     if (e.mode == "checkpoints" || e.mode == "tasks") {
       debug.on_event(e);
