@@ -206,7 +206,7 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
       debug.on_event(e);
     } else if (e.mode == "values") {
       std::unique_lock lock(msg_mu);  // the bookkeeping only: a big state is written unlocked
-      ++step;
+      if (e.ns.empty()) ++step;  // the root graph's steps
       if (messages && e.ns.empty() && e.data.is_object()) {
         for (const auto& ch : msg_channels) {
           auto it = e.data.find(ch);
