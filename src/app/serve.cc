@@ -104,6 +104,7 @@ Result<std::unique_ptr<Wiring>> Wiring::make(const ServeConfig& c) {
     wo.lease = std::chrono::milliseconds(c.worker_lease_ms);
     wo.renew_every = std::chrono::milliseconds(std::max(100, c.worker_lease_ms / 5));
     wo.max_attempts = c.worker_max_attempts;
+    wo.thread_nice = c.worker_nice;
     wo.webhooks.attempts = c.webhook_attempts;
     wo.webhooks.retry_delay = std::chrono::milliseconds(c.webhook_retry_ms);
     if (c.sandbox_backend != "none") {

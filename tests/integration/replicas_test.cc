@@ -3,6 +3,11 @@
 // cross through the run_events log and LISTEN/NOTIFY (docs/agent_api.md, "Across replicas").
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -81,6 +86,34 @@ TEST_F(Replicas, WaitAnswersWhenTheRunEndsOnAnotherReplica) {
   EXPECT_EQ(out["log"], json::array({"a0", "b1", "c2"}));
   auto stateless = post("/runs/wait", {{"assistant_id", "linear"}, {"input", {{"count", 10}}}});
   EXPECT_EQ(stateless["count"], 13);
+}
+
+// The worker's thread runs at --worker-nice (default -5) where the process may raise a
+// thread's priority (CAP_SYS_NICE), and keeps the process's otherwise: every "ap-worker" thread
+// of this process (the in-process servers' workers) says so in /proc.
+TEST_F(Replicas, TheWorkerThreadRunsAtItsNiceValue) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  uint64_t caps = 0;
+  while (std::getline(status, line))
+    if (line.rfind("CapEff:", 0) == 0) caps = std::stoull(line.substr(7), nullptr, 16);
+  const bool may_raise = (caps >> 23) & 1;  // CAP_SYS_NICE
+  int workers = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "ap-worker") continue;
+    ++workers;
+    std::ifstream stat(task.path() / "stat");
+    std::string all((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    // After "(comm) ": state, then fields 4..; nice is field 19.
+    std::istringstream rest(all.substr(all.rfind(')') + 2));
+    std::vector<std::string> f((std::istream_iterator<std::string>(rest)), std::istream_iterator<std::string>());
+    ASSERT_GT(f.size(), 16u);
+    EXPECT_EQ(std::stoi(f[16]), may_raise ? -5 : 0) << task.path();
+  }
+  EXPECT_GE(workers, 1);
 }
 
 // A run queued on the API replica wakes the worker replica by NOTIFY (sent after the run's

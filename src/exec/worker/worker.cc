@@ -10,6 +10,7 @@
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <atomic>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <optional>
@@ -18,6 +19,7 @@
 
 #include "audit/audit_log.h"
 #include "common/thread_name.h"
+#include "common/thread_priority.h"
 #include "control/blocking.h"
 #include "control/graphs.h"
 #include "control/run_hub.h"
@@ -662,6 +664,10 @@ Status Worker::start() {
   i.webhooks->start();
   i.thread = std::thread([&i] {
     set_thread_name("ap-worker");
+    if (i.o.thread_nice != 0)
+      if (const int err = set_thread_nice(i.o.thread_nice))
+        telemetry::log_info("worker.priority_unchanged",
+                            {{"nice", i.o.thread_nice}, {"reason", std::string_view(std::strerror(err))}});
     auto guard = asio::make_work_guard(i.ioc);
     i.ioc.run();
   });
