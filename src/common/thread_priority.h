@@ -14,4 +14,12 @@ inline int set_thread_nice(int nice) {
   return setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), nice) == 0 ? 0 : errno;
 }
 
+// The process's own nice value (its main thread's; 0 if unreadable): what the processes it
+// starts run at, whatever the priority of the thread that starts them (set it in the child).
+inline int process_nice() {
+  errno = 0;
+  const int n = getpriority(PRIO_PROCESS, static_cast<id_t>(getpid()));
+  return errno == 0 ? n : 0;
+}
+
 }  // namespace ap

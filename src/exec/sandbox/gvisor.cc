@@ -38,6 +38,7 @@
 #include <utility>
 #include <nlohmann/json.hpp>
 
+#include "common/thread_priority.h"
 #include "exec/sandbox/cgroup.h"
 #include "exec/sandbox/egress_proxy.h"
 #include "exec/sandbox/native.h"
@@ -126,10 +127,12 @@ Result<Spawned> spawn(const std::vector<std::string>& args, int in, int out, int
   argv.push_back(nullptr);
   static char path_env[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
   char* envp[] = {path_env, nullptr};
+  const int nice = process_nice();
   pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0));
   if (pid < 0) return Error::unavailable(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    ::setpriority(PRIO_PROCESS, 0, nice);  // not the raised priority of the thread that started us
     reset_signals();
     for (const auto& procs : cgroup_procs) {
       int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);

@@ -39,6 +39,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "common/thread_priority.h"
 #include "exec/sandbox/cgroup.h"
 #include "exec/sandbox/egress_proxy.h"
 #include "exec/sandbox/init_plan.h"
@@ -89,6 +90,7 @@ struct Launch {
   // sync, status, stdin, stdout, stderr, plan, egress (-1: none): become 3..9
   int fds[7] = {-1, -1, -1, -1, -1, -1, -1};
   int init_fd = -1;
+  int nice = 0;  // the server process's: not the priority of the thread that starts us
 };
 
 char kInitName[] = "agentplane-sandbox-init";
@@ -111,6 +113,8 @@ int pre_exec(void* arg) {
   const Launch& l = *static_cast<const Launch*>(arg);
   // The server's thread that started us gone (the server died): so are we, and the sandbox.
   raw(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL);
+  // Tenant code never runs at the raised priority of a server thread (the worker's: --worker-nice).
+  raw(SYS_setpriority, PRIO_PROCESS, 0, l.nice);
   // Our descriptors at fixed numbers, every other one the server had closed (this is our own
   // copy of the table: no CLONE_FILES).
   int high[8];
@@ -427,6 +431,7 @@ asio::awaitable<Result<std::unique_ptr<Started>>> start_sandbox(const Options& o
   launch.fds[4] = err.fds[1];
   launch.fds[5] = plan_fd;
   launch.init_fd = init_fd;
+  launch.nice = process_nice();
   int egress_pair[2] = {-1, -1};  // [0] ours: the init sends the proxy's listener on it
   if (spec.network && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, egress_pair) != 0)
     co_return Error::unavailable("socketpair: " + errno_text(errno));

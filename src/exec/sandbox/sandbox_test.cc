@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "common/thread_priority.h"
 #include "exec/sandbox/cgroup.h"
 #include "exec/sandbox/sandbox.h"
 #include "exec/sandbox/sandbox_test_util.h"
@@ -35,6 +36,24 @@ TEST_P(Native, StdinStdoutStderrAndTheExitCode) {
   EXPECT_EQ(streamed, "hello from stdin");
   EXPECT_EQ(r->stderr_data, "oops\n");
   EXPECT_GT(r->usage.wall_s, 0);
+}
+
+// Started from a server thread of raised priority (the worker's, --worker-nice), the sandbox's
+// processes still run at the server process's own.
+TEST_P(Native, TenantCodeRunsAtTheServersPriorityNotAtItsThreads) {
+  std::string out, error;
+  bool raised = false;
+  std::thread t([&] {
+    if (set_thread_nice(process_nice() - 5) != 0) return;  // needs CAP_SYS_NICE
+    raised = true;
+    auto r = run_sync(*sb_, sh("cut -d' ' -f19 /proc/self/stat"));
+    if (r) out = r->stdout_data + r->stderr_data;
+    else error = r.error().message;
+  });
+  t.join();
+  if (!raised) GTEST_SKIP() << "this process may not raise a thread's priority (CAP_SYS_NICE)";
+  ASSERT_TRUE(error.empty()) << error;
+  EXPECT_EQ(out, std::to_string(process_nice()) + "\n");
 }
 
 TEST_P(Native, FilesGoInAndComeBack) {
