@@ -99,8 +99,8 @@ int main(int argc, char** argv) {
                         "Attempts of a run whose workers keep dying before it fails (RunAttemptsExceeded)")
       ->check(CLI::Range(1, 1000))->capture_default_str();
   serve_cmd->add_option("--worker-nice", serve.worker_nice,
-                        "Nice value of the worker's thread, which starts the runs (below 0 needs CAP_SYS_NICE; "
-                        "refused: unchanged, logged; 0: leave it)")
+                        "Nice value of the worker's thread, which starts the runs, relative to the process's "
+                        "(below 0 needs CAP_SYS_NICE; refused: unchanged, logged; 0: leave it)")
       ->check(CLI::Range(-20, 19))->capture_default_str();
   serve_cmd->add_option("--webhook-attempts", serve.webhook_attempts,
                         "POSTs of a run's webhook (on 429, 5xx, timeouts, unreachable hosts) before it is given up")

@@ -65,7 +65,7 @@ struct ServeConfig {
   int worker_concurrency = 0;                  // runs at once per worker; 0: 4 per core, at least 16
   int worker_lease_ms = 15000;                 // a dead worker's runs are resumed after this
   int worker_max_attempts = 3;                 // then a run whose workers keep dying fails
-  int worker_nice = -5;                        // the worker thread's nice value (WorkerOptions)
+  int worker_nice = -5;                        // the worker thread's nice, relative (WorkerOptions)
   int webhook_attempts = 5;                    // POSTs of a run's webhook before it is given up
   int webhook_retry_ms = 10000;                // the wait after the first failed one (then x3 each)
   // Model gateway and limits (docs/models.md, docs/limits.md).

@@ -412,6 +412,27 @@ TEST_F(AgentApi, WebhooksGoOutFromTheQueueAndAreRetriedThenGivenUp) {
   EXPECT_GE(metric("agentplane_webhooks_total") - sent0, 9);
 }
 
+// A dead worker's runs (their leases ran out) are all taken again in one go, also on a quiet
+// queue, whose once-a-second round offers a single slot: finding one makes the next round take
+// the rest (migration 0029). At one a second these six would need six seconds.
+TEST_F(AgentApi, ADeadWorkersRunsAreAllReclaimedAtOnce) {
+  auto su = store::SyncConn::connect(Database::get().superuser_url());
+  ASSERT_TRUE(su) << su.error().message;
+  const std::string owner = "gone-" + Uuid::random_v4().to_string();
+  for (int i = 0; i < 6; ++i)
+    ASSERT_TRUE((*su)->exec("INSERT INTO agentplane.runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, "
+                            "status, attempt, lease_owner, lease_expires) VALUES ($1, gen_random_uuid(), gen_random_uuid(), "
+                            "gen_random_uuid(), '{}', 'test', 'running', 1, $2, now() - interval '1 minute')",
+                            store::params(a->id, owner)));
+  auto left = [&] {
+    auto r = (*su)->exec("SELECT count(*) FROM agentplane.runs WHERE lease_owner = $1", store::params(owner));
+    return r ? std::stoi(std::string(r->get(0, 0))) : -1;
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(eventually([&] { return left() == 0; }, std::chrono::seconds(10)));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3)) << "reclaimed one at a time";
+}
+
 // One tenant's webhooks to a receiver that does not answer take at most their share of a
 // worker's senders (a quarter: 4 of 16); another tenant's still go out meanwhile, and the stuck
 // ones all go once the receiver answers.

@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "common/thread_name.h"
+#include "common/thread_priority.h"
 
 namespace ap::sandbox {
 namespace asio = boost::asio;
@@ -49,6 +50,7 @@ asio::io_context& resolver_context() {
     auto* c = new asio::io_context(1);
     std::thread([c] {
       set_thread_name("ap-egress-dns");
+      set_thread_nice(process_nice());  // not the raised priority of the worker's thread that starts it
       auto guard = asio::make_work_guard(*c);
       c->run();
     }).detach();

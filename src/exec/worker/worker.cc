@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <deque>
@@ -296,7 +297,8 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
     // the last round, no NOTIFY since) holds one: it mostly finds nothing, and while it holds
     // them all, the API's new runs cannot start here at once and queue (about 1% of them, with
     // the round taking ~10 ms under load). What it finds makes the next round a full one.
-    const int want = queue_quiet && !backlog && !poked ? 1 : o.concurrency;
+    const bool probe = queue_quiet && !backlog && !poked;
+    const int want = probe ? 1 : o.concurrency;
     int free = 0;
     for (int n = slots.load(); n < o.concurrency;)
       if (slots.compare_exchange_weak(n, n + std::min(want, o.concurrency - n))) {
@@ -347,6 +349,11 @@ asio::awaitable<void> Worker::Impl::claim_loop() {
         queue_quiet = !due;
       }
       slots -= free - n;
+      if (probe && (n == free || !queue_quiet)) {  // it found runs (due, or leases expired): all of them now
+        last_reclaim = {};
+        poked = true;
+        continue;
+      }
       if (n == free) {  // there may be more
         backlog = true;
         continue;
@@ -670,10 +677,12 @@ Status Worker::start() {
   i.webhooks->start();
   i.thread = std::thread([&i] {
     set_thread_name("ap-worker");
-    if (i.o.thread_nice != 0)
-      if (const int err = set_thread_nice(i.o.thread_nice))
+    if (i.o.thread_nice != 0) {
+      const int nice = std::clamp(process_nice() + i.o.thread_nice, -20, 19);
+      if (const int err = set_thread_nice(nice))
         telemetry::log_info("worker.priority_unchanged",
-                            {{"nice", i.o.thread_nice}, {"reason", std::string_view(std::strerror(err))}});
+                            {{"nice", nice}, {"reason", std::string_view(std::strerror(err))}});
+    }
     auto guard = asio::make_work_guard(i.ioc);
     i.ioc.run();
   });

@@ -39,11 +39,14 @@ struct WorkerOptions {
   // concurrent_runs); absent: tenants.max_concurrent_runs (16).
   std::optional<int64_t> default_concurrent_runs;
   WebhookOptions webhooks;  // runs' webhooks (webhooks.h)
-  // The nice value of the worker's thread, which starts every run and handles its I/O: a run
-  // handed to this worker waits for that thread to be scheduled, and on a machine whose cores
-  // the database keeps busy that wait is the pick-up's tail. Below 0 needs CAP_SYS_NICE (root
-  // usually has it; containers often do not): when refused the thread keeps the process's
-  // (logged). 0: leave it.
+  // The nice value of the worker's thread, which starts every run and handles its I/O, relative
+  // to the process's (-5: five steps more urgent): a run handed to this worker waits for that
+  // thread to be scheduled, and on a machine whose cores the database keeps busy that wait is
+  // the pick-up's tail. Raising a priority needs CAP_SYS_NICE (root usually has it; containers
+  // often do not): when refused the thread keeps the process's (logged). 0: leave it. Threads
+  // and processes started from that thread inherit it: sandboxes take the process's back
+  // (sandbox/native.cc, gvisor.cc), as does the egress proxies' resolver thread; Asio's own
+  // resolver threads, which wait in getaddrinfo, keep it.
   int thread_nice = -5;
 };
 
