@@ -109,18 +109,17 @@ Json select_state(Json state, const Json& select) {
   return out;
 }
 
-// A pending task's `state`: its subgraph's state when it was read (get_state with subgraphs),
-// else the config that names the subgraph's namespace; null for a task that runs no subgraph.
-Json task_state(const graph::StateSnapshot& snap, size_t k) {
-  if (k < snap.next_task_states.size() && snap.next_task_states[k]) {
-    const graph::StateSnapshot& child = *snap.next_task_states[k];
+// A task's `state`: its subgraph's state when it was read (get_state with subgraphs), else the
+// config that names the subgraph's namespace; null for a task that runs no subgraph.
+Json task_state(const graph::StateSnapshot& snap, const graph::SnapshotTask& task) {
+  if (task.state) {
+    const graph::StateSnapshot& child = *task.state;
     if (!child.config.checkpoint_id.empty()) return state_json(child);
     Json empty = empty_state();
     empty["checkpoint"] = {{"thread_id", child.config.thread_id}, {"checkpoint_ns", child.config.checkpoint_ns}};
     return empty;
   }
-  if (k < snap.next_task_ns.size() && !snap.next_task_ns[k].empty())
-    return {{"configurable", {{"thread_id", snap.config.thread_id}, {"checkpoint_ns", snap.next_task_ns[k]}}}};
+  if (!task.ns.empty()) return {{"configurable", {{"thread_id", snap.config.thread_id}, {"checkpoint_ns", task.ns}}}};
   return nullptr;
 }
 
@@ -134,8 +133,8 @@ ThreadSummary summarize(const graph::StateSnapshot& snap, bool paused) {
     t.interrupted = true;
   }
   if (paused && !t.interrupted && !snap.next.empty()) {
-    for (size_t k = 0; k < snap.next.size(); ++k)
-      t.interrupts[k < snap.next_task_ids.size() ? snap.next_task_ids[k] : snap.next[k]] = Json::array();
+    for (const auto& task : snap.tasks)
+      if (!task.done) t.interrupts[task.id] = Json::array();
     t.interrupted = true;
   }
   return t;
@@ -143,20 +142,18 @@ ThreadSummary summarize(const graph::StateSnapshot& snap, bool paused) {
 
 Json state_json(const graph::StateSnapshot& snap) {
   Json tasks = Json::array();
-  for (size_t k = 0; k < snap.next.size(); ++k) {
-    const std::string& n = snap.next[k];
-    const std::string task_id = k < snap.next_task_ids.size() ? snap.next_task_ids[k] : n;
+  for (const auto& task : snap.tasks) {
     Json interrupts = Json::array();
     for (const auto& i : snap.interrupts)
-      if (i.task_id == task_id || (i.task_id.empty() && i.node == n)) interrupts.push_back({{"value", i.value}, {"id", i.id}});
-    tasks.push_back({{"id", task_id},
-                     {"name", n},
-                     {"path", Json::array({"__pregel_pull", n})},
-                     {"error", nullptr},
+      if (i.task_id == task.id || (i.task_id.empty() && i.node == task.name)) interrupts.push_back({{"value", i.value}, {"id", i.id}});
+    tasks.push_back({{"id", task.id},
+                     {"name", task.name},
+                     {"path", Json::array({"__pregel_pull", task.name})},
+                     {"error", task.error},
                      {"interrupts", interrupts},
                      {"checkpoint", nullptr},
-                     {"state", task_state(snap, k)},
-                     {"result", nullptr}});
+                     {"state", task.error.is_null() ? task_state(snap, task) : Json()},
+                     {"result", task.result}});
   }
   Json interrupts = Json::array();
   for (const auto& i : snap.interrupts) interrupts.push_back({{"value", i.value}, {"id", i.id}});

@@ -194,17 +194,32 @@ struct RunResult {
 // A state of a thread, as get_state returns it. The channel values are shared with the
 // checkpoint (lists share their prefixes), so a long history costs no copies until values() or
 // value() materialise them.
+struct StateSnapshot;
+
+// A task planned from a snapshot's checkpoint, as LangGraph's StateSnapshot.tasks has it: with
+// what it left in the checkpoint's pending writes (a task whose writes went with the next
+// checkpoint, a lone task that succeeded, left none there: its result is null).
+struct SnapshotTask {
+  std::string id, name;
+  // The checkpoint namespace of its subgraph ("" if the node runs none), and with
+  // get_state(..., subgraphs = true) the subgraph's own state (recursively; null if none).
+  std::string ns;
+  std::shared_ptr<const StateSnapshot> state;
+  bool done = false;  // it finished: its writes are saved
+  Json error;         // it failed: LangGraph's text of {"message", "name"}; else null
+  Json result;        // its writes to state channels ({channel: value}; "$writes" for several); else null
+};
+
 struct StateSnapshot {
   std::shared_ptr<const std::vector<std::string>> channel_names;  // the state channels
   std::vector<ValuePtr> channel_values;                           // per channel; null: empty
   // {"channel": value} for the non-empty channels (materialises: O(state)).
   Json values() const;
-  std::vector<std::string> next;  // nodes that would run next
-  std::vector<std::string> next_task_ids;  // their task ids, in the same order
-  // Per next task: the checkpoint namespace of its subgraph ("" if the node runs none), and with
-  // get_state(..., subgraphs = true) the subgraph's own state (recursively; null if none).
-  std::vector<std::string> next_task_ns;
-  std::vector<std::shared_ptr<const StateSnapshot>> next_task_states;
+  // Nodes that would run next: of a thread's latest state, the tasks that have not finished
+  // (the finished ones' writes are in its values, as LangGraph's get_state applies them); of
+  // a past checkpoint, every task planned from it.
+  std::vector<std::string> next;
+  std::vector<SnapshotTask> tasks;  // every task planned from the checkpoint, in order
   CheckpointConfig config;
   std::optional<CheckpointConfig> parent_config;
   Json metadata;
@@ -220,8 +235,9 @@ class CompiledGraph {
   Result<RunResult> invoke(const Input& input, const RunOptions& options,
                            Checkpointer* checkpointer = nullptr) const;
 
-  // `subgraphs`: also read the states of the pending tasks' subgraphs (next_task_states); a
-  // subgraph that has not started yet has an empty state (config without a checkpoint id).
+  // `subgraphs`: also read the states of the tasks' subgraphs (tasks[].state); a subgraph that
+  // has not started yet has an empty state (config without a checkpoint id). The latest state
+  // (no checkpoint id in `config`) has the writes of its finished tasks applied, as LangGraph's.
   Result<StateSnapshot> get_state(Checkpointer& cp, const CheckpointConfig& config, bool subgraphs = false) const;
   // Newest first, across branches (forks), with parent links.
   Result<std::vector<StateSnapshot>> get_state_history(Checkpointer& cp, const ListOptions& o) const;

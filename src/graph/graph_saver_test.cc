@@ -178,6 +178,64 @@ TEST_P(GraphOnSaver, CrashResumeKeepsFinishedSiblings) {
   EXPECT_EQ(right_runs, 2);
 }
 
+// A step whose tasks ran in parallel and one failed, as LangGraph's get_state and history show
+// it: every task planned from the checkpoint is listed, with its result (its writes) or its error
+// (the JSON text of {"message", "name"}). The latest state has the finished task's writes applied
+// and only the failed task left in `next`; the same checkpoint in the history has neither.
+TEST_P(GraphOnSaver, StateShowsFinishedAndFailedTasks) {
+  StateGraph g;
+  g.channel("log", Reducer::kAppend).channel("count", Reducer::kLastValue);
+  g.node("ok", [](NodeContext&) -> Result<NodeOutput> {
+    return NodeOutput().write("log", "ok").write("log", "ok again").write("count", 10);
+  });
+  g.node("bad", [](NodeContext&) -> Result<NodeOutput> { return Error::unavailable("boom"); });
+  g.edge(kStart, "ok").edge(kStart, "bad");
+  auto graph = compile(g);
+  Checkpointer& saver = *saver_;
+  ASSERT_FALSE(graph->invoke(Input::of({{"log", Json::array({"hi"})}}), on_thread("failed-fan"), &saver));
+
+  const Json error =
+      Json{{"message", "node 'bad' failed: boom"}, {"name", std::string(code_name(Code::kUnavailable))}}.dump();
+  const Json ok_result = {{"log", {{"$writes", {"ok", "ok again"}}}}, {"count", 10}};
+  auto check_tasks = [&](const StateSnapshot& s) {
+    ASSERT_EQ(s.tasks.size(), 2u);
+    const bool ok_first = s.tasks[0].name == "ok";  // (in the engine's order)
+    const SnapshotTask& ok = s.tasks[ok_first ? 0 : 1];
+    const SnapshotTask& bad = s.tasks[ok_first ? 1 : 0];
+    EXPECT_EQ(ok.name, "ok");
+    EXPECT_TRUE(ok.done);
+    EXPECT_EQ(ok.error, Json());
+    EXPECT_EQ(ok.result, ok_result);
+    EXPECT_EQ(bad.name, "bad");
+    EXPECT_FALSE(bad.done);
+    EXPECT_EQ(bad.error, error);
+    EXPECT_EQ(bad.result, Json());
+  };
+  auto latest = graph->get_state(saver, {"failed-fan", "", ""});
+  ASSERT_TRUE(latest) << latest.error().message;
+  check_tasks(*latest);
+  EXPECT_EQ(latest->next, std::vector<std::string>{"bad"});
+  EXPECT_EQ(latest->values()["log"], Json::array({"hi", "ok", "ok again"}));
+  EXPECT_EQ(latest->values()["count"], 10);
+
+  auto history = graph->get_state_history(saver, ListOptions{.thread_id = "failed-fan", .checkpoint_ns = ""});
+  ASSERT_TRUE(history) << history.error().message;
+  ASSERT_FALSE(history->empty());
+  const StateSnapshot& same = history->front();
+  EXPECT_EQ(same.config.checkpoint_id, latest->config.checkpoint_id);
+  check_tasks(same);
+  std::vector<std::string> planned;
+  for (const auto& t : same.tasks) planned.push_back(t.name);
+  EXPECT_EQ(same.next, planned);
+  EXPECT_EQ(same.values()["log"], Json::array({"hi"}));
+  EXPECT_FALSE(same.values().contains("count"));
+  // The same checkpoint by its id: as in the history.
+  auto at = graph->get_state(saver, latest->config);
+  ASSERT_TRUE(at) << at.error().message;
+  EXPECT_EQ(at->next, same.next);
+  EXPECT_EQ(at->values(), same.values());
+}
+
 TEST_P(GraphOnSaver, InterruptBeforeAndAfter) {
   StateGraph g;
   g.channel("log", Reducer::kAppend).node("a", append("a")).node("b", append("b"));
@@ -413,21 +471,23 @@ TEST_P(GraphOnSaver, GetStateShowsPendingSubgraphs) {
   auto plain = graph->get_state(saver, {"sub-state", "", ""});
   ASSERT_TRUE(plain) << plain.error().message;
   ASSERT_EQ(plain->next, std::vector<std::string>{"team"});
-  const std::string ns = "team:" + plain->next_task_ids[0];
-  EXPECT_EQ(plain->next_task_ns, std::vector<std::string>{ns});
-  ASSERT_EQ(plain->next_task_states.size(), 1u);
-  EXPECT_EQ(plain->next_task_states[0], nullptr);
+  ASSERT_EQ(plain->tasks.size(), 1u);
+  const std::string ns = "team:" + plain->tasks[0].id;
+  EXPECT_EQ(plain->tasks[0].ns, ns);
+  EXPECT_EQ(plain->tasks[0].state, nullptr);
 
   // With subgraphs: the child's own state, paused at its interrupt, under that namespace.
   auto deep = graph->get_state(saver, {"sub-state", "", ""}, true);
   ASSERT_TRUE(deep) << deep.error().message;
-  ASSERT_NE(deep->next_task_states[0], nullptr);
-  const StateSnapshot& inner = *deep->next_task_states[0];
+  ASSERT_EQ(deep->tasks.size(), 1u);
+  ASSERT_NE(deep->tasks[0].state, nullptr);
+  const StateSnapshot& inner = *deep->tasks[0].state;
   EXPECT_EQ(inner.config.checkpoint_ns, ns);
   EXPECT_FALSE(inner.config.checkpoint_id.empty());
   EXPECT_EQ(inner.values()["log"], Json::array({"draft"}));
   EXPECT_EQ(inner.next, std::vector<std::string>{"review"});
-  EXPECT_EQ(inner.next_task_ns, std::vector<std::string>{""});  // review runs no subgraph
+  ASSERT_EQ(inner.tasks.size(), 1u);
+  EXPECT_EQ(inner.tasks[0].ns, "");  // review runs no subgraph
   ASSERT_EQ(inner.interrupts.size(), 1u);
   EXPECT_EQ(inner.interrupts[0].value, "ok?");
   ASSERT_EQ(deep->interrupts.size(), 1u);
@@ -440,7 +500,7 @@ TEST_P(GraphOnSaver, GetStateShowsPendingSubgraphs) {
   auto done = graph->get_state(saver, {"sub-state", "", ""}, true);
   ASSERT_TRUE(done);
   EXPECT_TRUE(done->next.empty());
-  EXPECT_TRUE(done->next_task_states.empty());
+  EXPECT_TRUE(done->tasks.empty());
 }
 
 TEST_P(GraphOnSaver, GetStateOfASubgraphNotStartedYet) {
@@ -457,11 +517,11 @@ TEST_P(GraphOnSaver, GetStateOfASubgraphNotStartedYet) {
   ASSERT_TRUE(r) << r.error().message;
   auto deep = graph->get_state(saver, {"sub-later", "", ""}, true);
   ASSERT_TRUE(deep) << deep.error().message;
-  ASSERT_EQ(deep->next_task_states.size(), 1u);
-  ASSERT_NE(deep->next_task_states[0], nullptr);
-  EXPECT_EQ(deep->next_task_states[0]->config.checkpoint_ns, deep->next_task_ns[0]);
-  EXPECT_TRUE(deep->next_task_states[0]->config.checkpoint_id.empty());
-  EXPECT_EQ(deep->next_task_states[0]->values(), Json::object());
+  ASSERT_EQ(deep->tasks.size(), 1u);
+  ASSERT_NE(deep->tasks[0].state, nullptr);
+  EXPECT_EQ(deep->tasks[0].state->config.checkpoint_ns, deep->tasks[0].ns);
+  EXPECT_TRUE(deep->tasks[0].state->config.checkpoint_id.empty());
+  EXPECT_EQ(deep->tasks[0].state->values(), Json::object());
 }
 
 TEST_P(GraphOnSaver, ANewThreadsRetriedSubgraphContinuesFromItsCheckpoint) {

@@ -205,6 +205,16 @@ bool is_special_write(const std::string& channel) {
   return channel == kInterruptChannel || channel == kErrorChannel || channel == kResumeChannel;
 }
 
+void add_result_write(Json& result, const std::string& channel, const Json& value) {
+  auto it = result.find(channel);
+  if (it == result.end()) {
+    result[channel] = value;
+    return;
+  }
+  if (!it->is_object() || !it->contains("$writes")) *it = Json{{"$writes", Json::array({std::move(*it)})}};
+  (*it)["$writes"].push_back(value);
+}
+
 bool should_interrupt(const Impl& g, const Checkpoint& cp, const std::vector<std::string>& names,
                       const std::vector<Task>& tasks) {
   if (names.empty()) return false;

@@ -108,7 +108,8 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
       return std::optional<StateSnapshot>(std::move(*s));
     }());
     if (state) {
-      if (state->next.empty() && state->interrupts.empty()) return state->values();
+      // (tasks whose writes are saved still need their step finished: continued below)
+      if (state->tasks.empty() && state->interrupts.empty()) return state->values();
       in = f_.fresh_resume ? Input::resume_with(*f_.fresh_resume) : Input{};
     }
   }

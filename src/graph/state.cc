@@ -9,30 +9,63 @@ using namespace internal;
 
 namespace {
 
-StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t) {
+// LangGraph's text for a task's error in a state: the JSON of {"message", "name"}.
+Json error_text(const Json& saved) {
+  const Json* message = saved.is_object() ? &saved : nullptr;
+  std::string text = message && saved.contains("message") && saved["message"].is_string()
+                         ? saved["message"].get<std::string>() : saved.dump();
+  std::string name = message && saved.contains("code") && saved["code"].is_string() ? saved["code"].get<std::string>() : "Error";
+  return Json{{"message", std::move(text)}, {"name", std::move(name)}}.dump();
+}
+
+// `apply_pending`: the thread's latest state, as LangGraph's get_state gives it: the finished
+// tasks' writes applied to the values (each channel's reducer, in the order the engine applies
+// a step's writes), those tasks left out of `next`.
+StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t, bool apply_pending) {
   StateSnapshot s;
   Checkpoint cp = adapt(g, t.checkpoint);
   s.channel_names = g.state_names;
   s.channel_values.assign(cp.values.begin(), cp.values.begin() + g.user_channels);
-  std::unordered_map<std::string, std::string> task_node;
+  std::unordered_map<std::string, size_t> task_at;
   for (const auto& task : plan(g, cp, t.metadata.step + 1, t.config.checkpoint_ns)) {
-    bool done = false;
-    for (const auto& w : t.pending_writes)
-      done = done || (w.task_id == task.id && !is_special_write(w.channel));
-    task_node[task.id] = g.nodes[task.node].name;
-    if (!done) {
-      const auto& node = g.nodes[task.node];
-      s.next.push_back(node.name);
-      s.next_task_ids.push_back(task.id);
-      // The namespace run_subgraph gives this task's subgraph.
-      s.next_task_ns.push_back(node.subgraph ? subgraph_ns(t.config.checkpoint_ns, node.name, task.id) : "");
-    }
+    const auto& node = g.nodes[task.node];
+    SnapshotTask st;
+    st.id = task.id;
+    st.name = node.name;
+    // The namespace run_subgraph gives this task's subgraph.
+    st.ns = node.subgraph ? subgraph_ns(t.config.checkpoint_ns, node.name, task.id) : "";
+    task_at[task.id] = s.tasks.size();
+    s.tasks.push_back(std::move(st));
   }
+  std::vector<std::vector<Json>> applied(g.user_channels);
+  for (const auto& w : t.pending_writes) {
+    auto at = task_at.find(w.task_id);
+    if (at == task_at.end()) continue;
+    SnapshotTask& task = s.tasks[at->second];
+    if (w.channel == kErrorChannel) {
+      if (w.value) task.error = error_text(*w.value);
+      continue;
+    }
+    if (is_special_write(w.channel)) continue;
+    task.done = true;
+    const auto c = g.channel(w.channel);
+    if (!c || *c >= g.user_channels || !w.value) continue;  // a trigger, or no writes at all
+    if (task.result.is_null()) task.result = Json::object();
+    add_result_write(task.result, w.channel, *w.value);
+    if (apply_pending) applied[*c].push_back(*w.value);
+  }
+  for (size_t c = 0; c < applied.size(); ++c) {
+    if (applied[c].empty()) continue;
+    // Writes that the engine would refuse (it failed the step for them) leave the value as is.
+    if (auto v = apply_writes(g.channels[c], s.channel_values[c], applied[c])) s.channel_values[c] = *v;
+  }
+  for (const auto& task : s.tasks)
+    if (!apply_pending || !task.done) s.next.push_back(task.name);
   for (const auto& w : t.pending_writes)
     if (w.channel == kInterruptChannel && w.value && w.value->is_array())
       for (const auto& i : *w.value) {
-        auto n = task_node.find(w.task_id);
-        s.interrupts.push_back({i.value("id", ""), i.value("value", Json()), n == task_node.end() ? "" : n->second, w.task_id});
+        auto n = task_at.find(w.task_id);
+        s.interrupts.push_back({i.value("id", ""), i.value("value", Json()), n == task_at.end() ? "" : s.tasks[n->second].name, w.task_id});
       }
   s.config = t.config;
   s.parent_config = t.parent;
@@ -54,13 +87,12 @@ Result<StateSnapshot> CompiledGraph::get_state(Checkpointer& cp, const Checkpoin
                                                bool subgraphs) const {
   AP_ASSIGN_OR_RETURN(auto t, cp.get_tuple(config));
   if (!t) return Error::not_found("no checkpoint for this thread");
-  StateSnapshot s = snapshot(*impl_, *t);
-  s.next_task_states.resize(s.next.size());
+  StateSnapshot s = snapshot(*impl_, *t, config.checkpoint_id.empty());
   if (!subgraphs) return s;
-  for (size_t k = 0; k < s.next.size(); ++k) {
-    if (s.next_task_ns[k].empty()) continue;
-    const auto child = subgraph_of(s.next[k]);
-    CheckpointConfig at{config.thread_id, s.next_task_ns[k], ""};
+  for (auto& task : s.tasks) {
+    if (task.ns.empty()) continue;
+    const auto child = subgraph_of(task.name);
+    CheckpointConfig at{config.thread_id, task.ns, ""};
     auto state = child->get_state(cp, at, true);
     if (!state && state.error().code != Code::kNotFound) return state.error();
     if (!state) {
@@ -70,7 +102,7 @@ Result<StateSnapshot> CompiledGraph::get_state(Checkpointer& cp, const Checkpoin
       empty.config = at;
       state = std::move(empty);
     }
-    s.next_task_states[k] = std::make_shared<const StateSnapshot>(std::move(*state));
+    task.state = std::make_shared<const StateSnapshot>(std::move(*state));
   }
   return s;
 }
@@ -80,7 +112,7 @@ Result<std::vector<StateSnapshot>> CompiledGraph::get_state_history(Checkpointer
   AP_ASSIGN_OR_RETURN(auto tuples, cp.list(o));
   std::vector<StateSnapshot> out;
   out.reserve(tuples.size());
-  for (const auto& t : tuples) out.push_back(snapshot(*impl_, t));
+  for (const auto& t : tuples) out.push_back(snapshot(*impl_, t, false));
   return out;
 }
 

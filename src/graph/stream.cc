@@ -52,17 +52,8 @@ void Loop::emit_task_start(const Task& t) {
 void Loop::emit_task_result(const Task& t) {
   if (!o.on_event || !o.stream_debug || t.node == 0) return;
   Json result = Json::object();
-  for (const auto& [c, v] : t.writes) {
-    if (c >= g.user_channels) continue;
-    const std::string& name = g.channels[c].name;
-    if (!result.contains(name)) {
-      result[name] = v;
-    } else {  // written more than once: all the writes, as LangGraph's "$writes"
-      Json& slot = result[name];
-      if (!slot.is_object() || !slot.contains("$writes")) slot = Json{{"$writes", Json::array({slot})}};
-      slot["$writes"].push_back(v);
-    }
-  }
+  for (const auto& [c, v] : t.writes)
+    if (c < g.user_channels) add_result_write(result, g.channels[c].name, v);
   Json error = t.error ? Json{{"error", std::string(code_name(t.error->code))}, {"message", t.error->message}} : Json();
   emit("tasks", g.nodes[t.node].name,
        Json{{"id", t.id}, {"name", g.nodes[t.node].name}, {"error", std::move(error)}, {"result", std::move(result)},

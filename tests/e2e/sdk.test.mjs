@@ -40,6 +40,8 @@ const G = {
   par: `e2e-par-${RUN}`,
   // before -> review (subgraph: ask interrupts "ok {{count}}?" -> done writes the verdict) -> __end__
   subask: `e2e-subask-${RUN}`,
+  // __start__ -> ok (writes log "ok") and bad (an llm node with no model: fails), in parallel
+  fanfail: `e2e-fanfail-${RUN}`,
 };
 
 const SPECS = {
@@ -98,6 +100,14 @@ const SPECS = {
       },
     },
     edges: [["__start__", "before"], ["before", "review"], ["review", "__end__"]],
+  },
+  [G.fanfail]: {
+    channels: { messages: "messages", log: "append" },
+    nodes: {
+      ok: { kind: "set", values: { log: "ok" } },
+      bad: { kind: "llm", model: { from: "$config.configurable.model" } },
+    },
+    edges: [["__start__", "ok"], ["__start__", "bad"]],
   },
 };
 
@@ -932,6 +942,32 @@ describe("runs: streaming", { skip: SKIP }, () => {
     assert.match(cl, new RegExp(`^/threads/${th.thread_id}/runs/[0-9a-f-]{36}$`));
     assert.ok(body.startsWith("event: metadata\n"), body.slice(0, 80));
     assert.equal(res.headers.get("location"), `${cl}/stream`, "Location: /threads/{tid}/runs/{rid}/stream");
+  });
+
+  test("state and history of a failed step: the finished task's result, the failed one's error", async () => {
+    const th = await A.threads.create({ metadata: { suite: RUN } });
+    const out = await A.runs.wait(th.thread_id, G.fanfail, { input: { log: ["hi"] }, raiseError: false });
+    assert.ok(out.__error__, JSON.stringify(out));
+    const state = await A.threads.getState(th.thread_id);
+    // As LangGraph's: every task planned from the checkpoint, the finished one's writes applied
+    // to the values and only the failed one left to run.
+    assert.deepEqual(state.next, ["bad"]);
+    assert.deepEqual(state.values.log, ["hi", "ok"]);
+    const byName = Object.fromEntries(state.tasks.map((t) => [t.name, t]));
+    assert.deepEqual(Object.keys(byName).sort(), ["bad", "ok"]);
+    assert.equal(byName.ok.error, null);
+    assert.deepEqual(byName.ok.result, { log: "ok" });
+    assert.equal(byName.bad.result, null);
+    const error = JSON.parse(byName.bad.error);
+    assert.equal(error.name, "invalid_argument");
+    assert.match(error.message, /no model to call/);
+    // The same checkpoint in the history: every planned task in `next`, the values before it.
+    const [latest] = await A.threads.getHistory(th.thread_id, { limit: 1 });
+    assert.equal(latest.checkpoint.checkpoint_id, state.checkpoint.checkpoint_id);
+    assert.deepEqual([...latest.next].sort(), ["bad", "ok"]);
+    assert.deepEqual(latest.values.log, ["hi"]);
+    assert.deepEqual(latest.tasks.find((t) => t.name === "ok").result, { log: "ok" });
+    assert.equal(latest.tasks.find((t) => t.name === "bad").error, byName.bad.error);
   });
 
   test("stream of a failing run: error event, thread and run in error", async () => {

@@ -76,6 +76,9 @@ Status apply_step(const Impl& g, Checkpoint& cp, const std::vector<Task>& tasks)
 Status apply_null_writes(const Impl& g, Checkpoint& cp,
                          const std::vector<std::pair<size_t, Json>>& writes);
 bool is_special_write(const std::string& channel);
+// Adds a task's write to `channel` to its result as LangGraph shows it ({channel: value}; a
+// channel written more than once: {"$writes": [every value]}). `result` is an object.
+void add_result_write(Json& result, const std::string& channel, const Json& value);
 bool should_interrupt(const Impl& g, const Checkpoint& cp, const std::vector<std::string>& names,
                       const std::vector<Task>& tasks);
 
