@@ -9,8 +9,9 @@
 -- runs_thread instead, walking every run the thread ever had: on bench/api's thread runs
 -- (3-node graph, 10 connections) 80-151 buffers and 0.20-0.29 ms a start, against 3-5 buffers and
 -- 0.02 ms with the setting below (PostgreSQL's CPU per run 4.0 → 3.6-3.9 ms). n_distinct = -0.05
--- says 20 runs per thread whatever ANALYZE finds; nothing else planned on runs gets worse for it
--- (every other statement goes by key or through a partial index).
+-- says 20 runs per thread whatever ANALYZE finds (the server's statements are prepared, and their
+-- generic plans go by it); nothing else planned on runs gets worse for it (every other statement
+-- goes by key or through a partial index).
 --
 -- Every run inserts its row and updates it at least twice, and ended stateless runs are swept
 -- ten minutes later (0021), so under load the table keeps a few tens of thousands of rows, and
