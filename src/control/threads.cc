@@ -109,18 +109,22 @@ Json select_state(Json state, const Json& select) {
   return out;
 }
 
-// A task's `state`: its subgraph's state when it was read (get_state with subgraphs), else the
-// config that names the subgraph's namespace; null for a task that runs no subgraph.
-Json task_state(const graph::StateSnapshot& snap, const graph::SnapshotTask& task) {
-  if (task.state) {
-    const graph::StateSnapshot& child = *task.state;
-    if (!child.config.checkpoint_id.empty()) return state_json(child);
-    Json empty = empty_state();
-    empty["checkpoint"] = {{"thread_id", child.config.thread_id}, {"checkpoint_ns", child.config.checkpoint_ns}};
-    return empty;
-  }
-  if (!task.ns.empty()) return {{"configurable", {{"thread_id", snap.config.thread_id}, {"checkpoint_ns", task.ns}}}};
-  return nullptr;
+// A task's `state`: its subgraph's state when it was read (get_state with subgraphs); null
+// otherwise, and for a task that runs no subgraph.
+Json task_state(const graph::SnapshotTask& task) {
+  if (!task.state) return nullptr;
+  const graph::StateSnapshot& child = *task.state;
+  if (!child.config.checkpoint_id.empty()) return state_json(child);
+  Json empty = empty_state();
+  empty["checkpoint"] = {{"thread_id", child.config.thread_id}, {"checkpoint_ns", child.config.checkpoint_ns}};
+  return empty;
+}
+
+// A task's `checkpoint`, as LangGraph's server gives it when the subgraph's state was not read:
+// the subgraph's thread and namespace.
+Json task_checkpoint(const graph::StateSnapshot& snap, const graph::SnapshotTask& task) {
+  if (task.state || task.ns.empty()) return nullptr;
+  return {{"thread_id", snap.config.thread_id}, {"checkpoint_ns", task.ns}};
 }
 
 }  // namespace
@@ -148,11 +152,11 @@ Json state_json(const graph::StateSnapshot& snap) {
       if (i.task_id == task.id || (i.task_id.empty() && i.node == task.name)) interrupts.push_back({{"value", i.value}, {"id", i.id}});
     tasks.push_back({{"id", task.id},
                      {"name", task.name},
-                     {"path", Json::array({"__pregel_pull", task.name})},
+                     {"path", task.path},
                      {"error", task.error},
                      {"interrupts", interrupts},
-                     {"checkpoint", nullptr},
-                     {"state", task.error.is_null() ? task_state(snap, task) : Json()},
+                     {"checkpoint", task_checkpoint(snap, task)},
+                     {"state", task_state(task)},
                      {"result", task.result}});
   }
   Json interrupts = Json::array();

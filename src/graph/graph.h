@@ -201,13 +201,16 @@ struct StateSnapshot;
 // checkpoint, a lone task that succeeded, left none there: its result is null).
 struct SnapshotTask {
   std::string id, name;
+  Json path;  // LangGraph's: ["__pregel_pull", node], or ["__pregel_push", index] for a Send
   // The checkpoint namespace of its subgraph ("" if the node runs none), and with
   // get_state(..., subgraphs = true) the subgraph's own state (recursively; null if none).
   std::string ns;
   std::shared_ptr<const StateSnapshot> state;
   bool done = false;  // it finished: its writes are saved
   Json error;         // it failed: LangGraph's text of {"message", "name"}; else null
-  Json result;        // its writes to state channels ({channel: value}; "$writes" for several); else null
+  // A finished task's writes to state channels ({channel: value}; {"$writes": [...]} for a
+  // channel written more than once); else null.
+  Json result;
 };
 
 struct StateSnapshot {

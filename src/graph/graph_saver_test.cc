@@ -234,6 +234,52 @@ TEST_P(GraphOnSaver, StateShowsFinishedAndFailedTasks) {
   ASSERT_TRUE(at) << at.error().message;
   EXPECT_EQ(at->next, same.next);
   EXPECT_EQ(at->values(), same.values());
+
+  // An update of the latest state keeps what the finished task wrote, as LangGraph's does.
+  auto updated = graph->update_state(saver, {"failed-fan", "", ""}, Json{{"count", 11}}, "bad", "");
+  ASSERT_TRUE(updated) << updated.error().message;
+  auto after = graph->get_state(saver, {"failed-fan", "", ""});
+  ASSERT_TRUE(after) << after.error().message;
+  EXPECT_EQ(after->values()["log"], Json::array({"hi", "ok", "ok again"}));
+  EXPECT_EQ(after->values()["count"], 11);
+}
+
+// A task whose router fails after its node wrote: its writes are not kept with the error, so it
+// is not taken for finished; the next attempt runs it again.
+TEST_P(GraphOnSaver, AFailedTasksWritesAreNotKept) {
+  std::atomic<int> runs{0};
+  std::atomic<bool> fail{true};
+  StateGraph g;
+  g.channel("log", Reducer::kAppend);
+  g.node("ok", append("ok"));
+  g.node("routed", [&](NodeContext&) -> Result<NodeOutput> {
+    ++runs;
+    return NodeOutput().write("log", "routed");
+  });
+  g.node("after", append("after"));
+  g.edge(kStart, "ok").edge(kStart, "routed");
+  g.branch("routed", [&](NodeContext&) -> Result<Route> {
+    if (fail) return Error::unavailable("router down");
+    return Route{{"after"}, {}};
+  }, {"after"});
+  auto graph = compile(g);
+  Checkpointer& saver = *saver_;
+  ASSERT_FALSE(graph->invoke(Input::of({{"log", Json::array()}}), on_thread("failed-router"), &saver));
+  auto state = graph->get_state(saver, {"failed-router", "", ""});
+  ASSERT_TRUE(state) << state.error().message;
+  EXPECT_EQ(state->next, std::vector<std::string>{"routed"});
+  EXPECT_EQ(state->values()["log"], Json::array({"ok"}));
+  for (const auto& t : state->tasks)
+    if (t.name == "routed") {
+      EXPECT_FALSE(t.done);
+      EXPECT_EQ(t.result, Json());
+      EXPECT_TRUE(t.error.is_string());
+    }
+  fail = false;
+  auto r = graph->invoke(Input{}, on_thread("failed-router"), &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(runs, 2);
+  EXPECT_EQ(r->values["log"], Json::array({"ok", "routed", "after"}));
 }
 
 TEST_P(GraphOnSaver, InterruptBeforeAndAfter) {

@@ -205,6 +205,30 @@ bool is_special_write(const std::string& channel) {
   return channel == kInterruptChannel || channel == kErrorChannel || channel == kResumeChannel;
 }
 
+std::vector<std::pair<size_t, Json>> null_writes_of(const Impl& g, std::span<const PendingWrite> pending) {
+  std::vector<std::pair<size_t, Json>> out;
+  for (const auto& w : pending)
+    if (w.task_id == kNullTaskId && !is_special_write(w.channel))
+      if (auto c = g.channel(w.channel)) out.emplace_back(*c, w.value ? *w.value : Json());
+  return out;
+}
+
+void match_stored_writes(const Impl& g, std::vector<Task>& tasks, std::span<const PendingWrite> pending) {
+  for (auto& t : tasks) {
+    std::vector<std::pair<size_t, Json>> writes;
+    for (const auto& w : pending) {
+      if (w.task_id != t.id) continue;
+      if (w.channel == kResumeChannel && w.value && w.value->is_array()) {
+        t.resume.assign(w.value->begin(), w.value->end());
+      } else if (!is_special_write(w.channel)) {
+        t.done = true;
+        if (auto c = g.channel(w.channel)) writes.emplace_back(*c, w.value ? *w.value : Json());
+      }
+    }
+    if (t.done) t.writes = std::move(writes);
+  }
+}
+
 void add_result_write(Json& result, const std::string& channel, const Json& value) {
   auto it = result.find(channel);
   if (it == result.end()) {

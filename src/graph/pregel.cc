@@ -56,10 +56,7 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
     if (loop.cp.id.empty())
       return Error::invalid_argument("nothing to run: the thread has no state and no input was given");
     // Writes of no task: stored ones (an earlier Command) and this Command's update/goto.
-    std::vector<std::pair<size_t, Json>> null_writes;
-    for (const auto& w : loop.pending)
-      if (w.task_id == kNullTaskId && !is_special_write(w.channel))
-        if (auto c = g.channel(w.channel)) null_writes.emplace_back(*c, w.value ? *w.value : Json());
+    std::vector<std::pair<size_t, Json>> null_writes = null_writes_of(g, loop.pending);
     std::vector<PendingWrite> new_null;
     if (input.update) {
       if (!input.update->is_object()) return Error::invalid_argument("update must be an object of channel values");
@@ -88,21 +85,8 @@ Result<RunResult> CompiledGraph::invoke(const Input& input, const RunOptions& o,
 
     tasks = plan(g, loop.cp, loop.step + 1, o.checkpoint_ns);
     have_tasks = true;
-    // Match stored writes to tasks: a task with ordinary writes (or __no_writes__) finished and
-    // is not run again; one with only an interrupt or an error runs again.
-    for (auto& t : tasks) {
-      std::vector<std::pair<size_t, Json>> writes;
-      for (const auto& w : loop.pending) {
-        if (w.task_id != t.id) continue;
-        if (w.channel == kResumeChannel && w.value && w.value->is_array()) {
-          t.resume.assign(w.value->begin(), w.value->end());
-        } else if (!is_special_write(w.channel)) {
-          t.done = true;
-          if (auto c = g.channel(w.channel)) writes.emplace_back(*c, w.value ? *w.value : Json());
-        }
-      }
-      if (t.done) t.writes = std::move(writes);
-    }
+    // A task that finished is not run again; one with only an interrupt or an error runs again.
+    match_stored_writes(g, tasks, loop.pending);
     std::map<std::string, std::string> interrupt_task;  // interrupt id -> unfinished task id
     for (const auto& w : loop.pending) {
       if (w.channel != kInterruptChannel || !w.value || !w.value->is_array()) continue;

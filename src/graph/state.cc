@@ -18,55 +18,71 @@ Json error_text(const Json& saved) {
   return Json{{"message", std::move(text)}, {"name", std::move(name)}}.dump();
 }
 
-// `apply_pending`: the thread's latest state, as LangGraph's get_state gives it: the finished
-// tasks' writes applied to the values (each channel's reducer, in the order the engine applies
-// a step's writes), those tasks left out of `next`.
+// As LangGraph's snapshots: the checkpoint's stored writes of no task (an earlier Command's
+// update and goto) applied before its tasks are planned; every task planned, with what it left
+// in the stored writes. `apply_pending` (the thread's latest state, as LangGraph's get_state
+// gives it): the finished tasks' writes applied as the engine applies a step's, those tasks
+// left out of `next`.
+// A checkpoint as LangGraph reads it back: its stored writes of no task applied, then with
+// `finished` the writes of the tasks that finished from it, as the engine applies a step's
+// (writes the engine refused, failing the step for them, leave the values as they are).
+// `tasks`: the tasks planned from it, matched to their stored writes.
+Checkpoint with_stored_writes(const Impl& g, const CheckpointTuple& t, bool finished, std::vector<Task>& tasks) {
+  Checkpoint cp = adapt(g, t.checkpoint);
+  if (auto null_writes = null_writes_of(g, t.pending_writes); !null_writes.empty())
+    if (Checkpoint with = cp; apply_null_writes(g, with, null_writes)) cp = std::move(with);
+  tasks = plan(g, cp, t.metadata.step + 1, t.config.checkpoint_ns);
+  match_stored_writes(g, tasks, t.pending_writes);
+  if (!finished) return cp;
+  std::vector<Task> done;
+  for (const auto& task : tasks)
+    if (task.done) done.push_back(task);
+  if (!done.empty())
+    if (Checkpoint with = cp; apply_step(g, with, done)) cp = std::move(with);
+  return cp;
+}
+
 StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t, bool apply_pending) {
   StateSnapshot s;
-  Checkpoint cp = adapt(g, t.checkpoint);
-  s.channel_names = g.state_names;
-  s.channel_values.assign(cp.values.begin(), cp.values.begin() + g.user_channels);
+  std::vector<Task> tasks;
+  const Checkpoint cp = with_stored_writes(g, t, apply_pending, tasks);
   std::unordered_map<std::string, size_t> task_at;
-  for (const auto& task : plan(g, cp, t.metadata.step + 1, t.config.checkpoint_ns)) {
+  for (const auto& task : tasks) {
     const auto& node = g.nodes[task.node];
     SnapshotTask st;
     st.id = task.id;
     st.name = node.name;
+    if (task.push)  // ("~__pregel_push|<index>")
+      st.path = Json::array({"__pregel_push", std::stoll(task.path.substr(task.path.find('|') + 1))});
+    else
+      st.path = Json::array({"__pregel_pull", node.name});
     // The namespace run_subgraph gives this task's subgraph.
     st.ns = node.subgraph ? subgraph_ns(t.config.checkpoint_ns, node.name, task.id) : "";
+    st.done = task.done;
+    for (const auto& [c, v] : task.writes)
+      if (c < g.user_channels) {
+        if (st.result.is_null()) st.result = Json::object();
+        add_result_write(st.result, g.channels[c].name, v);
+      }
     task_at[task.id] = s.tasks.size();
     s.tasks.push_back(std::move(st));
   }
-  std::vector<std::vector<Json>> applied(g.user_channels);
-  for (const auto& w : t.pending_writes) {
-    auto at = task_at.find(w.task_id);
-    if (at == task_at.end()) continue;
-    SnapshotTask& task = s.tasks[at->second];
-    if (w.channel == kErrorChannel) {
-      if (w.value) task.error = error_text(*w.value);
-      continue;
-    }
-    if (is_special_write(w.channel)) continue;
-    task.done = true;
-    const auto c = g.channel(w.channel);
-    if (!c || *c >= g.user_channels || !w.value) continue;  // a trigger, or no writes at all
-    if (task.result.is_null()) task.result = Json::object();
-    add_result_write(task.result, w.channel, *w.value);
-    if (apply_pending) applied[*c].push_back(*w.value);
-  }
-  for (size_t c = 0; c < applied.size(); ++c) {
-    if (applied[c].empty()) continue;
-    // Writes that the engine would refuse (it failed the step for them) leave the value as is.
-    if (auto v = apply_writes(g.channels[c], s.channel_values[c], applied[c])) s.channel_values[c] = *v;
-  }
+  for (const auto& w : t.pending_writes)
+    if (w.channel == kErrorChannel && w.value)
+      if (auto at = task_at.find(w.task_id); at != task_at.end()) s.tasks[at->second].error = error_text(*w.value);
+  s.channel_names = g.state_names;
+  s.channel_values.assign(cp.values.begin(), cp.values.begin() + g.user_channels);
   for (const auto& task : s.tasks)
     if (!apply_pending || !task.done) s.next.push_back(task.name);
-  for (const auto& w : t.pending_writes)
-    if (w.channel == kInterruptChannel && w.value && w.value->is_array())
-      for (const auto& i : *w.value) {
-        auto n = task_at.find(w.task_id);
-        s.interrupts.push_back({i.value("id", ""), i.value("value", Json()), n == task_at.end() ? "" : s.tasks[n->second].name, w.task_id});
-      }
+  // The interrupts of the tasks that have not finished (one answered and then finished, in a
+  // step a sibling failed, is not pending).
+  for (const auto& w : t.pending_writes) {
+    auto at = task_at.find(w.task_id);
+    if (w.channel != kInterruptChannel || !w.value || !w.value->is_array() || (at != task_at.end() && s.tasks[at->second].done))
+      continue;
+    for (const auto& i : *w.value)
+      s.interrupts.push_back({i.value("id", ""), i.value("value", Json()), at == task_at.end() ? "" : s.tasks[at->second].name, w.task_id});
+  }
   s.config = t.config;
   s.parent_config = t.parent;
   s.metadata = t.metadata.to_json();
@@ -90,7 +106,7 @@ Result<StateSnapshot> CompiledGraph::get_state(Checkpointer& cp, const Checkpoin
   StateSnapshot s = snapshot(*impl_, *t, config.checkpoint_id.empty());
   if (!subgraphs) return s;
   for (auto& task : s.tasks) {
-    if (task.ns.empty()) continue;
+    if (task.ns.empty() || task.done || !task.error.is_null()) continue;
     const auto child = subgraph_of(task.name);
     CheckpointConfig at{config.thread_id, task.ns, ""};
     auto state = child->get_state(cp, at, true);
@@ -133,7 +149,12 @@ Result<CheckpointConfig> CompiledGraph::update_state(Checkpointer& saver, const 
     first.metadata.step = -1;
     tuple = std::move(first);
   }
-  Checkpoint cp = adapt(g, tuple->checkpoint);
+  // The latest checkpoint (not one named by id) with what its finished tasks and an earlier
+  // Command left in its stored writes, as LangGraph's update_state applies them first.
+  std::vector<Task> planned;
+  Checkpoint cp = tuple->pending_writes.empty() || !config.checkpoint_id.empty()
+                      ? adapt(g, tuple->checkpoint)
+                      : with_stored_writes(g, *tuple, true, planned);
   std::string node_name = as_node;
   if (node_name.empty()) {
     // The node that ran last: the one that saw the newest version.

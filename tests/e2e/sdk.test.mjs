@@ -1191,8 +1191,10 @@ describe("runs: create / wait / join / list / get / cancel / delete", { skip: SK
     const flat = await A.threads.getState(th.thread_id);
     assert.deepEqual(flat.next, ["review"]);
     const ns = `review:${flat.tasks[0].id}`;
-    // without subgraphs the task names its subgraph's namespace, as LangGraph does
-    assert.deepEqual(flat.tasks[0].state, { configurable: { thread_id: th.thread_id, checkpoint_ns: ns } });
+    // without subgraphs the task names its subgraph's namespace, as LangGraph's server does
+    assert.deepEqual(flat.tasks[0].checkpoint, { thread_id: th.thread_id, checkpoint_ns: ns });
+    assert.equal(flat.tasks[0].state, null);
+    assert.deepEqual(flat.tasks[0].path, ["__pregel_pull", "review"]);
     const deep = await A.threads.getState(th.thread_id, undefined, { subgraphs: true });
     const inner = deep.tasks[0].state;
     assert.equal(inner.checkpoint.checkpoint_ns, ns, JSON.stringify(deep.tasks[0]));
@@ -1209,7 +1211,7 @@ describe("runs: create / wait / join / list / get / cancel / delete", { skip: SK
     assert.deepEqual(byObj.tasks[0].state, inner);
     // history shows the pending subgraph task's namespace too
     const [latest] = await A.threads.getHistory(th.thread_id, { limit: 1 });
-    assert.deepEqual(latest.tasks[0].state, flat.tasks[0].state);
+    assert.deepEqual(latest.tasks[0].checkpoint, flat.tasks[0].checkpoint);
 
     const done = await A.runs.wait(th.thread_id, G.subask, { command: { resume: "yes" } });
     assert.deepEqual(done, { count: 1, log: ["before0", "reviewed yes"] });

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,13 @@ Status apply_step(const Impl& g, Checkpoint& cp, const std::vector<Task>& tasks)
 Status apply_null_writes(const Impl& g, Checkpoint& cp,
                          const std::vector<std::pair<size_t, Json>>& writes);
 bool is_special_write(const std::string& channel);
+// A checkpoint's stored writes of no task (an earlier Command's update and goto), for
+// apply_null_writes: LangGraph applies them before planning the checkpoint's tasks.
+std::vector<std::pair<size_t, Json>> null_writes_of(const Impl& g, std::span<const PendingWrite> pending);
+// Matches a checkpoint's stored writes to the tasks planned from it: a task with ordinary
+// writes (or __no_writes__) finished (`done`, with those writes); one with only an interrupt or
+// an error did not. Resume values go to their task.
+void match_stored_writes(const Impl& g, std::vector<Task>& tasks, std::span<const PendingWrite> pending);
 // Adds a task's write to `channel` to its result as LangGraph shows it ({channel: value}; a
 // channel written more than once: {"$writes": [every value]}). `result` is an object.
 void add_result_write(Json& result, const std::string& channel, const Json& value);
@@ -182,8 +190,11 @@ struct Loop {
     if (!persistent()) return ok_status();
     std::vector<PendingWrite> w;
     int idx = 0;
-    for (const auto& [c, v] : t.writes)
-      w.push_back({t.id, g.channels[c].name, std::make_shared<const Json>(v), idx++, t.path});
+    // A failed task's writes (some made before a router failed) are not kept: they would make it
+    // count as finished.
+    if (!t.error)
+      for (const auto& [c, v] : t.writes)
+        w.push_back({t.id, g.channels[c].name, std::make_shared<const Json>(v), idx++, t.path});
     if (!t.interrupts.empty()) {
       Json list = Json::array();
       for (const auto& i : t.interrupts) list.push_back(Json{{"value", i.value}, {"id", i.id}});
