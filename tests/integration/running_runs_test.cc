@@ -240,12 +240,13 @@ TEST_F(RunningRuns, TheChurningTablesAreVacuumedWithinSeconds) {
 // Migration 0030: `runs` is vacuumed as its rows churn but not analyzed every time a tenth of it
 // has changed (an ANALYZE sorted a 30,000-row sample of its JSON columns: 650 ms a round under
 // bench/api's load), and its JSON columns, and the audit log's bodies and hashes, have no
-// statistics. The changes made here (n rows inserted, then updated) are over PostgreSQL's default
-// analyze threshold (50 + a tenth of the table) and over the table's vacuum one (50 + 2%), under
-// its analyze one (20,000 + a tenth): once autovacuum is done with the table, it has vacuumed it
-// and not analyzed it. And although every run here has a thread of its own, the planner still
-// expects a thread to have many runs, so a run's start finds the thread's active runs through
-// their partial index, not by walking the thread's whole history.
+// statistics. The changes made here (n rows inserted, then updated, after an ANALYZE) are over
+// PostgreSQL's default analyze threshold (50 + a tenth of the table) and over the table's vacuum
+// one (50 + 2%), under its analyze one (20,000 + a tenth): once autovacuum has vacuumed them away,
+// it has not analyzed the table. And although most runs here have a thread of their own, spread
+// over many tenants, the planner still expects a tenant's thread to have many runs, so a run's
+// start finds the thread's active runs through their partial index, not by walking the thread's
+// whole history.
 TEST_F(RunningRuns, ChurningRunsAreVacuumedButNotAnalyzed) {
   auto targets = su->exec(
       "SELECT count(*) FROM pg_attribute WHERE attstattarget = 0 AND ((attrelid = 'agentplane.runs'::regclass AND "
@@ -253,18 +254,44 @@ TEST_F(RunningRuns, ChurningRunsAreVacuumedButNotAnalyzed) {
       "AND attname IN ('body', 'hash')))");
   ASSERT_TRUE(targets) << targets.error().message;
   EXPECT_EQ(targets->get(0, 0), "6");
-  auto counts = [&] {
-    auto r = su->exec("SELECT autovacuum_count, autoanalyze_count FROM pg_stat_all_tables WHERE relid = 'agentplane.runs'::regclass");
-    EXPECT_TRUE(r);
-    return std::pair(std::stoll(std::string(r->get(0, 0))), std::stoll(std::string(r->get(0, 1))));
+  struct Stats {
+    int64_t vacuums = -1, analyzes = -1, dead = -1;
+  };
+  auto stats = [&] {
+    auto r = su->exec("SELECT autovacuum_count, autoanalyze_count, n_dead_tup FROM pg_stat_all_tables "
+                      "WHERE relid = 'agentplane.runs'::regclass");
+    Stats out;
+    if (!r || r->size() != 1) return out;
+    out.vacuums = std::stoll(std::string(r->get(0, 0)));
+    out.analyzes = std::stoll(std::string(r->get(0, 1)));
+    out.dead = std::stoll(std::string(r->get(0, 2)));
+    return out;
   };
   // (a worker that both vacuums and analyzes a table reports the vacuum first)
   auto busy = [&] {
     auto r = su->exec("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' AND query LIKE '%.runs%'");
     return !r || r->get(0, 0) != "0";
   };
+  // The rows are spread over tenants of their own, and go when the test ends, passed or not.
+  std::vector<std::string> tenants;
+  for (int i = 0; i < 30; ++i) {
+    tenants.push_back(Uuid::random_v4().to_string());
+    ASSERT_TRUE(su->exec("INSERT INTO agentplane.tenants (id, name) VALUES ($1, 'runs-analyze')", {tenants.back()}));
+  }
+  std::string tenant_array = "{";
+  for (const auto& t : tenants) tenant_array += (tenant_array.size() > 1 ? "," : "") + t;
+  tenant_array += "}";
+  struct Cleanup {
+    store::SyncConn& su;
+    std::string tenants;
+    ~Cleanup() { (void)su.exec("DELETE FROM agentplane.runs WHERE tenant_id = ANY($1::uuid[])", {tenants}); }
+  } cleanup{*su, tenant_array};
+
+  // Changes other tests made since the last ANALYZE count towards the threshold too: start at 0.
+  ASSERT_TRUE(su->exec_script("ANALYZE agentplane.runs"));
   ASSERT_TRUE(eventually([&] { return !busy(); }, std::chrono::seconds(30)));
-  const auto [vacuums, analyzes] = counts();
+  const Stats before = stats();
+  ASSERT_GE(before.vacuums, 0);
   auto rows = su->exec("SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = 'agentplane.runs'::regclass");
   ASSERT_TRUE(rows);
   const int64_t tuples = std::stoll(std::string(rows->get(0, 0)));
@@ -272,30 +299,36 @@ TEST_F(RunningRuns, ChurningRunsAreVacuumedButNotAnalyzed) {
   ASSERT_LT(2 * n, 20000 + tuples / 10) << "the test database's runs table is too large for this test";
   // (a third of them on one thread: a most common value in the statistics, as a long
   // conversation's thread is)
-  ASSERT_TRUE(as(b, "INSERT INTO runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, status) "
-                    "SELECT $1, gen_random_uuid(), CASE WHEN i % 3 = 0 THEN $3::uuid ELSE gen_random_uuid() END, "
-                    "gen_random_uuid(), '{\"k\": 1}', 'test', 'success' FROM generate_series(1, $2::int) AS i",
-                 {b, std::to_string(n), Uuid::random_v4().to_string()}));
-  ASSERT_TRUE(as(b, "UPDATE runs SET result = '{\"done\": true}' WHERE tenant_id = $1", {b}));
-  EXPECT_TRUE(eventually([&] { return counts().first > vacuums && !busy(); }, std::chrono::seconds(45)))
-      << "runs was not vacuumed within 45 s of " << n << " new and " << n << " dead rows";
-  EXPECT_EQ(counts().second, analyzes);
+  ASSERT_TRUE(su->exec("INSERT INTO agentplane.runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, status) "
+                       "SELECT t[1 + i % array_length(t, 1)], gen_random_uuid(), CASE WHEN i % 3 = 0 THEN $3::uuid "
+                       "ELSE gen_random_uuid() END, gen_random_uuid(), '{\"k\": 1}', 'test', 'success' "
+                       "FROM generate_series(1, $2::int) AS i, (SELECT $1::uuid[] AS t) AS x",
+                       {tenant_array, std::to_string(n), Uuid::random_v4().to_string()}));
+  ASSERT_TRUE(su->exec("UPDATE agentplane.runs SET result = '{\"done\": true}' WHERE tenant_id = ANY($1::uuid[])",
+                       {tenant_array}));
+  // Vacuumed since: its dead rows (the updated ones) gone, by a vacuum that began after they were
+  // made, so it looked at the table's changes for an analyze too.
+  EXPECT_TRUE(eventually([&] {
+    const Stats now = stats();
+    return now.vacuums > before.vacuums && now.dead < n / 2 && !busy();
+  }, std::chrono::seconds(45))) << "runs was not vacuumed within 45 s of " << n << " new and " << n << " dead rows";
+  EXPECT_EQ(stats().analyzes, before.analyzes);
 
   ASSERT_TRUE(su->exec_script("ANALYZE agentplane.runs"));
   auto distinct = su->exec("SELECT n_distinct FROM pg_stats WHERE schemaname = 'agentplane' AND tablename = 'runs' "
                            "AND attname = 'thread_id'");
   ASSERT_TRUE(distinct && distinct->size() == 1);
   EXPECT_EQ(distinct->get(0, 0), "-0.05");
-  // The server's statements are prepared: a generic plan (no value for the thread) goes by
-  // n_distinct alone.
-  ASSERT_TRUE(su->exec_script("SET plan_cache_mode = force_generic_plan; "
-                              "PREPARE thread_runs(uuid) AS SELECT 1 FROM agentplane.runs WHERE thread_id = $1"));
-  auto plan = su->exec("EXPLAIN (FORMAT JSON) EXECUTE thread_runs('" + Uuid::random_v4().to_string() + "')");
+  // The server's statements are prepared: a generic plan (no values) goes by n_distinct and by
+  // the statistics that say a thread belongs to one tenant.
+  ASSERT_TRUE(su->exec_script("SET plan_cache_mode = force_generic_plan; PREPARE thread_runs(uuid, uuid) AS "
+                              "SELECT 1 FROM agentplane.runs WHERE tenant_id = $1 AND thread_id = $2"));
+  auto plan = su->exec("EXPLAIN (FORMAT JSON) EXECUTE thread_runs('" + tenants[0] + "', '" +
+                       Uuid::random_v4().to_string() + "')");
   ASSERT_TRUE(su->exec_script("DEALLOCATE thread_runs; RESET plan_cache_mode"));
   ASSERT_TRUE(plan) << plan.error().message;
   const double expected = nlohmann::json::parse(std::string(plan->get(0, 0)))[0]["Plan"]["Plan Rows"].get<double>();
-  EXPECT_GE(expected, 10) << "runs a thread is expected to have: " << plan->get(0, 0);
-  ASSERT_TRUE(as(b, "DELETE FROM runs WHERE tenant_id = $1", {b}));
+  EXPECT_GE(expected, 10) << "runs a tenant's thread is expected to have: " << plan->get(0, 0);
 }
 
 }  // namespace
