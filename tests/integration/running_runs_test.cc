@@ -331,5 +331,47 @@ TEST_F(RunningRuns, ChurningRunsAreVacuumedButNotAnalyzed) {
   EXPECT_GE(expected, 10) << "runs a tenant's thread is expected to have: " << plan->get(0, 0);
 }
 
+
+// Migration 0031: a run of a tenant the statistics do not know yet (made since the last ANALYZE)
+// is looked up by its key, not by walking the tenant's runs through the index of a thread's runs
+// (the two cost the same to the planner when it expects no rows for the tenant).
+TEST_F(RunningRuns, ARunIsLookedUpByItsKeyForATenantTheStatisticsDoNotKnow) {
+  const std::string known = Uuid::random_v4().to_string(), tenant = Uuid::random_v4().to_string(),
+                    thread = Uuid::random_v4().to_string();  // (the new tenant's runs: one thread)
+  for (const auto& t : {known, tenant})
+    ASSERT_TRUE(su->exec("INSERT INTO agentplane.tenants (id, name) VALUES ($1, 'runs-by-key')", {t}));
+  struct Cleanup {
+    store::SyncConn& su;
+    std::string tenants;
+    ~Cleanup() { (void)su.exec("DELETE FROM agentplane.runs WHERE tenant_id = ANY($1::uuid[])", {tenants}); }
+  } cleanup{*su, "{" + known + "," + tenant + "}"};
+  // A table the statistics know (a tenant with 5,000 runs), then a tenant they do not.
+  ASSERT_TRUE(su->exec("INSERT INTO agentplane.runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, status) "
+                       "SELECT $1, gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '{}', 'test', 'success' "
+                       "FROM generate_series(1, 5000)", {known}));
+  ASSERT_TRUE(su->exec_script("ANALYZE agentplane.runs"));
+  ASSERT_TRUE(su->exec("INSERT INTO agentplane.runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, status) "
+                       "SELECT $1, gen_random_uuid(), $2, gen_random_uuid(), '{}', 'test', 'success' "
+                       "FROM generate_series(1, 200)", {tenant, thread}));
+  auto run = su->exec("SELECT run_id FROM agentplane.runs WHERE tenant_id = $1 LIMIT 1", {tenant});
+  ASSERT_TRUE(run && run->size() == 1);
+  for (const std::string& sql : {"SELECT created_at FROM agentplane.runs WHERE tenant_id = '" + tenant +
+                                    "' AND run_id = '" + std::string(run->get(0, 0)) + "'",
+                                "SELECT created_at FROM agentplane.runs WHERE tenant_id = '" + tenant + "' AND run_id = '" +
+                                    Uuid::random_v4().to_string() + "'"}) {
+    auto plan = su->exec("EXPLAIN (FORMAT JSON) " + sql);
+    ASSERT_TRUE(plan) << plan.error().message;
+    const auto p = nlohmann::json::parse(std::string(plan->get(0, 0)))[0]["Plan"];
+    EXPECT_EQ(p.value("Index Name", ""), "runs_pkey") << p.dump();
+  }
+  // A thread's runs, in order, still go through the thread's index.
+  auto known_thread = su->exec("SELECT thread_id FROM agentplane.runs WHERE tenant_id = $1 LIMIT 1", {known});
+  ASSERT_TRUE(known_thread && known_thread->size() == 1);
+  auto plan = su->exec("EXPLAIN (FORMAT JSON) SELECT run_id FROM agentplane.runs WHERE tenant_id = '" + known +
+                       "' AND thread_id = '" + std::string(known_thread->get(0, 0)) + "' ORDER BY created_at DESC LIMIT 10");
+  ASSERT_TRUE(plan) << plan.error().message;
+  EXPECT_NE(std::string(plan->get(0, 0)).find("\"runs_thread\""), std::string::npos) << plan->get(0, 0);
+}
+
 }  // namespace
 }  // namespace ap::testing
