@@ -17,6 +17,13 @@
 namespace ap::testing {
 namespace {
 
+// Deletes the runs of `tenants` (a uuid[] literal) when it goes, whatever the test's outcome.
+struct DeletesRuns {
+  store::SyncConn& su;
+  std::string tenants;
+  ~DeletesRuns() { (void)su.exec("DELETE FROM agentplane.runs WHERE tenant_id = ANY($1::uuid[])", {tenants}); }
+};
+
 class RunningRuns : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -281,11 +288,7 @@ TEST_F(RunningRuns, ChurningRunsAreVacuumedButNotAnalyzed) {
   std::string tenant_array = "{";
   for (const auto& t : tenants) tenant_array += (tenant_array.size() > 1 ? "," : "") + t;
   tenant_array += "}";
-  struct Cleanup {
-    store::SyncConn& su;
-    std::string tenants;
-    ~Cleanup() { (void)su.exec("DELETE FROM agentplane.runs WHERE tenant_id = ANY($1::uuid[])", {tenants}); }
-  } cleanup{*su, tenant_array};
+  const DeletesRuns cleanup{*su, tenant_array};
 
   // Changes other tests made since the last ANALYZE count towards the threshold too: start at 0.
   ASSERT_TRUE(su->exec_script("ANALYZE agentplane.runs"));
@@ -340,11 +343,7 @@ TEST_F(RunningRuns, ARunIsLookedUpByItsKeyForATenantTheStatisticsDoNotKnow) {
                     thread = Uuid::random_v4().to_string();  // (the new tenant's runs: one thread)
   for (const auto& t : {known, tenant})
     ASSERT_TRUE(su->exec("INSERT INTO agentplane.tenants (id, name) VALUES ($1, 'runs-by-key')", {t}));
-  struct Cleanup {
-    store::SyncConn& su;
-    std::string tenants;
-    ~Cleanup() { (void)su.exec("DELETE FROM agentplane.runs WHERE tenant_id = ANY($1::uuid[])", {tenants}); }
-  } cleanup{*su, "{" + known + "," + tenant + "}"};
+  const DeletesRuns cleanup{*su, "{" + known + "," + tenant + "}"};
   // A table the statistics know (a tenant with 5,000 runs), then a tenant they do not.
   ASSERT_TRUE(su->exec("INSERT INTO agentplane.runs (tenant_id, run_id, thread_id, assistant_id, kwargs, created_by, status) "
                        "SELECT $1, gen_random_uuid(), gen_random_uuid(), gen_random_uuid(), '{}', 'test', 'success' "
