@@ -191,9 +191,6 @@ struct RunResult {
   std::optional<NodeOutput> parent_command;
 };
 
-// A state of a thread, as get_state returns it. The channel values are shared with the
-// checkpoint (lists share their prefixes), so a long history costs no copies until values() or
-// value() materialise them.
 struct StateSnapshot;
 
 // A task planned from a snapshot's checkpoint, as LangGraph's StateSnapshot.tasks has it: with
@@ -213,6 +210,9 @@ struct SnapshotTask {
   Json result;
 };
 
+// A state of a thread, as get_state returns it. The channel values are shared with the
+// checkpoint (lists share their prefixes), so a long history costs no copies until values() or
+// value() materialise them.
 struct StateSnapshot {
   std::shared_ptr<const std::vector<std::string>> channel_names;  // the state channels
   std::vector<ValuePtr> channel_values;                           // per channel; null: empty

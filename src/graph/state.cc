@@ -9,20 +9,16 @@ using namespace internal;
 
 namespace {
 
-// LangGraph's text for a task's error in a state: the JSON of {"message", "name"}.
+// LangGraph's text for a task's error in a state: the JSON of {"message", "name"}, from the
+// stored error ({"code", "message"}: Loop::put_task_writes).
 Json error_text(const Json& saved) {
-  const Json* message = saved.is_object() ? &saved : nullptr;
-  std::string text = message && saved.contains("message") && saved["message"].is_string()
-                         ? saved["message"].get<std::string>() : saved.dump();
-  std::string name = message && saved.contains("code") && saved["code"].is_string() ? saved["code"].get<std::string>() : "Error";
-  return Json{{"message", std::move(text)}, {"name", std::move(name)}}.dump();
+  auto field = [&](const char* key) -> std::optional<std::string> {
+    if (saved.is_object() && saved.contains(key) && saved[key].is_string()) return saved[key].get<std::string>();
+    return std::nullopt;
+  };
+  return Json{{"message", field("message").value_or(saved.dump())}, {"name", field("code").value_or("Error")}}.dump();
 }
 
-// As LangGraph's snapshots: the checkpoint's stored writes of no task (an earlier Command's
-// update and goto) applied before its tasks are planned; every task planned, with what it left
-// in the stored writes. `apply_pending` (the thread's latest state, as LangGraph's get_state
-// gives it): the finished tasks' writes applied as the engine applies a step's, those tasks
-// left out of `next`.
 // A checkpoint as LangGraph reads it back: its stored writes of no task applied, then with
 // `finished` the writes of the tasks that finished from it, as the engine applies a step's
 // (writes the engine refused, failing the step for them, leave the values as they are).
@@ -42,6 +38,10 @@ Checkpoint with_stored_writes(const Impl& g, const CheckpointTuple& t, bool fini
   return cp;
 }
 
+// As LangGraph's snapshots: every task planned from the checkpoint (after an earlier Command's
+// stored update and goto), with what it left in the stored writes. `apply_pending` (the
+// thread's latest state, as LangGraph's get_state gives it): the finished tasks' writes applied,
+// those tasks left out of `next`.
 StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t, bool apply_pending) {
   StateSnapshot s;
   std::vector<Task> tasks;
