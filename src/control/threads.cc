@@ -121,9 +121,9 @@ Json task_state(const graph::SnapshotTask& task) {
 }
 
 // A task's `checkpoint`, as LangGraph's server gives it when the subgraph's state was not read:
-// the subgraph's thread and namespace.
+// the subgraph's thread and namespace (none for a failed task).
 Json task_checkpoint(const graph::StateSnapshot& snap, const graph::SnapshotTask& task) {
-  if (task.state || task.ns.empty()) return nullptr;
+  if (task.state || task.ns.empty() || !task.error.is_null()) return nullptr;
   return {{"thread_id", snap.config.thread_id}, {"checkpoint_ns", task.ns}};
 }
 

@@ -244,6 +244,28 @@ TEST_P(GraphOnSaver, StateShowsFinishedAndFailedTasks) {
   EXPECT_EQ(after->values()["count"], 11);
 }
 
+// Two finished tasks' writes that the engine refuses (two values for a last-value channel): the
+// run fails on them; the state still reads (the values as they were), and an update of the
+// latest state says why it cannot apply them, as LangGraph's does, instead of dropping them.
+TEST_P(GraphOnSaver, AnUpdateOverWritesTheEngineRefusedFails) {
+  StateGraph g;
+  g.channel("x", Reducer::kLastValue);
+  g.node("a", [](NodeContext&) -> Result<NodeOutput> { return NodeOutput().write("x", "a"); });
+  g.node("b", [](NodeContext&) -> Result<NodeOutput> { return NodeOutput().write("x", "b"); });
+  g.edge(kStart, "a").edge(kStart, "b");
+  auto graph = compile(g);
+  Checkpointer& saver = *saver_;
+  ASSERT_FALSE(graph->invoke(Input::of({{"x", "start"}}), on_thread("refused"), &saver));
+  auto state = graph->get_state(saver, {"refused", "", ""});
+  ASSERT_TRUE(state) << state.error().message;
+  EXPECT_EQ(state->values()["x"], "start");
+  auto updated = graph->update_state(saver, {"refused", "", ""}, Json{{"x", "fixed"}}, "a", "");
+  ASSERT_FALSE(updated);
+  EXPECT_EQ(updated.error().code, Code::kInvalidArgument) << updated.error().message;
+  // At the checkpoint by its id (a fork), the update applies.
+  EXPECT_TRUE(graph->update_state(saver, state->config, Json{{"x", "fixed"}}, "a", ""));
+}
+
 // A task whose router fails after its node wrote: its writes are not kept with the error, so it
 // is not taken for finished; the next attempt runs it again.
 TEST_P(GraphOnSaver, AFailedTasksWritesAreNotKept) {

@@ -20,21 +20,28 @@ Json error_text(const Json& saved) {
 }
 
 // A checkpoint as LangGraph reads it back: its stored writes of no task applied, then with
-// `finished` the writes of the tasks that finished from it, as the engine applies a step's
-// (writes the engine refused, failing the step for them, leave the values as they are).
-// `tasks`: the tasks planned from it, matched to their stored writes.
-Checkpoint with_stored_writes(const Impl& g, const CheckpointTuple& t, bool finished, std::vector<Task>& tasks) {
+// `finished` the writes of the tasks that finished from it, as the engine applies a step's.
+// `tasks`: the tasks planned from it, matched to their stored writes. Writes the engine refuses
+// (it failed the step for them) are an error, or with `lenient` (a snapshot, only read) leave
+// the values as they are.
+Result<Checkpoint> with_stored_writes(const Impl& g, const CheckpointTuple& t, bool finished, bool lenient,
+                                      std::vector<Task>& tasks) {
   Checkpoint cp = adapt(g, t.checkpoint);
+  auto apply = [&](auto&& step) -> Status {
+    Checkpoint with = cp;
+    Status st = step(with);
+    if (st) cp = std::move(with);
+    return lenient ? ok_status() : st;
+  };
   if (auto null_writes = null_writes_of(g, t.pending_writes); !null_writes.empty())
-    if (Checkpoint with = cp; apply_null_writes(g, with, null_writes)) cp = std::move(with);
+    AP_RETURN_IF_ERROR(apply([&](Checkpoint& c) { return apply_null_writes(g, c, null_writes); }));
   tasks = plan(g, cp, t.metadata.step + 1, t.config.checkpoint_ns);
   match_stored_writes(g, tasks, t.pending_writes);
   if (!finished) return cp;
   std::vector<Task> done;
   for (const auto& task : tasks)
     if (task.done) done.push_back(task);
-  if (!done.empty())
-    if (Checkpoint with = cp; apply_step(g, with, done)) cp = std::move(with);
+  if (!done.empty()) AP_RETURN_IF_ERROR(apply([&](Checkpoint& c) { return apply_step(g, c, done); }));
   return cp;
 }
 
@@ -45,7 +52,7 @@ Checkpoint with_stored_writes(const Impl& g, const CheckpointTuple& t, bool fini
 StateSnapshot snapshot(const Impl& g, const CheckpointTuple& t, bool apply_pending) {
   StateSnapshot s;
   std::vector<Task> tasks;
-  const Checkpoint cp = with_stored_writes(g, t, apply_pending, tasks);
+  const Checkpoint cp = *with_stored_writes(g, t, apply_pending, /*lenient=*/true, tasks);
   std::unordered_map<std::string, size_t> task_at;
   for (const auto& task : tasks) {
     const auto& node = g.nodes[task.node];
@@ -106,7 +113,7 @@ Result<StateSnapshot> CompiledGraph::get_state(Checkpointer& cp, const Checkpoin
   StateSnapshot s = snapshot(*impl_, *t, config.checkpoint_id.empty());
   if (!subgraphs) return s;
   for (auto& task : s.tasks) {
-    if (task.ns.empty() || task.done || !task.error.is_null()) continue;
+    if (task.ns.empty() || !task.error.is_null()) continue;  // (LangGraph shows no state for a failed task)
     const auto child = subgraph_of(task.name);
     CheckpointConfig at{config.thread_id, task.ns, ""};
     auto state = child->get_state(cp, at, true);
@@ -152,9 +159,12 @@ Result<CheckpointConfig> CompiledGraph::update_state(Checkpointer& saver, const 
   // The latest checkpoint (not one named by id) with what its finished tasks and an earlier
   // Command left in its stored writes, as LangGraph's update_state applies them first.
   std::vector<Task> planned;
-  Checkpoint cp = tuple->pending_writes.empty() || !config.checkpoint_id.empty()
-                      ? adapt(g, tuple->checkpoint)
-                      : with_stored_writes(g, *tuple, true, planned);
+  Checkpoint cp;
+  if (tuple->pending_writes.empty() || !config.checkpoint_id.empty()) {
+    cp = adapt(g, tuple->checkpoint);
+  } else {
+    AP_ASSIGN_OR_RETURN(cp, with_stored_writes(g, *tuple, true, /*lenient=*/false, planned));
+  }
   std::string node_name = as_node;
   if (node_name.empty()) {
     // The node that ran last: the one that saw the newest version.
