@@ -220,12 +220,13 @@ Task<CreatedRun> Runs::create(Scope s, std::string thread_id, Json body, Uuid ru
     std::vector<store::Statement> reads;
     reads.push_back({"SELECT metadata::text FROM threads WHERE tenant_id = $1 AND thread_id = $2 FOR UPDATE",
                      store::params(tenant, tid)});
-    reads.push_back({"SELECT run_id, status FROM runs WHERE tenant_id = $1 AND thread_id = $2 "
-                     "AND status IN ('pending', 'running')",
-                     store::params(tenant, tid)});
+    const size_t active_at = store::push_generic_plan(
+        reads, {"SELECT run_id, status FROM runs WHERE tenant_id = $1 AND thread_id = $2 "
+                "AND status IN ('pending', 'running')",
+                store::params(tenant, tid)});
     AP_CO_ASSIGN_OR_RETURN(auto read, co_await tx.exec_all(std::move(reads), false));
     const store::Rows& th = read[0];
-    active = read[1];
+    active = read[active_at];
     if (th.empty()) {
       if (if_not_exists != "create") co_return Error::not_found("thread not found");
       AP_CO_RETURN_IF_ERROR(co_await tx.exec("INSERT INTO threads (tenant_id, thread_id, metadata) VALUES ($1, $2, $3::jsonb)",

@@ -99,4 +99,11 @@ Task<Rows> notify_after_commit(Pool& pool, std::string_view channel, std::vector
       params(std::string(channel), text_array(payloads)));
 }
 
+size_t push_generic_plan(std::vector<Statement>& batch, Statement st) {
+  batch.push_back({"SET LOCAL plan_cache_mode = force_generic_plan", {}});
+  batch.push_back(std::move(st));
+  batch.push_back({"SET LOCAL plan_cache_mode TO DEFAULT", {}});
+  return batch.size() - 2;
+}
+
 }  // namespace ap::store

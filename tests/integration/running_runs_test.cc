@@ -203,6 +203,43 @@ TEST_F(RunningRuns, ThreadCheckpointsGoWithTheThread) {
   EXPECT_EQ(count(kept), "2");
 }
 
+// Migration 0032: a thread's checkpoints and blobs are deleted through their index by a generic
+// plan (drop_thread_checkpoints, which uses only those, as audit_append does), even where a few
+// long threads hold every row, as on bench/api's rig, and ANALYZE counts that few thread ids.
+TEST_F(RunningRuns, AThreadsCheckpointsAreDeletedThroughTheIndexWhateverTheStatistics) {
+  struct Cleanup {
+    store::SyncConn& su;
+    std::string tenant;
+    ~Cleanup() {
+      (void)su.exec("DELETE FROM agentplane.checkpoints WHERE tenant_id = $1", {tenant});
+      (void)su.exec("DELETE FROM agentplane.checkpoint_blobs WHERE tenant_id = $1", {tenant});
+      (void)su.exec_script("DEALLOCATE ALL; RESET plan_cache_mode");
+    }
+  } cleanup{*su, a};
+  // Four threads of 2,500 checkpoints and blobs each.
+  ASSERT_TRUE(su->exec("INSERT INTO agentplane.checkpoints (tenant_id, thread_id, checkpoint_ns, checkpoint_id, source, "
+                       "step, header) SELECT $1, 'long-' || (i % 4), '', gen_random_uuid(), 'loop', i, '{}' "
+                       "FROM generate_series(1, 10000) AS i", {a}));
+  ASSERT_TRUE(su->exec("INSERT INTO agentplane.checkpoint_blobs (tenant_id, thread_id, checkpoint_ns, channel, ref, kind, "
+                       "data) SELECT $1, 'long-' || (i % 4), '', 'c', gen_random_uuid(), 0, '1' "
+                       "FROM generate_series(1, 10000) AS i", {a}));
+  ASSERT_TRUE(su->exec_script("ANALYZE agentplane.checkpoints; ANALYZE agentplane.checkpoint_blobs; "
+                              "SET plan_cache_mode = force_generic_plan"));
+  for (const std::string table : {"checkpoints", "checkpoint_blobs"}) {
+    ASSERT_TRUE(su->exec_script("PREPARE del_" + table + "(uuid, text) AS DELETE FROM agentplane." + table +
+                                " WHERE tenant_id = $1 AND thread_id = $2"));
+    for (const std::string& thread : {Uuid::random_v4().to_string(), std::string("long-1")}) {
+      auto plan = su->exec("EXPLAIN (FORMAT JSON) EXECUTE del_" + table + "('" + a + "', '" + thread + "')");
+      ASSERT_TRUE(plan) << plan.error().message;
+      EXPECT_EQ(std::string(plan->get(0, 0)).find("Seq Scan"), std::string::npos) << table << ": " << plan->get(0, 0);
+    }
+  }
+  auto generic = su->exec("SELECT string_agg(proname, ' ' ORDER BY proname) FROM pg_proc WHERE pronamespace = "
+                          "'agentplane'::regnamespace AND 'plan_cache_mode=force_generic_plan' = ANY(proconfig)");
+  ASSERT_TRUE(generic);
+  EXPECT_EQ(generic->get(0, 0), "audit_append drop_thread_checkpoints");
+}
+
 // Migration 0022 and LocalPostgres's autovacuum_naptime: the churning tables are vacuumed
 // seconds after their dead rows pile up, not when a fifth of the table is dead.
 TEST_F(RunningRuns, TheChurningTablesAreVacuumedWithinSeconds) {

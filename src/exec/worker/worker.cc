@@ -590,17 +590,19 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
     // A thread deleted while the run ran (Threads::remove cancels it) takes the run with it, and
     // the checkpoints (and their blobs) the run wrote after the delete; a thread of the same id
     // made since keeps its own. Each delete is behind `gone` (a one-time filter): the blobs' join
-    // would otherwise walk every blob of the thread to find none, on every run.
-    gone_at = batch.size();
-    batch.push_back({"WITH gone AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM threads t WHERE t.tenant_id = $1 AND "
-                     "t.thread_id = $3 AND t.created_at <= (SELECT r.created_at FROM runs r WHERE r.tenant_id = $1 AND "
-                     "r.run_id = $2))), r AS (DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2 AND "
-                     "EXISTS (SELECT 1 FROM gone)), c AS (DELETE FROM checkpoints WHERE tenant_id = $1 AND "
-                     "thread_id = $3::text AND metadata ->> 'run_id' = $2::text AND EXISTS (SELECT 1 FROM gone) "
-                     "RETURNING checkpoint_ns, checkpoint_id), b AS (DELETE FROM checkpoint_blobs x USING c "
-                     "WHERE x.tenant_id = $1 AND x.thread_id = $3::text AND x.checkpoint_ns = c.checkpoint_ns AND "
-                     "x.ref = c.checkpoint_id AND EXISTS (SELECT 1 FROM gone)) SELECT count(*) FROM gone",
-                     store::params(tenant, run_id, thread)});
+    // would otherwise walk every blob of the thread to find none, on every run. Planned once
+    // (generic): the custom plans it got cost 0.5 ms each, ten times its execution, and its
+    // generic plan does what they do (key look-ups, the deletes behind that filter).
+    gone_at = store::push_generic_plan(
+        batch, {"WITH gone AS (SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM threads t WHERE t.tenant_id = $1 AND "
+                "t.thread_id = $3 AND t.created_at <= (SELECT r.created_at FROM runs r WHERE r.tenant_id = $1 AND "
+                "r.run_id = $2))), r AS (DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2 AND "
+                "EXISTS (SELECT 1 FROM gone)), c AS (DELETE FROM checkpoints WHERE tenant_id = $1 AND "
+                "thread_id = $3::text AND metadata ->> 'run_id' = $2::text AND EXISTS (SELECT 1 FROM gone) "
+                "RETURNING checkpoint_ns, checkpoint_id), b AS (DELETE FROM checkpoint_blobs x USING c "
+                "WHERE x.tenant_id = $1 AND x.thread_id = $3::text AND x.checkpoint_ns = c.checkpoint_ns AND "
+                "x.ref = c.checkpoint_id AND EXISTS (SELECT 1 FROM gone)) SELECT count(*) FROM gone",
+                store::params(tenant, run_id, thread)});
   }
   if (rolled_back) {
     batch.push_back({"DELETE FROM runs WHERE tenant_id = $1 AND run_id = $2", store::params(tenant, run_id)});
