@@ -204,8 +204,8 @@ TEST_F(RunningRuns, ThreadCheckpointsGoWithTheThread) {
 }
 
 // Migration 0032: a thread's checkpoints and blobs are deleted through their index by a generic
-// plan (drop_thread_checkpoints, which uses only those, as audit_append does), even where a few
-// long threads hold every row, as on bench/api's rig, and ANALYZE counts that few thread ids.
+// plan (drop_thread_checkpoints uses only those, as audit_append and the claims do), even where
+// a few long threads hold every row, as on bench/api's rig, and ANALYZE counts that few ids.
 TEST_F(RunningRuns, AThreadsCheckpointsAreDeletedThroughTheIndexWhateverTheStatistics) {
   struct Cleanup {
     store::SyncConn& su;
@@ -237,7 +237,7 @@ TEST_F(RunningRuns, AThreadsCheckpointsAreDeletedThroughTheIndexWhateverTheStati
   auto generic = su->exec("SELECT string_agg(proname, ' ' ORDER BY proname) FROM pg_proc WHERE pronamespace = "
                           "'agentplane'::regnamespace AND 'plan_cache_mode=force_generic_plan' = ANY(proconfig)");
   ASSERT_TRUE(generic);
-  EXPECT_EQ(generic->get(0, 0), "audit_append drop_thread_checkpoints");
+  EXPECT_EQ(generic->get(0, 0), "audit_append claim_runs claim_runs_then_due drop_thread_checkpoints");
 }
 
 // Migration 0022 and LocalPostgres's autovacuum_naptime: the churning tables are vacuumed
