@@ -63,13 +63,13 @@ Task<Rows> platform_query(Pool& pool, std::string_view sql, std::vector<Param> p
 // also poll.)
 Task<Rows> notify_after_commit(Pool& pool, std::string_view channel, std::vector<std::string> payloads);
 
-// Appends `st` to `batch` between a switch of the transaction to generic plans and back (to the
-// session's setting), and returns its index. PostgreSQL plans a prepared statement anew on every execution while its
-// generic plan's estimated cost exceeds the average of its custom plans' (plan_cache_mode
-// auto), and some of ours spent more time in the planner than in execution that way (a
-// thread's active runs at a run's start: 0.2 ms; the end's "thread deleted meanwhile?": 0.5).
-// Only for statements whose generic plan is right whatever the statistics say
-// (docs/database.md "Planner settings").
+// Appends `st` to `batch` between a switch of the transaction to generic plans and back to the
+// default, and returns its index. PostgreSQL plans a prepared statement anew on every execution
+// while its generic plan's estimated cost exceeds the average of its custom plans'
+// (plan_cache_mode auto), and some of ours spent more time in the planner than in execution
+// that way (a thread's active runs at a run's start: 0.2 ms; the end's "thread deleted
+// meanwhile?": 0.5). Only for statements whose generic plan is right whatever the statistics
+// say (docs/database.md "Planner settings").
 size_t push_generic_plan(std::vector<Statement>& batch, Statement st);
 
 }  // namespace ap::store
