@@ -172,7 +172,8 @@ class Shared final : public PostgresCheckpoints, public std::enable_shared_from_
 
   // Group commit: concurrent write transactions (of any tenants) share one round trip and one
   // commit. A caller queues its statements; while fewer than `commit_groups` groups are running,
-  // it takes everything queued and runs it; otherwise it waits for its group's result.
+  // it takes everything queued and runs it; otherwise it waits for its group's result, or to
+  // be woken as the first queued caller when a group ends, to lead the next.
   Result<std::vector<Rows>> commit(const std::string& tenant, const std::vector<Statement>& body, Durability d);
   void clear_caches() {
     std::lock_guard lock(mu);
@@ -198,11 +199,13 @@ class Shared final : public PostgresCheckpoints, public std::enable_shared_from_
     Durability durability;
     Result<std::vector<Rows>> result = Error::internal("not run");
     bool done = false;
+    // Its own: a group's end wakes its members and the one waiter that leads next, not every
+    // waiting thread (each needless wake-up is two context switches).
+    std::condition_variable cv;
   };
   void run(const std::vector<Pending*>& group);
 
   std::mutex gc_mu_;
-  std::condition_variable gc_cv_;
   std::deque<Pending*> gc_queue_;
   size_t gc_running_ = 0;
   const size_t commit_groups_;

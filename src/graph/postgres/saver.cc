@@ -42,7 +42,7 @@ Result<std::vector<Rows>> Shared::commit(const std::string& tenant, const std::v
   gc_queue_.push_back(&me);
   while (!me.done) {
     if (gc_running_ >= commit_groups_ || gc_queue_.empty()) {
-      gc_cv_.wait(lock);
+      me.cv.wait(lock);
       continue;
     }
     // Lead a group: every transaction queued by now, in one round trip and one commit.
@@ -60,8 +60,12 @@ Result<std::vector<Rows>> Shared::commit(const std::string& tenant, const std::v
     }
     lock.lock();
     --gc_running_;
-    for (auto* p : group) p->done = true;
-    gc_cv_.notify_all();
+    // Under the lock: a member's Pending is gone once it sees `done`.
+    for (auto* p : group) {
+      p->done = true;
+      p->cv.notify_one();
+    }
+    if (!gc_queue_.empty()) gc_queue_.front()->cv.notify_one();  // the next group's leader
   }
   return std::move(me.result);
 }
