@@ -282,7 +282,9 @@ function ratios(oursFile, peerFile) {
 // ---- main ----
 const list = matrix();
 const ver = (p) => { try { return JSON.parse(readFileSync(join(HERE, "node_modules", p, "package.json"), "utf8")).version; } catch { return null; } };
-emit({ bench: "api_env", server: TARGET, node: process.version, autocannon: ver("autocannon"), duration_s: DURATION, scenarios: list.map((s) => s.name) });
+const settings = TARGET === "peer" ? { n_jobs_per_worker: process.env.PEER_JOBS ?? null }
+  : { worker_concurrency: process.env.WORKERS ?? null, tenant_concurrent_runs: process.env.TENANT_RUNS ?? null };
+emit({ bench: "api_env", server: TARGET, node: process.version, autocannon: ver("autocannon"), duration_s: DURATION, settings, scenarios: list.map((s) => s.name) });
 // warm-up, as the peer's: 20 sequential runs of the 10-node graph (and 5 of the 3-node one)
 for (const [g, n] of [["linear10", 20], ["linear3", 5]]) {
   if (!assistantOf(g)) continue;

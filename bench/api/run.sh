@@ -6,9 +6,13 @@
 # Usage: bench/api/run.sh [BUILD_DIR]
 # Env: DURATION (s per scenario, 10), CONNS ("1 10 100"), KINDS ("stateless thread"),
 #      GRAPHS ("linear10 linear3"), DURABILITY ("sync async exit"), ONLY (comma list of
-#      scenario-name globs, e.g. "stateless_linear10_sync_c10,thread_*_c1"), AP_THREADS, POOL, WORKERS (runs at once),
-#      LOG_LEVEL (agentplane dev options), PEER (a copy of ../shared/peers/langgraph, or
-#      "auto": copied to PEER_CACHE, default /var/tmp/agentplane-bench-peer, npm ci the first time).
+#      scenario-name globs, e.g. "stateless_linear10_sync_c10,thread_*_c1"), AP_THREADS, POOL,
+#      LOG_LEVEL (agentplane dev options), WORKERS (the worker's runs at once, 128) and
+#      TENANT_RUNS (the demo tenant's concurrent_runs limit, 128): both above the largest
+#      connection count, so that no run waits in the queue for a slot (with dev's defaults, 16
+#      and 16, 84 of 100 connections' runs queue), PEER (a copy of ../shared/peers/langgraph, or
+#      "auto": copied to PEER_CACHE, default /var/tmp/agentplane-bench-peer, npm ci the first
+#      time), PEER_JOBS (the peer's --n-jobs-per-worker, 10: its default).
 # STREAMS=N (HOLD=s, 60): instead, hold N concurrent SSE streams open and report the server's
 # memory per stream (streams.mjs).
 # stdout: JSON lines: api_env, one per scenario (server agentplane), then with PEER the peer's,
@@ -23,6 +27,7 @@ bin=$build/agentplane
 for c in node npm curl sha256sum; do command -v $c >/dev/null || { echo "run.sh: $c is needed" >&2; exit 1; }; done
 if [ ! -d "$here/node_modules/autocannon" ]; then (cd "$here" && npm ci --no-audit --no-fund >&2); fi
 export DURATION=${DURATION:-10}
+export WORKERS=${WORKERS:-128} TENANT_RUNS=${TENANT_RUNS:-128} PEER_JOBS=${PEER_JOBS:-10}
 
 free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 jget() { node -e 'console.log(JSON.parse(require("fs").readFileSync(process.argv[1],"utf8"))[process.argv[2]] ?? "")' "$1" "$2"; }
@@ -85,8 +90,11 @@ for _ in $(seq 1 600); do
 done
 [ -s "$data/dev.json" ] || { echo "run.sh: no dev.json after 120 s" >&2; cat "$work/dev.out" >&2; exit 1; }
 url=$(jget "$data/dev.json" url); key=$(jget "$data/dev.json" demo_api_key)
-admin=$(jget "$data/dev.json" admin_token)
+admin=$(jget "$data/dev.json" admin_token); tenant=$(jget "$data/dev.json" demo_tenant_id)
 echo "run.sh: agentplane dev up at $url (pid $dev)" >&2
+code=$(curl -s -o "$work/put.out" -w '%{http_code}' -X PUT -H "authorization: Bearer $admin" \
+  -H 'content-type: application/json' -d "{\"concurrent_runs\": $TENANT_RUNS}" "$url/v1/tenants/$tenant/limits")
+case $code in 200|201) ;; *) echo "run.sh: PUT /v1/tenants/$tenant/limits -> $code: $(cat "$work/put.out")" >&2; exit 1;; esac
 for g in linear10:10 linear3:3; do
   code=$(node "$here/bench.mjs" spec "${g#*:}" | curl -s -o "$work/put.out" -w '%{http_code}' -X PUT \
     -H "x-api-key: $key" -H 'content-type: application/json' --data-binary @- "$url/v1/graphs/bench_${g%%:*}")
@@ -129,7 +137,7 @@ rm -rf .langgraph_api   # an empty in-memory store
 pport=$(free_port)
 LANGSMITH_TRACING=false LANGCHAIN_TRACING_V2=false NO_COLOR=1 setsid node \
   node_modules/@langchain/langgraph-cli/dist/cli/cli.mjs dev --port "$pport" --host 127.0.0.1 \
-  --no-browser --no-reload >"$work/peer-server.log" 2>&1 &
+  --no-browser --no-reload --n-jobs-per-worker "$PEER_JOBS" >"$work/peer-server.log" 2>&1 &
 peer_pgid=$!
 for _ in $(seq 1 240); do
   curl -sf -m 2 "http://127.0.0.1:$pport/ok" >/dev/null 2>&1 && break

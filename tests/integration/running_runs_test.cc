@@ -175,6 +175,56 @@ TEST_F(RunningRuns, RacingStartsTakeDifferentSlotsAndNeverWait) {
   ASSERT_TRUE(app->exec_script("ROLLBACK"));
 }
 
+// Migration 0033: a claim round passes over the backlog of a tenant at its cap without locking
+// it, and reaches the runs queued behind it. Before, the round locked the oldest 4x its free
+// slots (here all of them tenant a's) and asked a slot for each: b's run was not claimed, and 40
+// of a's runs were locked until the round's commit.
+TEST_F(RunningRuns, AClaimPassesOverATenantAtItsCapAndReachesTheRunsBehindIt) {
+  ASSERT_TRUE(su->exec("DELETE FROM agentplane.runs WHERE tenant_id = $1", {a}));
+  DeletesRuns cleanup{*su, "{" + a + "," + b + "}"};
+  add_run(a, "running");
+  add_run(a, "running");  // a's cap of 2
+  for (int i = 0; i < 60; ++i) add_run(a, "pending");
+  std::string behind = add_run(b, "pending");
+
+  ASSERT_TRUE(su->exec_script("BEGIN"));
+  auto claimed = su->exec("SELECT tenant_id, run_id FROM agentplane.claim_runs('w', 60000, 10, 3, NULL, false) "
+                          "WHERE tenant_id = ANY($1::uuid[])",
+                          {"{" + a + "," + b + "}"});
+  ASSERT_TRUE(claimed) << claimed.error().message;
+  ASSERT_EQ(claimed->size(), 1) << "a is at its cap; b's run is claimed";
+  EXPECT_EQ(claimed->get(0, 1), behind);
+  // While the round's transaction is open: of a's queued runs, it locked at most the one whose
+  // slot request told it that a is at its cap (the old round, 40).
+  auto other = std::move(*store::SyncConn::connect(Database::get().superuser_url()));
+  ASSERT_TRUE(other->exec_script("BEGIN"));
+  auto free = other->exec("SELECT run_id FROM agentplane.runs WHERE tenant_id = $1 AND status = 'pending' "
+                          "FOR UPDATE SKIP LOCKED",
+                          {a});
+  ASSERT_TRUE(free) << free.error().message;
+  EXPECT_GE(free->size(), 59);
+  ASSERT_TRUE(other->exec_script("ROLLBACK"));
+  ASSERT_TRUE(su->exec_script("ROLLBACK"));
+
+  // A slot frees: the next round takes a's oldest queued run, and only one.
+  auto oldest = su->exec("SELECT run_id FROM agentplane.runs WHERE tenant_id = $1 AND status = 'pending' "
+                         "ORDER BY created_at LIMIT 1",
+                         {a});
+  ASSERT_TRUE(oldest);
+  ASSERT_TRUE(su->exec("UPDATE agentplane.runs SET status = 'success' WHERE tenant_id = $1 AND run_id = "
+                       "(SELECT run_id FROM agentplane.runs WHERE tenant_id = $1 AND status = 'running' LIMIT 1)",
+                       {a}));
+  ASSERT_TRUE(su->exec_script("BEGIN"));
+  claimed = su->exec("SELECT tenant_id, run_id FROM agentplane.claim_runs('w', 60000, 10, 3, NULL, false) "
+                     "WHERE tenant_id = $1",
+                     {a});
+  ASSERT_TRUE(claimed) << claimed.error().message;
+  ASSERT_EQ(claimed->size(), 1) << "one slot of a's was free";
+  EXPECT_EQ(claimed->get(0, 1), oldest->get(0, 0));
+  EXPECT_EQ(running(a), 2);
+  ASSERT_TRUE(su->exec_script("ROLLBACK"));
+}
+
 }  // namespace
 }  // namespace ap::testing
 
