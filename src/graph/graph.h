@@ -133,6 +133,13 @@ struct RunOptions {
   // or that end) flushes them with it, as the log is flushed in order. A run still waits for
   // every step's checkpoint before the next step starts. Not passed on to subgraphs.
   bool durable_end_follows = false;
+  // The embedding program deletes the thread, with its checkpoints, in its commit right after the
+  // run (agentplane's stateless runs on a temporary thread). Then the checkpoint a run that ran
+  // to its end (nothing pending) would end with is not saved: it would be deleted at once. A
+  // crash before that commit runs the last step again, as one before that checkpoint's commit
+  // would. Not with stream_debug (a task's result is streamed once it is saved) nor in a graph
+  // with subgraph nodes. Not passed on to subgraphs.
+  bool thread_dropped_at_end = false;
   Json config = Json::object();
   std::function<void(const StreamEvent&)> on_event;  // called on the running thread
   // Asked before each step's `values` event: false skips it (nobody would read it; building it

@@ -453,6 +453,58 @@ TEST_P(GraphOnSaver, FirstSavedStepLeavesOutEarlierCheckpointsUnlessTheRunStopsT
   EXPECT_EQ(all->back().metadata["step"], -1);
 }
 
+TEST_P(GraphOnSaver, AThreadDroppedAtTheEndSavesNoCleanEndCheckpoint) {
+  StateGraph g;
+  g.channel("log", Reducer::kAppend).node("a", append("a")).node("b", append("b"));
+  g.edge(kStart, "a").edge("a", "b").edge("b", kEnd);
+  auto graph = compile(g);
+  Checkpointer& saver = *saver_;
+  auto steps = [&](const std::string& thread) {
+    std::vector<int> out;
+    auto h = graph->get_state_history(saver, {.thread_id = thread});
+    EXPECT_TRUE(h) << h.error().message;
+    if (h)
+      for (const auto& s : *h) out.push_back(s.metadata["step"].get<int>());
+    return out;
+  };
+  const Input in = Input::of({{"log", Json::array({"in"})}});
+  for (auto durability : {Durability::kSync, Durability::kExit}) {
+    const std::string thread = durability == Durability::kSync ? "drop-sync" : "drop-exit";
+    RunOptions o = on_thread(thread);
+    o.first_saved_step = 1;
+    o.thread_dropped_at_end = true;
+    o.durability = durability;
+    auto r = graph->invoke(in, o, &saver);
+    ASSERT_TRUE(r) << r.error().message;
+    EXPECT_EQ(r->values["log"], Json::array({"in", "a", "b"})) << "the result is the end's state all the same";
+    // sync: step 1 (a) only, step 2 (b) ended the run; exit: nothing at all.
+    EXPECT_EQ(steps(thread), durability == Durability::kSync ? std::vector<int>{1} : std::vector<int>{});
+  }
+  // A later attempt (a crash before the thread's delete) goes on from what was saved: b again.
+  RunOptions again = on_thread("drop-sync");
+  auto r = graph->invoke(Input{}, again, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->values["log"], Json::array({"in", "a", "b"}));
+  // A run that does not end cleanly saves where it stopped: interrupted after b, the end's
+  // checkpoint is saved (with the breakpoint seen).
+  RunOptions stop = on_thread("drop-stop");
+  stop.first_saved_step = 1;
+  stop.thread_dropped_at_end = true;
+  stop.interrupt_after = {"b"};
+  r = graph->invoke(in, stop, &saver);
+  ASSERT_TRUE(r && r->interrupted);
+  EXPECT_EQ(steps("drop-stop"), (std::vector<int>{2, 1}));
+  // Nor with the debug streams: a task's result is streamed once it is saved.
+  RunOptions debug = on_thread("drop-debug");
+  debug.first_saved_step = 1;
+  debug.thread_dropped_at_end = true;
+  debug.stream_debug = true;
+  debug.on_event = [](const StreamEvent&) {};
+  r = graph->invoke(in, debug, &saver);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(steps("drop-debug"), (std::vector<int>{2, 1}));
+}
+
 TEST_P(GraphOnSaver, ParallelInterruptsResumeIndependently) {
   std::atomic<int> left_runs{0};
   StateGraph g;

@@ -75,6 +75,7 @@ Result<Json> NodeContext::run_subgraph(const CompiledGraph& child, Json input,
   o.new_thread = false;  // the child's own checkpoints decide (a retried task finds them)
   o.final_values_as_text = false;  // the parent reads the child's values
   o.durable_end_follows = false;   // the parent's next step follows, not the embedder's commit
+  o.thread_dropped_at_end = false;  // the parent goes on: its step needs the child's end
   if (!f_.opts->stream_subgraphs) {
     o.on_message_chunk = nullptr;
     if (!o.subgraph_tasks) {

@@ -99,7 +99,11 @@ RunOutcome execute_run(const RunContext& rc, const control::LoadedGraph& g, cons
                                         : graph::Durability::kAsync;
   // A temporary thread's first steps rebuild from the run's input (a later attempt that finds
   // no checkpoint of this run starts from it): not saved unless the run stops there.
-  if (k.value("temporary", false)) o.first_saved_step = 1;
+  // Its end (Worker::finish) deletes it, with its checkpoints: a clean end's is not saved.
+  if (k.value("temporary", false)) {
+    o.first_saved_step = 1;
+    o.thread_dropped_at_end = true;
+  }
   // The run's end (Worker::finish) is a durable commit after the run, on the same database.
   o.durable_end_follows = true;
   Json cp_md = rc.metadata.is_object() ? rc.metadata : Json::object();

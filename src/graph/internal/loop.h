@@ -142,6 +142,10 @@ struct Loop {
     m.extra_json = o.checkpoint_metadata;
     md = m;
     if (!persistent()) return ok_status();
+    if (source == "loop" && ending && o.thread_dropped_at_end && !o.stream_debug && !runs_subgraphs()) {
+      dirty = end_dropped = true;  // saved after all only if the run does not end here (flush)
+      return ok_status();
+    }
     if ((o.durability == Durability::kExit && source == "loop") || (step < o.first_saved_step && !runs_subgraphs())) {
       dirty = true;
       return ok_status();
@@ -149,6 +153,7 @@ struct Loop {
     return flush();
   }
   Status flush() {
+    end_dropped = false;
     if (!persistent()) return ok_status();
     CheckpointConfig parent{o.thread_id, o.checkpoint_ns, config.checkpoint_id};
     if (config.checkpoint_id == cp.id) parent.checkpoint_id = parent_id;  // re-saving the same one
@@ -165,6 +170,7 @@ struct Loop {
   std::string prev_id;  // the checkpoint before `cp` (for the checkpoints stream)
   bool node_ran = false;  // a step of this invocation ran a node (not only __start__)
   bool ending = false;    // the checkpoint being saved is the one the run ends with
+  bool end_dropped = false;  // `cp` is a clean end's, not saved (RunOptions::thread_dropped_at_end)
 
   void new_checkpoint() {
     prev_id = cp.id;
@@ -177,6 +183,7 @@ struct Loop {
   // Saves what is not saved yet (durability exit, or the end of a run).
   Status finish() {
     ending = true;
+    if (end_dropped) return ok_status();  // nor are the writes durability exit deferred
     if (dirty) AP_RETURN_IF_ERROR(flush());
     if (persistent() && !deferred.empty()) {
       if (config.checkpoint_id != cp.id) AP_RETURN_IF_ERROR(flush());
