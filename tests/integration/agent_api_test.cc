@@ -671,5 +671,70 @@ TEST_F(AgentApi, CronsAreValidatedAndFire) {
   EXPECT_EQ(server->call("DELETE", "/runs/crons/" + stateless["cron_id"].get<std::string>(), a->key).status, 204);
 }
 
+
+// A loop of `n` + 1 steps until n reaches `limit` (two supersteps a round), for runs that last.
+json counting_loop(int limit) {
+  return {{"channels", {{"n", "last_value"}}},
+          {"nodes",
+           {{"tick", {{"kind", "set"}, {"values", {{"n", {{"increment", "n"}}}}}}},
+            {"again",
+             {{"kind", "router"},
+              {"cases", json::array({{{"when", {{"path", "n"}, {"op", "<"}, {"value", limit}}}, {"goto", "tick"}}})},
+              {"default", "__end__"}}}}},
+          {"edges", json::array({json::array({"__start__", "tick"}), json::array({"tick", "again"})})}};
+}
+
+// A run that starts while the worker's lease renewal is on its way keeps running: the renewal's
+// answer speaks only for the runs it asked about. (It was once read against every run running
+// by the time it came back: one started meanwhile was missing from it, taken for lost, stopped
+// at its next step and queued again, for a second attempt; at 100 connections about a hundred
+// runs every two seconds.) The renewal is held on its way by a lock on the row it renews.
+TEST(WorkerLeases, ARunStartedWhileLeasesAreRenewedIsNotTakenForLost) {
+  TestServer server(2, std::chrono::seconds(30), {}, "all", "", 600);  // renewed every 120 ms
+  auto t = server.make_tenant("leases");
+  ASSERT_EQ(server.call("PUT", "/v1/graphs/forever", t.key, counting_loop(1000000).dump()).status, 201);
+  ASSERT_EQ(server.call("PUT", "/v1/graphs/while", t.key, counting_loop(400).dump()).status, 201);
+  auto su = std::move(*store::SyncConn::connect(Database::get().superuser_url()));
+  auto start = [&](const std::string& graph) {
+    json body = {{"assistant_id", graph}, {"input", {{"n", 0}}}, {"durability", "sync"},
+                 {"config", {{"recursion_limit", 10000}}}};
+    return server.call_json("POST", "/runs", t.key, body.dump());
+  };
+  auto row = [&](const std::string& run) {
+    auto r = su->exec("SELECT status, attempt FROM agentplane.runs WHERE run_id = $1", {run});
+    EXPECT_TRUE(r && r->size() == 1);
+    return r && r->size() == 1 ? std::pair{std::string(r->get(0, 0)), std::string(r->get(0, 1))}
+                               : std::pair{std::string(), std::string()};
+  };
+  auto until = [](auto done) {
+    for (int i = 0; i < 1000 && !done(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return done();
+  };
+  // A: running long enough (a third of its lease) to be renewed.
+  const std::string a = start("forever")["run_id"];
+  ASSERT_TRUE(until([&] { return row(a).first == "running"; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // Its row locked: the next renewal waits for it.
+  ASSERT_TRUE(su->exec_script("BEGIN"));
+  ASSERT_TRUE(su->exec("SELECT 1 FROM agentplane.runs WHERE run_id = $1 FOR UPDATE", {a}));
+  auto other = std::move(*store::SyncConn::connect(Database::get().superuser_url()));
+  ASSERT_TRUE(until([&] {
+    auto w = other->exec("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%renew_leases(%' "
+                         "AND wait_event_type = 'Lock'");
+    return w && w->get(0, 0) == "1";
+  })) << "no renewal waited for the lock";
+  // B starts (in process, at once) while that renewal is on its way, then the renewal answers.
+  const std::string b = start("while")["run_id"];
+  EXPECT_EQ(row(b), (std::pair<std::string, std::string>{"running", "1"}));
+  ASSERT_TRUE(su->exec_script("COMMIT"));
+  ASSERT_TRUE(until([&] { return row(b).first == "success"; })) << row(b).first;
+  EXPECT_EQ(row(b).second, "1") << "B was stopped and run again";
+  // A: cancelled.
+  const auto a_thread = su->exec("SELECT thread_id FROM agentplane.runs WHERE run_id = $1", {a});
+  ASSERT_TRUE(a_thread);
+  EXPECT_EQ(server.call("POST", "/threads/" + std::string(a_thread->get(0, 0)) + "/runs/" + a + "/cancel", t.key).status, 202);
+  EXPECT_TRUE(until([&] { return row(a).first != "running"; }));
+}
+
 }  // namespace
 }  // namespace ap::testing

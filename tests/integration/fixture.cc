@@ -97,7 +97,7 @@ std::string Database::superuser_url() const { return pg_->conninfo("postgres", "
 std::string Database::app_url() const { return pg_->conninfo("agentplane_app", "agentplane"); }
 
 TestServer::TestServer(int threads, std::chrono::seconds touch_interval, std::vector<auth::OidcIssuerConfig> oidc,
-                       std::string role, std::string redis_url) {
+                       std::string role, std::string redis_url, int worker_lease_ms) {
   admin_ = std::string(auth::generate_admin_token().reveal());
   app::ServeConfig c;
   c.database_url = Database::get().app_url();
@@ -110,6 +110,7 @@ TestServer::TestServer(int threads, std::chrono::seconds touch_interval, std::ve
   c.role = std::move(role);
   c.egress_allow = {"127.0.0.1"};  // the tests' mock providers listen on loopback
   c.webhook_retry_ms = 100;        // webhook retries within a test's patience (5 POSTs in ~4 s)
+  if (worker_lease_ms > 0) c.worker_lease_ms = worker_lease_ms;
   if (!redis_url.empty()) {
     c.ratelimit_backend = "redis";
     c.redis_url = std::move(redis_url);

@@ -41,7 +41,8 @@ class TestServer {
   // `role`: all (API and worker), api or worker (`serve --role`).
   explicit TestServer(int threads = 2, std::chrono::seconds touch_interval = std::chrono::seconds(30),
                       std::vector<auth::OidcIssuerConfig> oidc = {}, std::string role = "all",
-                      std::string redis_url = "");  // set: limits on that Redis (else in-process)
+                      std::string redis_url = "",  // set: limits on that Redis (else in-process)
+                      int worker_lease_ms = 0);     // set: the worker's lease (renewed every fifth)
   ~TestServer();
   std::string url() const { return "http://127.0.0.1:" + std::to_string(server_->port()); }
   const std::string& admin_token() const { return admin_; }

@@ -61,6 +61,8 @@ struct Slot {
   bool notify_end = false;  // a client on another replica waits for its end
   int64_t written = -1;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();  // this attempt's
+  // When its lease was last set (at its claim or start, or a renewal's request): renew_loop.
+  std::chrono::steady_clock::time_point leased = std::chrono::steady_clock::now();
 };
 
 struct Worker::Impl {
@@ -373,9 +375,18 @@ asio::awaitable<void> Worker::Impl::renew_loop() {
     t.expires_after(o.renew_every);
     boost::system::error_code ec;
     co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (running.empty()) continue;
+    // Runs whose lease is a third of its length old (two renewals at least before it ends): a
+    // younger one needs none yet. Most runs end before that, and a renewal updates every row it
+    // renews (a non-HOT update, with its row lock held against the run's own end). Only the runs
+    // asked about can have lost their leases: one that starts while the renewal is on its way is
+    // not in its answer, and judged by it, would be stopped and handed back to the queue as lost.
+    const auto sent = std::chrono::steady_clock::now();
+    std::vector<std::pair<Uuid, std::shared_ptr<Slot>>> asked;
+    for (const auto& [id, slot] : running)
+      if (sent - slot->leased >= o.lease / 3) asked.emplace_back(id, slot);
+    if (asked.empty()) continue;
     std::string ids = "{";
-    for (const auto& [id, _] : running) ids += (ids.size() > 1 ? "," : "") + id.to_string();
+    for (const auto& [id, _] : asked) ids += (ids.size() > 1 ? "," : "") + id.to_string();
     ids += "}";
     // First in line for a connection: the runs' own queries must not make them lose their leases.
     auto rows = co_await store::platform_query(*pool, "SELECT run_id, cancel FROM renew_leases($1, $2::uuid[], $3::int)",
@@ -384,11 +395,16 @@ asio::awaitable<void> Worker::Impl::renew_loop() {
     if (!rows) continue;
     std::unordered_map<Uuid, std::string, UuidHash> held;
     for (int i = 0; i < rows->size(); ++i) held[*Uuid::parse(rows->get(i, 0))] = rows->is_null(i, 1) ? "" : std::string(rows->get(i, 1));
-    // Cancel requests come by NOTIFY at once; this catches any sent while not listening.
-    for (auto& [id, slot] : running) {
+    // Cancel requests come by NOTIFY at once; this catches any sent while not listening (to a
+    // run old enough to be asked about).
+    for (auto& [id, slot] : asked) {
       auto h = held.find(id);
-      if (h == held.end()) slot->stop->store(kLeaseLost);  // another worker has it now, or it is gone
-      else if (h->second == "interrupt") slot->stop->store(kCancelInterrupt);
+      if (h == held.end()) {
+        slot->stop->store(kLeaseLost);  // another worker has it now, or it is gone
+        continue;
+      }
+      slot->leased = sent;
+      if (h->second == "interrupt") slot->stop->store(kCancelInterrupt);
       else if (h->second == "rollback") slot->stop->store(kCancelRollback);
     }
   }
