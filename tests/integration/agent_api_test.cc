@@ -736,5 +736,44 @@ TEST(WorkerLeases, ARunStartedWhileLeasesAreRenewedIsNotTakenForLost) {
   EXPECT_TRUE(until([&] { return row(a).first != "running"; }));
 }
 
+
+// A run enqueued behind a thread's running run (migration 0034) does not make new runs queue: no
+// claim could start it, so the queue stays quiet and a new stateless run starts in process at
+// once. When the thread's run ends, its worker claims the waiting run at once.
+TEST_F(AgentApi, ARunWaitingForItsThreadDoesNotQueueOtherRuns) {
+  ASSERT_EQ(server->call("PUT", "/v1/graphs/endless", a->key, counting_loop(1000000).dump()).status, 201);
+  const std::string t = new_thread(a->key);
+  auto first = post("/threads/" + t + "/runs", a->key,
+                    {{"assistant_id", "endless"}, {"input", {{"n", 0}}}, {"config", {{"recursion_limit", 10000}}}});
+  const std::string first_id = first["run_id"];
+  auto status = [&](const std::string& run) {
+    return server->call_json("GET", "/threads/" + t + "/runs/" + run, a->key)["status"].get<std::string>();
+  };
+  for (int i = 0; i < 500 && status(first_id) != "running"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(status(first_id), "running");
+  auto queued = post("/threads/" + t + "/runs", a->key,
+                     {{"assistant_id", "linear"}, {"input", {{"count", 0}}}, {"multitask_strategy", "enqueue"}});
+  const std::string queued_id = queued["run_id"];
+  EXPECT_EQ(queued["status"], "pending");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the claim round its NOTIFY started is over
+  const double local0 = metric("agentplane_runs_started_locally_total");
+  const double claimed0 = metric("agentplane_runs_claimed_total");
+  EXPECT_EQ(post("/runs/wait", a->key, {{"assistant_id", "linear"}, {"input", {{"count", 1}}}})["count"], 4);
+  EXPECT_EQ(metric("agentplane_runs_started_locally_total"), local0 + 1) << "the new run was queued";
+  EXPECT_EQ(metric("agentplane_runs_claimed_total"), claimed0);
+  EXPECT_EQ(status(queued_id), "pending");
+  // The thread's run ends (cancelled): the waiting run is claimed by its worker at once, not by
+  // the once-a-second round of a quiet queue.
+  const auto cancelled = std::chrono::steady_clock::now();
+  EXPECT_EQ(server->call("POST", "/threads/" + t + "/runs/" + first_id + "/cancel", a->key).status, 202);
+  for (int i = 0; i < 1000 && status(queued_id) == "pending"; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const auto waited = std::chrono::steady_clock::now() - cancelled;
+  EXPECT_NE(status(queued_id), "pending");
+  EXPECT_LT(waited, std::chrono::milliseconds(600));
+  auto joined = server->call_json("GET", "/threads/" + t + "/runs/" + queued_id + "/join", a->key);
+  EXPECT_EQ(joined["count"], 3) << joined.dump();
+  EXPECT_EQ(metric("agentplane_runs_claimed_total"), claimed0 + 1);
+}
+
 }  // namespace
 }  // namespace ap::testing

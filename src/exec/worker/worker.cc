@@ -61,6 +61,7 @@ struct Slot {
   bool notify_end = false;  // a client on another replica waits for its end
   int64_t written = -1;
   std::chrono::system_clock::time_point started = std::chrono::system_clock::now();  // this attempt's
+  bool thread_waiting = false;  // its end left another run waiting on its thread (finish)
   // When its lease was last set (at its claim or start, or a renewal's request): renew_loop.
   std::chrono::steady_clock::time_point leased = std::chrono::steady_clock::now();
 };
@@ -423,7 +424,7 @@ asio::awaitable<void> Worker::Impl::execute_claimed(Claim c, std::shared_ptr<Slo
   --active;
   --slots;
   // A free slot matters only if runs may be waiting; new ones announce themselves by NOTIFY.
-  if (backlog || !queue_quiet) poke();
+  if (backlog || !queue_quiet || slot->thread_waiting) poke();
 }
 
 // On the worker's thread: a run the API created `running` for this worker, in a slot it
@@ -578,6 +579,7 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
   // with them).
   std::vector<store::Statement> batch;
   std::optional<size_t> gone_at;  // the statement that says whether the thread was deleted
+  std::optional<size_t> waiting_at;  // the one that says whether a run waits on the thread
   batch.push_back({"UPDATE runs SET status = $3, result = $4::jsonb, cancel = NULL, lease_owner = NULL, "
                    "lease_expires = NULL, updated_at = now() WHERE tenant_id = $1 AND run_id = $2",
                    store::params(tenant, run_id, run_status, run_result)});
@@ -595,13 +597,17 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
     // Its checkpoints go with it (migration 0017's trigger).
     batch.push_back({"DELETE FROM threads WHERE tenant_id = $1 AND thread_id = $2", store::params(tenant, thread)});
   } else {
-    // Another run waiting on the thread keeps it busy. A thread of the same id made after the
-    // run's was deleted is another thread: the run's state is not its.
+    // Another run waiting on the thread keeps it busy (and this worker claims it next). A thread
+    // of the same id made after the run's was deleted is another thread: the run's state is not
+    // its.
+    waiting_at = batch.size();
     batch.push_back({"UPDATE threads t SET status = CASE WHEN $3 <> 'error' AND EXISTS (SELECT 1 FROM runs r WHERE "
                      "r.tenant_id = t.tenant_id AND r.thread_id = t.thread_id AND r.status = 'pending') THEN 'busy' "
                      "ELSE $3 END, \"values\" = coalesce($4::json, t.\"values\"), interrupts = coalesce($5::jsonb, "
                      "t.interrupts), error = $6::jsonb, updated_at = now() WHERE t.tenant_id = $1 AND t.thread_id = $2 "
-                     "AND t.created_at <= (SELECT r.created_at FROM runs r WHERE r.tenant_id = $1 AND r.run_id = $7)",
+                     "AND t.created_at <= (SELECT r.created_at FROM runs r WHERE r.tenant_id = $1 AND r.run_id = $7) "
+                     "RETURNING EXISTS (SELECT 1 FROM runs r WHERE r.tenant_id = t.tenant_id AND r.thread_id = "
+                     "t.thread_id AND r.status = 'pending')",
                      store::params(tenant, thread, thread_status, values, interrupts, error, run_id)});
     // A thread deleted while the run ran (Threads::remove cancels it) takes the run with it, and
     // the checkpoints (and their blobs) the run wrote after the delete; a thread of the same id
@@ -631,6 +637,9 @@ asio::awaitable<Status> Worker::Impl::finish(const Claim& c, Slot& slot, const R
   AP_CO_ASSIGN_OR_RETURN(auto tx, co_await store::Tx::begin(*pool, c.tenant));
   AP_CO_ASSIGN_OR_RETURN(auto done, co_await tx.exec_all(std::move(batch), !events));
   const bool thread_gone = temporary || (gone_at && done[*gone_at].get(0, 0) != "0");
+  // A run queued behind this one on its thread is not "due" to the claims (migration 0034): it
+  // can start now, and this worker claims it once this run's slot is free (execute_claimed).
+  slot.thread_waiting = waiting_at && !done[*waiting_at].empty() && done[*waiting_at].get(0, 0) == "t";
   if (events) {
     std::vector<std::string> wake;
     AP_CO_RETURN_IF_ERROR(co_await append_events(tx, c, slot, true, wake));
